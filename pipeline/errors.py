@@ -1,0 +1,90 @@
+"""Errors the pipeline raises; each carries a stable machine-readable ``code``.
+
+The worker turns them into ``{"error": code, "message": ...}`` job failures and the CLI into one
+line per file, so every message names the file (when there is one) and the reason.
+"""
+
+from __future__ import annotations
+
+
+class OcmlError(Exception):
+    """Base of every error opencast-ml raises on purpose."""
+
+    code = "error"
+    permanent = True
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def to_dict(self) -> dict[str, str]:
+        """The machine-readable form stored with a failed job."""
+        return {"error": self.code, "message": str(self)}
+
+
+class InputError(OcmlError):
+    """The input media cannot be segmented; retrying will not help."""
+
+    code = "input_error"
+
+
+class InputMissing(InputError):
+    code = "input_missing"
+
+
+class InputNotAFile(InputError):
+    code = "input_not_a_file"
+
+
+class InputEmpty(InputError):
+    code = "input_empty"
+
+
+class InputUnreadable(InputError):
+    """Corrupt, truncated, or not a media file at all."""
+
+    code = "input_unreadable"
+
+
+class NoAudioTrack(InputError):
+    code = "no_audio_track"
+
+
+class InvalidSamples(InputError):
+    """NaN or infinite sample values."""
+
+    code = "invalid_samples"
+
+
+class InputTooShort(InputError):
+    code = "input_too_short"
+
+
+class BadSampleRate(InputError):
+    code = "bad_sample_rate"
+
+
+class OutputError(OcmlError):
+    """The results cannot be written (directory missing, not writable, disk full)."""
+
+    code = "output_error"
+
+
+class ModelError(OcmlError):
+    """The SavedModel is missing, has no or incompatible metadata."""
+
+    code = "model_error"
+
+
+class ParamsError(OcmlError, ValueError):
+    """A post-processing parameter or preset is unknown or out of range."""
+
+    code = "bad_params"
+
+
+class TransientIOError(OcmlError):
+    """An I/O error that may pass (shared storage hiccup); the worker retries these."""
+
+    code = "io_transient"
+    permanent = False
