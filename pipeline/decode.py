@@ -1,0 +1,380 @@
+"""Streamed audio decoding: any media file → mono float32 blocks at a fixed sample rate.
+
+libsndfile (soundfile) reads what it can (wav, flac, ogg/vorbis, ogg/opus, mp3, aiff, ...) with
+exact sample counts; PyAV (FFmpeg) reads the rest (mp4/m4a/mov AAC, mkv, webm, ts, ...) and places
+every frame by its timestamp. Channels are averaged in float, then resampled by one
+``soxr.ResampleStream`` per file, so block boundaries leave no seams.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+from pipeline.errors import (
+    BadSampleRate,
+    InputEmpty,
+    InputMissing,
+    InputNotAFile,
+    InputTooShort,
+    InputUnreadable,
+    InvalidSamples,
+    NoAudioTrack,
+    ParamsError,
+    TransientIOError,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
+MIN_DURATION = 0.1
+# Timestamp jumps larger than this are discontinuities (counted through), not gaps to fill.
+MAX_TIMESTAMP_JUMP = 60.0
+# FFmpeg demuxers that detect images or text: a video stream there is not a video recording.
+_NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico", "bmp", "jpeg_pipe"}
+_PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                        errno.ELOOP, errno.ENAMETOOLONG}
+_TRANSIENT_AV_ERRORS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR,
+                        errno.ENOTCONN, errno.ECONNRESET, errno.EHOSTDOWN, errno.ENOLINK,
+                        errno.EREMOTEIO, errno.EBUSY}
+_INT_SCALE = {np.dtype(np.int16): 1 / 2**15, np.dtype(np.int32): 1 / 2**31,
+              np.dtype(np.int64): 1 / 2**63}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What `probe` learns from a file's headers; ``duration`` may be the container's estimate."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    channels: int
+    codec: str
+    container: str
+    has_video: bool
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read the headers of ``path`` (no decoding) and describe its audio.
+
+    Raises the `stream` errors that headers reveal; ``InputTooShort`` when the stated duration is
+    under 0.1 s. ``duration`` is 0.0 when the container states none.
+    """
+    name = _check_file(path)
+    sound = _open_soundfile(name)
+    if sound is not None:
+        with sound:
+            info = AudioInfo(name, sound.frames / sound.samplerate, sound.samplerate,
+                             sound.channels, sound.subtype.lower(), sound.format.lower(), False)
+    else:
+        with _open_av(name) as container:
+            audio = _audio_stream(name, container)
+            info = AudioInfo(name, _av_duration(container, audio), audio.codec_context.sample_rate,
+                             audio.codec_context.channels, audio.codec_context.name,
+                             container.format.name, _has_video(container))
+    _check_rate(name, info.sample_rate)
+    if 0 < info.duration < MIN_DURATION or (info.duration == 0 and sound is not None):
+        raise InputTooShort(f"{info.duration:.3f} s of audio, need at least {MIN_DURATION} s",
+                            path=name)
+    return info
+
+
+def stream(
+    path: str | os.PathLike[str], *, sample_rate: int = 16000, block_seconds: float = 30.0
+) -> Iterator[np.ndarray]:
+    """Yield the audio of ``path`` as mono float32 1-D blocks at ``sample_rate``, in constant memory.
+
+    Traps, read before use:
+    - Blocks vary in length: about ``block_seconds`` each, but the first is shorter by the
+      resampler's latency, and the last is whatever remains. Only their concatenation is defined.
+    - Total length is ``round(n * sample_rate / native_rate)`` for ``n`` decoded native samples —
+      this can differ from the container's stated duration (AAC/Opus priming is removed by the
+      decoder, a truncated file yields what it holds).
+    - Down-mix is the plain channel mean (L+R)/2 in float32 — not FFmpeg's +3 dB (L+R)/√2 mono mix.
+    - Timing: PyAV-decoded frames are placed by timestamp relative to the container's start (gaps
+      are filled with zeros, overlaps trimmed; jumps beyond 60 s are counted through as
+      discontinuities); soundfile-decoded audio is counted, which is exact there.
+    - Truncated or partly corrupt files: what decodes is returned (a warning is logged); packets
+      that fail to decode become silence. Only when no audio at all decodes is it ``InputUnreadable``.
+    - Refused with `pipeline.errors`: ``InputMissing``, ``InputNotAFile``, ``InputEmpty``,
+      ``InputUnreadable``, ``NoAudioTrack``, ``BadSampleRate`` (native rate outside
+      1000–768000 Hz) and ``TransientIOError`` when called; ``InvalidSamples`` (NaN/inf) during
+      iteration; ``InputTooShort`` (< 0.1 s) before the last block is yielded.
+    """
+    if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ParamsError(f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
+                          f"got {sample_rate!r}")
+    if not isinstance(block_seconds, (int, float)) or not block_seconds >= MIN_DURATION:
+        raise ParamsError(f"block_seconds must be >= {MIN_DURATION}, got {block_seconds!r}")
+    name = _check_file(path)
+    sound = _open_soundfile(name)
+    if sound is not None:
+        rate = sound.samplerate
+        _check_rate(name, rate)
+        chunks = _soundfile_chunks(name, sound, int(round(block_seconds * rate)) or 1)
+    else:
+        container = _open_av(name)
+        try:
+            audio = _audio_stream(name, container)
+            rate = audio.codec_context.sample_rate
+            _check_rate(name, rate)
+        except BaseException:
+            container.close()
+            raise
+        chunks = _av_chunks(name, container, audio, rate)
+    block = max(int(round(block_seconds * rate)), _min_samples(rate))
+    return _resampled(name, _mono_blocks(chunks, block), rate, sample_rate)
+
+
+def _check_file(path: str | os.PathLike[str]) -> str:
+    """Return ``path`` as str after checking it names a non-empty regular file."""
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+    except OSError as e:
+        raise _os_error(name, e) from e
+    if stat.S_ISDIR(st.st_mode):
+        raise InputNotAFile("is a directory, not a media file", path=name)
+    if not stat.S_ISREG(st.st_mode):
+        raise InputNotAFile("is not a regular file (device, pipe or socket)", path=name)
+    if st.st_size == 0:
+        raise InputEmpty("file is empty (0 bytes)", path=name)
+    return name
+
+
+def _os_error(name: str, e: OSError) -> Exception:
+    """Map an OSError to the pipeline error it means; unknown I/O failures may pass."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+        return InputMissing(f"no such file ({reason})", path=name)
+    if e.errno == errno.EISDIR:
+        return InputNotAFile("is a directory, not a media file", path=name)
+    if e.errno in _PERMANENT_OS_ERRORS:
+        return InputUnreadable(f"cannot be opened ({reason})", path=name)
+    return TransientIOError(f"I/O error, may pass ({reason})", path=name)
+
+
+def _av_error(name: str, e: av.FFmpegError, doing: str) -> Exception:
+    """Map an FFmpeg error to a pipeline error: real OS errors by errno, the rest unreadable."""
+    code = e.errno if isinstance(e.errno, int) else None
+    if code in _PERMANENT_OS_ERRORS or code in _TRANSIENT_AV_ERRORS:
+        return _os_error(name, OSError(code, e.strerror or os.strerror(code)))
+    return InputUnreadable(f"{doing} failed: {e.strerror or e}", path=name)
+
+
+def _check_rate(name: str, rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise BadSampleRate(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}.."
+                            f"{MAX_SAMPLE_RATE} Hz", path=name)
+
+
+def _open_soundfile(name: str) -> sf.SoundFile | None:
+    """Open with libsndfile, or None when it does not know the format (PyAV tries next)."""
+    try:
+        return sf.SoundFile(name)
+    except sf.LibsndfileError:
+        return None
+    except OSError as e:
+        raise _os_error(name, e) from e
+
+
+def _open_av(name: str) -> av.container.InputContainer:
+    try:
+        return av.open(name, "r")
+    except av.FFmpegError as e:
+        raise _av_error(name, e, "opening as media") from e
+    except OSError as e:
+        raise _os_error(name, e) from e
+
+
+def _audio_stream(name: str, container: av.container.InputContainer) -> av.AudioStream:
+    """The container's main audio stream, or the error saying why there is none."""
+    if container.streams.audio:
+        audio = container.streams.best("audio") or container.streams.audio[0]
+        if audio.codec_context.sample_rate and audio.codec_context.channels:
+            return audio
+        raise InputUnreadable(f"audio stream ({audio.codec_context.name}) has no sample rate or "
+                              "channels", path=name)
+    fmt = container.format.name
+    if _has_video(container) and fmt not in _NOT_MEDIA_FORMATS and not fmt.endswith("_pipe"):
+        raise NoAudioTrack(f"{fmt} file has video but no audio stream", path=name)
+    raise InputUnreadable(f"not an audio or video file (detected as {fmt} without audio)",
+                          path=name)
+
+
+def _has_video(container: av.container.InputContainer) -> bool:
+    """True when a video stream is more than attached cover art."""
+    return any(not s.disposition & av.stream.Disposition.attached_pic
+               for s in container.streams.video)
+
+
+def _av_duration(container: av.container.InputContainer, audio: av.AudioStream) -> float:
+    if audio.duration is not None and audio.time_base is not None:
+        return float(audio.duration * audio.time_base)
+    return container.duration / av.time_base if container.duration else 0.0
+
+
+def _soundfile_chunks(name: str, sound: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
+    """Yield ``[channels, n]`` float32 chunks read by libsndfile; a read error ends a prefix."""
+    decoded = 0
+    with sound:
+        while True:
+            try:
+                data = sound.read(block, dtype="float32", always_2d=True)
+            except sf.LibsndfileError as e:
+                if not decoded:
+                    raise InputUnreadable(f"decoding failed: {e}", path=name) from e
+                log.warning("%s: decoding stopped after %.2f s: %s", name,
+                            decoded / sound.samplerate, e)
+                return
+            if not len(data):
+                return
+            decoded += len(data)
+            yield data.T
+
+
+def _av_chunks(name: str, container: av.container.InputContainer, audio: av.AudioStream,
+               rate: int) -> Iterator[np.ndarray]:
+    """Yield ``[channels, n]`` float32 chunks of ``audio``, placed by timestamp.
+
+    Sample ``k`` of the output is the audio at ``start + k / rate``, where ``start`` is the
+    container's start time (never negative). Frames whose timestamp disagrees with the running
+    count by more than the tolerance are padded with zeros or trimmed.
+    """
+    start = max(container.start_time or 0, 0) / av.time_base
+    tolerance = None
+    written = 0
+    failed = 0
+    with container:
+        try:
+            for packet in container.demux(audio):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as e:
+                    if e.errno in _TRANSIENT_AV_ERRORS:
+                        raise _av_error(name, e, "reading") from e
+                    failed += 1
+                    continue
+                for frame in frames:
+                    if frame.sample_rate != rate:
+                        raise InputUnreadable(f"sample rate changes from {rate} to "
+                                              f"{frame.sample_rate} Hz mid-stream", path=name)
+                    data = _frame_array(frame)
+                    if frame.pts is not None and frame.time_base is not None:
+                        if tolerance is None:
+                            tolerance = math.ceil(rate * (0.002 + float(frame.time_base)))
+                        at = round((frame.pts * frame.time_base - Fraction(start)) * rate)
+                        shift = at - written
+                        if abs(shift) > MAX_TIMESTAMP_JUMP * rate:
+                            log.warning("%s: timestamp jumps %.1f s at %.2f s; counted through",
+                                        name, shift / rate, written / rate)
+                        elif shift > tolerance:
+                            yield from _zeros(data.shape[0], shift, rate)
+                            written += shift
+                        elif shift < -tolerance:
+                            data = data[:, -shift:]
+                    written += data.shape[1]
+                    if data.shape[1]:
+                        yield data
+        except av.FFmpegError as e:
+            if e.errno in _TRANSIENT_AV_ERRORS or not written:
+                raise _av_error(name, e, "reading") from e
+            log.warning("%s: reading stopped after %.2f s (truncated?): %s", name,
+                        written / rate, e.strerror or e)
+    if failed:
+        if not written:
+            raise InputUnreadable(f"none of {failed} audio packets could be decoded", path=name)
+        log.warning("%s: %d audio packets could not be decoded; replaced by silence", name, failed)
+
+
+def _frame_array(frame: av.AudioFrame) -> np.ndarray:
+    """A frame's samples as ``[channels, n]`` float32 in [-1, 1] (planar or packed, any type)."""
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:
+        data = data.reshape(-1, len(frame.layout.channels)).T
+    if data.dtype == np.float32:
+        return data
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128) / 128
+    scale = _INT_SCALE.get(data.dtype, 1.0)
+    return (data * scale).astype(np.float32)
+
+
+def _zeros(channels: int, n: int, rate: int) -> Iterator[np.ndarray]:
+    """``n`` samples of silence in chunks of at most 10 s, so long gaps stay in bounded memory."""
+    step = 10 * rate
+    for k in range(0, n, step):
+        yield np.zeros((channels, min(step, n - k)), dtype=np.float32)
+
+
+def _mono_blocks(chunks: Iterator[np.ndarray], block: int) -> Iterator[np.ndarray]:
+    """Average ``[channels, n]`` chunks into mono float32 blocks of about ``block`` samples."""
+    mixed: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    size = 0
+
+    def mix() -> None:
+        if pending:
+            joined = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+            mixed.append(joined[0] if len(joined) == 1 else joined.mean(axis=0, dtype=np.float32))
+            pending.clear()
+
+    for chunk in chunks:
+        if pending and chunk.shape[0] != pending[0].shape[0]:
+            mix()
+        pending.append(chunk)
+        size += chunk.shape[1]
+        if size >= block:
+            mix()
+            yield np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
+            mixed.clear()
+            size = 0
+    mix()
+    if mixed:
+        yield np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
+
+
+def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int
+               ) -> Iterator[np.ndarray]:
+    """Check mono blocks (NaN/inf, minimum length) and resample them with one soxr stream (HQ).
+
+    Every block but the last holds at least 0.1 s, so a too-short file is refused before any of
+    its audio is yielded.
+    """
+    resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32",
+                                                                quality="HQ")
+    decoded = 0
+    for block in blocks:
+        finite = np.isfinite(block)
+        if not finite.all():
+            at = (decoded + int(np.argmin(finite))) / rate
+            raise InvalidSamples(f"NaN or infinite sample value at {at:.3f} s", path=name)
+        decoded += len(block)
+        if decoded < _min_samples(rate):
+            break
+        out = block if resampler is None else resampler.resample_chunk(block)
+        if len(out):
+            yield out
+    if decoded < _min_samples(rate):
+        raise InputTooShort(f"{decoded / rate:.3f} s of audio decoded, need at least "
+                            f"{MIN_DURATION} s", path=name)
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        if len(tail):
+            yield tail
+
+
+def _min_samples(rate: int) -> int:
+    return math.ceil(MIN_DURATION * rate)
