@@ -1,0 +1,179 @@
+"""The result of segmenting one recording, and its ``opencast-ml/segments/v1`` JSON form.
+
+``Result.to_dict`` writes the form of docs/design.md (with ``input.has_video`` and every
+``SegmentParams`` field); ``validate`` checks a dict against the shipped JSON Schema and then
+the cross-item rules the schema cannot express; ``Result.from_dict`` reads a result file back.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import OcmlError
+from pipeline.postprocess import Segment, SegmentParams
+
+SCHEMA_ID = "opencast-ml/segments/v1"
+SCHEMA_RESOURCE = "segments-v1.schema.json"
+
+
+class InvalidResult(OcmlError, ValueError):
+    """A result document does not follow ``opencast-ml/segments/v1``; names the first problem."""
+
+    code = "invalid_result"
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """The recording that was segmented; ``duration`` in seconds of decoded audio."""
+
+    path: str
+    duration: float
+    sample_rate: int
+    channels: int
+    sha256: str
+    has_video: bool
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The SavedModel that produced the probabilities."""
+
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything one job produces; ``probabilities`` (per 10 ms frame) is not part of the JSON."""
+
+    input: InputInfo
+    model: ModelInfo
+    params: SegmentParams
+    segments: list[Segment]
+    probabilities: np.ndarray | None = field(compare=False)
+    processing_seconds: float
+    created: str
+
+    @property
+    def speech_seconds(self) -> float:
+        """Total speech, seconds rounded to the millisecond."""
+        return round(sum(s.end - s.start for s in self.segments), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``opencast-ml/segments/v1`` document, keys in a stable order."""
+        duration = self.input.duration
+        speech = self.speech_seconds
+        return {
+            "schema": SCHEMA_ID,
+            "input": {
+                "path": self.input.path,
+                "duration": round(duration, 3),
+                "sample_rate": int(self.input.sample_rate),
+                "channels": int(self.input.channels),
+                "sha256": self.input.sha256,
+                "has_video": bool(self.input.has_video),
+            },
+            "model": {
+                "name": self.model.name,
+                "version": self.model.version,
+                "architecture": self.model.architecture,
+                "sha256": self.model.sha256,
+            },
+            "params": self.params.to_dict(),
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "label": "speech",
+                    "confidence": round(float(s.confidence), 4),
+                }
+                for s in self.segments
+            ],
+            "summary": {
+                "speech_seconds": speech,
+                "speech_ratio": round(min(speech / duration, 1.0), 4) if duration > 0 else 0.0,
+                "segments": len(self.segments),
+            },
+            "timing": {
+                "processing_seconds": round(self.processing_seconds, 3),
+                "realtime_factor": round(self.processing_seconds / duration, 6) if duration > 0 else 0.0,
+            },
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Result:
+        """A ``Result`` (without probabilities) from a validated ``opencast-ml/segments/v1`` dict."""
+        validate(d)
+        i, m = d["input"], d["model"]
+        return cls(
+            input=InputInfo(
+                path=i["path"],
+                duration=float(i["duration"]),
+                sample_rate=i["sample_rate"],
+                channels=i["channels"],
+                sha256=i["sha256"],
+                has_video=i["has_video"],
+            ),
+            model=ModelInfo(name=m["name"], version=m["version"], architecture=m["architecture"], sha256=m["sha256"]),
+            params=SegmentParams(**d["params"]),
+            segments=[Segment(float(s["start"]), float(s["end"]), float(s["confidence"])) for s in d["segments"]],
+            probabilities=None,
+            processing_seconds=float(d["timing"]["processing_seconds"]),
+            created=d["created"],
+        )
+
+
+def utc_now() -> str:
+    """The current time in the ``created`` form, e.g. ``2026-11-25T12:00:00Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The shipped JSON Schema of ``opencast-ml/segments/v1``."""
+    return json.loads((files("pipeline") / "schemas" / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(schema())
+    return Draft202012Validator(schema())
+
+
+def validate(d: Any) -> None:
+    """Raises ``InvalidResult`` naming the JSON path of the first problem in ``d``, if any."""
+    errors = sorted(_validator().iter_errors(d), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        first = errors[0]
+        raise InvalidResult(f"{first.json_path}: {first.message}")
+    duration = d["input"]["duration"]
+    previous_end = 0.0
+    for n, s in enumerate(d["segments"]):
+        where = f"$.segments[{n}]"
+        if s["end"] <= s["start"]:
+            raise InvalidResult(f"{where}: end {s['end']!r} is not after start {s['start']!r}")
+        if s["start"] < previous_end:
+            raise InvalidResult(
+                f"{where}: start {s['start']!r} is before the end of the previous segment ({previous_end!r}); "
+                "segments must be sorted and must not overlap"
+            )
+        if s["end"] > duration:
+            raise InvalidResult(f"{where}: end {s['end']!r} is beyond the input duration {duration!r}")
+        previous_end = s["end"]
+    if d["summary"]["segments"] != len(d["segments"]):
+        raise InvalidResult(
+            f"$.summary.segments: {d['summary']['segments']!r} but there are {len(d['segments'])} segments"
+        )

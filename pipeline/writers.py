@@ -1,0 +1,315 @@
+"""Result → files: JSON, Opencast SMIL, Opencast cut marks, Audacity labels, RTTM, probabilities.
+
+Every renderer is a pure function ``Result → bytes``; ``write_outputs`` renders all requested
+formats first and only then writes them, each atomically, removing what it wrote if a later
+write fails, so a job never leaves a half-written or partial set of result files.
+
+Opencast formats, as Opencast itself reads and writes them (opencast/opencast):
+
+* SMIL: ``modules/smil-impl`` — ``SmilImpl`` (root ``smil``, ``version="3.0"``,
+  ``baseProfile="Language"``, namespace ``http://www.w3.org/ns/SMIL`` from the package's
+  ``package-info.java``), ``SmilObjectImpl`` (``xml:id`` = ``<prefix>-<uuid>``), prefixes
+  ``s``/``h``/``b``/``meta``/``pg``/``param``/``par``/``a``/``v`` from ``SmilImpl``,
+  ``SmilHeadImpl``, ``SmilBodyImpl``, ``SmilMetaImpl``, ``SmilMediaParamGroupImpl``,
+  ``SmilMediaParamImpl``, ``SmilMediaParallelImpl``, ``SmilMediaAudioImpl``,
+  ``SmilMediaVideoImpl``. ``SmilServiceImpl.addClip`` adds one ``paramGroup`` per track with
+  ``track-id``, ``track-src``, ``track-flavor`` params (``valuetype="data"``), a
+  ``track-duration`` meta (``"%dms"``), clips ``clipBegin``/``clipEnd`` as ``<long>ms`` cut at the
+  track duration, ``<video>`` when the track has video, else ``<audio>``.
+  ``SilenceDetectionServiceImpl.generateSmil`` writes one ``par`` per kept segment holding a clip
+  of every reference track. Example: ``modules/videoeditor-ffmpeg-impl/src/test/resources/
+  testresources/SmilObjectToXml.xml`` and ``docs/guides/developer/docs/modules/videoeditor/
+  architecture.md``.
+* Cut marks: ``docs/guides/admin/docs/workflowoperationhandlers/cut-marks-to-smil-woh.md`` —
+  a JSON list of the segments to keep, ``[{"begin": 1672, "duration": 7199}]``, milliseconds.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from pipeline.errors import OcmlError, OutputError, TransientIOError
+from pipeline.result import Result, validate
+
+SMIL_NS = "http://www.w3.org/ns/SMIL"
+OC_SMIL_NS = "http://smil.opencastproject.org"
+FORMATS: tuple[str, ...] = ("json", "smil", "cutmarks", "audacity", "rttm", "probabilities")
+SUFFIXES: dict[str, str] = {
+    "json": ".json",
+    "smil": ".smil",
+    "cutmarks": ".cutmarks.json",
+    "audacity": ".txt",
+    "rttm": ".rttm",
+    "probabilities": ".probs.npy",
+}
+_TRANSIENT_ERRNOS = {errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR}
+
+
+def _io_error(exc: OSError, what: str, path: str | os.PathLike[str]) -> OcmlError:
+    """The pipeline error for an OS error while writing: transient for network-storage hiccups."""
+    cls = TransientIOError if exc.errno in _TRANSIENT_ERRNOS else OutputError
+    return cls(f"cannot {what}: {exc.strerror or exc}", path=os.fspath(path))
+
+
+def check_writable(out_dir: str | os.PathLike[str]) -> None:
+    """Raises ``OutputError`` unless ``out_dir`` is an existing directory a file can be created in.
+
+    Callers use it before a long job so an unusable output directory fails in milliseconds.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        reason = "is not a directory" if out_dir.exists() else "does not exist"
+        raise OutputError(f"output directory {reason}", path=str(out_dir))
+    try:
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".ocml-check-"):
+            pass
+    except OSError as exc:
+        raise _io_error(exc, "create files in the output directory", out_dir) from exc
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Writes ``data`` to ``path`` via a synced temporary file in the same directory and a rename.
+
+    Readers see the old file or the complete new one, never a partial one; on failure the
+    temporary file is removed and ``OutputError`` (or ``TransientIOError``) names the directory.
+    """
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise OutputError("output directory does not exist", path=str(directory))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _io_error(exc, "create files in the output directory", directory) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(Path(tmp))
+        raise _io_error(exc, f"write {path.name}", directory) from exc
+    except BaseException:
+        _remove(Path(tmp))
+        raise
+    _fsync_dir(directory)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes a rename durable; some filesystems cannot open directories, which is harmless."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def render_json(result: Result) -> bytes:
+    """The ``opencast-ml/segments/v1`` document, validated, 2-space indent, trailing newline."""
+    document = result.to_dict()
+    validate(document)
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def render_cutmarks(result: Result) -> bytes:
+    """Opencast cut marks: the kept segments as ``[{"begin": ms, "duration": ms}]``."""
+    marks = [{"begin": begin, "duration": end - begin} for begin, end in _segments_ms(result)]
+    return (json.dumps(marks, indent=2) + "\n").encode("utf-8")
+
+
+def render_audacity(result: Result) -> bytes:
+    """Audacity label track: ``start<TAB>end<TAB>speech`` per segment, seconds with 6 decimals."""
+    return "".join(f"{s.start:.6f}\t{s.end:.6f}\tspeech\n" for s in result.segments).encode("utf-8")
+
+
+def render_rttm(result: Result) -> bytes:
+    """NIST RTTM: one ``SPEAKER`` line per segment, the input's file stem as the recording id."""
+    uri = _rttm_uri(result.input.path)
+    return "".join(
+        f"SPEAKER {uri} 1 {s.start:.3f} {s.end - s.start:.3f} <NA> <NA> speech <NA> <NA>\n"
+        for s in result.segments
+    ).encode("utf-8")
+
+
+def _rttm_uri(path: str) -> str:
+    """RTTM fields are space-separated, so spaces in the recording id become underscores."""
+    return "_".join(Path(path).stem.split()) or "recording"
+
+
+def render_probabilities(result: Result) -> bytes:
+    """The per-frame speech probabilities as a float16 ``.npy`` file."""
+    if result.probabilities is None:
+        raise OutputError("this result carries no probabilities to write", path=result.input.path)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(result.probabilities, dtype=np.float16), allow_pickle=False)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Track:
+    """A media track a SMIL clips: Opencast's track id, its URI, its flavor, ``audio`` or ``video``."""
+
+    id: str
+    src: str
+    flavor: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("audio", "video"):
+            raise ValueError(f"track kind must be 'audio' or 'video', got {self.kind!r}")
+
+
+def default_tracks(result: Result) -> list[Track]:
+    """The input itself as the one track: flavor ``presenter/source``, a deterministic UUID as id."""
+    path = result.input.path
+    return [
+        Track(
+            id=_IdMaker(result).uuid("track", 0),
+            src=path if "://" in path else Path(path).absolute().as_uri(),
+            flavor="presenter/source",
+            kind="video" if result.input.has_video else "audio",
+        )
+    ]
+
+
+def render_smil(result: Result, *, tracks: Sequence[Track] | None = None) -> bytes:
+    """The segments as the SMIL Opencast's silence detection writes: one ``par`` per segment.
+
+    Element ids are ``<prefix>-<uuid5>`` derived from the input's sha256 and the element's
+    position, so the same job always renders byte-identical files.
+    """
+    tracks = list(default_tracks(result) if tracks is None else tracks)
+    if not tracks:
+        raise ValueError("a SMIL needs at least one track")
+    duration_ms = _duration_ms(result)
+    ids = _IdMaker(result)
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+        f'<smil xmlns="{SMIL_NS}" xmlns:oc="{OC_SMIL_NS}" version="3.0" baseProfile="Language"'
+        f' xml:id="{ids("s", "smil")}">',
+        f'  <head xml:id="{ids("h", "head")}">',
+        f'    <meta name="track-duration" content="{duration_ms}ms" xml:id="{ids("meta", "meta", 0)}"/>',
+    ]
+    groups = []
+    for t, track in enumerate(tracks):
+        group = ids("pg", "paramGroup", t)
+        groups.append(group)
+        lines.append(f'    <paramGroup xml:id="{group}">')
+        for p, (name, value) in enumerate(
+            (("track-id", track.id), ("track-src", track.src), ("track-flavor", track.flavor)),
+        ):
+            lines.append(
+                f'      <param valuetype="data" name="{name}" value={quoteattr(value)}'
+                f' xml:id="{ids("param", "param", t, p)}"/>'
+            )
+        lines.append("    </paramGroup>")
+    lines += ["  </head>", f'  <body xml:id="{ids("b", "body")}">']
+    for n, (begin, end) in enumerate(_segments_ms(result)):
+        lines.append(f'    <par xml:id="{ids("par", "par", n)}">')
+        for t, track in enumerate(tracks):
+            prefix = "v" if track.kind == "video" else "a"
+            lines.append(
+                f'      <{track.kind} clipBegin="{begin}ms" clipEnd="{end}ms" paramGroup="{groups[t]}"'
+                f' src={quoteattr(track.src)} xml:id="{ids(prefix, track.kind, n, t)}"/>'
+            )
+        lines.append("    </par>")
+    lines += ["  </body>", "</smil>", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+class _IdMaker:
+    """Deterministic Opencast-style ids: ``<prefix>-<uuid5(input sha256, element position)>``."""
+
+    def __init__(self, result: Result) -> None:
+        self.namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"opencast-ml:{result.input.sha256}")
+
+    def uuid(self, *position: object) -> str:
+        return str(uuid.uuid5(self.namespace, "/".join(map(str, position))))
+
+    def __call__(self, prefix: str, *position: object) -> str:
+        return f"{prefix}-{self.uuid(*position)}"
+
+
+def _duration_ms(result: Result) -> int:
+    """The input duration in whole milliseconds (float noise such as 4.35 × 1000 = 4349.999… ignored)."""
+    return int(math.floor(result.input.duration * 1000 + 1e-6))
+
+
+def _segments_ms(result: Result) -> list[tuple[int, int]]:
+    """Segments as integer milliseconds, never beyond the input duration, empty ones left out."""
+    limit = _duration_ms(result)
+    out = []
+    for s in result.segments:
+        begin, end = round(s.start * 1000), min(round(s.end * 1000), limit)
+        if end > begin:
+            out.append((begin, end))
+    return out
+
+
+RENDERERS: dict[str, Callable[[Result], bytes]] = {
+    "json": render_json,
+    "smil": render_smil,
+    "cutmarks": render_cutmarks,
+    "audacity": render_audacity,
+    "rttm": render_rttm,
+    "probabilities": render_probabilities,
+}
+
+
+def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]) -> dict[str, Path]:
+    """Where each format is written: ``<out_dir>/<stem><suffix>``; unknown formats refused."""
+    formats = list(formats)
+    unknown = [f for f in formats if f not in SUFFIXES]
+    if unknown:
+        raise ValueError(f"unknown output format(s) {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}")
+    if not stem or "/" in stem or os.sep in stem or stem in (".", ".."):
+        raise ValueError(f"output stem must be a plain file name, got {stem!r}")
+    return {f: Path(out_dir) / f"{stem}{SUFFIXES[f]}" for f in dict.fromkeys(formats)}
+
+
+def write_outputs(
+    result: Result, out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]
+) -> dict[str, Path]:
+    """Renders every requested format, then writes each atomically; all or nothing.
+
+    If a write fails, the files this call already wrote are removed before the error is raised
+    (files that existed before are not restored).
+    """
+    paths = output_paths(out_dir, stem, formats)
+    rendered = {fmt: RENDERERS[fmt](result) for fmt in paths}
+    written: list[Path] = []
+    try:
+        for fmt, path in paths.items():
+            atomic_write(path, rendered[fmt])
+            written.append(path)
+    except BaseException:
+        for path in written:
+            _remove(path)
+        raise
+    return paths
