@@ -1,0 +1,75 @@
+"""The Celery app: Redis broker and result backend, JSON only, crash-safe delivery.
+
+``app`` is what ``celery -A worker.app worker`` and ``ocml worker`` run; it reads its settings
+from the environment (``OCML_CONFIG``, ``OCML_*``) the first time its configuration is needed.
+``make_app(settings)`` builds a client-side app (submit, status, watch) from explicit settings.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings, load_settings
+
+TASK_NAME = "ocml.segment"
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """This process's settings, loaded once from ``$OCML_CONFIG`` and ``OCML_*`` variables."""
+    return load_settings(env=os.environ)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery configuration for ``settings``: at-least-once delivery that survives crashes.
+
+    Late acks plus ``task_reject_on_worker_lost`` requeue a job whose process died; one prefetched
+    message per process keeps a crash from stranding queued jobs; ``visibility_timeout`` (broker
+    and result backend alike, as Celery's Redis docs require) is longer than any allowed job, and
+    ``unacked_restore_interval`` makes every worker sweep for a dead host's jobs that often.
+    """
+    soft, hard = settings.time_limits(None)
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": settings.unacked_restore_interval,
+            "unacked_restore_throttle": 1,
+        },
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_soft_time_limit": soft,
+        "task_time_limit": hard,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_extended": True,
+        "result_expires": settings.result_expires,
+        "worker_concurrency": settings.concurrency or os.cpu_count() or 1,
+        # Loading TensorFlow and the model in a fresh child takes seconds on a busy host.
+        "worker_proc_alive_timeout": 120.0,
+    }
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings`` (for submitting and querying jobs)."""
+    client = Celery("ocml", set_as_current=False)
+    client.conf.update(celery_config(settings))
+    return client
+
+
+app = Celery("ocml", include=["worker.tasks"])
+app.add_defaults(lambda: celery_config(current_settings()))

@@ -1,0 +1,175 @@
+"""The job a worker runs (design.md, "Job"): its schema and its validation before any work.
+
+A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters, and
+resolves both paths (symlinks too) into the configured roots; anything wrong is a ``JobInvalid``
+with a stable code, and the task fails at once without a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from pipeline.errors import OcmlError, ParamsError
+from pipeline.postprocess import SegmentParams, preset
+
+JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset")
+
+
+class JobInvalid(OcmlError):
+    """The job itself is unusable; ``code`` says why (``bad_job``, ``unknown_key``, ...)."""
+
+    def __init__(self, code: str, message: str, *, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.code = code
+
+
+class JobFailed(Exception):
+    """What a failed task raises: its one argument is ``{"error": code, "message": ...}``.
+
+    It travels through the JSON result backend as ``exc_type``/``exc_message`` and is rebuilt
+    on the client, so ``status`` and ``submit --wait`` show the same code the worker saw.
+    """
+
+    def __init__(self, error: Mapping[str, str]) -> None:
+        super().__init__(dict(error))
+        self.error = dict(error)
+
+    @property
+    def code(self) -> str:
+        return self.error.get("error", "error")
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.error.get('message', '')}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job: resolved paths inside the roots, known formats and preset, valid params."""
+
+    input: Path
+    output_dir: Path
+    formats: tuple[str, ...]
+    preset: str
+    params: Mapping[str, Any]
+    model: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job in its wire form (what ``parse_job`` accepts)."""
+        out: dict[str, Any] = {"input": str(self.input), "output_dir": str(self.output_dir),
+                               "formats": list(self.formats), "preset": self.preset,
+                               "params": dict(self.params)}
+        if self.model is not None:
+            out["model"] = self.model
+        return out
+
+
+def parse_job(raw: Any, settings: Settings, *, model_names: Collection[str] = (),
+              formats_known: Collection[str]) -> Job:
+    """``raw`` (a mapping, or JSON text of one) checked against the schema and ``settings``.
+
+    ``model_names`` are names the job's ``model`` may use besides ``settings.model``;
+    ``formats_known`` are the writers' format names.
+    """
+    data = _as_mapping(raw)
+    unknown = sorted(set(data) - set(JOB_KEYS))
+    if unknown:
+        raise JobInvalid("unknown_key", f"unknown job key(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(JOB_KEYS)}")
+    if "input" not in data:
+        raise JobInvalid("bad_job", "the job has no 'input' path")
+    source = resolve_inside(_string(data, "input"), settings.media_roots, "input")
+    _check_input_file(source)
+    if data.get("output_dir") is None:
+        target_text = str(settings.output_root / source.stem)
+    else:
+        target_text = _string(data, "output_dir")
+    target = resolve_inside(target_text, (settings.output_root,), "output_dir")
+    formats = _formats(data.get("formats", list(settings.formats)), formats_known)
+    preset_name = _string(data, "preset") if "preset" in data else settings.preset
+    params = _params(data.get("params", {}), preset_name, settings)
+    model = _model(data.get("model"), {settings.model, *model_names})
+    return Job(input=source, output_dir=target, formats=formats, preset=preset_name,
+               params=params, model=model)
+
+
+def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
+    """``text`` as an absolute path with every symlink and ``..`` resolved, inside one of ``roots``."""
+    if "\x00" in text:
+        raise JobInvalid("bad_job", f"{key} contains a NUL byte: {text!r}")
+    path = Path(text)
+    if not path.is_absolute():
+        raise JobInvalid("bad_job", f"{key} must be an absolute path, got {text!r}")
+    resolved = Path(os.path.realpath(path))
+    for root in roots:
+        if resolved.is_relative_to(os.path.realpath(root)):
+            return resolved
+    allowed = ", ".join(str(r) for r in roots)
+    shown = text if str(resolved) == text else f"{text} (resolves to {resolved})"
+    raise JobInvalid("path_outside_roots", f"{key} {shown} lies outside the allowed "
+                     f"directories: {allowed}")
+
+
+def _as_mapping(raw: Any) -> Mapping[str, Any]:
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise JobInvalid("bad_job", f"the job is not valid JSON: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise JobInvalid("bad_job", f"the job must be a JSON object, got {type(raw).__name__}: "
+                         f"{str(raw)[:200]!r}")
+    return raw
+
+
+def _string(data: Mapping[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise JobInvalid("bad_job", f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_input_file(path: Path) -> None:
+    if not path.exists():
+        raise JobInvalid("input_missing", "no such file", path=str(path))
+    if not path.is_file():
+        raise JobInvalid("input_not_a_file", "not a regular file", path=str(path))
+
+
+def _formats(value: Any, known: Collection[str]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise JobInvalid("bad_job", f"formats must be a non-empty list of names, got {value!r}")
+    for name in value:
+        if name not in known:
+            raise JobInvalid("bad_format", f"unknown output format {name!r}; "
+                             f"known: {', '.join(sorted(known))}")
+    return tuple(dict.fromkeys(value))
+
+
+def _params(value: Any, preset_name: str, settings: Settings) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise JobInvalid("bad_job", f"params must be a JSON object, got {value!r}")
+    try:
+        base = preset(preset_name)
+    except ParamsError as exc:
+        raise JobInvalid("bad_preset", str(exc)) from None
+    merged = {**settings.params, **value}
+    try:
+        SegmentParams.from_mapping(merged, base=base)
+    except ParamsError as exc:
+        raise JobInvalid(exc.code, str(exc)) from None
+    return merged
+
+
+def _model(value: Any, accepted: set[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in accepted:
+        raise JobInvalid("unknown_model", f"this worker does not serve model {value!r}; "
+                         f"it serves: {', '.join(sorted(accepted))}")
+    return value

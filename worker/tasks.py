@@ -1,0 +1,147 @@
+"""The ``ocml.segment`` task: validate the job, segment the recording, write results atomically.
+
+Failures are ``JobFailed({"error": code, "message": ...})``: bad jobs and permanent input errors at
+once, transient I/O after retries with exponential backoff and jitter, a job that keeps killing
+its worker process after ``max_deliveries`` deliveries (counted in Redis, which Celery does not do).
+The SavedModel is loaded once per worker process, after the fork (``worker_process_init``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from config.settings import Settings
+from pipeline.errors import OcmlError, OutputError, TransientIOError
+from pipeline.writers import FORMATS, check_writable
+from worker.app import TASK_NAME, app, current_settings
+from worker.jobs import Job, JobFailed, parse_job
+
+PROGRESS = "PROGRESS"
+DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
+
+_process: dict[str, Any] = {}
+
+
+@worker_process_init.connect
+def load_model_in_child(**_: Any) -> None:
+    """Loads the model in each freshly forked pool process (never in the parent: TF hangs forks)."""
+    process_model()
+
+
+def process_model() -> Any:
+    """This process's model, loaded on first use with TensorFlow limited to one thread."""
+    if "model" not in _process:
+        import tensorflow as tf
+
+        from pipeline.model import load_model
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        name = current_settings().model
+        _process["model"] = load_model(None if name == "default" else name)
+    return _process["model"]
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def segment(self: Task, job: Any) -> dict[str, Any]:
+    """Runs one job (design.md "Job"); returns the written paths and a summary of the result."""
+    settings = current_settings()
+    deliveries = count_delivery(self, settings)
+    if deliveries > settings.max_deliveries:
+        raise JobFailed({"error": "too_many_deliveries", "message": (
+            f"the job was delivered {deliveries - 1} times and each time its worker process "
+            f"died (max_deliveries = {settings.max_deliveries}); input: {_input_of(job)}")})
+    try:
+        model = process_model()
+        parsed = parse_job(job, settings, model_names=(model.name,), formats_known=FORMATS)
+        _debug_crash(settings, parsed)
+        return run_job(self, parsed, model, settings)
+    except TransientIOError as exc:
+        if self.request.retries >= settings.max_retries:
+            raise JobFailed({"error": exc.code, "message": (
+                f"{exc} (gave up after {settings.max_retries} retries)")}) from None
+        delay = backoff_delay(self.request.retries, base=settings.retry_backoff,
+                              cap=settings.retry_backoff_max)
+        raise self.retry(countdown=delay) from None
+    except OcmlError as exc:
+        raise JobFailed(exc.to_dict()) from None
+    except SoftTimeLimitExceeded:
+        raise JobFailed({"error": "time_limit", "message": (
+            f"the job exceeded its soft time limit of {self.request.timelimit[1]} s; "
+            f"input: {_input_of(job)}")}) from None
+
+
+def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
+    """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
+    from pipeline.segment import resolve_params, segment_file
+    from pipeline.writers import write_outputs
+
+    try:
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}",
+                          path=str(job.output_dir)) from None
+    check_writable(job.output_dir)
+    params = resolve_params(model, preset_name=job.preset, overrides=job.params)
+    reporter = ProgressReporter(task, interval=settings.progress_interval)
+    result = segment_file(job.input, model, params, progress=reporter)
+    paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
+    document = result.to_dict()
+    return {"outputs": {fmt: str(path) for fmt, path in paths.items()},
+            "duration": document["input"]["duration"], "summary": document["summary"],
+            "model": document["model"], "timing": document["timing"]}
+
+
+class ProgressReporter:
+    """Publishes the custom ``PROGRESS`` state at most every ``interval`` seconds."""
+
+    def __init__(self, task: Task, *, interval: float) -> None:
+        self.task = task
+        self.interval = interval
+        self.last = float("-inf")
+
+    def __call__(self, processed_seconds: float, duration: float) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        percent = min(100.0, 100.0 * processed_seconds / duration) if duration > 0 else 0.0
+        self.task.update_state(state=PROGRESS, meta={
+            "processed_seconds": round(processed_seconds, 3), "duration": round(duration, 3),
+            "percent": round(percent, 1), "worker": socket.gethostname(), "pid": os.getpid()})
+
+
+def count_delivery(task: Task, settings: Settings) -> int:
+    """How often this message (job id and retry number) has now been delivered, kept in Redis."""
+    key = DELIVERY_KEY.format(id=task.request.id, retry=task.request.retries)
+    client = task.app.backend.client
+    pipe = client.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, settings.result_expires)
+    return int(pipe.execute()[0])
+
+
+def backoff_delay(retries: int, *, base: float, cap: float,
+                  rng: random.Random | None = None) -> float:
+    """Seconds before retry number ``retries + 1``: exponential, capped, with 'equal jitter'."""
+    ceiling = min(cap, base * 2.0 ** retries)
+    return ceiling / 2.0 + (rng or random).uniform(0.0, ceiling / 2.0)
+
+
+def _debug_crash(settings: Settings, job: Job) -> None:
+    """Test aid (``debug_crash_marker``): this process dies as a segfaulting decoder would."""
+    marker = settings.debug_crash_marker
+    if marker and marker in job.input.name:
+        os._exit(70)
+
+
+def _input_of(job: Any) -> str:
+    return str(job.get("input")) if isinstance(job, dict) else "unknown"
