@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputUnreadable
+from pipeline.writers import atomic_write
 
 # Audacity label texts that mean "not speech" when a label track is read as a reference.
 NON_SPEECH_NAMES = frozenset({"non-speech", "nonspeech", "non_speech", "silence", "noise", "music"})
@@ -144,8 +145,6 @@ def label_paths(stem: Path) -> tuple[Path, Path]:
 
 def save_labels(labels: Labels, stem: Path) -> tuple[Path, Path]:
     """Write both label files atomically next to ``stem`` and mark ``labels`` clean."""
-    from pipeline.writers import atomic_write
-
     txt, js = label_paths(stem)
     intervals = labels.intervals()
     atomic_write(txt, render_audacity_labels(intervals))

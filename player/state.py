@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from player.labels import Labels
-from player.timeline import frame_index
+from player.timeline import detail_window, frame_index
 
 ZOOM_LEVELS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0)  # detail view spans, seconds
 
@@ -72,6 +72,16 @@ class PlayerState:
     view: str = "waveform"  # or "spectrogram"
     prompting: bool = False
     message: str = field(default="")
+    view_start: float = 0.0
+
+    def window(self) -> tuple[float, float]:
+        """The detail view's time range: it pages along so the view does not scroll every frame."""
+        span = min(self.span, self.duration)
+        start = self.view_start
+        if not (start + 0.05 * span <= self.cursor <= start + 0.9 * span) or start + span > self.duration:
+            start = detail_window(self.cursor, span, self.duration)[0]
+        self.view_start = start
+        return start, start + span
 
     @property
     def span(self) -> float:

@@ -74,7 +74,7 @@ class Layout:
     def detail(self) -> Rect:
         """The zoomed view: waveform or spectrogram, probability curve, threshold."""
         top = self.overview.y + self.overview.h + 16
-        bottom = self.height - 28 - 24
+        bottom = self.footer.y - 22 - 20  # room for the label lane and the time marks
         return Rect(self.margin, top, self.width - 2 * self.margin, max(bottom - top, 40))
 
     @property

@@ -1,0 +1,111 @@
+"""What one player session shows: the media, its speech segments and the per-frame probabilities.
+
+Built from a result JSON (checked before any window opens) or by running the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputMissing, InputUnreadable
+from pipeline.result import InvalidResult, Result
+from player.labels import Labels
+
+FRAME_SLACK = 0.05  # seconds of difference allowed between probabilities and duration
+
+
+@dataclass
+class Session:
+    """The data the player and ``ocml plot`` draw; ``stem`` is where corrected labels go."""
+
+    media: Path
+    duration: float
+    segments: list[tuple[float, float]]
+    probabilities: np.ndarray | None
+    threshold: float
+    model_name: str
+    stem: Path
+
+    def labels(self) -> Labels:
+        """Editable labels starting from the result's segments."""
+        return Labels.from_intervals(self.segments, duration=self.duration)
+
+
+def read_result(path: Path) -> Result:
+    """A result file, checked against ``opencast-ml/segments/v1`` (segments inside the recording)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputMissing("result file not found", path=str(path))
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidResult(f"not a JSON result file: {exc}", path=str(path)) from exc
+    try:
+        return Result.from_dict(doc)
+    except InvalidResult as exc:
+        raise InvalidResult(f"not an opencast-ml/segments/v1 result: {exc.message}",
+                            path=str(path)) from exc
+
+
+def read_probabilities(path: Path, *, duration: float) -> np.ndarray:
+    """Per-frame speech probabilities (``.npy``, memory-mapped) that must cover ``duration``."""
+    path = Path(path)
+    try:
+        probs = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputUnreadable(f"not a probabilities .npy file: {exc}", path=str(path)) from exc
+    if probs.ndim != 1:
+        raise InputUnreadable(f"probabilities must be 1-D, got shape {probs.shape}", path=str(path))
+    covered = len(probs) * 0.01
+    if abs(covered - duration) > max(FRAME_SLACK, 0.03 + 0.001 * duration):
+        raise InputUnreadable(
+            f"{len(probs)} frames cover {covered:.2f} s but the result says {duration:.2f} s",
+            path=str(path))
+    return probs
+
+
+def probabilities_next_to(result_path: Path) -> Path:
+    """Where the writers put a result's probabilities: ``NAME.probs.npy`` beside ``NAME.json``."""
+    return result_path.with_name(result_path.name.removesuffix(".json") + ".probs.npy")
+
+
+def from_result(media: Path, result_path: Path, *, probabilities: Path | None = None) -> Session:
+    """A session from a result file; probabilities from ``probabilities`` or beside the result."""
+    result = read_result(result_path)
+    duration = result.input.duration
+    probs_path = probabilities or probabilities_next_to(result_path)
+    probs = None
+    if probabilities is not None or probs_path.is_file():
+        probs = read_probabilities(probs_path, duration=duration)
+    return session_of(result, media=media, probabilities=probs,
+                      stem=result_path.with_name(result_path.name.removesuffix(".json")))
+
+
+def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None, stem: Path) -> Session:
+    """The player's view of a ``Result``."""
+    return Session(
+        media=Path(media),
+        duration=result.input.duration,
+        segments=[(s.start, s.end) for s in result.segments],
+        probabilities=probabilities,
+        threshold=result.params.threshold,
+        model_name=f"{result.model.name} {result.model.version}",
+        stem=stem,
+    )
+
+
+def from_pipeline(media: Path, *, model_path: Path | None = None,
+                  progress: Callable[[float, float], None] | None = None) -> Session:
+    """A session from running the pipeline on ``media`` with the model's default parameters."""
+    from pipeline.model import load_model
+    from pipeline.segment import resolve_params, segment_file
+
+    model = load_model(model_path)
+    result = segment_file(media, model, resolve_params(model), progress=progress)
+    return session_of(result, media=media, probabilities=result.probabilities,
+                      stem=Path(media).with_name(Path(media).stem))
