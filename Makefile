@@ -1,0 +1,37 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+REDIS_PORT ?= 6379
+
+.PHONY: demo test redis bench model clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Segment the bundled sample recording with the shipped default model.
+demo: $(STAMP)
+	$(BIN)/ocml segment tests/data/lecture-sample.flac -o demo-output --format json,smil
+
+## Run the whole test suite (starts a Redis server when none answers on $(REDIS_PORT)).
+test: $(STAMP) redis
+	$(BIN)/python -m pytest
+
+redis:
+	@$(BIN)/python -c "import redis,sys; redis.Redis(port=$(REDIS_PORT), socket_connect_timeout=1).ping()" 2>/dev/null \
+	  || { command -v redis-server >/dev/null || apt-get install -y -q redis-server >/dev/null; \
+	       redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no; sleep 1; }
+
+## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps silero-vad
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/accuracy.py
+
+clean:
+	rm -rf $(VENV) demo-output build *.egg-info

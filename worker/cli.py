@@ -1,0 +1,22 @@
+"""The ``ocml`` operator command: segment files locally, run and feed the worker, audit results."""
+
+from __future__ import annotations
+
+import click
+
+from worker.segment_cmd import segment
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="opencast-ml")
+def main() -> None:
+    """Find speech and silence in lecture recordings, for Opencast.
+
+    \b
+    Segment files right here:        ocml segment lecture.mp4 -o results/
+    Queue them for a worker fleet:   ocml worker   (on each host), then ocml submit lecture.mp4 --wait
+    Audit a result by ear and eye:   ocml play lecture.mp4 --result results/lecture.json
+    """
+
+
+main.add_command(segment)

@@ -1,0 +1,169 @@
+"""``ocml segment``: segment files right here, one after another, with the model loaded once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import OcmlError
+from pipeline.writers import FORMATS as ALL_FORMATS
+
+FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
+PARAM_OPTIONS = (
+    ("threshold", "Probability at which speech starts."),
+    ("neg_threshold", "Probability below which speech ends (hysteresis)."),
+    ("min_speech", "Seconds: drop speech shorter than this."),
+    ("min_silence", "Seconds: bridge silences shorter than this."),
+    ("min_voice", "Seconds: after bridging, drop voice stretches shorter than this."),
+    ("pad", "Seconds added before and after each segment."),
+    ("pad_before", "Seconds added before each segment (overrides --pad)."),
+    ("pad_after", "Seconds added after each segment (overrides --pad)."),
+)
+
+
+def _param_options(command: click.Command) -> click.Command:
+    for name, text in reversed(PARAM_OPTIONS):
+        command = click.option(
+            "--" + name.replace("_", "-"), name, type=float, default=None, metavar="X", help=text
+        )(command)
+    return command
+
+
+def _formats(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(unknown) or value!r}: choose from {', '.join(FORMATS)}")
+    return names
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output-dir", type=click.Path(path_type=Path), default=None,
+    help="Write results here (default: beside each input).",
+)
+@click.option(
+    "-f", "--format", "formats", default="json,smil", show_default=True, callback=_formats,
+    help=f"Comma-separated outputs: {', '.join(FORMATS)}.",
+)
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="SavedModel directory (default: the shipped model).")
+@click.option("--preset", default="default", show_default=True,
+              help="Post-processing preset: 'default', or 'opencast' for the semantics of "
+                   "Opencast's silence detection (cut silences of 10 s or more, drop voice "
+                   "under 60 s, keep 2 s before speech).")
+@click.option("--probabilities", is_flag=True,
+              help="Also write per-frame speech probabilities (NAME.probs.npy, float16).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
+@_param_options
+def segment(
+    inputs: tuple[Path, ...],
+    output_dir: Path | None,
+    formats: tuple[str, ...],
+    model_path: Path | None,
+    preset: str,
+    probabilities: bool,
+    quiet: bool,
+    **overrides: float | None,
+) -> None:
+    """Find the speech in each INPUT and write it as JSON, Opencast SMIL and more.
+
+    INPUT is any audio or video file (wav, flac, mp3, ogg, opus, mp4, m4a, mkv, webm, mov).
+    Outputs are named after the input: lecture.json, lecture.smil, lecture.cutmarks.json,
+    lecture.txt (Audacity labels), lecture.rttm and lecture.probs.npy.
+
+    A file that cannot be processed is reported and skipped, and nothing is written for it;
+    the exit status is 0 only if every file succeeded.
+
+    \b
+    Examples:
+      ocml segment lecture.mp4
+      ocml segment *.flac -o results/ --format json,smil,cutmarks
+      ocml segment lecture.mp4 --preset opencast --min-silence 5
+    """
+    from pipeline.model import load_model
+    from pipeline.segment import resolve_params
+
+    try:
+        model = load_model(model_path)
+        params = resolve_params(model, preset_name=preset, overrides=_given(overrides))
+    except OcmlError as exc:
+        raise click.ClickException(str(exc)) from None
+    wanted = formats + (("probabilities",) if probabilities else ())
+    show_progress = not quiet and sys.stderr.isatty()
+    failures = sum(
+        not _segment_one(path, output_dir, wanted, model, params, show_progress) for path in inputs
+    )
+    if failures:
+        click.echo(f"{failures} of {len(inputs)} files failed", err=True)
+        sys.exit(1)
+
+
+def _segment_one(path, output_dir, formats, model, params, show_progress) -> bool:
+    """Segment and write one file; report a failure on one line and return whether it worked."""
+    from pipeline.segment import segment_file
+    from pipeline.writers import check_writable, write_outputs
+
+    out_dir = output_dir if output_dir is not None else path.parent
+    try:
+        check_writable(out_dir)
+        if show_progress:
+            with _ProgressBar(path.name) as bar:
+                result = segment_file(path, model, params, progress=bar.update)
+        else:
+            result = segment_file(path, model, params)
+        written = write_outputs(result, out_dir, path.stem, formats)
+    except OcmlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return False
+    except Exception as exc:  # an unexpected failure still must not stop the other files
+        click.echo(f"error: {path}: unexpected {type(exc).__name__}: {exc}", err=True)
+        return False
+    click.echo(_summary(path, result, written))
+    return True
+
+
+def _summary(path: Path, result: Any, written: dict[str, Path]) -> str:
+    duration = result.input.duration
+    speech = sum(s.end - s.start for s in result.segments)
+    speed = duration / result.processing_seconds if result.processing_seconds > 0 else float("inf")
+    return (
+        f"{path}: {duration:.1f} s, {len(result.segments)} speech segments, "
+        f"{speech:.1f} s speech ({100 * speech / duration:.0f} %), "
+        f"{result.processing_seconds:.2f} s ({speed:.0f}x real time) -> "
+        + ", ".join(str(p) for p in written.values())
+    )
+
+
+def _given(overrides: dict[str, float | None]) -> dict[str, float]:
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+class _ProgressBar:
+    """A click progress bar over a recording's seconds, fed by ``segment_file``'s callback."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._bar = None
+        self._shown = 0
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def update(self, processed: float, duration: float) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=max(1, int(duration)), label=self._label, file=sys.stderr, show_eta=True
+            )
+            self._bar.__enter__()
+        done = min(int(processed), self._bar.length)
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
