@@ -1,8 +1,8 @@
 """Streamed audio decoding: any media file → mono float32 blocks at a fixed sample rate.
 
-libsndfile (soundfile) reads what it can (wav, flac, ogg/vorbis, ogg/opus, mp3, aiff, ...) with
-exact sample counts; PyAV (FFmpeg) reads the rest (mp4/m4a/mov AAC, mkv, webm, ts, ...) and places
-every frame by its timestamp. Channels are averaged in float, then resampled by one
+libsndfile (soundfile) reads what it can (wav, flac, ogg/vorbis, ogg/opus, aiff, ...) with exact
+sample counts; PyAV (FFmpeg) reads the rest (mp3, mp4/m4a/mov AAC, mkv, webm, ...) and places every
+frame by its timestamp. Channels are averaged in float, then resampled by one
 ``soxr.ResampleStream`` per file, so block boundaries leave no seams.
 """
 
@@ -42,6 +42,7 @@ MAX_SAMPLE_RATE = 768_000
 MIN_DURATION = 0.1
 # Timestamp jumps larger than this are discontinuities (counted through), not gaps to fill.
 MAX_TIMESTAMP_JUMP = 60.0
+_SOUNDFILE_READ = 1 << 16
 # FFmpeg demuxers that detect images or text: a video stream there is not a video recording.
 _NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico", "bmp", "jpeg_pipe"}
 _PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
@@ -123,7 +124,7 @@ def stream(
     if sound is not None:
         rate = sound.samplerate
         _check_rate(name, rate)
-        chunks = _soundfile_chunks(name, sound, int(round(block_seconds * rate)) or 1)
+        chunks = _soundfile_chunks(name, sound)
     else:
         container = _open_av(name)
         try:
@@ -181,13 +182,21 @@ def _check_rate(name: str, rate: int) -> None:
 
 
 def _open_soundfile(name: str) -> sf.SoundFile | None:
-    """Open with libsndfile, or None when it does not know the format (PyAV tries next)."""
+    """Open with libsndfile, or None when PyAV should read it.
+
+    PyAV also takes MP3: libsndfile 1.2.2 returns wrong samples for MP3 read in several calls
+    (whole-file reads are right), so it cannot stream MP3.
+    """
     try:
-        return sf.SoundFile(name)
+        sound = sf.SoundFile(name)
     except sf.LibsndfileError:
         return None
     except OSError as e:
         raise _os_error(name, e) from e
+    if sound.format == "MP3":
+        sound.close()
+        return None
+    return sound
 
 
 def _open_av(name: str) -> av.container.InputContainer:
@@ -226,13 +235,17 @@ def _av_duration(container: av.container.InputContainer, audio: av.AudioStream) 
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _soundfile_chunks(name: str, sound: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
-    """Yield ``[channels, n]`` float32 chunks read by libsndfile; a read error ends a prefix."""
+def _soundfile_chunks(name: str, sound: sf.SoundFile) -> Iterator[np.ndarray]:
+    """Yield ``[channels, n]`` float32 chunks read by libsndfile; a read error ends a prefix.
+
+    Reads are 64 Ki frames: a failing read (a truncated FLAC loses sync) discards what that call
+    decoded, so small reads keep most of a truncated file's prefix.
+    """
     decoded = 0
     with sound:
         while True:
             try:
-                data = sound.read(block, dtype="float32", always_2d=True)
+                data = sound.read(_SOUNDFILE_READ, dtype="float32", always_2d=True)
             except sf.LibsndfileError as e:
                 if not decoded:
                     raise InputUnreadable(f"decoding failed: {e}", path=name) from e
@@ -253,7 +266,7 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
     container's start time (never negative). Frames whose timestamp disagrees with the running
     count by more than the tolerance are padded with zeros or trimmed.
     """
-    start = max(container.start_time or 0, 0) / av.time_base
+    start = _start_time(container)
     tolerance = None
     written = 0
     failed = 0
@@ -299,6 +312,19 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
         log.warning("%s: %d audio packets could not be decoded; replaced by silence", name, failed)
 
 
+def _start_time(container: av.container.InputContainer) -> float:
+    """Time 0 of the output: the earliest start of the audio and (non cover-art) video streams.
+
+    Cover art would pull FFmpeg's container start time to 0 before an MP3's first sample; negative
+    starts (priming expressed as timestamps) count as 0, so what comes before 0 is dropped.
+    """
+    starts = [s.start_time * s.time_base for s in container.streams
+              if s.start_time is not None and s.time_base is not None
+              and (s.type == "audio" or (s.type == "video" and not s.disposition
+                                         & av.stream.Disposition.attached_pic))]
+    return max(float(min(starts)), 0.0) if starts else 0.0
+
+
 def _frame_array(frame: av.AudioFrame) -> np.ndarray:
     """A frame's samples as ``[channels, n]`` float32 in [-1, 1] (planar or packed, any type)."""
     data = frame.to_ndarray()
@@ -320,7 +346,7 @@ def _zeros(channels: int, n: int, rate: int) -> Iterator[np.ndarray]:
 
 
 def _mono_blocks(chunks: Iterator[np.ndarray], block: int) -> Iterator[np.ndarray]:
-    """Average ``[channels, n]`` chunks into mono float32 blocks of about ``block`` samples."""
+    """Average ``[channels, n]`` chunks into mono float32 blocks of ``block`` samples (last: rest)."""
     mixed: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     size = 0
@@ -338,9 +364,14 @@ def _mono_blocks(chunks: Iterator[np.ndarray], block: int) -> Iterator[np.ndarra
         size += chunk.shape[1]
         if size >= block:
             mix()
-            yield np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
+            mono = np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
             mixed.clear()
-            size = 0
+            starts = range(0, size - block + 1, block)
+            for start in starts:
+                yield mono[start : start + block]
+            size -= len(starts) * block
+            if size:
+                mixed.append(mono[-size:])
     mix()
     if mixed:
         yield np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])

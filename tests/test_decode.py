@@ -1,0 +1,399 @@
+"""Streamed decoding: every format, exact timing, mean down-mix, seamless resampling, bad inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline import decode
+from pipeline.decode import AudioInfo, probe, stream
+from pipeline.errors import (
+    BadSampleRate,
+    InputEmpty,
+    InputMissing,
+    InputNotAFile,
+    InputTooShort,
+    InputUnreadable,
+    InvalidSamples,
+    NoAudioTrack,
+    ParamsError,
+    TransientIOError,
+)
+from tests.media import (
+    encode,
+    sine,
+    tone_burst,
+    write_soundfile,
+    write_video_with_audio,
+    write_video_without_audio,
+    write_wav,
+)
+
+OUT = 16000
+ONSET = 12.340
+
+
+def decoded(path, **kwargs) -> np.ndarray:
+    return np.concatenate(list(stream(path, **kwargs)))
+
+
+def peak_frequency(x: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * sr / len(x))
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def first_above(x: np.ndarray, threshold: float = 0.1) -> float:
+    above = np.flatnonzero(np.abs(x) > threshold)
+    assert len(above), "no sample above the threshold"
+    return above[0] / OUT
+
+
+# name → (writer(path, stereo float32 signal, sr), one codec frame in native samples)
+WRITERS = {
+    "wav16.wav": (lambda p, x, sr: write_wav(p, x, sr, subtype="PCM_16"), 0),
+    "wav24.wav": (lambda p, x, sr: write_wav(p, x, sr, subtype="PCM_24"), 0),
+    "wav32.wav": (lambda p, x, sr: write_wav(p, x, sr, subtype="PCM_32"), 0),
+    "wavfloat.wav": (lambda p, x, sr: write_wav(p, x, sr, subtype="FLOAT"), 0),
+    "a.flac": (lambda p, x, sr: write_soundfile(p, x, sr), 0),
+    "sf_vorbis.ogg": (lambda p, x, sr: write_soundfile(p, x, sr, subtype="VORBIS"), 0),
+    "sf_opus.ogg": (lambda p, x, sr: write_soundfile(p, x, sr, subtype="OPUS"), 960),
+    "sf.mp3": (lambda p, x, sr: write_soundfile(p, x, sr), 1152),
+    "av_vorbis.ogg": (lambda p, x, sr: encode(p, x, sr, codec="vorbis"), 0),
+    "av_opus.opus": (lambda p, x, sr: encode(p, x, sr, codec="opus"), 960),
+    "av.mp3": (lambda p, x, sr: encode(p, x, sr, codec="mp3"), 1152),
+    "aac.mp4": (lambda p, x, sr: encode(p, x, sr, codec="aac"), 1024),
+    "aac.m4a": (lambda p, x, sr: encode(p, x, sr, codec="aac"), 1024),
+    "aac.mov": (lambda p, x, sr: encode(p, x, sr, codec="aac"), 1024),
+    "aac.mkv": (lambda p, x, sr: encode(p, x, sr, codec="aac"), 1024),
+    "flac.mkv": (lambda p, x, sr: encode(p, x, sr, codec="flac"), 0),
+    "opus.webm": (lambda p, x, sr: encode(p, x, sr, codec="opus"), 960),
+    "opus.mkv": (lambda p, x, sr: encode(p, x, sr, codec="opus"), 960),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_every_format_decodes_to_the_right_length_and_tone(tmp_path, name):
+    sr = 48000
+    write, frame = WRITERS[name]
+    x = np.repeat(sine(sr, 2.0, freq=440.0, amplitude=0.5)[:, None], 2, axis=1)
+    path = write(tmp_path / name, x, sr)
+    y = decoded(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 2.0 * OUT) <= max(1, frame * OUT // sr)
+    middle = y[OUT // 2 : 3 * OUT // 2]
+    assert abs(peak_frequency(middle, OUT) - 440.0) < 2.0
+    assert rms(middle) == pytest.approx(0.5 / np.sqrt(2), rel=0.06)
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_probe_reports_the_audio(tmp_path, name):
+    path = WRITERS[name][0](tmp_path / name, np.zeros((48000, 2), np.float32), 48000)
+    info = probe(path)
+    assert info == AudioInfo(str(path), info.duration, 48000, 2, info.codec, info.container, False)
+    assert info.duration == pytest.approx(1.0, abs=0.03)
+    assert info.codec and info.container
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.duration = 2.0
+
+
+def test_probe_names_codec_container_and_video(tmp_path):
+    x = sine(44100, 1.0)
+    wav = probe(write_wav(tmp_path / "a.wav", x, 44100))
+    assert (wav.codec, wav.container, wav.channels, wav.duration) == ("pcm_16", "wav", 1, 1.0)
+    video = probe(write_video_with_audio(tmp_path / "v.mp4", x, 44100))
+    assert (video.codec, video.has_video, video.channels, video.sample_rate) == (
+        "aac", True, 1, 44100)
+    assert "mp4" in video.container
+
+
+def test_downmix_is_the_channel_mean_in_float(tmp_path):
+    sr = 48000
+    tone = sine(sr, 1.0, freq=300.0, amplitude=0.8)
+    channels = np.stack([tone, -0.5 * tone, np.full_like(tone, 0.25), np.zeros_like(tone),
+                         0.1 * tone, tone[::-1], np.full_like(tone, -0.125), 0.3 * tone], axis=1)
+    path = write_wav(tmp_path / "eight.wav", channels, sr, subtype="FLOAT")
+    assert probe(path).channels == 8
+    y = decoded(path, sample_rate=sr)
+    np.testing.assert_allclose(y, channels.mean(axis=1), atol=1e-7)
+
+
+def test_stereo_downmix_is_not_ffmpegs_louder_mix(tmp_path):
+    """One silent channel halves the level: mean (L+R)/2, not FFmpeg's (L+R)/√2."""
+    sr = 48000
+    left = sine(sr, 2.0, freq=440.0, amplitude=0.5)
+    path = encode(tmp_path / "left.mp4", np.stack([left, np.zeros_like(left)], axis=1), sr,
+                  codec="aac", bitrate=192000)
+    y = decoded(path)[OUT // 2 : 3 * OUT // 2]
+    assert rms(y) == pytest.approx(0.25 / np.sqrt(2), rel=0.03)
+
+
+@pytest.mark.parametrize("name,sr", [("a.flac", 44100), ("aac.mkv", 48000), ("aac.mp4", 22050),
+                                     ("sf.mp3", 32000), ("wavfloat.wav", 16000),
+                                     ("sf_vorbis.ogg", 44100), ("sf_opus.ogg", 48000),
+                                     ("opus.webm", 48000)])
+def test_resampling_is_seamless_for_any_block_size(tmp_path, name, sr):
+    x = np.stack([sine(sr, 3.0, freq=1234.5), sine(sr, 3.0, freq=97.0)], axis=1)
+    path = WRITERS[name][0](tmp_path / name, x, sr)
+    whole = decoded(path, block_seconds=30.0)
+    blocks = list(stream(path, block_seconds=0.1))
+    assert len(blocks) > 20
+    assert all(len(b) <= 0.1 * OUT + 2048 for b in blocks)
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+    assert len(decoded(path, block_seconds=0.37)) == len(whole)
+
+
+def test_total_length_is_the_resampled_native_length(tmp_path):
+    path = write_wav(tmp_path / "odd.wav", sine(44100, 1.0)[:44099], 44100)
+    assert len(decoded(path)) == round(44099 * OUT / 44100)
+    assert len(decoded(path, sample_rate=8000)) == round(44099 * 8000 / 44100)
+
+
+TIMED = {
+    "aac.mp4": lambda p, x, sr: encode(p, x, sr, codec="aac"),
+    "aac.m4a": lambda p, x, sr: encode(p, x, sr, codec="aac"),
+    "av.mp3": lambda p, x, sr: encode(p, x, sr, codec="mp3"),
+    "sf.mp3": lambda p, x, sr: write_soundfile(p, x, sr),
+    "opus.webm": lambda p, x, sr: encode(p, x, sr, codec="opus"),
+    "opus.opus": lambda p, x, sr: encode(p, x, sr, codec="opus"),
+    "a.flac": lambda p, x, sr: write_soundfile(p, x, sr),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIMED))
+def test_tone_burst_is_found_at_its_exact_time(tmp_path, name):
+    x = tone_burst(48000, 14.0, start=ONSET, length=1.0, freq=1000.0, channels=2)
+    path = TIMED[name](tmp_path / name, x, 48000)
+    assert first_above(decoded(path)) == pytest.approx(ONSET, abs=0.010)
+
+
+@pytest.mark.parametrize("name", ["late.mp4", "late.mkv", "late.mov"])
+def test_audio_starting_after_the_video_is_placed_by_timestamp(tmp_path, name):
+    x = tone_burst(48000, 13.0, start=ONSET, length=0.5, channels=2)
+    path = write_video_with_audio(tmp_path / name, x, 48000, audio_delay=1.5)
+    y = decoded(path)
+    assert first_above(y) == pytest.approx(1.5 + ONSET, abs=0.010)
+    assert not np.any(y[: OUT * 14 // 10])
+
+
+# --- bad inputs ----------------------------------------------------------------------------------
+
+
+def refused(path, error):
+    """Both probe and stream refuse ``path`` with ``error``, naming the file."""
+    for call in (probe, decoded):
+        with pytest.raises(error) as caught:
+            call(path)
+        assert type(caught.value) is error
+        assert str(path) in str(caught.value)
+
+
+def png_bytes() -> bytes:
+    frame = av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = 8, 8, "rgb24"
+    return b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None))
+
+
+def test_missing_file(tmp_path):
+    refused(tmp_path / "nope.wav", InputMissing)
+
+
+def test_directory(tmp_path):
+    (tmp_path / "dir.mp4").mkdir()
+    refused(tmp_path / "dir.mp4", InputNotAFile)
+
+
+def test_fifo_is_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.wav")
+    refused(tmp_path / "pipe.wav", InputNotAFile)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    refused(tmp_path / "empty.mp4", InputEmpty)
+
+
+@pytest.mark.parametrize("name", ["noise.wav", "noise.mp3", "noise.mp4", "noise.flac",
+                                  "noise.webm"])
+def test_random_bytes(tmp_path, name):
+    (tmp_path / name).write_bytes(np.random.default_rng(7).bytes(40000))
+    refused(tmp_path / name, InputUnreadable)
+
+
+@pytest.mark.parametrize("name", ["notes.wav", "notes.mp3", "notes.mp4", "notes.ogg"])
+def test_text_with_an_audio_extension(tmp_path, name):
+    (tmp_path / name).write_text("Lecture 17: notes for the exam.\n" * 50)
+    refused(tmp_path / name, InputUnreadable)
+
+
+def test_png_renamed_mp4(tmp_path):
+    (tmp_path / "image.mp4").write_bytes(png_bytes())
+    refused(tmp_path / "image.mp4", InputUnreadable)
+
+
+@pytest.mark.parametrize("name", ["a.wav", "a.flac", "a.mp4", "a.webm"])
+def test_header_only_file(tmp_path, name):
+    whole = WRITERS[{"a.wav": "wav16.wav", "a.mp4": "aac.mp4", "a.webm": "opus.webm"}.get(
+        name, name)][0](tmp_path / ("full" + name), np.zeros((48000, 2), np.float32), 48000)
+    (tmp_path / name).write_bytes(whole.read_bytes()[:30])
+    refused(tmp_path / name, InputUnreadable)
+
+
+def test_mp4_truncated_before_its_index(tmp_path):
+    whole = encode(tmp_path / "whole.mp4", sine(48000, 5.0), 48000, codec="aac")
+    (tmp_path / "cut.mp4").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    refused(tmp_path / "cut.mp4", InputUnreadable)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["cut.wav", "cut.flac", "cut.mp3", "cut.webm", "cut.mp4"])
+def test_truncated_file_decodes_its_prefix(tmp_path, name):
+    """Decision: a file cut short yields the audio it still holds (a warning is logged)."""
+    sr = 48000
+    x = np.repeat(sine(sr, 4.0, freq=440.0)[:, None], 2, axis=1)
+    full = tmp_path / ("full_" + name)
+    if name == "cut.mp4":
+        with av.open(str(full), "w", format="mp4", options={"movflags": "faststart"}) as out:
+            stream_ = out.add_stream("aac", rate=sr, layout="stereo")
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate = sr
+            for packet in stream_.encode(frame) + stream_.encode(None):
+                out.mux(packet)
+    else:
+        key = {"cut.wav": "wav16.wav", "cut.flac": "a.flac", "cut.mp3": "sf.mp3",
+               "cut.webm": "opus.webm"}[name]
+        WRITERS[key][0](full, x, sr)
+    data = full.read_bytes()
+    (tmp_path / name).write_bytes(data[: int(len(data) * 0.6)])
+    y = decoded(tmp_path / name)
+    assert 1.0 * OUT < len(y) < 3.9 * OUT
+    assert abs(peak_frequency(y[: OUT // 2], OUT) - 440.0) < 3.0
+
+
+def test_video_without_audio(tmp_path):
+    refused(write_video_without_audio(tmp_path / "silent_film.mp4"), NoAudioTrack)
+    refused(write_video_without_audio(tmp_path / "silent_film.mkv"), NoAudioTrack)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path, bad):
+    x = sine(16000, 2.0)
+    x[20000] = bad
+    path = write_wav(tmp_path / "bad.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(InvalidSamples, match=r"1\.250 s") as caught:
+        decoded(path)
+    assert str(path) in str(caught.value)
+
+
+def test_non_finite_sample_in_one_channel_after_resampling(tmp_path):
+    x = np.stack([sine(44100, 1.0), sine(44100, 1.0)], axis=1)
+    x[-5, 1] = np.nan
+    path = write_wav(tmp_path / "bad.wav", x, 44100, subtype="DOUBLE")
+    with pytest.raises(InvalidSamples):
+        decoded(path)
+
+
+@pytest.mark.parametrize("sr", [8, 999, 768001, 1_000_000])
+def test_bad_sample_rates(tmp_path, sr):
+    path = write_wav(tmp_path / "rate.wav", np.zeros(max(sr, 100), np.float32), sr)
+    refused(path, BadSampleRate)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.001, 0.099])
+def test_too_short(tmp_path, seconds):
+    path = write_wav(tmp_path / "short.wav", np.zeros(int(16000 * seconds), np.float32), 16000)
+    refused(path, InputTooShort)
+
+
+def test_too_short_compressed_refused_before_any_block(tmp_path):
+    path = encode(tmp_path / "short.mp4", sine(48000, 0.04), 48000, codec="aac")
+    with pytest.raises(InputTooShort, match="short.mp4"):
+        next(stream(path, block_seconds=0.1))
+
+
+def test_exactly_the_minimum_is_enough(tmp_path):
+    path = write_wav(tmp_path / "min.wav", sine(16000, 0.1), 16000)
+    assert len(decoded(path)) == 1600
+
+
+@pytest.mark.parametrize("code,error", [(errno.EIO, TransientIOError),
+                                        (errno.ESTALE, TransientIOError),
+                                        (errno.ENOENT, InputMissing),
+                                        (errno.EACCES, InputUnreadable)])
+def test_os_errors_map_to_pipeline_errors(tmp_path, monkeypatch, code, error):
+    path = write_wav(tmp_path / "nfs.wav", sine(16000, 1.0), 16000)
+    real_stat = os.stat
+
+    def failing_stat(p, *args, **kwargs):
+        if os.fspath(p) == str(path):
+            raise OSError(code, os.strerror(code), str(p))
+        return real_stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(decode.os, "stat", failing_stat)
+    refused(path, error)
+
+
+@pytest.mark.parametrize("kwargs", [{"sample_rate": 0}, {"sample_rate": 16000.0},
+                                    {"block_seconds": 0.05}, {"block_seconds": float("nan")},
+                                    {"sample_rate": 10**6}])
+def test_bad_parameters(tmp_path, kwargs):
+    path = write_wav(tmp_path / "a.wav", sine(16000, 1.0), 16000)
+    with pytest.raises(ParamsError, match=repr(next(iter(kwargs.values()))).split(".")[0]):
+        stream(path, **kwargs)
+
+
+# --- odd but valid -------------------------------------------------------------------------------
+
+
+def test_all_zero_audio(tmp_path):
+    path = encode(tmp_path / "zeros.mp4", np.zeros((48000 * 2, 2), np.float32), 48000,
+                  codec="aac")
+    y = decoded(path)
+    assert abs(len(y) - 2 * OUT) <= 1024 // 3 and not np.any(np.abs(y) > 1e-6)
+
+
+def test_eight_channel_flac(tmp_path):
+    x = np.stack([sine(48000, 1.0, freq=200.0 * (k + 1), amplitude=0.1) for k in range(8)],
+                 axis=1)
+    path = write_soundfile(tmp_path / "eight.flac", x, 48000, subtype="PCM_24")
+    assert probe(path).channels == 8
+    np.testing.assert_allclose(decoded(path, sample_rate=48000), x.mean(axis=1), atol=1e-6)
+
+
+def test_eight_channel_mkv(tmp_path):
+    x = np.repeat(sine(48000, 1.0, freq=440.0)[:, None], 8, axis=1)
+    x[:, 4:] *= -1  # the mean of the channels is silence
+    path = encode(tmp_path / "eight.mkv", x, 48000, codec="flac")
+    assert probe(path).channels == 8
+    assert np.max(np.abs(decoded(path))) < 1e-3
+
+
+def test_384_khz_wav(tmp_path):
+    path = write_wav(tmp_path / "hires.wav", sine(384000, 1.0, freq=1000.0), 384000,
+                     subtype="PCM_24")
+    assert probe(path).sample_rate == 384000
+    y = decoded(path)
+    assert len(y) == OUT and abs(peak_frequency(y, OUT) - 1000.0) < 2.0
+
+
+@pytest.mark.parametrize("name", ["Vorlesung Müller – 第1回.wav", "Vorlesung Müller – 第1回.mp4",
+                                  "  spaces  .webm"])
+def test_unusual_file_names(tmp_path, name):
+    writer = {".wav": "wav16.wav", ".mp4": "aac.mp4", ".webm": "opus.webm"}[
+        os.path.splitext(name)[1]]
+    path = WRITERS[writer][0](tmp_path / name, np.repeat(sine(48000, 1.0)[:, None], 2, axis=1),
+                              48000)
+    assert probe(path).path == str(path)
+    assert abs(len(decoded(path)) - OUT) <= 1024
+
