@@ -131,7 +131,7 @@ class AudioClock:
 
     def position(self, now: float) -> int:
         """The sample being played at time ``now``."""
-        elapsed = int((now - self.began) * self.sample_rate)
+        elapsed = round((now - self.began) * self.sample_rate)
         return self.chunk_start + min(max(elapsed, 0), self.chunk_len)
 
 

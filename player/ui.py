@@ -252,6 +252,13 @@ class PlayerUI:
         elif effect in ("pause", "quit", "save_and_quit") or (effect == "seek" and not self.state.playing):
             self.feed.stop()
 
+    def step(self, surface: pygame.Surface) -> None:
+        """One frame: apply the pending events, follow the audio, draw."""
+        for event in pygame.event.get():
+            self.handle_event(event, surface.get_size())
+        self.tick()
+        self.draw(surface)
+
     def tick(self) -> None:
         """Follow the audio: the cursor is the mixer's sample position while playing."""
         if self.feed is None or not self.state.playing:
@@ -277,18 +284,14 @@ def run(session: Session, *, size: tuple[int, int] = (1280, 720), at: float = 0.
     pygame.font.init()
     try:
         source, feed = start_audio(session)
-        surface = pygame.display.set_mode(size, pygame.RESIZABLE)
+        pygame.display.set_mode(size, pygame.RESIZABLE)
         pygame.display.set_caption(f"ocml play — {session.media.name}")
         ui = PlayerUI(session, source=source, feed=feed)
         ui.state.seek(at)
         clock = pygame.time.Clock()
         frames = 0
         while ui.running and (max_frames is None or frames < max_frames):
-            for event in pygame.event.get():
-                ui.handle_event(event, surface.get_size())
-            ui.tick()
-            surface = pygame.display.get_surface()
-            ui.draw(surface)
+            ui.step(pygame.display.get_surface())
             pygame.display.flip()
             clock.tick(FPS)
             frames += 1
