@@ -17,6 +17,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
+from celery.utils.log import get_logger
 
 from config.settings import Settings
 from pipeline.errors import OcmlError, OutputError, TransientIOError
@@ -28,29 +29,29 @@ PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
 
 _process: dict[str, Any] = {}
+log = get_logger(__name__)
 
 
 @worker_process_init.connect
 def load_model_in_child(**_: Any) -> None:
     """Loads the model in each freshly forked pool process (never in the parent: TF hangs forks)."""
-    process_model()
+    model = process_model()
+    log.info("model ready: %s %s in process %d", model.name, model.version, os.getpid())
 
 
 def process_model() -> Any:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        import tensorflow as tf
+        from pipeline.model import configure_tensorflow, load_model
 
-        from pipeline.model import load_model
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        configure_tensorflow(1)
         name = current_settings().model
         _process["model"] = load_model(None if name == "default" else name)
     return _process["model"]
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
+          throws=(JobFailed,))
 def segment(self: Task, job: Any) -> dict[str, Any]:
     """Runs one job (design.md "Job"); returns the written paths and a summary of the result."""
     settings = current_settings()

@@ -1,0 +1,147 @@
+"""Helpers for the worker tests: settings files, real worker subprocesses, Redis databases.
+
+Workers run as separate processes (``ocml worker`` through ``worker.queue_cmd``) against a real
+Redis; nothing here is a test itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+from config.settings import Settings, load_settings
+from worker.app import make_app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Short limits so redelivery and recovery happen within seconds in tests.
+TEST_SETTINGS: dict[str, Any] = {
+    "time_limit_base": 30.0,
+    "time_limit_per_audio_second": 0.2,
+    "time_limit_max": 60.0,
+    "time_limit_grace": 5.0,
+    "visibility_timeout": 70.0,
+    "unacked_restore_interval": 1.0,
+    "max_deliveries": 2,
+    "max_retries": 2,
+    "retry_backoff": 0.2,
+    "retry_backoff_max": 1.0,
+    "progress_interval": 0.2,
+    "result_expires": 3600,
+    "debug_crash_marker": "CRASHME",
+    "formats": ["json", "smil"],
+}
+
+
+def write_settings(path: Path, *, redis_url: str, media: Path, output: Path, model: Path,
+                   **overrides: Any) -> Path:
+    """A settings YAML for a test worker; returns its path."""
+    data = {**TEST_SETTINGS, "broker_url": redis_url, "result_backend": redis_url,
+            "media_roots": [str(media)], "output_root": str(output), "model": str(model),
+            **overrides}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def settings_from(path: Path) -> Settings:
+    return load_settings(path, env={})
+
+
+def flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+def worker_env() -> dict[str, str]:
+    """The environment for a worker subprocess: no inherited OCML_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class WorkerProcess:
+    """An ``ocml worker`` main process with its prefork children, logging to a file."""
+
+    def __init__(self, config: Path, *, name: str, concurrency: int, log: Path) -> None:
+        self.name = f"{name}@test"
+        self.log = log
+        code = "import sys; from worker.queue_cmd import worker; worker(sys.argv[1:])"
+        self._log_handle = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--config", str(config), "-c", str(concurrency),
+             "-n", self.name, "-l", "info"],
+            cwd=ROOT, env=worker_env(), stdout=self._log_handle, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, settings: Settings, *, timeout: float = 120.0) -> None:
+        """Returns once the worker answers a ping and all its pool processes loaded the model."""
+        app = make_app(settings)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log.read_text()[-3000:]}")
+            replies = app.control.inspect(destination=[self.name], timeout=1.0).stats() or {}
+            stats = replies.get(self.name)
+            if stats and len(stats["pool"]["processes"]) >= stats["pool"]["max-concurrency"]:
+                if self.log.read_text().count("model ready") >= stats["pool"]["max-concurrency"]:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"worker {self.name} not ready: {self.log.read_text()[-3000:]}")
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its children, as a host crash would."""
+        pids = self.child_pids()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), SIGKILL of the process group if that takes too long."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log_handle.close()
+
+
+@contextmanager
+def running_workers(config: Path, log_dir: Path, *, names: tuple[str, ...], concurrency: int
+                    ) -> Iterator[list[WorkerProcess]]:
+    """Starts one worker per name, waits until all are ready, stops them afterwards."""
+    settings = settings_from(config)
+    workers = [WorkerProcess(config, name=n, concurrency=concurrency, log=log_dir / f"{n}.log")
+               for n in names]
+    try:
+        for w in workers:
+            w.wait_ready(settings)
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()

@@ -1,0 +1,241 @@
+"""Operator commands for the queue: ``ocml worker``, ``submit``, ``status`` and ``watch``.
+
+``worker.cli`` registers ``COMMANDS`` on the ``ocml`` group. Each command takes ``--config``
+(or ``$OCML_CONFIG``) and ``OCML_*`` overrides, the same settings the workers use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), envvar=CONFIG_ENV,
+    help="YAML settings file (default: $OCML_CONFIG); OCML_* variables override it.")
+
+
+def _settings(config_path: str | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _client(config_path: str | None) -> tuple[Any, Settings]:
+    from worker.app import make_app
+
+    settings = _settings(config_path)
+    return make_app(settings), settings
+
+
+@click.command("worker")
+@config_option
+@click.option("-c", "--concurrency", type=click.IntRange(min=1),
+              help="Worker processes (default: settings' concurrency, 0 there = one per core).")
+@click.option("-n", "--hostname", help="Node name, e.g. ocml@%h (default: celery@<host>).")
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(config_path: str | None, concurrency: int | None, hostname: str | None,
+           loglevel: str) -> None:
+    """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit)."""
+    if config_path is not None:
+        os.environ[CONFIG_ENV] = os.path.abspath(config_path)
+    settings = _settings(config_path)
+    _check_model(settings)
+    from worker.app import app
+
+    argv = ["worker", f"--loglevel={loglevel}", "--events",
+            f"--concurrency={concurrency or settings.concurrency or os.cpu_count() or 1}"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
+
+
+def _check_model(settings: Settings) -> None:
+    """Refuses to start on a model path that is no SavedModel (loading happens in the children)."""
+    if settings.model == "default":
+        return
+    if not (Path(settings.model) / "saved_model.pb").is_file():
+        raise click.ClickException(f"model: {settings.model} is not a SavedModel directory "
+                                   "(no saved_model.pb)")
+
+
+@click.command("submit")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--wait", "wait_", is_flag=True, help="Show progress, exit non-zero if a job failed.")
+@click.option("-f", "--format", "formats", multiple=True,
+              help="Output format (repeatable; default: the settings' formats).")
+@click.option("--preset", help="Segmentation preset (default: the settings' preset).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Segmentation parameter override, e.g. -p min_silence=2.")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Directory for the results (default: <output_root>/<file stem>).")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False),
+              help="With --wait, one FILE and one format: copy the result here.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait, give up after S s.")
+@config_option
+def submit(files: tuple[str, ...], wait_: bool, formats: tuple[str, ...], preset: str | None,
+           params: tuple[str, ...], output_dir: str | None, output_file: str | None,
+           timeout: float | None, config_path: str | None) -> None:
+    """Queue FILE... for segmentation; prints one job id per line."""
+    from pipeline.writers import FORMATS
+    from worker import client
+    from worker.jobs import JobInvalid, parse_job
+
+    app, settings = _client(config_path)
+    if output_file is not None:
+        if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
+            raise click.UsageError("--output needs --wait, one FILE and one --format")
+    jobs = [client.build_job(f, output_dir=output_dir, formats=formats, preset=preset,
+                             params=_parse_params(params)) for f in files]
+    for job in jobs:
+        try:
+            parse_job(job, settings, formats_known=FORMATS)
+        except JobInvalid as exc:
+            raise click.ClickException(f"{exc.code}: {exc}") from None
+    ids = [client.submit(app, settings, job) for job in jobs]
+    for job_id in ids:
+        click.echo(job_id)
+    if not wait_:
+        return
+    names = [Path(f).name for f in files]
+    display = ProgressDisplay(names, tty=sys.stderr.isatty())
+    statuses = client.wait(app, ids, on_update=display, timeout=timeout)
+    display.finish(statuses)
+    if any(s["state"] != "SUCCESS" for s in statuses):
+        sys.exit(1)
+    if output_file is not None:
+        _copy_result(statuses[0]["result"], output_file)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{key}: not a number: {value!r}",
+                                     param_hint="--param") from None
+    return params
+
+
+def _copy_result(result: dict[str, Any], output_file: str) -> None:
+    from pipeline.writers import atomic_write
+
+    (source,) = result["outputs"].values()
+    atomic_write(os.path.abspath(output_file), Path(source).read_bytes())
+
+
+class ProgressDisplay:
+    """One progress line per job on stderr: redrawn in place on a terminal, appended otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, names: list[str], *, tty: bool) -> None:
+        self.names = names
+        self.tty = tty
+        self.drawn = 0
+        self.last: list[str] = [""] * len(names)
+
+    def __call__(self, statuses: list[dict[str, Any]]) -> None:
+        lines = [self._line(name, s) for name, s in zip(self.names, statuses)]
+        if self.tty:
+            if self.drawn:
+                click.echo(f"\x1b[{self.drawn}F", nl=False, err=True)
+            for line in lines:
+                click.echo(f"\x1b[2K{line}", err=True)
+            self.drawn = len(lines)
+            return
+        for i, line in enumerate(lines):
+            if line != self.last[i]:
+                click.echo(line, err=True)
+        self.last = lines
+
+    def _line(self, name: str, status: dict[str, Any]) -> str:
+        state = status["state"]
+        percent = 100.0 if state == "SUCCESS" else status.get("progress", {}).get("percent", 0.0)
+        if not self.tty:
+            percent = 10 * int(percent // 10)
+        filled = int(self.WIDTH * percent / 100)
+        return f"{name:<24.24} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:5.1f}% {state}"
+
+    def finish(self, statuses: list[dict[str, Any]]) -> None:
+        """One closing line per job: its result files or its error."""
+        for name, status in zip(self.names, statuses):
+            click.echo(f"{name}: {_describe(status)}", err=True)
+
+
+def _describe(status: dict[str, Any]) -> str:
+    if status["state"] == "SUCCESS":
+        return "done: " + " ".join(status["result"]["outputs"].values())
+    if "error" in status:
+        return f"{status['state']} {status['error']['error']}: {status['error']['message']}"
+    if "progress" in status:
+        return f"{status['state']} {status['progress']['percent']:.1f}%"
+    return status["state"]
+
+
+@click.command("status")
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@config_option
+def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> None:
+    """Show each JOB's state, progress, result paths or error (exit 1 if any failed)."""
+    from worker import client
+
+    app, _ = _client(config_path)
+    statuses = [client.job_status(app, job_id) for job_id in job_ids]
+    for s in statuses:
+        click.echo(json.dumps(s, sort_keys=True) if as_json else f"{s['id']} {_describe(s)}")
+    if any(s["state"] == "FAILURE" for s in statuses):
+        sys.exit(1)
+
+
+@click.command("watch")
+@click.argument("inbox", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
+              help="Put each file's results in DIR/<stem>/ (default: <output_root>/<stem>).")
+@click.option("-f", "--format", "formats", multiple=True, help="Output format (repeatable).")
+@click.option("--preset", help="Segmentation preset.")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between scans.")
+@click.option("--settle", default=5.0, show_default=True, type=click.FloatRange(min=0),
+              help="A file counts as fully written once unchanged for this many seconds.")
+@click.option("--once", is_flag=True, help="Scan twice, submit what is ready, exit.")
+@config_option
+def watch(inbox: str, output_dir: str | None, formats: tuple[str, ...], preset: str | None,
+          interval: float, settle: float, once: bool, config_path: str | None) -> None:
+    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
+    from worker import client
+
+    app, settings = _client(config_path)
+    folder = Path(inbox)
+
+    def make_job(path: Path) -> dict[str, Any]:
+        target = None if output_dir is None else Path(output_dir) / path.stem
+        return client.build_job(path, output_dir=target, formats=formats, preset=preset)
+
+    previous = client.scan_inbox(folder)
+    while True:
+        time.sleep(interval)
+        current = client.scan_inbox(folder)
+        ready = client.settled(previous, current, now=time.time(), settle=settle)
+        for path, job_id in client.submit_new(app, settings, folder, ready, make_job):
+            click.echo(f"{job_id} {path}")
+        previous = current
+        if once:
+            return
+
+
+COMMANDS = [worker, submit, status, watch]
