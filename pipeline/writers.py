@@ -79,6 +79,17 @@ def check_writable(out_dir: str | os.PathLike[str]) -> None:
         raise _io_error(exc, "create files in the output directory", out_dir) from exc
 
 
+def ensure_output_dir(out_dir: str | os.PathLike[str]) -> None:
+    """Creates ``out_dir`` (and its parents) if missing, then checks it as ``check_writable`` does."""
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file of that name: check_writable says "is not a directory"
+    except OSError as exc:
+        raise _io_error(exc, "create the output directory", out_dir) from exc
+    check_writable(out_dir)
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Writes ``data`` to ``path`` via a synced temporary file in the same directory and a rename.
 
@@ -261,12 +272,17 @@ def _duration_ms(result: Result) -> int:
     return int(math.floor(result.input.duration * 1000 + 1e-6))
 
 
+def _ms(seconds: float) -> int:
+    """Whole milliseconds, the same ones the JSON shows (it rounds seconds to 3 decimals)."""
+    return round(round(seconds, 3) * 1000)
+
+
 def _segments_ms(result: Result) -> list[tuple[int, int]]:
     """Segments as integer milliseconds, never beyond the input duration, empty ones left out."""
     limit = _duration_ms(result)
     out = []
     for s in result.segments:
-        begin, end = round(s.start * 1000), min(round(s.end * 1000), limit)
+        begin, end = _ms(s.start), min(_ms(s.end), limit)
         if end > begin:
             out.append((begin, end))
     return out

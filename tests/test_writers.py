@@ -1,0 +1,388 @@
+"""Writers: atomic writes, the five text renderings, Opencast SMIL, and all-or-nothing output sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import traceback
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import OutputError
+from pipeline.postprocess import PRESETS, Segment
+from pipeline.result import InputInfo, ModelInfo, Result, validate
+from pipeline.writers import (
+    FORMATS,
+    Track,
+    atomic_write,
+    check_writable,
+    output_paths,
+    render_audacity,
+    render_cutmarks,
+    render_json,
+    render_rttm,
+    render_smil,
+    write_outputs,
+)
+
+SMIL = "{http://www.w3.org/ns/SMIL}"
+XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+PREFIXES = {"smil": "s", "head": "h", "body": "b", "meta": "meta", "paramGroup": "pg", "param": "param",
+            "par": "par", "audio": "a", "video": "v"}
+
+
+def make_result(*, segments=None, duration=10.0, has_video=False, sha="ab" * 32, probabilities=True) -> Result:
+    return Result(
+        input=InputInfo(
+            path="/srv/media/lecture 17.flac",
+            duration=duration,
+            sample_rate=48000,
+            channels=2,
+            sha256=sha,
+            has_video=has_video,
+        ),
+        model=ModelInfo(name="default", version="1.0.0", architecture="crnn", sha256="cd" * 32),
+        params=PRESETS["default"],
+        segments=[Segment(0.5, 2.25, 0.91), Segment(4.0, 7.125, 0.8765)] if segments is None else segments,
+        probabilities=np.array([0.0, 0.25, 0.5, 1.0], np.float32) if probabilities else None,
+        processing_seconds=2.5,
+        created="2026-11-25T12:00:00Z",
+    )
+
+
+def mask_ids(text: str) -> str:
+    return re.sub(UUID, "UUID", text)
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+# --- the text renderings, against hand-written expectations -------------------------------------
+
+
+def test_render_json_matches_the_expected_text():
+    expected = """{
+  "schema": "opencast-ml/segments/v1",
+  "input": {
+    "path": "/srv/media/lecture 17.flac",
+    "duration": 10.0,
+    "sample_rate": 48000,
+    "channels": 2,
+    "sha256": "abababababababababababababababababababababababababababababababab",
+    "has_video": false
+  },
+  "model": {
+    "name": "default",
+    "version": "1.0.0",
+    "architecture": "crnn",
+    "sha256": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+  },
+  "params": {
+    "threshold": 0.5,
+    "neg_threshold": 0.35,
+    "min_speech": 0.25,
+    "min_silence": 0.5,
+    "min_voice": 0.0,
+    "pad_before": 0.1,
+    "pad_after": 0.1
+  },
+  "segments": [
+    {
+      "start": 0.5,
+      "end": 2.25,
+      "label": "speech",
+      "confidence": 0.91
+    },
+    {
+      "start": 4.0,
+      "end": 7.125,
+      "label": "speech",
+      "confidence": 0.8765
+    }
+  ],
+  "summary": {
+    "speech_seconds": 4.875,
+    "speech_ratio": 0.4875,
+    "segments": 2
+  },
+  "timing": {
+    "processing_seconds": 2.5,
+    "realtime_factor": 0.25
+  },
+  "created": "2026-11-25T12:00:00Z"
+}
+"""
+    assert render_json(make_result()).decode("utf-8") == expected
+
+
+def test_render_json_refuses_an_invalid_result():
+    with pytest.raises(ValueError, match=r"segments\[1\]: end 12\.0 is beyond the input duration"):
+        render_json(make_result(segments=[Segment(0.5, 2.25, 0.9), Segment(4.0, 12.0, 0.9)]))
+
+
+def test_render_cutmarks_matches_the_opencast_form():
+    assert render_cutmarks(make_result()).decode() == (
+        '[\n  {\n    "begin": 500,\n    "duration": 1750\n  },\n'
+        '  {\n    "begin": 4000,\n    "duration": 3125\n  }\n]\n'
+    )
+    assert render_cutmarks(make_result(segments=[])).decode() == "[]\n"
+
+
+def test_render_audacity_labels():
+    assert render_audacity(make_result()).decode() == (
+        "0.500000\t2.250000\tspeech\n4.000000\t7.125000\tspeech\n"
+    )
+
+
+def test_render_rttm():
+    assert render_rttm(make_result()).decode() == (
+        "SPEAKER lecture_17 1 0.500 1.750 <NA> <NA> speech <NA> <NA>\n"
+        "SPEAKER lecture_17 1 4.000 3.125 <NA> <NA> speech <NA> <NA>\n"
+    )
+
+
+def test_render_smil_matches_the_expected_text():
+    expected = """<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<smil xmlns="http://www.w3.org/ns/SMIL" xmlns:oc="http://smil.opencastproject.org" version="3.0" baseProfile="Language" xml:id="s-UUID">
+  <head xml:id="h-UUID">
+    <meta name="track-duration" content="10000ms" xml:id="meta-UUID"/>
+    <paramGroup xml:id="pg-UUID">
+      <param valuetype="data" name="track-id" value="UUID" xml:id="param-UUID"/>
+      <param valuetype="data" name="track-src" value="file:///srv/media/lecture%2017.flac" xml:id="param-UUID"/>
+      <param valuetype="data" name="track-flavor" value="presenter/source" xml:id="param-UUID"/>
+    </paramGroup>
+  </head>
+  <body xml:id="b-UUID">
+    <par xml:id="par-UUID">
+      <audio clipBegin="500ms" clipEnd="2250ms" paramGroup="pg-UUID" src="file:///srv/media/lecture%2017.flac" xml:id="a-UUID"/>
+    </par>
+    <par xml:id="par-UUID">
+      <audio clipBegin="4000ms" clipEnd="7125ms" paramGroup="pg-UUID" src="file:///srv/media/lecture%2017.flac" xml:id="a-UUID"/>
+    </par>
+  </body>
+</smil>
+"""
+    assert mask_ids(render_smil(make_result()).decode("utf-8")) == expected
+
+
+# --- SMIL structure -----------------------------------------------------------------------------
+
+
+def parse_smil(data: bytes) -> ET.Element:
+    root = ET.fromstring(data)
+    assert root.tag == f"{SMIL}smil"
+    assert (root.get("version"), root.get("baseProfile")) == ("3.0", "Language")
+    ids = [el.get(XML_ID) for el in root.iter()]
+    assert all(ids) and len(set(ids)) == len(ids)
+    for el in root.iter():
+        local = el.tag.removeprefix(SMIL)
+        assert re.fullmatch(f"{PREFIXES[local]}-{UUID}", el.get(XML_ID)), (local, el.get(XML_ID))
+    return root
+
+
+def test_smil_structure_for_a_video_input_with_two_tracks_and_a_segment_past_the_end():
+    result = make_result(
+        segments=[Segment(0.0, 1.0, 0.9), Segment(3.0, 9.8765, 0.8), Segment(9.9, 10.5, 0.7)],
+        duration=9.95,
+        has_video=True,
+    )
+    tracks = [
+        Track(id="t-1", src="https://oc.example/presenter.mp4", flavor="presenter/source", kind="video"),
+        Track(id="t-2", src="https://oc.example/slides.mp4?a=1&b=2", flavor="presentation/source", kind="video"),
+    ]
+    root = parse_smil(render_smil(result, tracks=tracks))
+    head, body = root.find(f"{SMIL}head"), root.find(f"{SMIL}body")
+    (meta,) = head.findall(f"{SMIL}meta")
+    assert (meta.get("name"), meta.get("content")) == ("track-duration", "9950ms")
+    groups = head.findall(f"{SMIL}paramGroup")
+    assert [[(p.get("name"), p.get("value"), p.get("valuetype")) for p in g] for g in groups] == [
+        [(n, v, "data") for n, v in (("track-id", t.id), ("track-src", t.src), ("track-flavor", t.flavor))]
+        for t in tracks
+    ]
+    pars = body.findall(f"{SMIL}par")
+    assert len(pars) == len(result.segments)
+    clips = []
+    for par in pars:
+        videos = par.findall(f"{SMIL}video")
+        assert [v.get("paramGroup") for v in videos] == [g.get(XML_ID) for g in groups]
+        assert [v.get("src") for v in videos] == [t.src for t in tracks]
+        for v in videos:
+            begin, end = (re.fullmatch(r"(\d+)ms", v.get(a)) for a in ("clipBegin", "clipEnd"))
+            assert begin and end
+            assert 0 <= int(begin[1]) < int(end[1]) <= 9950
+        clips.append((videos[0].get("clipBegin"), videos[0].get("clipEnd")))
+    # the milliseconds the JSON shows (round(9.8765, 3) == 9.877), cut at the track duration
+    assert clips == [("0ms", "1000ms"), ("3000ms", "9877ms"), ("9900ms", "9950ms")]
+
+
+def test_smil_ids_are_deterministic_and_depend_on_the_input():
+    assert render_smil(make_result()) == render_smil(make_result())
+    other = render_smil(make_result(sha="ef" * 32))
+    assert mask_ids(other.decode()) == mask_ids(render_smil(make_result()).decode())
+    assert other != render_smil(make_result())
+
+
+def test_smil_of_an_empty_result_has_a_body_without_pars():
+    root = parse_smil(render_smil(make_result(segments=[])))
+    assert root.find(f"{SMIL}body").findall(f"{SMIL}par") == []
+
+
+def test_track_kind_is_checked():
+    with pytest.raises(ValueError, match=r"'subtitle'"):
+        Track(id="x", src="x", flavor="captions/source", kind="subtitle")
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+
+
+def test_atomic_write_creates_and_replaces(tmp_path):
+    target = tmp_path / "out.json"
+    atomic_write(target, b"first")
+    atomic_write(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert leftovers(tmp_path) == ["out.json"]
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_into_a_missing_directory_names_it(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(OutputError, match=r"nope: output directory does not exist") as info:
+        atomic_write(missing / "out.json", b"x")
+    assert info.value.path == str(missing)
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_failing_at_the_rename_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(OutputError, match=re.escape(str(tmp_path)) + r": cannot write out.json"):
+        atomic_write(tmp_path / "out.json", b"x")
+    assert leftovers(tmp_path) == ["out.json"]
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A directory with one old file that the test process cannot write to.
+
+    Root writes anywhere, so as root the attempt runs as ``nobody`` (see ``unprivileged``) and
+    the directory lies where ``nobody`` can reach it.
+    """
+    base = Path(tempfile.mkdtemp(prefix="ocml-ro-")) if os.geteuid() == 0 else tmp_path
+    base.chmod(0o755)
+    directory = base / "ro"
+    directory.mkdir()
+    (directory / "old.json").write_bytes(b"old")
+    directory.chmod(0o555)
+    yield directory
+    directory.chmod(0o755)
+    if base != tmp_path:
+        shutil.rmtree(base)
+
+
+def unprivileged(check) -> None:
+    """Runs ``check()`` as this user, or in a child process as ``nobody`` when running as root."""
+    if os.geteuid() != 0:
+        check()
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            check()
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the check failed in the unprivileged child"
+
+
+def test_atomic_write_into_a_read_only_directory_fails_cleanly(readonly_dir):
+    def check():
+        with pytest.raises(OutputError, match=re.escape(str(readonly_dir)) + r": cannot create files"):
+            atomic_write(readonly_dir / "new.json", b"x")
+        with pytest.raises(OutputError, match=re.escape(str(readonly_dir))):
+            check_writable(readonly_dir)
+
+    unprivileged(check)
+    assert leftovers(readonly_dir) == ["old.json"]
+
+
+def test_check_writable(tmp_path):
+    check_writable(tmp_path)
+    assert leftovers(tmp_path) == []
+    with pytest.raises(OutputError, match=r"missing: output directory does not exist"):
+        check_writable(tmp_path / "missing")
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match=r"file: output directory is not a directory"):
+        check_writable(tmp_path / "file")
+
+
+# --- output sets --------------------------------------------------------------------------------
+
+
+def test_output_paths_and_names():
+    assert FORMATS == ("json", "smil", "cutmarks", "audacity", "rttm", "probabilities")
+    assert {f: p.name for f, p in output_paths("/out", "talk", FORMATS).items()} == {
+        "json": "talk.json",
+        "smil": "talk.smil",
+        "cutmarks": "talk.cutmarks.json",
+        "audacity": "talk.txt",
+        "rttm": "talk.rttm",
+        "probabilities": "talk.probs.npy",
+    }
+    with pytest.raises(ValueError, match=r"unknown output format\(s\) 'srt'; known: json, smil"):
+        output_paths("/out", "talk", ["json", "srt"])
+    with pytest.raises(ValueError, match=r"plain file name, got '../x'"):
+        output_paths("/out", "../x", ["json"])
+
+
+def test_write_outputs_writes_every_format(tmp_path):
+    result = make_result()
+    paths = write_outputs(result, tmp_path, "lecture", FORMATS)
+    assert leftovers(tmp_path) == sorted(p.name for p in paths.values())
+    document = json.loads(paths["json"].read_bytes())
+    validate(document)
+    assert Result.from_dict(document) == result
+    assert json.loads(paths["cutmarks"].read_bytes()) == [
+        {"begin": 500, "duration": 1750},
+        {"begin": 4000, "duration": 3125},
+    ]
+    assert paths["smil"].read_bytes() == render_smil(result)
+    probs = np.load(paths["probabilities"])
+    assert probs.dtype == np.float16
+    np.testing.assert_array_equal(probs, [0.0, 0.25, 0.5, 1.0])
+
+
+def test_write_outputs_removes_what_it_wrote_when_a_later_format_fails(tmp_path):
+    (tmp_path / "lecture.rttm").mkdir()
+    with pytest.raises(OutputError, match=r"cannot write lecture\.rttm"):
+        write_outputs(make_result(), tmp_path, "lecture", ["json", "smil", "cutmarks", "audacity", "rttm"])
+    assert leftovers(tmp_path) == ["lecture.rttm"]
+
+
+def test_write_outputs_renders_everything_before_writing_anything(tmp_path):
+    with pytest.raises(OutputError, match=r"no probabilities"):
+        write_outputs(make_result(probabilities=False), tmp_path, "lecture", ["json", "probabilities"])
+    assert leftovers(tmp_path) == []
+
+
+def test_write_outputs_into_a_read_only_directory_leaves_it_unchanged(readonly_dir):
+    def check():
+        with pytest.raises(OutputError, match=re.escape(str(readonly_dir))):
+            write_outputs(make_result(), readonly_dir, "lecture", ["json", "smil"])
+
+    unprivileged(check)
+    assert leftovers(readonly_dir) == ["old.json"]
