@@ -23,6 +23,7 @@ from pipeline.writers import (
     Track,
     atomic_write,
     check_writable,
+    ensure_output_dir,
     output_paths,
     render_audacity,
     render_cutmarks,
@@ -328,6 +329,15 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(OutputError, match=r"file: output directory is not a directory"):
         check_writable(tmp_path / "file")
+
+
+def test_ensure_output_dir_creates_missing_parents_and_checks_the_result(tmp_path):
+    ensure_output_dir(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    ensure_output_dir(tmp_path / "a" / "b")
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match=r"file: output directory is not a directory"):
+        ensure_output_dir(tmp_path / "file")
 
 
 # --- output sets --------------------------------------------------------------------------------
