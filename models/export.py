@@ -1,0 +1,138 @@
+"""Export a per-frame Keras model as a SavedModel that loads with TensorFlow alone.
+
+The SavedModel's ``serve`` signature maps float32 ``[batch, frames, n_mels]`` log-mels to
+``[batch, frames]`` speech probabilities; ``assets/ocml.json`` carries the metadata that
+``pipeline.model`` checks when loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ModelError, OutputError
+from pipeline.features import FeatureConfig
+from pipeline.model import (
+    FORMAT_VERSION,
+    LABELS,
+    METADATA_FILE,
+    import_tensorflow,
+    open_savedmodel,
+    read_metadata,
+)
+
+__all__ = ["export_savedmodel", "read_metadata", "build_metadata"]
+
+PROBE_FRAMES = 97
+"""Length of the random probe batch that checks the export against the Keras model."""
+
+
+def build_metadata(
+    *, name: str, version: str, architecture: str, features: FeatureConfig, context_frames: int,
+    postprocess: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``assets/ocml.json`` content (format_version 1), validated by ``pipeline.model``'s rules."""
+    for key, value in (("name", name), ("version", version), ("architecture", architecture)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+    if not isinstance(features, FeatureConfig):
+        raise ValueError(f"features must be a FeatureConfig, got {features!r}")
+    if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 0:
+        raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "version": version,
+        "architecture": architecture,
+        "features": features.to_dict(),
+        "context_frames": context_frames,
+        "labels": list(LABELS),
+        "postprocess": dict(postprocess or {}),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def export_savedmodel(
+    keras_model: Any, out_dir: str | os.PathLike[str], *, name: str, version: str,
+    architecture: str, features: FeatureConfig, context_frames: int,
+    postprocess: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None, overwrite: bool = False,
+) -> Path:
+    """Save ``keras_model`` ([B, T, n_mels] → [B, T] or [B, T, 1]) with metadata to ``out_dir``.
+
+    Written into a temporary directory beside ``out_dir``, loaded back and compared with the
+    Keras model, then renamed into place, so a failed export leaves nothing behind.
+    """
+    tf = import_tensorflow()
+    import keras
+
+    metadata = build_metadata(
+        name=name, version=version, architecture=architecture, features=features,
+        context_frames=context_frames, postprocess=postprocess, training=training, metrics=metrics,
+    )
+    text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise OutputError("export target already exists (pass overwrite=True to replace it)", path=str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_mels = features.n_mels
+
+    def serve(log_mels):
+        return tf.reshape(keras_model(log_mels, training=False), tf.shape(log_mels)[:2])
+
+    probe = np.random.default_rng(0).normal(-5.0, 3.0, (2, PROBE_FRAMES, n_mels)).astype(np.float32)
+    expected = _keras_probabilities(keras_model, probe)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(keras_model)
+        archive.add_endpoint(
+            name="serve",
+            fn=serve,
+            input_signature=[tf.TensorSpec([None, None, n_mels], tf.float32, name="log_mels")],
+        )
+        archive.write_out(str(staging), verbose=False)
+        (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (staging / METADATA_FILE).write_text(text, encoding="utf-8")
+        got = open_savedmodel(staging).predict(probe)
+        if not np.allclose(got, expected, atol=1e-5):
+            raise ModelError(
+                f"exported model differs from the Keras model by {np.abs(got - expected).max():.3g}",
+                path=str(out),
+            )
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _keras_probabilities(keras_model: Any, probe: np.ndarray) -> np.ndarray:
+    """The Keras model's output on ``probe`` as [B, T]; ``ModelError`` if not per-frame."""
+    out = np.asarray(keras_model(probe, training=False))
+    if out.shape not in (probe.shape[:2], (*probe.shape[:2], 1)):
+        raise ModelError(
+            f"model maps {probe.shape} to {out.shape}; expected per-frame output {probe.shape[:2]}"
+        )
+    return out.reshape(probe.shape[:2])
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``, replacing an existing ``out`` only after the new one is whole."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    out.rename(retired / out.name)
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)

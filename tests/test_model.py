@@ -1,0 +1,208 @@
+"""Loading SavedModels: metadata, prediction, and clear refusals of incompatible models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import model as model_module
+from pipeline.errors import ModelError
+from pipeline.features import FeatureConfig, logmel
+from pipeline.model import configure_tensorflow, directory_sha256, load_model, read_metadata
+from tests.conftest import TINY_POSTPROCESS, frame_labels, synthetic_recording
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(src, tmp_path / "model"))
+
+
+def _edit_metadata(model_dir: Path, **changes) -> None:
+    file = model_dir / "assets" / "ocml.json"
+    data = json.loads(file.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    file.write_text(json.dumps(data))
+
+
+def test_metadata_attributes(tiny_model, tiny_model_dir):
+    assert (tiny_model.name, tiny_model.version, tiny_model.architecture) == ("tiny", "0.0.1", "tiny_conv")
+    assert tiny_model.features == FeatureConfig()
+    assert tiny_model.context_frames == 4
+    assert tiny_model.postprocess == TINY_POSTPROCESS
+    assert tiny_model.metadata == read_metadata(tiny_model_dir)
+    assert tiny_model.path == tiny_model_dir
+
+
+def test_sha256_is_stable_and_follows_the_files(tiny_model, tiny_model_dir, tmp_path):
+    assert len(tiny_model.sha256) == 64
+    copy = _copy(tiny_model_dir, tmp_path)
+    assert load_model(copy).sha256 == tiny_model.sha256 == directory_sha256(tiny_model_dir)
+    _edit_metadata(copy, version="0.0.2")
+    assert load_model(copy).sha256 != tiny_model.sha256
+
+
+@pytest.mark.parametrize(("seed", "hum"), [(101, True), (102, False)])
+def test_tiny_model_separates_speech_from_silence(tiny_model, seed, hum):
+    samples, segments = synthetic_recording(60.0, seed=seed, hum=hum)
+    feats = logmel(samples, tiny_model.features)
+    truth = frame_labels(len(feats), segments, tiny_model.features) > 0.5
+    probs = tiny_model.predict(feats[None])[0]
+    assert truth.mean() > 0.3
+    assert ((probs > 0.5) == truth).mean() >= 0.9
+
+
+def test_predict_shapes(tiny_model):
+    batch = np.full((3, 50, 64), np.log(1e-6), np.float32)
+    out = tiny_model.predict(batch)
+    assert out.shape == (3, 50) and out.dtype == np.float32
+    assert np.all((out >= 0) & (out <= 1))
+    assert tiny_model.predict(np.zeros((2, 0, 64), np.float32)).shape == (2, 0)
+
+
+def test_predict_rejects_wrong_shapes(tiny_model):
+    with pytest.raises(ValueError, match=r"\(2, 10, 40\)"):
+        tiny_model.predict(np.zeros((2, 10, 40), np.float32))
+    with pytest.raises(ValueError, match=r"\(10, 64\)"):
+        tiny_model.predict(np.zeros((10, 64), np.float32))
+
+
+def test_missing_metadata_is_refused(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    (copy / "assets" / "ocml.json").unlink()
+    with pytest.raises(ModelError, match=r"assets/ocml\.json is missing") as err:
+        load_model(copy)
+    assert err.value.code == "model_error" and str(copy) in str(err.value)
+
+
+def test_other_n_mels_is_refused(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    _edit_metadata(copy, features={**FeatureConfig().to_dict(), "n_mels": 40})
+    with pytest.raises(ModelError, match="n_mels: model 40, pipeline 64"):
+        load_model(copy)
+
+
+def test_unknown_format_version_is_refused(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    _edit_metadata(copy, format_version=2)
+    with pytest.raises(ModelError, match="unsupported format_version 2"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"context_frames": None}, r"lacks keys \['context_frames'\]"),
+        ({"format_version": None}, r"lacks keys \['format_version'\]"),
+        ({"context_frames": -1}, "context_frames must be an integer >= 0, got -1"),
+        ({"labels": ["speech", "non-speech"]}, r"labels must be .*got \['speech', 'non-speech'\]"),
+        ({"name": ""}, "name must be a non-empty string"),
+        ({"features": {**FeatureConfig().to_dict(), "dither": 0.1}}, "unknown feature keys.*dither"),
+        ({"features": {**FeatureConfig().to_dict(), "hop_length": 0}}, "hop_length.*got 0"),
+        ({"postprocess": [0.5]}, r"postprocess must be an object, got \[0\.5\]"),
+    ],
+)
+def test_bad_metadata_is_refused_naming_the_problem(tiny_model_dir, tmp_path, changes, message):
+    copy = _copy(tiny_model_dir, tmp_path)
+    _edit_metadata(copy, **changes)
+    with pytest.raises(ModelError, match=message):
+        load_model(copy)
+
+
+def test_unparsable_metadata_is_refused(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    (copy / "assets" / "ocml.json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable model metadata"):
+        load_model(copy)
+
+
+def test_a_directory_that_is_not_a_savedmodel_is_refused(tmp_path):
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "ocml.json").write_text("{}")
+    with pytest.raises(ModelError, match="not a SavedModel: saved_model.pb is missing"):
+        load_model(tmp_path)
+    with pytest.raises(ModelError, match="model directory does not exist"):
+        load_model(tmp_path / "nowhere")
+
+
+def test_a_damaged_savedmodel_is_refused(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    (copy / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        load_model(copy)
+
+
+def _save_module(path: Path, output, *, n_mels: int = 64) -> Path:
+    """A SavedModel written with plain TensorFlow whose ``serve`` returns ``output(x)``."""
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, n_mels], tf.float32)])
+        def serve(self, x):
+            return output(tf, x)
+
+    module = Module()
+    tf.saved_model.save(module, str(path), signatures={"serve": module.serve})
+    (path / "assets").mkdir(exist_ok=True)
+    metadata = {
+        "format_version": 1, "name": "plain", "version": "1", "architecture": "mean",
+        "features": FeatureConfig().to_dict(), "context_frames": 0, "labels": ["non-speech", "speech"],
+    }
+    (path / "assets" / "ocml.json").write_text(json.dumps(metadata))
+    return path
+
+
+def test_output_key_comes_from_the_signature(tmp_path):
+    path = _save_module(tmp_path / "m", lambda tf, x: {"speech": tf.sigmoid(tf.reduce_mean(x, axis=2))})
+    model = load_model(path)
+    x = np.random.default_rng(0).normal(size=(2, 7, 64)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-x.mean(axis=2))), rtol=1e-5)
+    assert model.postprocess == {}
+
+
+def test_wrong_output_shape_is_refused(tmp_path):
+    path = _save_module(tmp_path / "m", lambda tf, x: {"p": x[:, :, :1]})
+    with pytest.raises(ModelError, match=r"output 'p' has shape \[None, None, 1\], expected \[batch, frames\]"):
+        load_model(path)
+
+
+def test_signature_input_must_match_the_metadata(tmp_path):
+    path = _save_module(tmp_path / "m", lambda tf, x: {"p": x[:, :, 0]}, n_mels=40)
+    with pytest.raises(ModelError, match=r"input .*\[None, None, 40\].*n_mels 64 from metadata"):
+        load_model(path)
+
+
+def test_default_model_location(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_module.importlib.resources, "files", lambda package: tmp_path)
+    with pytest.raises(ModelError, match="the default model is not installed"):
+        load_model()
+    shutil.copytree(tiny_model_dir, tmp_path / "default")
+    assert model_module.default_model_path() == tmp_path / "default"
+    assert load_model().name == "tiny"
+
+
+def test_configure_tensorflow_is_idempotent_after_start(tiny_model, caplog):
+    import tensorflow as tf
+
+    configure_tensorflow()
+    configure_tensorflow(threads=1)
+    assert tf.config.threading.get_intra_op_parallelism_threads() == 1
+    assert tf.config.threading.get_inter_op_parallelism_threads() == 1
+    configure_tensorflow(threads=2)
+    assert "threads stay at 1" in caplog.text
+    with pytest.raises(ValueError, match="threads.*0"):
+        configure_tensorflow(threads=0)
+
+
+def test_importing_the_pipeline_does_not_import_tensorflow():
+    code = "import sys, pipeline.model, pipeline.inference, pipeline.features; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "False"
