@@ -16,13 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 import yaml
 
 from config.settings import Settings, load_settings
+from tests.media import speechlike, write_wav
 from worker.app import make_app
 
 ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
 
 # Short limits so redelivery and recovery happen within seconds in tests.
 TEST_SETTINGS: dict[str, Any] = {
@@ -51,6 +54,16 @@ def write_settings(path: Path, *, redis_url: str, media: Path, output: Path, mod
             **overrides}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def recording(path: Path, seconds: float, *, seed: int = 0) -> Path:
+    """A 16 kHz WAV of ``seconds`` s: a 20 s speech-like pattern (bursts and pauses) repeated."""
+    length = min(seconds, 20.0)
+    bursts = [(a, min(b, length - 0.2)) for a, b in ((0.5, 4.0), (5.5, 9.0), (12.0, 17.5))
+              if a < length - 0.5]
+    block = speechlike(SR, length, bursts, seed=seed)
+    repeats = int(np.ceil(seconds / 20.0))
+    return write_wav(path, np.tile(block, repeats)[: int(seconds * SR)], SR)
 
 
 def settings_from(path: Path) -> Settings:

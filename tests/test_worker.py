@@ -1,0 +1,252 @@
+"""The Celery worker against a real Redis with two real worker processes (no eager mode).
+
+Two ``ocml worker`` main processes with one pool process each serve Redis DB 13, flushed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.result import validate
+from tests.worker_support import (
+    ROOT,
+    flush,
+    recording,
+    running_workers,
+    settings_from,
+    worker_env,
+    write_settings,
+)
+from worker import client
+from worker.app import TASK_NAME, make_app
+from worker.tasks import DELIVERY_KEY, backoff_delay
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    """(settings path, settings, client app, media dir, output dir) with two workers running."""
+    base = tmp_path_factory.mktemp("fleet")
+    media, output = base / "media", base / "results"
+    media.mkdir()
+    output.mkdir()
+    config = write_settings(base / "settings.yaml", redis_url=REDIS_URL, media=media,
+                            output=output, model=tiny_model_dir)
+    flush(REDIS_URL)
+    settings = settings_from(config)
+    app = make_app(settings)
+    with running_workers(config, base, names=("w1", "w2"), concurrency=1) as workers:
+        yield {"config": config, "settings": settings, "app": app, "media": media,
+               "output": output, "workers": workers}
+    flush(REDIS_URL)
+
+
+def deliveries(app, job_id: str, retry: int = 0) -> int:
+    value = app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=retry))
+    return int(value or 0)
+
+
+def test_twenty_jobs_on_two_processes_each_done_exactly_once(fleet):
+    app, settings, media, output = fleet["app"], fleet["settings"], fleet["media"], fleet["output"]
+    paths = [recording(media / f"twenty-{i:02d}.wav", 3.0 + i % 3, seed=i) for i in range(20)]
+    ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
+
+    statuses = client.wait(app, ids, timeout=120)
+
+    assert [s["state"] for s in statuses] == ["SUCCESS"] * 20
+    assert [deliveries(app, job_id) for job_id in ids] == [1] * 20
+    for path, status in zip(paths, statuses):
+        folder = output / path.stem
+        assert sorted(p.name for p in folder.iterdir()) == [f"{path.stem}.json", f"{path.stem}.smil"]
+        document = json.loads((folder / f"{path.stem}.json").read_text())
+        validate(document)
+        assert document["input"]["path"] == str(path)
+        assert status["result"]["outputs"]["json"] == str(folder / f"{path.stem}.json")
+
+
+def test_same_job_twice_gives_byte_identical_segments(fleet):
+    app, settings, media, output = fleet["app"], fleet["settings"], fleet["media"], fleet["output"]
+    path = recording(media / "again.wav", 25.0, seed=5)
+    outputs = []
+    for run in ("first", "second"):
+        job = client.build_job(path, output_dir=output / run)
+        (status,) = client.wait(app, [client.submit(app, settings, job)], timeout=60)
+        assert status["state"] == "SUCCESS"
+        document = json.loads(Path(status["result"]["outputs"]["json"]).read_text())
+        outputs.append((json.dumps(document["segments"]).encode(),
+                        Path(status["result"]["outputs"]["smil"]).read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0][0])
+
+
+def _bad_jobs(media: Path, output: Path, outside: Path) -> dict[str, tuple[object, str]]:
+    good = recording(media / "fine.wav", 2.0)
+    (media / "escape.wav").symlink_to(outside / "secret.wav")
+    (output / "escape-dir").symlink_to(outside, target_is_directory=True)
+    (media / "folder.wav").mkdir()
+    (media / "garbage.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    g = str(good)
+    return {
+        "malformed json": ('{"input": "' + g + '", ', "bad_job"),
+        "not an object": ([g], "bad_job"),
+        "no input": ({"formats": ["json"]}, "bad_job"),
+        "relative path": ({"input": "media/fine.wav"}, "bad_job"),
+        "unknown key": ({"input": g, "colour": "red"}, "unknown_key"),
+        "outside roots": ({"input": str(outside / "secret.wav")}, "path_outside_roots"),
+        "dot-dot escape": ({"input": f"{media}/../outside/secret.wav"}, "path_outside_roots"),
+        "symlink escape": ({"input": str(media / "escape.wav")}, "path_outside_roots"),
+        "output outside": ({"input": g, "output_dir": str(outside / "r")}, "path_outside_roots"),
+        "output symlink escape": ({"input": g, "output_dir": str(output / "escape-dir" / "r")},
+                                  "path_outside_roots"),
+        "missing file": ({"input": str(media / "nope.wav")}, "input_missing"),
+        "directory": ({"input": str(media / "folder.wav")}, "input_not_a_file"),
+        "unsupported format": ({"input": g, "formats": ["mp4"]}, "bad_format"),
+        "formats not a list": ({"input": g, "formats": "json"}, "bad_job"),
+        "unknown preset": ({"input": g, "preset": "loud"}, "bad_preset"),
+        "negative duration": ({"input": g, "params": {"min_silence": -5}}, "bad_params"),
+        "threshold above one": ({"input": g, "params": {"threshold": 7}}, "bad_params"),
+        "huge duration": ({"input": g, "params": {"min_speech": 1e12}}, "bad_params"),
+        "param not a number": ({"input": g, "params": {"pad": "lots"}}, "bad_params"),
+        "unknown param": ({"input": g, "params": {"loudness": 1}}, "bad_params"),
+        "unknown model": ({"input": g, "model": "enormous"}, "unknown_model"),
+        "unreadable media": ({"input": str(media / "garbage.wav")}, "input_unreadable"),
+    }
+
+
+def test_every_kind_of_bad_job_fails_at_once_with_its_code(fleet, tmp_path):
+    app, media, output = fleet["app"], fleet["media"], fleet["output"]
+    outside = media.parent / "outside"
+    outside.mkdir()
+    recording(outside / "secret.wav", 2.0)
+    cases = _bad_jobs(media, output, outside)
+    ids = {name: app.send_task(TASK_NAME, args=[job]).id for name, (job, _) in cases.items()}
+    good_id = client.submit(app, fleet["settings"], client.build_job(media / "fine.wav"))
+
+    statuses = dict(zip(ids, client.wait(app, list(ids.values()), timeout=60)))
+    (good,) = client.wait(app, [good_id], timeout=60)
+
+    assert {name: (s["state"], s["error"]["error"]) for name, s in statuses.items()} == {
+        name: ("FAILURE", code) for name, (_, code) in cases.items()}
+    assert all(s["error"]["message"] for s in statuses.values())
+    assert [deliveries(app, ids[name], retry=1) for name in cases] == [0] * len(cases)
+    assert good["state"] == "SUCCESS"
+    assert not (outside / "r").exists()
+
+
+def test_a_job_that_kills_its_process_every_time_fails_after_max_deliveries(fleet):
+    app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
+    path = recording(media / "CRASHME-lecture.wav", 2.0)
+    job_id = client.submit(app, settings, client.build_job(path))
+
+    (status,) = client.wait(app, [job_id], timeout=90)
+
+    assert status["state"] == "FAILURE"
+    assert status["error"]["error"] == "too_many_deliveries"
+    assert "max_deliveries = 2" in status["error"]["message"]
+    assert deliveries(app, job_id) == settings.max_deliveries + 1
+    (after,) = client.wait(app, [client.submit(app, settings, client.build_job(
+        recording(media / "after-crash.wav", 2.0)))], timeout=90)
+    assert after["state"] == "SUCCESS"
+
+
+def test_sigkilled_process_mid_job_is_redelivered_and_completed_once(fleet):
+    app, settings, media, output = fleet["app"], fleet["settings"], fleet["media"], fleet["output"]
+    path = recording(media / "long-lecture.wav", 600.0, seed=3)
+    job_id = client.submit(app, settings, client.build_job(path))
+    deadline = time.monotonic() + 60
+    while (status := client.job_status(app, job_id))["state"] != "PROGRESS":
+        assert status["state"] in ("PENDING", "STARTED") and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["progress"]["percent"] < 100
+    os.kill(status["progress"]["pid"], signal.SIGKILL)
+
+    (final,) = client.wait(app, [job_id], timeout=120)
+
+    assert final["state"] == "SUCCESS"
+    assert deliveries(app, job_id) == 2
+    folder = output / path.stem
+    assert sorted(p.name for p in folder.iterdir()) == ["long-lecture.json", "long-lecture.smil"]
+    document = json.loads((folder / "long-lecture.json").read_text())
+    validate(document)
+    assert document["input"]["duration"] == pytest.approx(600.0)
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(n, base=2.0, cap=60.0, rng=rng) for n in range(8)]
+    for n, delay in enumerate(delays):
+        ceiling = min(60.0, 2.0 * 2**n)
+        assert ceiling / 2 <= delay <= ceiling
+    assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+def ocml(*args: str, config: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs the installed ``ocml`` console script."""
+    return subprocess.run([str(Path(sys.executable).with_name("ocml")), *args, "--config",
+                           str(config)], cwd=ROOT, env=worker_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
+    media, output, config = fleet["media"], fleet["output"], fleet["config"]
+    first = recording(media / "cli-one.wav", 4.0, seed=7)
+    second = recording(media / "cli-two.wav", 6.0, seed=8)
+
+    done = ocml("submit", str(first), str(second), "--wait", "-o", str(output / "cli"),
+                "--format", "json", "--format", "smil", config=config)
+
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    assert len(ids) == 2
+    assert sorted(p.name for p in (output / "cli").iterdir()) == [
+        "cli-one.json", "cli-one.smil", "cli-two.json", "cli-two.smil"]
+    assert "100.0% SUCCESS" in done.stderr
+    shown = ocml("status", *ids, "--json", config=config)
+    assert shown.returncode == 0, shown.stderr
+    assert [json.loads(line)["state"] for line in shown.stdout.splitlines()] == ["SUCCESS"] * 2
+
+    single = ocml("submit", str(first), "--wait", "--format", "smil", "--output",
+                  str(output / "cut"), config=config)
+    assert single.returncode == 0, single.stderr
+    assert (output / "cut").read_bytes() == (output / "cli" / "cli-one.smil").read_bytes()
+
+    refused = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
+    assert refused.returncode == 1
+    assert "input_missing" in refused.stderr and refused.stdout == ""
+    (media / "garbage-cli.wav").write_bytes(b"\x00" * 1000)
+    failed = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
+    assert failed.returncode == 1
+    assert "input_unreadable" in failed.stderr
+
+
+def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_path):
+    media, output, config, app = fleet["media"], fleet["output"], fleet["config"], fleet["app"]
+    inbox = media / "inbox"
+    inbox.mkdir()
+    recording(inbox / "w-one.wav", 2.0, seed=1)
+    recording(inbox / "w-two.wav", 2.0, seed=2)
+    (inbox / "w-three.wav.part").write_bytes(b"still uploading")
+    watch = ("watch", str(inbox), "--once", "--settle", "0", "--interval", "0.2",
+             "-o", str(output / "watched"))
+
+    first = ocml(*watch, config=config)
+    again = ocml(*watch, config=config)
+
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert sorted(Path(line.split()[1]).name for line in lines) == ["w-one.wav", "w-two.wav"]
+    assert again.returncode == 0 and again.stdout == ""
+    statuses = client.wait(app, [line.split()[0] for line in lines], timeout=60)
+    assert [s["state"] for s in statuses] == ["SUCCESS", "SUCCESS"]
+    assert (output / "watched" / "w-one" / "w-one.json").is_file()
