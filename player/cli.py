@@ -6,6 +6,7 @@ pygame and matplotlib are imported only when a command runs, so ``ocml --help`` 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -35,7 +36,7 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
         return from_result(media, result, probabilities=probabilities)
     if probabilities is not None:
         raise click.UsageError("--probabilities needs --result (without it the pipeline computes them)")
-    with click.progressbar(length=1000, label=f"segmenting {media.name}", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=1000, label=f"segmenting {media.name}", file=sys.stderr) as bar:
         def progress(done: float, total: float) -> None:
             bar.update(int(1000 * min(done / total, 1.0)) - bar.pos if total > 0 else 0)
 

@@ -141,7 +141,7 @@ def _decisions(ax, session: Session, reference: list[tuple[float, float]] | None
         values = np.asarray(probs[first:last], np.float32)
         times = first * FRAME_HOP + FRAME_OFFSET + np.arange(len(values)) * FRAME_HOP
         if len(values) > COLUMNS:
-            values, times = pool(values, COLUMNS, how="max"), pool(times, COLUMNS)
+            values, times = pool(values, COLUMNS), pool(times, COLUMNS)
         ax.plot(times, values, color="black", linewidth=0.7, label="speech probability")
     ax.axhline(session.threshold, color="grey", linestyle="--", linewidth=0.7, label="threshold")
     predicted = merge(session.segments)

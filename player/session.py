@@ -102,9 +102,10 @@ def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None,
 def from_pipeline(media: Path, *, model_path: Path | None = None,
                   progress: Callable[[float, float], None] | None = None) -> Session:
     """A session from running the pipeline on ``media`` with the model's default parameters."""
-    from pipeline.model import load_model
+    from pipeline.model import configure_tensorflow, load_model
     from pipeline.segment import resolve_params, segment_file
 
+    configure_tensorflow()
     model = load_model(model_path)
     result = segment_file(media, model, resolve_params(model), progress=progress)
     return session_of(result, media=media, probabilities=result.probabilities,

@@ -193,6 +193,20 @@ def test_screenshot_colours_speech_green_and_silence_red(recording, tmp_path) ->
     assert tuple(image.get_at((detail.x(19.0), lane_y)))[:3] == ui.CURSOR
 
 
+def test_play_without_result_runs_the_pipeline_first(tiny_model_dir, tmp_path) -> None:
+    media = write_wav(tmp_path / "talk.wav", speechlike(SR, 20.0, [(4.0, 12.0)], seed=3), SR)
+    out = tmp_path / "shot.png"
+    run = CliRunner().invoke(play, [str(media), "--model", str(tiny_model_dir), "--screenshot", str(out), "--at", "8"])
+    assert run.exit_code == 0, run.output
+    assert "segmenting talk.wav" in run.output and str(out) in run.output
+    image = pygame.image.load(str(out))
+    layout = Layout(*SIZE)
+    axis = Axis(0.0, 20.0, layout.overview.x, layout.overview.w)
+    assert tuple(image.get_at((axis.x(6.0), layout.overview.y + 10)))[:3] == ui.SPEECH
+    assert tuple(image.get_at((axis.x(10.0), layout.overview.y + 10)))[:3] == ui.SPEECH
+    assert tuple(image.get_at((axis.x(16.0), layout.overview.y + 10)))[:3] == ui.NON_SPEECH
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -49,6 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
         },
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        # A Redis restart must not fail running jobs: states and results wait for it to return.
+        "result_backend_always_retry": True,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "task_soft_time_limit": soft,

@@ -14,6 +14,7 @@ import socket
 import time
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
@@ -27,6 +28,7 @@ from worker.jobs import Job, JobFailed, parse_job
 
 PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
+REDIS_ATTEMPTS = 40
 
 _process: dict[str, Any] = {}
 log = get_logger(__name__)
@@ -124,9 +126,20 @@ def count_delivery(task: Task, settings: Settings) -> int:
     """How often this message (job id and retry number) has now been delivered, kept in Redis."""
     key = DELIVERY_KEY.format(id=task.request.id, retry=task.request.retries)
     client = task.app.backend.client
+    for attempt in range(REDIS_ATTEMPTS - 1):
+        try:
+            return _increment(client, key, settings.result_expires)
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("Redis unavailable while counting deliveries of %s; retrying",
+                        task.request.id)
+            time.sleep(min(5.0, 0.1 * 2**attempt))
+    return _increment(client, key, settings.result_expires)
+
+
+def _increment(client: redis.Redis, key: str, ttl: int) -> int:
     pipe = client.pipeline()
     pipe.incr(key)
-    pipe.expire(key, settings.result_expires)
+    pipe.expire(key, ttl)
     return int(pipe.execute()[0])
 
 

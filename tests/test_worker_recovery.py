@@ -1,0 +1,103 @@
+"""Recovery against a Redis of our own (port 6397, AOF on): a Redis restart and a dead worker host.
+
+This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.worker_support import recording, running_workers, settings_from, write_settings
+from worker import client
+from worker.app import make_app
+from worker.tasks import DELIVERY_KEY
+
+PORT = 6397
+REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
+
+
+class OwnRedis:
+    """A ``redis-server`` persisting to an append-only file in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client_ = redis.Redis(port=PORT)
+        for _ in range(100):
+            try:
+                if client_.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server on port {PORT} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def recovery(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    base = tmp_path_factory.mktemp("recovery")
+    media, output = base / "media", base / "results"
+    media.mkdir()
+    output.mkdir()
+    server = OwnRedis(base)
+    server.start()
+    config = write_settings(base / "settings.yaml", redis_url=REDIS_URL, media=media,
+                            output=output, model=tiny_model_dir, time_limit_max=7.0,
+                            time_limit_grace=2.0, visibility_timeout=10.0)
+    settings = settings_from(config)
+    try:
+        with running_workers(config, base, names=("r1", "r2"), concurrency=1) as workers:
+            yield {"server": server, "settings": settings, "app": make_app(settings),
+                   "media": media, "output": output, "workers": workers}
+    finally:
+        server.stop()
+
+
+def test_jobs_queued_across_a_redis_restart_all_complete(recovery):
+    app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
+    paths = [recording(media / f"queued-{i}.wav", 60.0 if i < 2 else 3.0, seed=i)
+             for i in range(8)]
+    ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
+
+    recovery["server"].stop()
+    time.sleep(1.0)
+    recovery["server"].start()
+    statuses = client.wait(app, ids, timeout=120)
+
+    assert [s["state"] for s in statuses] == ["SUCCESS"] * len(ids)
+    for path in paths:
+        assert (recovery["output"] / path.stem / f"{path.stem}.json").is_file()
+
+
+def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
+    app, settings, media, output = (recovery[k] for k in ("app", "settings", "media", "output"))
+    path = recording(media / "host-crash.wav", 240.0, seed=9)
+    job_id = client.submit(app, settings, client.build_job(path))
+    deadline = time.monotonic() + 60
+    while (status := client.job_status(app, job_id))["state"] != "PROGRESS":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    victim = next(w for w in recovery["workers"] if status["progress"]["pid"] in w.child_pids())
+
+    victim.kill()
+    (final,) = client.wait(app, [job_id], timeout=90)
+
+    assert final["state"] == "SUCCESS"
+    assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 2
+    assert sorted(p.name for p in (output / "host-crash").iterdir()) == [
+        "host-crash.json", "host-crash.smil"]
