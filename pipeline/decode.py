@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -50,8 +50,10 @@ _PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
 _TRANSIENT_AV_ERRORS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR,
                         errno.ENOTCONN, errno.ECONNRESET, errno.EHOSTDOWN, errno.ENOLINK,
                         errno.EREMOTEIO, errno.EBUSY}
-_INT_SCALE = {np.dtype(np.int16): 1 / 2**15, np.dtype(np.int32): 1 / 2**31,
-              np.dtype(np.int64): 1 / 2**63}
+_SAMPLE_TYPES = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32,
+                 "s64": np.int64, "u8": np.uint8}
+_SAMPLE_SCALE = {np.dtype(np.int16): 2.0**-15, np.dtype(np.int32): 2.0**-31,
+                 np.dtype(np.int64): 2.0**-63, np.dtype(np.uint8): 2.0**-7}
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         with _open_av(name) as container:
             audio = _audio_stream(name, container)
             info = AudioInfo(name, _av_duration(container, audio), audio.codec_context.sample_rate,
-                             audio.codec_context.channels, audio.codec_context.name,
+                             audio.codec_context.channels, audio.codec_context.codec.canonical_name,
                              container.format.name, _has_video(container))
     _check_rate(name, info.sample_rate)
     if 0 < info.duration < MIN_DURATION or (info.duration == 0 and sound is not None):
@@ -235,8 +237,12 @@ def _av_duration(container: av.container.InputContainer, audio: av.AudioStream) 
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _soundfile_chunks(name: str, sound: sf.SoundFile) -> Iterator[np.ndarray]:
-    """Yield ``[channels, n]`` float32 chunks read by libsndfile; a read error ends a prefix.
+# A chunk is a sequence of equally long 1-D channel rows in one sample type ([channels][n]).
+Chunk = Sequence[np.ndarray]
+
+
+def _soundfile_chunks(name: str, sound: sf.SoundFile) -> Iterator[Chunk]:
+    """Yield float32 chunks read by libsndfile; a read error ends a prefix.
 
     Reads are 64 Ki frames: a failing read (a truncated FLAC loses sync) discards what that call
     decoded, so small reads keep most of a truncated file's prefix.
@@ -259,15 +265,17 @@ def _soundfile_chunks(name: str, sound: sf.SoundFile) -> Iterator[np.ndarray]:
 
 
 def _av_chunks(name: str, container: av.container.InputContainer, audio: av.AudioStream,
-               rate: int) -> Iterator[np.ndarray]:
-    """Yield ``[channels, n]`` float32 chunks of ``audio``, placed by timestamp.
+               rate: int) -> Iterator[Chunk]:
+    """Yield the decoded chunks of ``audio`` (native sample type), placed by timestamp.
 
-    Sample ``k`` of the output is the audio at ``start + k / rate``, where ``start`` is the
-    container's start time (never negative). Frames whose timestamp disagrees with the running
-    count by more than the tolerance are padded with zeros or trimmed.
+    Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
+    whose timestamp disagrees with the running count by more than a tolerance (2 ms plus one tick)
+    is preceded by zeros or trimmed; timestamps are compared in integers, not Fractions, for speed.
     """
-    start = _start_time(container)
-    tolerance = None
+    tb_num, tb_den = audio.time_base.numerator, audio.time_base.denominator
+    origin = round(Fraction(_start_time(container)) * rate)
+    tolerance = math.ceil(rate * (0.002 + tb_num / tb_den))
+    jump = MAX_TIMESTAMP_JUMP * rate
     written = 0
     failed = 0
     with container:
@@ -284,23 +292,21 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
                     if frame.sample_rate != rate:
                         raise InputUnreadable(f"sample rate changes from {rate} to "
                                               f"{frame.sample_rate} Hz mid-stream", path=name)
-                    data = _frame_array(frame)
-                    if frame.pts is not None and frame.time_base is not None:
-                        if tolerance is None:
-                            tolerance = math.ceil(rate * (0.002 + float(frame.time_base)))
-                        at = round((frame.pts * frame.time_base - Fraction(start)) * rate)
-                        shift = at - written
-                        if abs(shift) > MAX_TIMESTAMP_JUMP * rate:
+                    rows = _frame_rows(frame)
+                    if frame.pts is not None:
+                        shift = (2 * frame.pts * tb_num * rate + tb_den) // (2 * tb_den) - origin
+                        shift -= written
+                        if abs(shift) > jump:
                             log.warning("%s: timestamp jumps %.1f s at %.2f s; counted through",
                                         name, shift / rate, written / rate)
                         elif shift > tolerance:
-                            yield from _zeros(data.shape[0], shift, rate)
+                            yield from _zeros(len(rows), rows[0].dtype, shift, rate)
                             written += shift
                         elif shift < -tolerance:
-                            data = data[:, -shift:]
-                    written += data.shape[1]
-                    if data.shape[1]:
-                        yield data
+                            rows = [row[-shift:] for row in rows]
+                    written += len(rows[0])
+                    if len(rows[0]):
+                        yield rows
         except av.FFmpegError as e:
             if e.errno in _TRANSIENT_AV_ERRORS or not written:
                 raise _av_error(name, e, "reading") from e
@@ -325,46 +331,45 @@ def _start_time(container: av.container.InputContainer) -> float:
     return max(float(min(starts)), 0.0) if starts else 0.0
 
 
-def _frame_array(frame: av.AudioFrame) -> np.ndarray:
-    """A frame's samples as ``[channels, n]`` float32 in [-1, 1] (planar or packed, any type)."""
-    data = frame.to_ndarray()
-    if not frame.format.is_planar:
-        data = data.reshape(-1, len(frame.layout.channels)).T
-    if data.dtype == np.float32:
-        return data
-    if data.dtype == np.uint8:
-        return (data.astype(np.float32) - 128) / 128
-    scale = _INT_SCALE.get(data.dtype, 1.0)
-    return (data * scale).astype(np.float32)
+def _frame_rows(frame: av.AudioFrame) -> list[np.ndarray]:
+    """A frame's channels as 1-D views of its planes, in the decoder's sample type (no copy)."""
+    dtype = _SAMPLE_TYPES[frame.format.name.removesuffix("p")]
+    n = frame.samples
+    if frame.format.is_planar:
+        return [np.frombuffer(plane, dtype, n) for plane in frame.planes]
+    channels = len(frame.layout.channels)
+    return list(np.frombuffer(frame.planes[0], dtype, n * channels).reshape(n, channels).T)
 
 
-def _zeros(channels: int, n: int, rate: int) -> Iterator[np.ndarray]:
+def _zeros(channels: int, dtype: np.dtype, n: int, rate: int) -> Iterator[Chunk]:
     """``n`` samples of silence in chunks of at most 10 s, so long gaps stay in bounded memory."""
     step = 10 * rate
+    silence = np.full(min(step, n), 128 if dtype == np.uint8 else 0, dtype=dtype)
     for k in range(0, n, step):
-        yield np.zeros((channels, min(step, n - k)), dtype=np.float32)
+        yield [silence[: min(step, n - k)]] * channels
 
 
-def _mono_blocks(chunks: Iterator[np.ndarray], block: int) -> Iterator[np.ndarray]:
-    """Average ``[channels, n]`` chunks into mono float32 blocks of ``block`` samples (last: rest)."""
+def _mono_blocks(chunks: Iterator[Chunk], block: int) -> Iterator[np.ndarray]:
+    """Average chunks into mono float32 blocks of ``block`` samples (the last: what remains)."""
     mixed: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
+    pending: list[Chunk] = []
     size = 0
 
     def mix() -> None:
         if pending:
-            joined = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
-            mixed.append(joined[0] if len(joined) == 1 else joined.mean(axis=0, dtype=np.float32))
+            rows = [pending[0][c] if len(pending) == 1 else
+                    np.concatenate([chunk[c] for chunk in pending]) for c in range(len(pending[0]))]
+            mixed.append(_channel_mean(rows))
             pending.clear()
 
     for chunk in chunks:
-        if pending and chunk.shape[0] != pending[0].shape[0]:
+        if pending and (len(chunk), chunk[0].dtype) != (len(pending[0]), pending[0][0].dtype):
             mix()
         pending.append(chunk)
-        size += chunk.shape[1]
+        size += len(chunk[0])
         if size >= block:
             mix()
-            mono = np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
+            mono = np.concatenate(mixed) if len(mixed) > 1 else mixed[0]
             mixed.clear()
             starts = range(0, size - block + 1, block)
             for start in starts:
@@ -374,7 +379,25 @@ def _mono_blocks(chunks: Iterator[np.ndarray], block: int) -> Iterator[np.ndarra
                 mixed.append(mono[-size:])
     mix()
     if mixed:
-        yield np.concatenate(mixed) if len(mixed) > 1 else np.ascontiguousarray(mixed[0])
+        yield np.concatenate(mixed) if len(mixed) > 1 else mixed[0]
+
+
+def _channel_mean(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """The float32 mean of channel rows (any sample type, integers scaled to [-1, 1)).
+
+    Summed row by row: ``ndarray.mean(axis=0)`` crawls over libsndfile's interleaved layout.
+    """
+    kind, first = rows[0].dtype, rows[0]
+    if kind == np.float32 and len(rows) == 1:
+        fresh = first.flags.writeable and first.flags.c_contiguous
+        return first if fresh else first.copy()
+    mono = rows[0].astype(np.float32)
+    for row in rows[1:]:
+        mono += row
+    if kind == np.uint8:
+        mono -= np.float32(128 * len(rows))
+    mono *= np.float32(_SAMPLE_SCALE.get(kind, 1.0) / len(rows))
+    return mono
 
 
 def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int
