@@ -1,0 +1,113 @@
+"""Settings: defaults, YAML file, OCML_* overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
+from worker.app import celery_config
+
+
+def write(path: Path, data: object) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_defaults_come_from_default_yaml():
+    settings = load_settings(env={})
+    shipped = yaml.safe_load(DEFAULT_FILE.read_text())
+    assert settings.to_dict() == {**shipped, "params": {}}
+    assert settings.broker_url == "redis://127.0.0.1:6379/0"
+    assert settings.media_roots == (Path("/srv/media"),)
+
+
+def test_file_then_environment_override_in_that_order(tmp_path):
+    config = write(tmp_path / "s.yaml", {"max_deliveries": 5, "output_root": "/data/out",
+                                          "media_roots": ["/a"]})
+    env = {"OCML_CONFIG": str(config), "OCML_MAX_DELIVERIES": "7",
+           "OCML_MEDIA_ROOTS": "/m1:/m2", "OCML_FORMATS": "json, smil,rttm",
+           "OCML_PARAMS": "{min_silence: 2.0}", "OCML_VISIBILITY_TIMEOUT": "90000",
+           "OCML_BROKER_URL": "rediss://:secret@redis.example:6380/1", "PATH": "/bin"}
+    settings = load_settings(env=env)
+    assert settings.max_deliveries == 7
+    assert settings.output_root == Path("/data/out")
+    assert settings.media_roots == (Path("/m1"), Path("/m2"))
+    assert settings.formats == ("json", "smil", "rttm")
+    assert settings.params == {"min_silence": 2.0}
+    assert settings.visibility_timeout == 90000.0
+    assert settings.broker_url.startswith("rediss://")
+
+
+def test_explicit_path_wins_over_ocml_config(tmp_path):
+    a = write(tmp_path / "a.yaml", {"preset": "opencast"})
+    b = write(tmp_path / "b.yaml", {"preset": "default", "concurrency": 3})
+    settings = load_settings(b, env={"OCML_CONFIG": str(a)})
+    assert (settings.preset, settings.concurrency) == ("default", 3)
+
+
+@pytest.mark.parametrize(("source", "key", "value", "words"), [
+    ("file", "colour", "red", ["unknown settings key 'colour'"]),
+    ("env", "COLOUR", "red", ["OCML_COLOUR", "unknown settings key 'colour'"]),
+    ("file", "max_deliveries", 0, ["max_deliveries", "at least 1", "0"]),
+    ("env", "MAX_DELIVERIES", "three", ["OCML_MAX_DELIVERIES", "number", "'three'"]),
+    ("file", "concurrency", 1.5, ["concurrency", "whole number", "1.5"]),
+    ("file", "visibility_timeout", "nan", ["visibility_timeout", "finite", "nan"]),
+    ("file", "broker_url", "amqp://localhost", ["broker_url", "Redis URL", "amqp://localhost"]),
+    ("file", "media_roots", "/srv/media", ["media_roots", "list"]),
+    ("env", "MEDIA_ROOTS", "relative/dir", ["OCML_MEDIA_ROOTS", "absolute", "relative/dir"]),
+    ("file", "output_root", "results", ["output_root", "absolute", "results"]),
+    ("file", "formats", [], ["formats", "non-empty"]),
+    ("file", "params", [1, 2], ["params", "mapping"]),
+    ("file", "retry_backoff", True, ["retry_backoff", "number", "True"]),
+    ("file", "visibility_timeout", 100, ["visibility_timeout", "longest allowed job"]),
+])
+def test_bad_keys_and_values_are_errors_naming_the_key(tmp_path, source, key, value, words):
+    if source == "file":
+        config = write(tmp_path / "s.yaml", {key: value})
+        env: dict[str, str] = {}
+        where = str(config)
+    else:
+        config, env, where = None, {f"OCML_{key}": value}, f"OCML_{key}"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, env=env)
+    message = str(caught.value)
+    for word in words:
+        assert word in message
+    if key != "visibility_timeout" or value != 100:
+        assert where in message
+
+
+@pytest.mark.parametrize("text", ["- just\n- a list\n", "key: [unclosed\n"])
+def test_a_settings_file_that_is_no_yaml_mapping_is_refused(tmp_path, text):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=str(path)):
+        load_settings(path, env={})
+
+
+def test_missing_settings_file_is_named(tmp_path):
+    with pytest.raises(SettingsError, match="nope.yaml"):
+        load_settings(tmp_path / "nope.yaml", env={})
+
+
+def test_time_limits_scale_with_duration_up_to_the_maximum():
+    settings = load_settings(env={})
+    assert settings.time_limits(600.0) == (60.0 + 300.0, 60.0 + 300.0 + 120.0)
+    assert settings.time_limits(10 * 24 * 3600.0) == (21600.0, 21720.0)
+    assert settings.time_limits(None) == (21600.0, 21720.0)
+
+
+def test_celery_config_is_crash_safe_and_json_only():
+    settings: Settings = load_settings(env={"OCML_UNACKED_RESTORE_INTERVAL": "2"})
+    conf = celery_config(settings)
+    assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"]["visibility_timeout"] == settings.visibility_timeout
+    assert conf["broker_transport_options"]["unacked_restore_interval"] == 2.0
+    assert conf["result_backend_transport_options"]["visibility_timeout"] == settings.visibility_timeout
+    assert conf["task_time_limit"] < settings.visibility_timeout
+    assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
