@@ -79,16 +79,12 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     sound = _open_soundfile(name)
     if sound is not None:
         with sound:
-            info = AudioInfo(name, sound.frames / sound.samplerate, sound.samplerate,
-                             sound.channels, sound.subtype.lower(), sound.format.lower(), False)
+            info = _soundfile_info(name, sound)
     else:
         with _open_av(name) as container:
-            audio = _audio_stream(name, container)
-            info = AudioInfo(name, _av_duration(container, audio), audio.codec_context.sample_rate,
-                             audio.codec_context.channels, audio.codec_context.codec.canonical_name,
-                             container.format.name, _has_video(container))
-    _check_rate(name, info.sample_rate)
-    if 0 < info.duration < MIN_DURATION or (info.duration == 0 and sound is not None):
+            info = _av_info(name, container, _audio_stream(name, container))
+    known = info.duration > 0 or sound is not None  # libsndfile counts frames exactly
+    if known and info.duration < MIN_DURATION:
         raise InputTooShort(f"{info.duration:.3f} s of audio, need at least {MIN_DURATION} s",
                             path=name)
     return info
@@ -97,7 +93,7 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
 def stream(
     path: str | os.PathLike[str], *, sample_rate: int = 16000, block_seconds: float = 30.0
 ) -> Iterator[np.ndarray]:
-    """Yield the audio of ``path`` as mono float32 1-D blocks at ``sample_rate``, in constant memory.
+    """Yield the audio of ``path`` as mono float32 1-D blocks at ``sample_rate``; constant memory.
 
     Traps, read before use:
     - Blocks vary in length: about ``block_seconds`` each, but the first is shorter by the
@@ -110,7 +106,8 @@ def stream(
       are filled with zeros, overlaps trimmed; jumps beyond 60 s are counted through as
       discontinuities); soundfile-decoded audio is counted, which is exact there.
     - Truncated or partly corrupt files: what decodes is returned (a warning is logged); packets
-      that fail to decode become silence. Only when no audio at all decodes is it ``InputUnreadable``.
+      that fail to decode become silence. Only a file where nothing decodes is
+      ``InputUnreadable``.
     - Refused with `pipeline.errors`: ``InputMissing``, ``InputNotAFile``, ``InputEmpty``,
       ``InputUnreadable``, ``NoAudioTrack``, ``BadSampleRate`` (native rate outside
       1000–768000 Hz) and ``TransientIOError`` when called; ``InvalidSamples`` (NaN/inf) during
@@ -124,21 +121,33 @@ def stream(
     name = _check_file(path)
     sound = _open_soundfile(name)
     if sound is not None:
-        rate = sound.samplerate
-        _check_rate(name, rate)
+        rate = _soundfile_info(name, sound).sample_rate
         chunks = _soundfile_chunks(name, sound)
     else:
         container = _open_av(name)
         try:
             audio = _audio_stream(name, container)
-            rate = audio.codec_context.sample_rate
-            _check_rate(name, rate)
+            rate = _av_info(name, container, audio).sample_rate
         except BaseException:
             container.close()
             raise
         chunks = _av_chunks(name, container, audio, rate)
     block = max(int(round(block_seconds * rate)), _min_samples(rate))
     return _resampled(name, _mono_blocks(chunks, block), rate, sample_rate)
+
+
+def _soundfile_info(name: str, sound: sf.SoundFile) -> AudioInfo:
+    _check_rate(name, sound.samplerate)
+    return AudioInfo(name, sound.frames / sound.samplerate, sound.samplerate, sound.channels,
+                     sound.subtype.lower(), sound.format.lower(), False)
+
+
+def _av_info(name: str, container: av.container.InputContainer, audio: av.AudioStream
+             ) -> AudioInfo:
+    codec = audio.codec_context
+    _check_rate(name, codec.sample_rate)
+    return AudioInfo(name, _av_duration(container, audio), codec.sample_rate, codec.channels,
+                     codec.codec.canonical_name, container.format.name, _has_video(container))
 
 
 def _check_file(path: str | os.PathLike[str]) -> str:

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-# (codec, container) → PyAV encoder name, muxer name, encoder sample format.
+# codec → (FFmpeg encoder, the sample format it is fed).
 _CODECS = {
     "aac": ("aac", "fltp"),
     "opus": ("libopus", "flt"),
@@ -93,7 +93,7 @@ def speechlike(
 
 
 def write_wav(path: Path | str, samples: np.ndarray, sr: int, *, subtype: str = "PCM_16") -> Path:
-    """Write ``samples`` as WAV with a soundfile ``subtype`` (PCM_16, PCM_24, PCM_32, FLOAT, ...)."""
+    """Write ``samples`` as WAV with a soundfile ``subtype`` (PCM_16, PCM_24, FLOAT, DOUBLE...)."""
     sf.write(str(path), samples, sr, subtype=subtype, format="WAV")
     return Path(path)
 
@@ -116,7 +116,9 @@ def encode(
     """Encode ``samples`` with PyAV/FFmpeg: ``codec`` one of aac, opus, vorbis, mp3, flac.
 
     ``container`` is an FFmpeg muxer name; by default it follows the extension (.mp4, .m4a, .mov,
-    .mkv, .webm, .mp3, .ogg, .opus). The channel count follows ``samples``' second axis.
+    .mkv, .webm, .mp3, .ogg, .opus). The channel count follows ``samples``' second axis (1, 2, 6
+    or 8). FFmpeg's own vorbis encoder (no libvorbis here) takes stereo only; for other vorbis
+    files use `write_soundfile`.
     """
     path = Path(path)
     encoder, fmt = _CODECS[codec]
@@ -124,7 +126,8 @@ def encode(
     channels = data.shape[1]
     layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
     with av.open(str(path), "w", format=container or _CONTAINERS[path.suffix]) as out:
-        stream = out.add_stream(encoder, rate=sr, layout=layout, options={"strict": "experimental"})
+        stream = out.add_stream(encoder, rate=sr, layout=layout,
+                                options={"strict": "experimental"})
         if bitrate:
             stream.bit_rate = bitrate
         _encode_all(out, stream, data, sr, fmt, layout)

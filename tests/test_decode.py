@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import tracemalloc
 
 import av
 import numpy as np
@@ -319,7 +320,26 @@ def test_too_short(tmp_path, seconds):
 def test_too_short_compressed_refused_before_any_block(tmp_path):
     path = encode(tmp_path / "short.mp4", sine(48000, 0.04), 48000, codec="aac")
     with pytest.raises(InputTooShort, match="short.mp4"):
+        probe(path)
+    with pytest.raises(InputTooShort, match="short.mp4"):
         next(stream(path, block_seconds=0.1))
+
+
+@pytest.mark.parametrize("name", ["long.wav", "long.mp4"])
+def test_memory_stays_bounded_by_the_block_size(tmp_path, name):
+    """Streaming 60 s of 48 kHz stereo in 1 s blocks never holds more than a few blocks."""
+    x = np.repeat(sine(48000, 60.0)[:, None], 2, axis=1)
+    path = (write_wav(tmp_path / name, x, 48000) if name.endswith(".wav")
+            else encode(tmp_path / name, x, 48000, codec="aac"))
+    del x
+    tracemalloc.start()
+    try:
+        total = sum(len(block) for block in stream(path, block_seconds=1.0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert abs(total - 60 * OUT) <= 1024
+    assert peak < 4_000_000  # the whole file as float32 stereo would be 23 MB
 
 
 def test_exactly_the_minimum_is_enough(tmp_path):
