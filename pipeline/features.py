@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 SUB_BLOCK_FRAMES = 512
 """Frames transformed at a time, so the FFT, power and filterbank buffers stay in cache."""
@@ -126,14 +127,18 @@ def _filterbank(cfg: FeatureConfig) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _tables(cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The window and the filterbank with each row doubled, to apply to interleaved re/im squares."""
+def _window(cfg: FeatureConfig) -> np.ndarray:
+    """The periodic Hann window of ``win_length`` samples, float32."""
     n = np.arange(cfg.win_length)
     window = (0.5 - 0.5 * np.cos(2 * np.pi * n / cfg.win_length)).astype(np.float32)
-    interleaved = np.repeat(_filterbank(cfg), 2, axis=0)
     window.flags.writeable = False
-    interleaved.flags.writeable = False
-    return window, interleaved
+    return window
+
+
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """numpy's BLAS; the small filterbank matmul runs single-threaded (threads only contend here)."""
+    return ThreadpoolController()
 
 
 def _as_samples(samples: np.ndarray) -> np.ndarray:
@@ -149,23 +154,24 @@ def _frames_logmel(samples: np.ndarray, n_frames: int, cfg: FeatureConfig) -> np
     out = np.empty((n_frames, cfg.n_mels), dtype=np.float32)
     if n_frames == 0:
         return out
-    window, fb2 = _tables(cfg)
+    window, fb = _window(cfg), _filterbank(cfg)
     stride = samples.strides[0]
-    for start in range(0, n_frames, SUB_BLOCK_FRAMES):
-        count = min(SUB_BLOCK_FRAMES, n_frames - start)
-        frames = np.lib.stride_tricks.as_strided(
-            samples[start * cfg.hop_length :],
-            shape=(count, cfg.win_length),
-            strides=(cfg.hop_length * stride, stride),
-            writeable=False,
-        )
-        spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=1)
-        parts = spectrum.view(np.float32)
-        np.multiply(parts, parts, out=parts)
-        block = out[start : start + count]
-        np.matmul(parts, fb2, out=block)
-        block += np.float32(cfg.log_offset)
-        np.log(block, out=block)
+    with _blas().limit(limits=1, user_api="blas"):
+        for start in range(0, n_frames, SUB_BLOCK_FRAMES):
+            count = min(SUB_BLOCK_FRAMES, n_frames - start)
+            frames = np.lib.stride_tricks.as_strided(
+                samples[start * cfg.hop_length :],
+                shape=(count, cfg.win_length),
+                strides=(cfg.hop_length * stride, stride),
+                writeable=False,
+            )
+            spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=1)
+            power = np.square(spectrum.real)
+            power += np.square(spectrum.imag)
+            block = out[start : start + count]
+            np.matmul(power, fb, out=block)
+            block += np.float32(cfg.log_offset)
+            np.log(block, out=block)
     return out
 
 

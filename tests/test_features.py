@@ -138,3 +138,11 @@ def test_stream_is_lazy():
 
     first = next(stream_logmel(blocks(), CFG))
     assert first.shape == (98, 64)
+
+
+def test_blas_threads_are_restored_after_logmel():
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info()]
+    logmel(np.zeros(16000, np.float32), CFG)
+    assert [lib["num_threads"] for lib in threadpool_info()] == before
