@@ -153,6 +153,25 @@ def test_resampling_is_seamless_for_any_block_size(tmp_path, name, sr):
     assert len(decoded(path, block_seconds=0.37)) == len(whole)
 
 
+@pytest.mark.parametrize("name", ["wav24.wav", "a.flac", "sf_vorbis.ogg", "sf_opus.ogg"])
+def test_soundfile_streaming_equals_one_whole_file_read(tmp_path, name):
+    """libsndfile read in many calls gives what one whole-file read gives (not so for its MP3)."""
+    x = np.stack([sine(48000, 6.0, freq=440.0), sine(48000, 6.0, freq=3000.0)], axis=1)
+    path = WRITERS[name][0](tmp_path / name, x, 48000)
+    whole = sf.read(str(path), dtype="float32", always_2d=True)[0]
+    np.testing.assert_allclose(decoded(path, sample_rate=48000, block_seconds=0.5),
+                               whole.mean(axis=1), atol=1e-6)
+
+
+def test_mp3_is_decoded_right_across_many_reads(tmp_path):
+    x = np.stack([sine(48000, 6.0, freq=440.0), sine(48000, 6.0, freq=3000.0)], axis=1)
+    path = write_soundfile(tmp_path / "a.mp3", x, 48000)
+    whole = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1)
+    y = decoded(path, sample_rate=48000, block_seconds=0.5)
+    assert len(y) == len(whole)
+    np.testing.assert_allclose(y, whole, atol=1e-4)
+
+
 def test_total_length_is_the_resampled_native_length(tmp_path):
     path = write_wav(tmp_path / "odd.wav", sine(44100, 1.0)[:44099], 44100)
     assert len(decoded(path)) == round(44099 * OUT / 44100)
