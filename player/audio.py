@@ -8,6 +8,7 @@ playing" into a sample position, so the cursor follows the samples the mixer con
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -144,8 +145,6 @@ class MixerFeed:
 
     def __init__(self, source: AudioSource, *, chunk_seconds: float = CHUNK_SECONDS,
                  clock: Callable[[], float] | None = None) -> None:
-        import time
-
         import pygame
 
         self.pygame = pygame

@@ -8,6 +8,7 @@ full-resolution detail panels where the most errors (or the least certain frames
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -113,8 +114,6 @@ def plot_session(session: Session, out: Path, *, reference: list[tuple[float, fl
         _spectrogram(axes[2 * k, 0], spec, t0, per_column, title)
         _decisions(axes[2 * k + 1, 0], session, reference, t0, t1)
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format=out.suffix.lstrip(".") or "png", dpi=100)
     plt.close(fig)
