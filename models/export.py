@@ -35,8 +35,14 @@ PROBE_FRAMES = 97
 
 
 def build_metadata(
-    *, name: str, version: str, architecture: str, features: FeatureConfig, context_frames: int,
-    postprocess: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+    *,
+    name: str,
+    version: str,
+    architecture: str,
+    features: FeatureConfig,
+    context_frames: int,
+    postprocess: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``assets/ocml.json`` content (format_version 1), validated by ``pipeline.model``'s rules."""
@@ -45,7 +51,11 @@ def build_metadata(
             raise ValueError(f"{key} must be a non-empty string, got {value!r}")
     if not isinstance(features, FeatureConfig):
         raise ValueError(f"features must be a FeatureConfig, got {features!r}")
-    if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 0:
+    if (
+        isinstance(context_frames, bool)
+        or not isinstance(context_frames, int)
+        or context_frames < 0
+    ):
         raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
     return {
         "format_version": FORMAT_VERSION,
@@ -63,10 +73,18 @@ def build_metadata(
 
 
 def export_savedmodel(
-    keras_model: Any, out_dir: str | os.PathLike[str], *, name: str, version: str,
-    architecture: str, features: FeatureConfig, context_frames: int,
-    postprocess: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None, overwrite: bool = False,
+    keras_model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str,
+    architecture: str,
+    features: FeatureConfig,
+    context_frames: int,
+    postprocess: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``keras_model`` ([B, T, n_mels] → [B, T] or [B, T, 1]) with metadata to ``out_dir``.
 
@@ -77,13 +95,21 @@ def export_savedmodel(
     import keras
 
     metadata = build_metadata(
-        name=name, version=version, architecture=architecture, features=features,
-        context_frames=context_frames, postprocess=postprocess, training=training, metrics=metrics,
+        name=name,
+        version=version,
+        architecture=architecture,
+        features=features,
+        context_frames=context_frames,
+        postprocess=postprocess,
+        training=training,
+        metrics=metrics,
     )
     text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise OutputError("export target already exists (pass overwrite=True to replace it)", path=str(out))
+        raise OutputError(
+            "export target already exists (pass overwrite=True to replace it)", path=str(out)
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     n_mels = features.n_mels
 

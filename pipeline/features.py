@@ -54,7 +54,9 @@ class FeatureConfig:
         if self.window not in WINDOWS:
             raise ValueError(f"feature window must be one of {WINDOWS}, got {self.window!r}")
         if self.mel_scale not in MEL_SCALES:
-            raise ValueError(f"feature mel_scale must be one of {MEL_SCALES}, got {self.mel_scale!r}")
+            raise ValueError(
+                f"feature mel_scale must be one of {MEL_SCALES}, got {self.mel_scale!r}"
+            )
         if self.win_length > self.n_fft:
             raise ValueError(
                 f"feature win_length {self.win_length!r} is longer than n_fft {self.n_fft!r}"
@@ -95,7 +97,11 @@ class FeatureConfig:
 
     def frames(self, n_samples: int) -> int:
         """Number of whole windows in ``n_samples`` samples (0 when shorter than one window)."""
-        return 0 if n_samples < self.win_length else 1 + (n_samples - self.win_length) // self.hop_length
+        return (
+            0
+            if n_samples < self.win_length
+            else 1 + (n_samples - self.win_length) // self.hop_length
+        )
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -115,7 +121,9 @@ def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
 def _filterbank(cfg: FeatureConfig) -> np.ndarray:
     bins = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
     edges = _mel_to_hz(
-        np.linspace(_hz_to_mel(np.float64(cfg.fmin)), _hz_to_mel(np.float64(cfg.fmax)), cfg.n_mels + 2)
+        np.linspace(
+            _hz_to_mel(np.float64(cfg.fmin)), _hz_to_mel(np.float64(cfg.fmax)), cfg.n_mels + 2
+        )
     )
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - lower) / (centre - lower)

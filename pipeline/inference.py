@@ -52,7 +52,9 @@ class Inference:
         for chunk in feature_chunks:
             data = np.asarray(chunk, dtype=np.float32)
             if data.ndim != 2 or data.shape[1] != n_mels:
-                raise ValueError(f"feature chunks must be [frames, {n_mels}], got shape {data.shape}")
+                raise ValueError(
+                    f"feature chunks must be [frames, {n_mels}], got shape {data.shape}"
+                )
             if len(data) == 0:
                 continue
             buffer = np.concatenate([buffer, data])

@@ -52,8 +52,16 @@ def configure_tensorflow(threads: int = 1) -> None:
     tf = import_tensorflow()
     pools = tf.config.threading
     for name, get, set_ in (
-        ("intra_op", pools.get_intra_op_parallelism_threads, pools.set_intra_op_parallelism_threads),
-        ("inter_op", pools.get_inter_op_parallelism_threads, pools.set_inter_op_parallelism_threads),
+        (
+            "intra_op",
+            pools.get_intra_op_parallelism_threads,
+            pools.set_intra_op_parallelism_threads,
+        ),
+        (
+            "inter_op",
+            pools.get_inter_op_parallelism_threads,
+            pools.set_inter_op_parallelism_threads,
+        ),
     ):
         if get() == threads:
             continue
@@ -111,7 +119,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _check_metadata(data: Any, file: str) -> None:
     if not isinstance(data, dict):
-        raise ModelError(f"model metadata must be a JSON object, got {type(data).__name__}", path=file)
+        raise ModelError(
+            f"model metadata must be a JSON object, got {type(data).__name__}", path=file
+        )
     if "format_version" in data and data["format_version"] != FORMAT_VERSION:
         raise ModelError(
             f"unsupported format_version {data['format_version']!r}; "
@@ -123,7 +133,9 @@ def _check_metadata(data: Any, file: str) -> None:
         raise ModelError(f"model metadata lacks keys {missing}", path=file)
     for key in ("name", "version", "architecture"):
         if not isinstance(data[key], str) or not data[key]:
-            raise ModelError(f"metadata {key} must be a non-empty string, got {data[key]!r}", path=file)
+            raise ModelError(
+                f"metadata {key} must be a non-empty string, got {data[key]!r}", path=file
+            )
     try:
         FeatureConfig.from_dict(data["features"])
     except ValueError as exc:
@@ -142,7 +154,9 @@ def directory_sha256(path: str | os.PathLike[str]) -> str:
     """Stable hash of every file under ``path``: relative paths (sorted) and contents."""
     root = Path(path)
     digest = hashlib.sha256()
-    for file in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
+    for file in sorted(
+        (p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()
+    ):
         digest.update(file.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     return digest.hexdigest()
@@ -152,8 +166,15 @@ class Model:
     """A loaded SavedModel: ``predict([B, T, n_mels]) -> [B, T]`` speech probabilities, plus metadata."""
 
     def __init__(
-        self, *, path: Path, metadata: dict[str, Any], loaded: Any, signature: Any, input_name: str,
-        output_key: str, sha256: str,
+        self,
+        *,
+        path: Path,
+        metadata: dict[str, Any],
+        loaded: Any,
+        signature: Any,
+        input_name: str,
+        output_key: str,
+        sha256: str,
     ) -> None:
         self.path = path
         self.metadata = metadata
@@ -226,7 +247,9 @@ def _open(root: Path, metadata: dict[str, Any]) -> Model:
     try:
         loaded = tf.saved_model.load(str(root))
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
-        raise ModelError(f"cannot load SavedModel: {type(exc).__name__}: {exc}", path=str(root)) from exc
+        raise ModelError(
+            f"cannot load SavedModel: {type(exc).__name__}: {exc}", path=str(root)
+        ) from exc
     name = next((s for s in SIGNATURES if s in loaded.signatures), None)
     if name is None:
         raise ModelError(
@@ -238,8 +261,13 @@ def _open(root: Path, metadata: dict[str, Any]) -> Model:
     input_name = _check_input(signature, metadata, str(root))
     output_key = _check_output(signature, str(root))
     return Model(
-        path=root, metadata=metadata, loaded=loaded, signature=signature, input_name=input_name,
-        output_key=output_key, sha256=directory_sha256(root),
+        path=root,
+        metadata=metadata,
+        loaded=loaded,
+        signature=signature,
+        input_name=input_name,
+        output_key=output_key,
+        sha256=directory_sha256(root),
     )
 
 
@@ -247,11 +275,18 @@ def _check_input(signature: Any, metadata: dict[str, Any], where: str) -> str:
     """The signature's one input name, after checking it takes float32 ``[B, T, n_mels]``."""
     args, kwargs = signature.structured_input_signature
     if args or len(kwargs) != 1:
-        raise ModelError(f"signature must take one input tensor, takes {args or kwargs}", path=where)
-    (name, spec), = kwargs.items()
+        raise ModelError(
+            f"signature must take one input tensor, takes {args or kwargs}", path=where
+        )
+    ((name, spec),) = kwargs.items()
     n_mels = metadata["features"]["n_mels"]
     shape = spec.shape.as_list() if spec.shape.rank is not None else None
-    if spec.dtype.name != "float32" or shape is None or len(shape) != 3 or shape[2] not in (None, n_mels):
+    if (
+        spec.dtype.name != "float32"
+        or shape is None
+        or len(shape) != 3
+        or shape[2] not in (None, n_mels)
+    ):
         raise ModelError(
             f"signature input {name!r} is {spec.dtype.name} {shape}, expected float32 "
             f"[batch, frames, {n_mels}] (n_mels {n_mels} from metadata)",
@@ -265,7 +300,7 @@ def _check_output(signature: Any, where: str) -> str:
     outputs = signature.structured_outputs
     if not isinstance(outputs, Mapping) or len(outputs) != 1:
         raise ModelError(f"signature must have one output, has {outputs}", path=where)
-    (key, spec), = outputs.items()
+    ((key, spec),) = outputs.items()
     shape = spec.shape.as_list() if spec.shape.rank is not None else None
     if shape is None or len(shape) != 2:
         raise ModelError(

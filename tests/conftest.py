@@ -18,7 +18,13 @@ from tests.media import speechlike
 
 SR = 16000
 TINY_CONTEXT_FRAMES = 4
-TINY_POSTPROCESS = {"threshold": 0.5, "neg_threshold": 0.35, "min_speech": 0.25, "min_silence": 0.3, "pad": 0.05}
+TINY_POSTPROCESS = {
+    "threshold": 0.5,
+    "neg_threshold": 0.35,
+    "min_speech": 0.25,
+    "min_silence": 0.3,
+    "pad": 0.05,
+}
 
 
 def synthetic_recording(
@@ -43,7 +49,9 @@ def synthetic_recording(
     return samples.astype(np.float32), segments
 
 
-def frame_labels(n_frames: int, segments: list[tuple[float, float]], cfg: FeatureConfig) -> np.ndarray:
+def frame_labels(
+    n_frames: int, segments: list[tuple[float, float]], cfg: FeatureConfig
+) -> np.ndarray:
     """1.0 for frames whose centre lies inside a segment, else 0.0."""
     centres = frame_times(n_frames, cfg)
     labels = np.zeros(n_frames, dtype=np.float32)

@@ -30,7 +30,9 @@ def _conv_model(n_mels: int = 64, *, keep_channel: bool = False):
 
 
 def _export(model, out: Path, **overrides) -> Path:
-    kwargs = dict(name="t", version="1.0.0", architecture="conv", features=FeatureConfig(), context_frames=1)
+    kwargs = dict(
+        name="t", version="1.0.0", architecture="conv", features=FeatureConfig(), context_frames=1
+    )
     return export_savedmodel(model, out, **{**kwargs, **overrides})
 
 
@@ -41,7 +43,12 @@ def test_layout_and_metadata(tiny_model_dir):
     assert data["format_version"] == 1
     assert data["labels"] == ["non-speech", "speech"]
     assert data["features"] == FeatureConfig().to_dict()
-    assert (data["name"], data["version"], data["architecture"], data["context_frames"]) == ("tiny", "0.0.1", "tiny_conv", 4)
+    assert (data["name"], data["version"], data["architecture"], data["context_frames"]) == (
+        "tiny",
+        "0.0.1",
+        "tiny_conv",
+        4,
+    )
     assert data["training"]["seed"] == 0 and data["metrics"] == {}
     assert datetime.strptime(data["created"], "%Y-%m-%dT%H:%M:%SZ")
 
@@ -58,8 +65,7 @@ def test_serve_signature_takes_any_length(tiny_model_dir):
 def test_loads_and_runs_without_keras_model_code(tiny_model, tiny_model_dir, tmp_path):
     x = np.random.default_rng(0).normal(-6, 3, (2, 40, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    script = textwrap.dedent(
-        f"""
+    script = textwrap.dedent(f"""
         import sys
         import numpy as np
         import tensorflow
@@ -68,9 +74,10 @@ def test_loads_and_runs_without_keras_model_code(tiny_model, tiny_model_dir, tmp
         probs = load_model({str(tiny_model_dir)!r}).predict(np.load({str(tmp_path / "x.npy")!r}))
         np.save({str(tmp_path / "y.npy")!r}, probs)
         print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("keras", "models", "tests")))
-        """
+        """)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), tiny_model.predict(x), atol=1e-6)
 
@@ -105,7 +112,8 @@ def test_failed_export_leaves_nothing(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("name", ""), ("version", 1), ("context_frames", -1), ("features", {"n_mels": 64})]
+    ("key", "value"),
+    [("name", ""), ("version", 1), ("context_frames", -1), ("features", {"n_mels": 64})],
 )
 def test_bad_arguments_are_refused(tmp_path, key, value):
     with pytest.raises(ValueError, match=key):

@@ -50,8 +50,16 @@ def test_from_dict_rejects_unknown_keys_by_name():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("n_mels", 0), ("n_mels", "64"), ("hop_length", 1.5), ("window", "hamming"),
-     ("mel_scale", "slaney"), ("fmax", 9000.0), ("log_offset", 0.0), ("win_length", 1024)],
+    [
+        ("n_mels", 0),
+        ("n_mels", "64"),
+        ("hop_length", 1.5),
+        ("window", "hamming"),
+        ("mel_scale", "slaney"),
+        ("fmax", 9000.0),
+        ("log_offset", 0.0),
+        ("win_length", 1024),
+    ],
 )
 def test_from_dict_rejects_bad_values_quoting_them(key, value):
     with pytest.raises(ValueError, match=f"{key}.*{re.escape(repr(value))}"):
@@ -80,7 +88,9 @@ def test_logmel_matches_the_direct_definition():
     np.testing.assert_allclose(out, _direct_logmel(x, CFG), atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("n", "frames"), [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16000, 98)])
+@pytest.mark.parametrize(
+    ("n", "frames"), [(0, 0), (399, 0), (400, 1), (559, 1), (560, 2), (16000, 98)]
+)
 def test_frame_count(n, frames):
     assert logmel(np.zeros(n, np.float32), CFG).shape == (frames, 64)
 
@@ -107,7 +117,9 @@ def test_frame_times_are_frame_centres():
 
 
 def test_other_configurations_compute():
-    cfg = FeatureConfig(sample_rate=8000, n_mels=40, fmax=4000.0, win_length=200, n_fft=256, hop_length=80)
+    cfg = FeatureConfig(
+        sample_rate=8000, n_mels=40, fmax=4000.0, win_length=200, n_fft=256, hop_length=80
+    )
     x = np.random.default_rng(2).standard_normal(8000).astype(np.float32)
     np.testing.assert_allclose(logmel(x, cfg), _direct_logmel(x, cfg), atol=1e-4, rtol=1e-5)
 
@@ -116,7 +128,10 @@ _SIGNAL = (0.2 * np.random.default_rng(3).standard_normal(6000)).astype(np.float
 
 
 @settings(max_examples=60, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=len(_SIGNAL)), max_size=12), dtype=st.sampled_from(["float32", "float64"]))
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=len(_SIGNAL)), max_size=12),
+    dtype=st.sampled_from(["float32", "float64"]),
+)
 def test_stream_equals_whole_for_any_blocks(cuts, dtype):
     edges = [0, *sorted(cuts), len(_SIGNAL)]
     blocks = [_SIGNAL[a:b].astype(dtype) for a, b in zip(edges[:-1], edges[1:])]
@@ -128,7 +143,14 @@ def test_stream_equals_whole_for_any_blocks(cuts, dtype):
 
 
 def test_stream_of_less_than_a_window_yields_nothing():
-    assert list(stream_logmel([np.zeros(100, np.float32), np.zeros(0, np.float32), np.zeros(299, np.float32)], CFG)) == []
+    assert (
+        list(
+            stream_logmel(
+                [np.zeros(100, np.float32), np.zeros(0, np.float32), np.zeros(299, np.float32)], CFG
+            )
+        )
+        == []
+    )
 
 
 def test_stream_is_lazy():

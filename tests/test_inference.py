@@ -72,7 +72,9 @@ def test_rejects_chunks_of_the_wrong_width(tiny_model):
         list(Inference(tiny_model)([np.zeros((10, 40), np.float32)]))
 
 
-@pytest.mark.parametrize(("key", "value"), [("chunk_frames", 0), ("batch_size", -1), ("batch_size", 2.0)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("chunk_frames", 0), ("batch_size", -1), ("batch_size", 2.0)]
+)
 def test_rejects_bad_sizes(tiny_model, key, value):
     with pytest.raises(ValueError, match=f"{key}.*{value!r}"):
         Inference(tiny_model, **{key: value})

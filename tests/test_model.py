@@ -34,7 +34,11 @@ def _edit_metadata(model_dir: Path, **changes) -> None:
 
 
 def test_metadata_attributes(tiny_model, tiny_model_dir):
-    assert (tiny_model.name, tiny_model.version, tiny_model.architecture) == ("tiny", "0.0.1", "tiny_conv")
+    assert (tiny_model.name, tiny_model.version, tiny_model.architecture) == (
+        "tiny",
+        "0.0.1",
+        "tiny_conv",
+    )
     assert tiny_model.features == FeatureConfig()
     assert tiny_model.context_frames == 4
     assert tiny_model.postprocess == TINY_POSTPROCESS
@@ -105,7 +109,10 @@ def test_unknown_format_version_is_refused(tiny_model_dir, tmp_path):
         ({"context_frames": -1}, "context_frames must be an integer >= 0, got -1"),
         ({"labels": ["speech", "non-speech"]}, r"labels must be .*got \['speech', 'non-speech'\]"),
         ({"name": ""}, "name must be a non-empty string"),
-        ({"features": {**FeatureConfig().to_dict(), "dither": 0.1}}, "unknown feature keys.*dither"),
+        (
+            {"features": {**FeatureConfig().to_dict(), "dither": 0.1}},
+            "unknown feature keys.*dither",
+        ),
         ({"features": {**FeatureConfig().to_dict(), "hop_length": 0}}, "hop_length.*got 0"),
         ({"postprocess": [0.5]}, r"postprocess must be an object, got \[0\.5\]"),
     ],
@@ -153,15 +160,22 @@ def _save_module(path: Path, output, *, n_mels: int = 64) -> Path:
     tf.saved_model.save(module, str(path), signatures={"serve": module.serve})
     (path / "assets").mkdir(exist_ok=True)
     metadata = {
-        "format_version": 1, "name": "plain", "version": "1", "architecture": "mean",
-        "features": FeatureConfig().to_dict(), "context_frames": 0, "labels": ["non-speech", "speech"],
+        "format_version": 1,
+        "name": "plain",
+        "version": "1",
+        "architecture": "mean",
+        "features": FeatureConfig().to_dict(),
+        "context_frames": 0,
+        "labels": ["non-speech", "speech"],
     }
     (path / "assets" / "ocml.json").write_text(json.dumps(metadata))
     return path
 
 
 def test_output_key_comes_from_the_signature(tmp_path):
-    path = _save_module(tmp_path / "m", lambda tf, x: {"speech": tf.sigmoid(tf.reduce_mean(x, axis=2))})
+    path = _save_module(
+        tmp_path / "m", lambda tf, x: {"speech": tf.sigmoid(tf.reduce_mean(x, axis=2))}
+    )
     model = load_model(path)
     x = np.random.default_rng(0).normal(size=(2, 7, 64)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x), 1 / (1 + np.exp(-x.mean(axis=2))), rtol=1e-5)
@@ -170,7 +184,9 @@ def test_output_key_comes_from_the_signature(tmp_path):
 
 def test_wrong_output_shape_is_refused(tmp_path):
     path = _save_module(tmp_path / "m", lambda tf, x: {"p": x[:, :, :1]})
-    with pytest.raises(ModelError, match=r"output 'p' has shape \[None, None, 1\], expected \[batch, frames\]"):
+    with pytest.raises(
+        ModelError, match=r"output 'p' has shape \[None, None, 1\], expected \[batch, frames\]"
+    ):
         load_model(path)
 
 
@@ -204,5 +220,11 @@ def test_configure_tensorflow_is_idempotent_after_start(tiny_model, caplog):
 
 def test_importing_the_pipeline_does_not_import_tensorflow():
     code = "import sys, pipeline.model, pipeline.inference, pipeline.features; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
     assert out.stdout.strip() == "False"
