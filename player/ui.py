@@ -52,7 +52,7 @@ class PlayerUI:
                                  probabilities=session.probabilities, threshold=session.threshold)
         self.source = source
         self.feed = feed
-        self.fonts = {size: pygame.font.Font(None, size) for size in (20, 26, 56)}
+        self.fonts = {size: pygame.font.Font(None, size) for size in (20, 26, 36, 56)}
         self._overview: tuple[tuple, pygame.Surface] | None = None
         self._detail: tuple[tuple, pygame.Surface] | None = None
         self._drag: int | None = None
@@ -84,13 +84,13 @@ class PlayerUI:
 
     def _draw_status(self, surface: pygame.Surface, r: Rect) -> None:
         speech, certainty = self.state.decision()
-        x = self._text(surface, format_time(self.state.cursor), 56, TEXT, (r.x, r.y))
-        x = self._text(surface, "SPEECH" if speech else "NON-SPEECH", 56,
-                       SPEECH if speech else NON_SPEECH, (x + 40, r.y))
+        size = 56 if r.w >= 1100 else 36
+        x = self._text(surface, format_time(self.state.cursor), size, TEXT, (r.x, r.y))
+        x = self._text(surface, "SPEECH" if speech else "NON-SPEECH", size,
+                       SPEECH if speech else NON_SPEECH, (x + size * 3 // 4, r.y))
         sure = "certainty —" if certainty is None else f"certainty {certainty * 100:.0f} %"
-        x = self._text(surface, sure, 56, TEXT, (x + 40, r.y))
-        self._text(surface, "PLAYING" if self.state.playing else "PAUSED", 26, DIM,
-                   (r.x + r.w - 90, r.y + 18))
+        x = self._text(surface, sure, size, TEXT, (x + size * 3 // 4, r.y))
+        self._text(surface, "PLAYING" if self.state.playing else "PAUSED", 26, DIM, (x + 30, r.y + size // 3))
 
     def _overview_surface(self, r: Rect) -> pygame.Surface:
         """Labels in green/red over the whole recording, probability strip below; cached."""
