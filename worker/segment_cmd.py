@@ -44,7 +44,7 @@ def _formats(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o", "--output-dir", type=click.Path(path_type=Path), default=None,
-    help="Write results here (default: beside each input).",
+    help="Write results here, creating the directory if needed (default: beside each input).",
 )
 @click.option(
     "-f", "--format", "formats", default="json,smil", show_default=True, callback=_formats,
@@ -106,11 +106,11 @@ def segment(
 def _segment_one(path, output_dir, formats, model, params, show_progress) -> bool:
     """Segment and write one file; report a failure on one line and return whether it worked."""
     from pipeline.segment import segment_file
-    from pipeline.writers import check_writable, write_outputs
+    from pipeline.writers import ensure_output_dir, write_outputs
 
     out_dir = output_dir if output_dir is not None else path.parent
     try:
-        check_writable(out_dir)
+        ensure_output_dir(out_dir)
         if show_progress:
             with _ProgressBar(path.name) as bar:
                 result = segment_file(path, model, params, progress=bar.update)
