@@ -63,8 +63,11 @@ class AudioSource:
         """A source decoding ``path`` with the pipeline's decoder."""
         from pipeline.decode import stream
 
-        return cls(lambda: stream(path, sample_rate=sample_rate, block_seconds=10.0),
-                   sample_rate=sample_rate, **kwargs)
+        return cls(
+            lambda: stream(path, sample_rate=sample_rate, block_seconds=10.0),
+            sample_rate=sample_rate,
+            **kwargs,
+        )
 
     def _get(self, index: int) -> np.ndarray | None:
         if index in self._cache:
@@ -143,8 +146,13 @@ class MixerFeed:
     clock. ``pygame.mixer`` must be initialised mono 16-bit at the source's rate.
     """
 
-    def __init__(self, source: AudioSource, *, chunk_seconds: float = CHUNK_SECONDS,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        *,
+        chunk_seconds: float = CHUNK_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         import pygame
 
         self.pygame = pygame

@@ -35,8 +35,11 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
     if result is not None:
         return from_result(media, result, probabilities=probabilities)
     if probabilities is not None:
-        raise click.UsageError("--probabilities needs --result (without it the pipeline computes them)")
+        raise click.UsageError(
+            "--probabilities needs --result (without it the pipeline computes them)"
+        )
     with click.progressbar(length=1000, label=f"segmenting {media.name}", file=sys.stderr) as bar:
+
         def progress(done: float, total: float) -> None:
             bar.update(int(1000 * min(done / total, 1.0)) - bar.pos if total > 0 else 0)
 
@@ -45,16 +48,39 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
 
 @click.command()
 @click.argument("media", type=MEDIA)
-@click.option("--result", "-r", type=FILE, help="Result JSON to show (default: run the pipeline first).")
-@click.option("--probabilities", type=FILE, help="Per-frame probabilities .npy (default: NAME.probs.npy beside the result).")
-@click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="SavedModel for running the pipeline (default: the shipped model).")
-@click.option("--screenshot", type=FILE, help="Render one frame to this PNG without a display and exit.")
-@click.option("--at", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="Cursor position in seconds for --screenshot (and where playback starts).")
+@click.option(
+    "--result", "-r", type=FILE, help="Result JSON to show (default: run the pipeline first)."
+)
+@click.option(
+    "--probabilities",
+    type=FILE,
+    help="Per-frame probabilities .npy (default: NAME.probs.npy beside the result).",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="SavedModel for running the pipeline (default: the shipped model).",
+)
+@click.option(
+    "--screenshot", type=FILE, help="Render one frame to this PNG without a display and exit."
+)
+@click.option(
+    "--at",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Cursor position in seconds for --screenshot (and where playback starts).",
+)
 @click.option("--size", default="1280x720", show_default=True, help="Window size WIDTHxHEIGHT.")
-def play(media: Path, result: Path | None, probabilities: Path | None, model: Path | None,
-         screenshot: Path | None, at: float, size: str) -> None:
+def play(
+    media: Path,
+    result: Path | None,
+    probabilities: Path | None,
+    model: Path | None,
+    screenshot: Path | None,
+    at: float,
+    size: str,
+) -> None:
     """Play MEDIA with its speech segments, audit them and save corrected labels.
 
     \b
@@ -66,8 +92,10 @@ def play(media: Path, result: Path | None, probabilities: Path | None, model: Pa
     try:
         session = _session(media, result, probabilities, model)
         if at > session.duration:
-            raise click.BadParameter(f"{at} s is beyond the end of the recording ({session.duration:.3f} s)",
-                                     param_hint="--at")
+            raise click.BadParameter(
+                f"{at} s is beyond the end of the recording ({session.duration:.3f} s)",
+                param_hint="--at",
+            )
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         from player import ui
 
@@ -82,10 +110,22 @@ def play(media: Path, result: Path | None, probabilities: Path | None, model: Pa
 @click.command()
 @click.argument("media", type=MEDIA)
 @click.option("--result", "-r", type=FILE, required=True, help="Result JSON to draw.")
-@click.option("--probabilities", type=FILE, help="Per-frame probabilities .npy (default: NAME.probs.npy beside the result).")
-@click.option("--reference", type=FILE, help="Reference labels (labels JSON or Audacity .txt) to compare with.")
-@click.option("--output", "-o", type=FILE, required=True, help="PNG (or any matplotlib format) to write.")
-def plot(media: Path, result: Path, probabilities: Path | None, reference: Path | None, output: Path) -> None:
+@click.option(
+    "--probabilities",
+    type=FILE,
+    help="Per-frame probabilities .npy (default: NAME.probs.npy beside the result).",
+)
+@click.option(
+    "--reference",
+    type=FILE,
+    help="Reference labels (labels JSON or Audacity .txt) to compare with.",
+)
+@click.option(
+    "--output", "-o", type=FILE, required=True, help="PNG (or any matplotlib format) to write."
+)
+def plot(
+    media: Path, result: Path, probabilities: Path | None, reference: Path | None, output: Path
+) -> None:
     """Draw MEDIA's spectrogram, speech probability and segments (and misses/false alarms)."""
     from player.labels import read_reference
     from player.plot import plot_session

@@ -134,7 +134,10 @@ def render_audacity_labels(intervals: list[tuple[float, float]]) -> bytes:
 
 def render_labels_json(intervals: list[tuple[float, float]], *, duration: float) -> bytes:
     """The simple labels JSON ``ocml-train`` reads: ``{"duration", "speech": [[s, e], ...]}``."""
-    doc = {"duration": round(duration, 3), "speech": [[round(s, 3), round(e, 3)] for s, e in intervals]}
+    doc = {
+        "duration": round(duration, 3),
+        "speech": [[round(s, 3), round(e, 3)] for s, e in intervals],
+    }
     return (json.dumps(doc, indent=1) + "\n").encode()
 
 
@@ -167,8 +170,9 @@ def read_reference(path: Path) -> list[tuple[float, float]]:
         try:
             spans = [(float(s), float(e)) for s, e in json.loads(text)["speech"]]
         except (ValueError, KeyError, TypeError) as exc:
-            raise InputUnreadable(f'not a labels JSON {{"duration", "speech": [[s, e], ...]}}: {exc}',
-                                  path=str(path)) from exc
+            raise InputUnreadable(
+                f'not a labels JSON {{"duration", "speech": [[s, e], ...]}}: {exc}', path=str(path)
+            ) from exc
     else:
         spans = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -178,8 +182,9 @@ def read_reference(path: Path) -> list[tuple[float, float]]:
             try:
                 start, end = float(parts[0]), float(parts[1])
             except (ValueError, IndexError) as exc:
-                raise InputUnreadable(f"line {number} is not 'start end label': {line!r}",
-                                      path=str(path)) from exc
+                raise InputUnreadable(
+                    f"line {number} is not 'start end label': {line!r}", path=str(path)
+                ) from exc
             name = parts[2].strip().lower() if len(parts) > 2 else "speech"
             if name not in NON_SPEECH_NAMES:
                 spans.append((start, end))
@@ -199,7 +204,9 @@ def merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def difference(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def difference(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     """Parts of merged intervals ``a`` not covered by merged intervals ``b`` (e.g. misses)."""
     out: list[tuple[float, float]] = []
     j = 0

@@ -37,7 +37,9 @@ class Spectrograms:
     details: dict[tuple[float, float], np.ndarray] = field(default_factory=dict)
 
 
-def spectrograms(chunks: Iterable[np.ndarray], *, n_frames: int, windows: list[tuple[float, float]]) -> Spectrograms:
+def spectrograms(
+    chunks: Iterable[np.ndarray], *, n_frames: int, windows: list[tuple[float, float]]
+) -> Spectrograms:
     """Pool log-mel ``chunks`` to about ``COLUMNS`` columns and keep the frames inside ``windows``."""
     per_column = max(math.ceil(n_frames / COLUMNS), 1)
     columns: list[np.ndarray] = []
@@ -59,11 +61,16 @@ def spectrograms(chunks: Iterable[np.ndarray], *, n_frames: int, windows: list[t
     if carry is not None and len(carry):
         columns.append(carry.mean(axis=0, keepdims=True))
     overview = np.concatenate(columns) if columns else np.zeros((0, 64), np.float32)
-    details = {w: np.concatenate(p) if p else np.zeros((0, overview.shape[1]), np.float32) for w, p in kept.items()}
+    details = {
+        w: np.concatenate(p) if p else np.zeros((0, overview.shape[1]), np.float32)
+        for w, p in kept.items()
+    }
     return Spectrograms(overview=overview, frames_per_column=per_column, details=details)
 
 
-def detail_windows(session: Session, reference: list[tuple[float, float]] | None) -> list[tuple[float, float]]:
+def detail_windows(
+    session: Session, reference: list[tuple[float, float]] | None
+) -> list[tuple[float, float]]:
     """Up to ``DETAIL_PANELS`` windows worth a close look, in time order.
 
     With a reference: where misses and false alarms add up to most seconds; otherwise where
@@ -74,7 +81,9 @@ def detail_windows(session: Session, reference: list[tuple[float, float]] | None
     if reference is not None:
         predicted = merge(session.segments)
         for start, end in difference(reference, predicted) + difference(predicted, reference):
-            for i in range(int(start // DETAIL_SECONDS), min(int(end // DETAIL_SECONDS), n - 1) + 1):
+            for i in range(
+                int(start // DETAIL_SECONDS), min(int(end // DETAIL_SECONDS), n - 1) + 1
+            ):
                 score[i] += min(end, (i + 1) * DETAIL_SECONDS) - max(start, i * DETAIL_SECONDS)
     elif session.probabilities is not None and len(session.probabilities):
         near = np.abs(np.asarray(session.probabilities, np.float32) - session.threshold) < UNCERTAIN
@@ -85,11 +94,19 @@ def detail_windows(session: Session, reference: list[tuple[float, float]] | None
         picks = np.linspace(0, n - 1, min(DETAIL_PANELS, n)).round().astype(int)
     else:
         picks = [i for i in np.argsort(-score, kind="stable")[:DETAIL_PANELS] if score[i] > 0]
-    return [(i * DETAIL_SECONDS, min((i + 1) * DETAIL_SECONDS, session.duration)) for i in sorted(set(int(i) for i in picks))]
+    return [
+        (i * DETAIL_SECONDS, min((i + 1) * DETAIL_SECONDS, session.duration))
+        for i in sorted(set(int(i) for i in picks))
+    ]
 
 
-def plot_session(session: Session, out: Path, *, reference: list[tuple[float, float]] | None = None,
-                 cfg: FeatureConfig | None = None) -> Path:
+def plot_session(
+    session: Session,
+    out: Path,
+    *,
+    reference: list[tuple[float, float]] | None = None,
+    cfg: FeatureConfig | None = None,
+) -> Path:
     """Draw the session (and its comparison with ``reference``) to ``out``; returns ``out``."""
     import matplotlib
 
@@ -107,10 +124,17 @@ def plot_session(session: Session, out: Path, *, reference: list[tuple[float, fl
     specs = spectrograms(stream_logmel(blocks, cfg), n_frames=n_frames, windows=windows)
     panels = [(0.0, session.duration, specs.overview, specs.frames_per_column)]
     panels += [(t0, t1, specs.details[(t0, t1)], 1) for t0, t1 in windows]
-    fig, axes = plt.subplots(2 * len(panels), 1, figsize=(14, 3.6 * len(panels)),
-                             gridspec_kw={"height_ratios": [1, 1] * len(panels)}, squeeze=False)
+    fig, axes = plt.subplots(
+        2 * len(panels),
+        1,
+        figsize=(14, 3.6 * len(panels)),
+        gridspec_kw={"height_ratios": [1, 1] * len(panels)},
+        squeeze=False,
+    )
     for k, (t0, t1, spec, per_column) in enumerate(panels):
-        title = f"{session.media.name} — whole recording" if k == 0 else f"detail {t0:.0f}–{t1:.0f} s"
+        title = (
+            f"{session.media.name} — whole recording" if k == 0 else f"detail {t0:.0f}–{t1:.0f} s"
+        )
         _spectrogram(axes[2 * k, 0], spec, t0, per_column, title)
         _decisions(axes[2 * k + 1, 0], session, reference, t0, t1)
     fig.tight_layout()
@@ -125,13 +149,21 @@ def _spectrogram(ax, spec: np.ndarray, t0: float, per_column: int, title: str) -
     """Log-mel image with its time axis in seconds."""
     if len(spec):
         seconds = len(spec) * per_column * FRAME_HOP
-        ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
-                  extent=(t0, t0 + seconds, 0, spec.shape[1]))
+        ax.imshow(
+            spec.T,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            interpolation="nearest",
+            extent=(t0, t0 + seconds, 0, spec.shape[1]),
+        )
     ax.set_ylabel("mel band")
     ax.set_title(title, loc="left", fontsize=10)
 
 
-def _decisions(ax, session: Session, reference: list[tuple[float, float]] | None, t0: float, t1: float) -> None:
+def _decisions(
+    ax, session: Session, reference: list[tuple[float, float]] | None, t0: float, t1: float
+) -> None:
     """Probability curve and threshold above; predicted, reference and error rows below."""
     probs = session.probabilities
     if probs is not None and len(probs):
@@ -146,17 +178,21 @@ def _decisions(ax, session: Session, reference: list[tuple[float, float]] | None
     predicted = merge(session.segments)
     rows = [("predicted", predicted, COLOURS["speech"])]
     if reference is not None:
-        rows += [("reference", reference, COLOURS["reference"]),
-                 ("missed", difference(reference, predicted), COLOURS["miss"]),
-                 ("false alarm", difference(predicted, reference), COLOURS["false_alarm"])]
+        rows += [
+            ("reference", reference, COLOURS["reference"]),
+            ("missed", difference(reference, predicted), COLOURS["miss"]),
+            ("false alarm", difference(predicted, reference), COLOURS["false_alarm"]),
+        ]
     ticks = []
     for i, (name, spans, colour) in enumerate(rows):
         y = -0.25 * (i + 1)
         visible = [(max(s, t0), min(e, t1) - max(s, t0)) for s, e in spans if e > t0 and s < t1]
         ax.broken_barh(visible, (y - 0.09, 0.18), facecolors=colour)
         ticks.append((y, name))
-    ax.set_yticks([0, session.threshold, 1] + [y for y, _ in ticks],
-                  ["0", f"{session.threshold:g}", "1"] + [n for _, n in ticks])
+    ax.set_yticks(
+        [0, session.threshold, 1] + [y for y, _ in ticks],
+        ["0", f"{session.threshold:g}", "1"] + [n for _, n in ticks],
+    )
     ax.set_ylim(-0.25 * len(rows) - 0.15, 1.05)
     ax.set_xlim(t0, t1)
     ax.set_xlabel("seconds")

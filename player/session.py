@@ -48,8 +48,9 @@ def read_result(path: Path) -> Result:
     try:
         return Result.from_dict(doc)
     except InvalidResult as exc:
-        raise InvalidResult(f"not an opencast-ml/segments/v1 result: {exc.message}",
-                            path=str(path)) from exc
+        raise InvalidResult(
+            f"not an opencast-ml/segments/v1 result: {exc.message}", path=str(path)
+        ) from exc
 
 
 def read_probabilities(path: Path, *, duration: float) -> np.ndarray:
@@ -65,7 +66,8 @@ def read_probabilities(path: Path, *, duration: float) -> np.ndarray:
     if abs(covered - duration) > max(FRAME_SLACK, 0.03 + 0.001 * duration):
         raise InputUnreadable(
             f"{len(probs)} frames cover {covered:.2f} s but the result says {duration:.2f} s",
-            path=str(path))
+            path=str(path),
+        )
     return probs
 
 
@@ -82,11 +84,17 @@ def from_result(media: Path, result_path: Path, *, probabilities: Path | None = 
     probs = None
     if probabilities is not None or probs_path.is_file():
         probs = read_probabilities(probs_path, duration=duration)
-    return session_of(result, media=media, probabilities=probs,
-                      stem=result_path.with_name(result_path.name.removesuffix(".json")))
+    return session_of(
+        result,
+        media=media,
+        probabilities=probs,
+        stem=result_path.with_name(result_path.name.removesuffix(".json")),
+    )
 
 
-def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None, stem: Path) -> Session:
+def session_of(
+    result: Result, *, media: Path, probabilities: np.ndarray | None, stem: Path
+) -> Session:
     """The player's view of a ``Result``."""
     return Session(
         media=Path(media),
@@ -99,8 +107,12 @@ def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None,
     )
 
 
-def from_pipeline(media: Path, *, model_path: Path | None = None,
-                  progress: Callable[[float, float], None] | None = None) -> Session:
+def from_pipeline(
+    media: Path,
+    *,
+    model_path: Path | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> Session:
     """A session from running the pipeline on ``media`` with the model's default parameters."""
     from pipeline.model import configure_tensorflow, load_model
     from pipeline.segment import resolve_params, segment_file
@@ -108,5 +120,9 @@ def from_pipeline(media: Path, *, model_path: Path | None = None,
     configure_tensorflow()
     model = load_model(model_path)
     result = segment_file(media, model, resolve_params(model), progress=progress)
-    return session_of(result, media=media, probabilities=result.probabilities,
-                      stem=Path(media).with_name(Path(media).stem))
+    return session_of(
+        result,
+        media=media,
+        probabilities=result.probabilities,
+        stem=Path(media).with_name(Path(media).stem),
+    )

@@ -40,8 +40,13 @@ KEYS: dict[str | tuple[str, str], str] = {
     "escape": "quit",
 }
 # While the "unsaved changes" prompt is open only these keys count.
-PROMPT_KEYS = {"s": "save_and_quit", "y": "save_and_quit", "d": "discard_and_quit",
-               "n": "cancel_quit", "escape": "cancel_quit"}
+PROMPT_KEYS = {
+    "s": "save_and_quit",
+    "y": "save_and_quit",
+    "d": "discard_and_quit",
+    "n": "cancel_quit",
+    "escape": "cancel_quit",
+}
 STEPS = {"back_5": -5.0, "forward_5": 5.0, "back_1": -1.0, "forward_1": 1.0}
 
 
@@ -78,7 +83,10 @@ class PlayerState:
         """The detail view's time range: it pages along so the view does not scroll every frame."""
         span = min(self.span, self.duration)
         start = self.view_start
-        if not (start + 0.05 * span <= self.cursor <= start + 0.9 * span) or start + span > self.duration:
+        if (
+            not (start + 0.05 * span <= self.cursor <= start + 0.9 * span)
+            or start + span > self.duration
+        ):
             start = detail_window(self.cursor, span, self.duration)[0]
         self.view_start = start
         return start, start + span
@@ -141,7 +149,9 @@ class PlayerState:
 
     def _flip(self) -> None:
         self.labels.flip(self.cursor)
-        self.message = "flipped " + ("to speech" if self.labels.is_speech(self.cursor) else "to non-speech")
+        self.message = "flipped " + (
+            "to speech" if self.labels.is_speech(self.cursor) else "to non-speech"
+        )
 
     def _split(self) -> None:
         self.labels.split(self.cursor)

@@ -29,8 +29,10 @@ CURVE = (250, 210, 60)
 THRESHOLD = (250, 140, 40)
 WAVE = (110, 150, 210)
 CURSOR = (255, 255, 255)
-HELP = ("space play/pause   Left/Right 5 s (shift 1 s)   n/p boundary   +/- zoom   v wave/spectrogram   "
-        "f flip   x split   drag boundary   s save   q quit")
+HELP = (
+    "space play/pause   Left/Right 5 s (shift 1 s)   n/p boundary   +/- zoom   v wave/spectrogram   "
+    "f flip   x split   drag boundary   s save   q quit"
+)
 DRAG_PIXELS = 6
 FPS = 30
 
@@ -45,11 +47,16 @@ def headless() -> None:
 class PlayerUI:
     """Draws one session's ``PlayerState`` onto a surface and applies pygame events to it."""
 
-    def __init__(self, session: Session, *, source: AudioSource | None = None,
-                 feed: MixerFeed | None = None) -> None:
+    def __init__(
+        self, session: Session, *, source: AudioSource | None = None, feed: MixerFeed | None = None
+    ) -> None:
         self.session = session
-        self.state = PlayerState(duration=session.duration, labels=session.labels(),
-                                 probabilities=session.probabilities, threshold=session.threshold)
+        self.state = PlayerState(
+            duration=session.duration,
+            labels=session.labels(),
+            probabilities=session.probabilities,
+            threshold=session.threshold,
+        )
         self.source = source
         self.feed = feed
         self.fonts = {size: pygame.font.Font(None, size) for size in (20, 26, 36, 56)}
@@ -78,19 +85,32 @@ class PlayerUI:
     def _draw_header(self, surface: pygame.Surface, r: Rect) -> None:
         n = len(self.state.labels.intervals())
         dirty = "   (unsaved changes)" if self.state.labels.dirty else ""
-        line = (f"{self.session.media.name}   model {self.session.model_name}   "
-                f"{n} speech segments   {format_time(self.session.duration)}{dirty}")
+        line = (
+            f"{self.session.media.name}   model {self.session.model_name}   "
+            f"{n} speech segments   {format_time(self.session.duration)}{dirty}"
+        )
         self._text(surface, line, 26, TEXT, (r.x, r.y))
 
     def _draw_status(self, surface: pygame.Surface, r: Rect) -> None:
         speech, certainty = self.state.decision()
         size = 56 if r.w >= 1100 else 36
         x = self._text(surface, format_time(self.state.cursor), size, TEXT, (r.x, r.y))
-        x = self._text(surface, "SPEECH" if speech else "NON-SPEECH", size,
-                       SPEECH if speech else NON_SPEECH, (x + size * 3 // 4, r.y))
+        x = self._text(
+            surface,
+            "SPEECH" if speech else "NON-SPEECH",
+            size,
+            SPEECH if speech else NON_SPEECH,
+            (x + size * 3 // 4, r.y),
+        )
         sure = "certainty —" if certainty is None else f"certainty {certainty * 100:.0f} %"
         x = self._text(surface, sure, size, TEXT, (x + size * 3 // 4, r.y))
-        self._text(surface, "PLAYING" if self.state.playing else "PAUSED", 26, DIM, (x + 30, r.y + size // 3))
+        self._text(
+            surface,
+            "PLAYING" if self.state.playing else "PAUSED",
+            26,
+            DIM,
+            (x + 30, r.y + size // 3),
+        )
 
     def _overview_surface(self, r: Rect) -> pygame.Surface:
         """Labels in green/red over the whole recording, probability strip below; cached."""
@@ -119,7 +139,9 @@ class PlayerUI:
         surface.blit(self._overview_surface(r), (r.x, r.y))
         axis = Axis(0.0, self.session.duration, r.x, r.w)
         t0, t1 = self.state.window()
-        pygame.draw.rect(surface, DIM, (axis.x(t0), r.y - 2, max(axis.x(t1) - axis.x(t0), 2), r.h + 4), 1)
+        pygame.draw.rect(
+            surface, DIM, (axis.x(t0), r.y - 2, max(axis.x(t1) - axis.x(t0), 2), r.h + 4), 1
+        )
         x = axis.x(self.state.cursor)
         pygame.draw.line(surface, CURSOR, (x, r.y - 4), (x, r.y + r.h + 3), 2)
 
@@ -130,7 +152,9 @@ class PlayerUI:
             return self._detail[1]
         image = pygame.Surface((r.w, r.h))
         image.fill(PANEL)
-        samples = self.source.seconds(t0, t1) if self.source is not None else np.zeros(0, np.float32)
+        samples = (
+            self.source.seconds(t0, t1) if self.source is not None else np.zeros(0, np.float32)
+        )
         width = max(int(r.w * min(len(samples) / SAMPLE_RATE / max(t1 - t0, 1e-9), 1.0)), 1)
         if self.state.view == "spectrogram":
             self._spectrogram(image, samples, width)
@@ -147,7 +171,9 @@ class PlayerUI:
         low, high = pool(samples, width, how="min"), pool(samples, width, how="max")
         scale = (h / 2 - 2) / max(float(np.abs(samples).max()), 1e-4)
         for x in range(width):
-            pygame.draw.line(image, WAVE, (x, h // 2 - int(high[x] * scale)), (x, h // 2 - int(low[x] * scale)))
+            pygame.draw.line(
+                image, WAVE, (x, h // 2 - int(high[x] * scale)), (x, h // 2 - int(low[x] * scale))
+            )
 
     def _spectrogram(self, image: pygame.Surface, samples: np.ndarray, width: int) -> None:
         cfg = FeatureConfig()
@@ -156,9 +182,16 @@ class PlayerUI:
             return
         lo, hi = np.percentile(mel, [5, 99.5])
         level = np.clip((mel - lo) / max(hi - lo, 1e-6), 0, 1)[:, ::-1]
-        rgb = np.stack([np.interp(level, [0, 0.5, 1], c) for c in ((10, 150, 255), (10, 40, 230), (40, 90, 120))],
-                       axis=-1).astype(np.uint8)
-        picture = pygame.transform.smoothscale(pygame.surfarray.make_surface(rgb), (width, image.get_height()))
+        rgb = np.stack(
+            [
+                np.interp(level, [0, 0.5, 1], c)
+                for c in ((10, 150, 255), (10, 40, 230), (40, 90, 120))
+            ],
+            axis=-1,
+        ).astype(np.uint8)
+        picture = pygame.transform.smoothscale(
+            pygame.surfarray.make_surface(rgb), (width, image.get_height())
+        )
         image.blit(picture, (0, 0))
 
     def _curve(self, image: pygame.Surface, axis: Axis) -> None:
@@ -176,7 +209,9 @@ class PlayerUI:
         values = np.asarray(probs[first:last], dtype=np.float32)
         times = first * FRAME_HOP + FRAME_OFFSET + np.arange(len(values)) * FRAME_HOP
         if len(values) > 2 * image.get_width():
-            values, times = pool(values, image.get_width(), how="mean"), pool(times, image.get_width())
+            values, times = pool(values, image.get_width(), how="mean"), pool(
+                times, image.get_width()
+            )
         points = [(axis.x(t), h - 1 - int(p * (h - 2))) for t, p in zip(times, values)]
         pygame.draw.lines(image, CURVE, False, points, 2)
 
@@ -188,19 +223,33 @@ class PlayerUI:
         for i, is_speech in enumerate(labels.speech):
             a, b = max(labels.edges[i], t0), min(labels.edges[i + 1], t1)
             if b > a:
-                surface.fill(SPEECH if is_speech else NON_SPEECH, (axis.x(a), lane.y, max(axis.x(b) - axis.x(a), 1), lane.h))
+                surface.fill(
+                    SPEECH if is_speech else NON_SPEECH,
+                    (axis.x(a), lane.y, max(axis.x(b) - axis.x(a), 1), lane.h),
+                )
         for edge in labels.boundaries():
             if t0 <= edge <= t1:
-                pygame.draw.line(surface, TEXT, (axis.x(edge), lane.y - 6), (axis.x(edge), lane.y + lane.h), 2)
+                pygame.draw.line(
+                    surface, TEXT, (axis.x(edge), lane.y - 6), (axis.x(edge), lane.y + lane.h), 2
+                )
         self._text(surface, format_time(t0), 20, DIM, (r.x, lane.y + lane.h + 3))
         end_label = format_time(t1)
-        self._text(surface, end_label, 20, DIM, (r.x + r.w - self.fonts[20].size(end_label)[0], lane.y + lane.h + 3))
+        self._text(
+            surface,
+            end_label,
+            20,
+            DIM,
+            (r.x + r.w - self.fonts[20].size(end_label)[0], lane.y + lane.h + 3),
+        )
         x = axis.x(self.state.cursor)
         pygame.draw.line(surface, CURSOR, (x, r.y), (x, lane.y + lane.h), 2)
 
     def _draw_footer(self, surface: pygame.Surface, r: Rect) -> None:
         if self.state.prompting:
-            text, color = "Unsaved label changes:  s save and quit   d discard and quit   Esc keep working", CURVE
+            text, color = (
+                "Unsaved label changes:  s save and quit   d discard and quit   Esc keep working",
+                CURVE,
+            )
         else:
             text, color = (self.state.message or HELP), DIM
         self._text(surface, text, 20, color, (r.x, r.y))
@@ -212,29 +261,40 @@ class PlayerUI:
         if event.type == pygame.QUIT:
             self.apply(self.state.handle("quit"))
         elif event.type == pygame.KEYDOWN:
-            action = action_for(pygame.key.name(event.key), shift=bool(event.mod & pygame.KMOD_SHIFT),
-                                prompting=self.state.prompting)
+            action = action_for(
+                pygame.key.name(event.key),
+                shift=bool(event.mod & pygame.KMOD_SHIFT),
+                prompting=self.state.prompting,
+            )
             self.apply(self.state.handle(action))
         elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
             self._press(event.pos, Layout(*size))
         elif event.type == pygame.MOUSEMOTION and self._drag is not None:
             t0, t1 = self.state.window()
             detail = Layout(*size).detail
-            self.state.labels.move_boundary(self._drag, Axis(t0, t1, detail.x, detail.w).t(event.pos[0]))
+            self.state.labels.move_boundary(
+                self._drag, Axis(t0, t1, detail.x, detail.w).t(event.pos[0])
+            )
         elif event.type == pygame.MOUSEBUTTONUP and event.button == 1:
             self._drag = None
 
     def _press(self, pos: tuple[int, int], layout: Layout) -> None:
         """A click on the overview seeks; on the detail view it grabs a boundary or seeks."""
         if layout.overview.contains(*pos):
-            self.apply(self.state.seek(Axis(0.0, self.session.duration, layout.overview.x, layout.overview.w).t(pos[0])))
+            self.apply(
+                self.state.seek(
+                    Axis(0.0, self.session.duration, layout.overview.x, layout.overview.w).t(pos[0])
+                )
+            )
             return
         detail, lane = layout.detail, layout.lane
         if detail.contains(*pos) or lane.contains(*pos):
             t0, t1 = self.state.window()
             axis = Axis(t0, t1, detail.x, detail.w)
             t = axis.t(pos[0])
-            self._drag = self.state.labels.nearest_boundary(t, tolerance=DRAG_PIXELS * (t1 - t0) / detail.w)
+            self._drag = self.state.labels.nearest_boundary(
+                t, tolerance=DRAG_PIXELS * (t1 - t0) / detail.w
+            )
             if self._drag is None:
                 self.apply(self.state.seek(t))
 
@@ -249,7 +309,9 @@ class PlayerUI:
             return
         if effect in ("play",) or (effect == "seek" and self.state.playing):
             self.feed.play(self.state.cursor)
-        elif effect in ("pause", "quit", "save_and_quit") or (effect == "seek" and not self.state.playing):
+        elif effect in ("pause", "quit", "save_and_quit") or (
+            effect == "seek" and not self.state.playing
+        ):
             self.feed.stop()
 
     def step(self, surface: pygame.Surface) -> None:
@@ -277,8 +339,13 @@ def start_audio(session: Session) -> tuple[AudioSource, MixerFeed]:
     return source, MixerFeed(source)
 
 
-def run(session: Session, *, size: tuple[int, int] = (1280, 720), at: float = 0.0,
-        max_frames: int | None = None) -> PlayerUI:
+def run(
+    session: Session,
+    *,
+    size: tuple[int, int] = (1280, 720),
+    at: float = 0.0,
+    max_frames: int | None = None,
+) -> PlayerUI:
     """Open the window at ``at`` seconds and run until the user quits (or ``max_frames`` frames)."""
     pygame.display.init()
     pygame.font.init()
@@ -301,7 +368,9 @@ def run(session: Session, *, size: tuple[int, int] = (1280, 720), at: float = 0.
         pygame.quit()
 
 
-def screenshot(session: Session, out: Path, *, at: float = 0.0, size: tuple[int, int] = (1280, 720)) -> Path:
+def screenshot(
+    session: Session, out: Path, *, at: float = 0.0, size: tuple[int, int] = (1280, 720)
+) -> Path:
     """Render one frame with the cursor at ``at`` seconds to ``out`` (PNG), without a display."""
     headless()
     pygame.display.init()

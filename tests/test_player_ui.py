@@ -30,7 +30,9 @@ SPEECH = [(5.0, 20.0), (30.0, 45.0)]
 SIZE = (1280, 720)
 
 
-def write_result(path: Path, segments: list[tuple[float, float]], *, duration: float = DURATION) -> Path:
+def write_result(
+    path: Path, segments: list[tuple[float, float]], *, duration: float = DURATION
+) -> Path:
     """A result file made with the pipeline's own ``Result`` type."""
     result = Result(
         input=InputInfo(str(path.with_suffix(".wav")), duration, SR, 1, "0" * 64, False),
@@ -120,15 +122,27 @@ def test_click_on_overview_seeks_and_dragging_moves_a_boundary(player) -> None:
     view, surface = player
     layout = Layout(*SIZE)
     overview = Axis(0.0, DURATION, layout.overview.x, layout.overview.w)
-    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(overview.x(30.0), layout.overview.y + 5)))
-    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONUP, button=1, pos=(overview.x(30.0), layout.overview.y + 5)))
+    pygame.event.post(
+        pygame.event.Event(
+            pygame.MOUSEBUTTONDOWN, button=1, pos=(overview.x(30.0), layout.overview.y + 5)
+        )
+    )
+    pygame.event.post(
+        pygame.event.Event(
+            pygame.MOUSEBUTTONUP, button=1, pos=(overview.x(30.0), layout.overview.y + 5)
+        )
+    )
     view.step(surface)
     assert view.state.cursor == pytest.approx(30.0, abs=DURATION / layout.overview.w)
     t0, t1 = view.state.window()
     detail = Axis(t0, t1, layout.detail.x, layout.detail.w)
     y = layout.lane.y + 5
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(detail.x(30.0), y)))
-    pygame.event.post(pygame.event.Event(pygame.MOUSEMOTION, pos=(detail.x(31.5), y), rel=(1, 0), buttons=(1, 0, 0)))
+    pygame.event.post(
+        pygame.event.Event(
+            pygame.MOUSEMOTION, pos=(detail.x(31.5), y), rel=(1, 0), buttons=(1, 0, 0)
+        )
+    )
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONUP, button=1, pos=(detail.x(31.5), y)))
     view.step(surface)
     assert view.state.labels.intervals()[1] == (pytest.approx(31.5, abs=0.05), 45.0)
@@ -142,7 +156,10 @@ def test_flip_and_save_write_label_files(player, tmp_path) -> None:
     press(pygame.K_s)
     view.step(surface)
     assert (tmp_path / "lecture.labels.txt").read_text() == "5.000\t20.000\tspeech\n"
-    assert json.loads((tmp_path / "lecture.labels.json").read_text()) == {"duration": 60.0, "speech": [[5.0, 20.0]]}
+    assert json.loads((tmp_path / "lecture.labels.json").read_text()) == {
+        "duration": 60.0,
+        "speech": [[5.0, 20.0]],
+    }
     view.state.seek(10.0)
     press(pygame.K_x)  # split 5–20 at 10, then flip 10–20 to non-speech
     press(pygame.K_RIGHT)
@@ -174,7 +191,9 @@ def test_window_close_with_unsaved_changes_prompts(player, tmp_path) -> None:
 def test_screenshot_colours_speech_green_and_silence_red(recording, tmp_path) -> None:
     media, result = recording
     out = tmp_path / "shot.png"
-    run = CliRunner().invoke(play, [str(media), "--result", str(result), "--screenshot", str(out), "--at", "19"])
+    run = CliRunner().invoke(
+        play, [str(media), "--result", str(result), "--screenshot", str(out), "--at", "19"]
+    )
     assert run.exit_code == 0, run.output
     image = pygame.image.load(str(out))
     assert image.get_size() == SIZE
@@ -196,7 +215,9 @@ def test_screenshot_colours_speech_green_and_silence_red(recording, tmp_path) ->
 def test_play_without_result_runs_the_pipeline_first(tiny_model_dir, tmp_path) -> None:
     media = write_wav(tmp_path / "talk.wav", speechlike(SR, 20.0, [(4.0, 12.0)], seed=3), SR)
     out = tmp_path / "shot.png"
-    run = CliRunner().invoke(play, [str(media), "--model", str(tiny_model_dir), "--screenshot", str(out), "--at", "8"])
+    run = CliRunner().invoke(
+        play, [str(media), "--model", str(tiny_model_dir), "--screenshot", str(out), "--at", "8"]
+    )
     assert run.exit_code == 0, run.output
     assert "segmenting talk.wav" in run.output and str(out) in run.output
     image = pygame.image.load(str(out))
@@ -235,8 +256,12 @@ def test_not_json_and_short_probabilities_are_refused(recording, tmp_path) -> No
     assert run.exit_code == 1 and "not a JSON result file" in run.output
     short = tmp_path / "short.npy"
     np.save(short, np.zeros(100, np.float16))
-    run = CliRunner().invoke(play, [str(media), "--result", str(result), "--probabilities", str(short)])
-    assert run.exit_code == 1 and "100 frames cover 1.00 s but the result says 60.00 s" in run.output
+    run = CliRunner().invoke(
+        play, [str(media), "--result", str(result), "--probabilities", str(short)]
+    )
+    assert (
+        run.exit_code == 1 and "100 frames cover 1.00 s but the result says 60.00 s" in run.output
+    )
 
 
 def test_audio_source_reads_across_blocks_and_seeks_back(recording) -> None:
@@ -248,7 +273,12 @@ def test_audio_source_reads_across_blocks_and_seeks_back(recording) -> None:
     np.testing.assert_allclose(source.samples(1000, 40_000), whole[1000:41_000])
     assert len(source.samples(len(whole) - 10, 100)) == 10
     assert len(source.samples(len(whole) + 10, 100)) == 0
-    assert [len(b) for b in fixed_blocks([np.zeros(3), np.zeros(9), np.zeros(1)], 4)] == [4, 4, 4, 1]
+    assert [len(b) for b in fixed_blocks([np.zeros(3), np.zeros(9), np.zeros(1)], 4)] == [
+        4,
+        4,
+        4,
+        1,
+    ]
 
 
 def test_audio_clock_follows_chunks() -> None:

@@ -35,7 +35,9 @@ def write_result(path: Path, segments: list[tuple[float, float]], duration: floa
     return path
 
 
-def recording(folder: Path, duration: float, speech: list[tuple[float, float]]) -> tuple[Path, Path]:
+def recording(
+    folder: Path, duration: float, speech: list[tuple[float, float]]
+) -> tuple[Path, Path]:
     media = write_wav(folder / "talk.wav", speechlike(SR, duration, speech), SR)
     result = write_result(folder / "talk.json", speech, duration)
     probs = np.full(int(duration * 100), 0.1, np.float16)
@@ -50,10 +52,14 @@ def test_plot_writes_png_with_reference(tmp_path) -> None:
     reference = tmp_path / "ref.txt"
     reference.write_text("2.5\t12.0\tspeech\n19.0\t27.0\tspeech\n")
     out = tmp_path / "plot.png"
-    run = CliRunner().invoke(plot, [str(media), "-r", str(result), "--reference", str(reference), "-o", str(out)])
+    run = CliRunner().invoke(
+        plot, [str(media), "-r", str(result), "--reference", str(reference), "-o", str(out)]
+    )
     assert run.exit_code == 0, run.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert matplotlib.image.imread(str(out)).shape[0] == 2 * 180  # one panel pair: 3.6 in at 100 dpi
+    assert (
+        matplotlib.image.imread(str(out)).shape[0] == 2 * 180
+    )  # one panel pair: 3.6 in at 100 dpi
 
 
 def test_long_recording_gets_overview_and_detail_panels(tmp_path) -> None:
@@ -67,12 +73,26 @@ def test_long_recording_gets_overview_and_detail_panels(tmp_path) -> None:
 def test_detail_windows_follow_errors_then_uncertainty() -> None:
     probs = np.full(60000, 0.05, np.float16)  # 600 s
     probs[40000:40500] = 0.5  # uncertain frames in the window 400–460 s
-    session = Session(media=Path("x.wav"), duration=600.0, segments=[(100.0, 200.0)], probabilities=probs,
-                      threshold=0.5, model_name="m", stem=Path("x"))
+    session = Session(
+        media=Path("x.wav"),
+        duration=600.0,
+        segments=[(100.0, 200.0)],
+        probabilities=probs,
+        threshold=0.5,
+        model_name="m",
+        stem=Path("x"),
+    )
     assert detail_windows(session, [(100.0, 200.0), (310.0, 330.0)]) == [(300.0, 360.0)]
     assert detail_windows(session, None) == [(360.0, 420.0)]
-    flat = Session(media=Path("x.wav"), duration=600.0, segments=[], probabilities=None, threshold=0.5,
-                   model_name="m", stem=Path("x"))
+    flat = Session(
+        media=Path("x.wav"),
+        duration=600.0,
+        segments=[],
+        probabilities=None,
+        threshold=0.5,
+        model_name="m",
+        stem=Path("x"),
+    )
     assert detail_windows(flat, None) == [(0.0, 60.0), (240.0, 300.0), (540.0, 600.0)]
 
 
@@ -85,7 +105,9 @@ def test_spectrograms_pool_and_keep_exact_detail_frames() -> None:
     assert specs.frames_per_column == 3 and len(specs.overview) == -(-len(full) // 3)
     np.testing.assert_allclose(specs.overview[5], full[15:18].mean(axis=0), rtol=1e-5)
     first = int((10.0 - 0.0125) / 0.01)
-    np.testing.assert_allclose(specs.details[(10.0, 12.0)], full[first : first + len(specs.details[(10.0, 12.0)])])
+    np.testing.assert_allclose(
+        specs.details[(10.0, 12.0)], full[first : first + len(specs.details[(10.0, 12.0)])]
+    )
     assert len(specs.details[(10.0, 12.0)]) == pytest.approx(200, abs=2)
 
 
@@ -93,7 +115,17 @@ def test_bad_reference_is_a_clear_error(tmp_path) -> None:
     media, result = recording(tmp_path, 10.0, [(1.0, 5.0)])
     reference = tmp_path / "ref.json"
     reference.write_text('{"speech": "all of it"}')
-    run = CliRunner().invoke(plot, [str(media), "-r", str(result), "--reference", str(reference), "-o",
-                                    str(tmp_path / "x.png")])
+    run = CliRunner().invoke(
+        plot,
+        [
+            str(media),
+            "-r",
+            str(result),
+            "--reference",
+            str(reference),
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+    )
     assert run.exit_code == 1 and "ref.json" in run.output and "not a labels JSON" in run.output
     assert not (tmp_path / "x.png").exists()
