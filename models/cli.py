@@ -1,0 +1,306 @@
+"""`ocml-train`: build training data, train, evaluate and export speech/silence models.
+
+TensorFlow is imported only inside the commands that need it, so ``ocml-train --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from pipeline.errors import OcmlError
+
+ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
+
+
+def _threads(threads: int) -> None:
+    from pipeline.model import configure_tensorflow
+
+    configure_tensorflow(threads)
+
+
+def _fail(err: Exception) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Log every skipped source and TTS failure.")
+def main(verbose: bool) -> None:
+    """Train and evaluate the models that find speech in lecture recordings.
+
+    The usual sequence, from nothing to a model the worker can load:
+
+    \b
+      ocml-train synth data/synth --recordings 80
+      ocml-train spectrograms data/synth data/spec
+      ocml-train train --recipe default --data data/spec --out runs/default
+      ocml-train evaluate runs/default/savedmodel ../shared/data/dev --tune
+
+    Every exported model is a SavedModel with its feature configuration in assets/ocml.json, so
+    the pipeline computes exactly the features it was trained on.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=1, show_default=True, help="Same seed, same machine: same data set.")
+@click.option("--recordings", default=80, show_default=True, help="Number of recordings to mix.")
+@click.option("--min-seconds", default=60.0, show_default=True, help="Shortest recording.")
+@click.option("--max-seconds", default=240.0, show_default=True, help="Longest recording.")
+@click.option("--tts-utterances", default=2500, show_default=True,
+              help="Utterances to synthesise with espeak-ng/flite/festival (0: no TTS).")
+@click.option("--speech-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of speech recordings to draw utterances from (repeatable).")
+@click.option("--noise-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of noise/music/effects recordings (repeatable).")
+@click.option("--no-system-sources", is_flag=True,
+              help="Do not use installed Debian sounds (Asterisk, ALSA, freedesktop, MIDI via fluidsynth).")
+def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds: float, tts_utterances: int,
+          speech_dir: tuple[str, ...], noise_dir: tuple[str, ...], no_system_sources: bool) -> None:
+    """Mix a labelled, lecture-like training set into OUT.
+
+    Utterances come from text-to-speech (espeak-ng in all its languages with random speed, pitch
+    and word gaps, speaking texts from the system's gettext catalogues; flite; festival), from
+    the installed Asterisk and ALSA voice prompts, and from --speech-dir folders. Each recording
+    has pauses of 0.2–10 s, quiet stretches at both ends, room tone, hum, clicks, alerts, MIDI
+    music, reverberation (tails unlabelled), telephone-band speech, SNRs of 0–30 dB and levels
+    of −60 to −5 dBFS. Missing TTS engines are skipped with a warning.
+
+    Writes synth-NNNNN.flac with synth-NNNNN.json labels ({"duration", "speech": [[s, e], ...]})
+    and manifest.json.
+
+    \b
+    Example:
+      ocml-train synth data/synth --recordings 80 --seed 1
+    """
+    from models.synth import SynthConfig, write_dataset
+
+    try:
+        cfg = SynthConfig(seed=seed, recordings=recordings, min_seconds=min_seconds, max_seconds=max_seconds,
+                          tts_utterances=tts_utterances, system_sources=not no_system_sources,
+                          speech_dirs=speech_dir, noise_dirs=noise_dir)
+        with click.progressbar(length=recordings, label="mixing") as bar:
+            manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
+    except (ValueError, OcmlError) as err:
+        raise _fail(err) from err
+    click.echo(f"{out}: {recordings} recordings, {manifest['hours']} h, speech {manifest['speech_fraction']:.0%}; "
+               f"sources {json.dumps(manifest['pools'])}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--window", default=1000, show_default=True, help="Frames (10 ms) per window.")
+@click.option("--hop", default=1000, show_default=True, help="Frames between window starts.")
+@click.option("--per-shard", default=64, show_default=True, help="Windows per .npz shard.")
+@click.option("--unlabelled", is_flag=True, help="Accept recordings without label files (for pretrain).")
+@click.option("--png", is_flag=True, help="Also write every window as a PNG under OUT/png/.")
+def spectrograms(data: Path, out: Path, window: int, hop: int, per_shard: int, unlabelled: bool, png: bool) -> None:
+    """Cut the recordings in DATA into log-mel windows with per-frame labels, as .npz shards in OUT.
+
+    DATA holds recordings with a label file beside each (same stem): our result JSON,
+    {"duration", "speech": [[s, e], ...]}, an Audacity label track (.txt), RTTM or an Opencast
+    SMIL. Features are computed by the pipeline's own chunked generator, so training sees what
+    inference sees. `train` streams the shards back, so data sets larger than memory work.
+
+    \b
+    Example:
+      ocml-train spectrograms data/synth data/spec --png
+    """
+    from models.datasets import load_dataset
+    from models.spectrograms import ShardSpec, write_shards
+    from pipeline.features import FeatureConfig
+
+    try:
+        items = load_dataset(data, require_labels=not unlabelled)
+        with click.progressbar(length=len(items), label="features") as bar:
+            index = write_shards(items, out, FeatureConfig(), ShardSpec(window=window, hop=hop, per_shard=per_shard),
+                                 png=png, progress=lambda i, n: bar.update(1))
+    except (ValueError, OcmlError) as err:
+        raise _fail(err) from err
+    click.echo(f"{out}: {len(index['shards'])} shards, {index['hours']} h, speech {index['speech_fraction']:.0%}")
+
+
+def _recipe(recipe: str | None, arch: str | None, label_fraction: float | None, epochs: int | None,
+            teacher: str | None) -> dict:
+    from models.train import load_recipe
+
+    overrides: dict = {}
+    if arch:
+        overrides["arch"] = arch
+    train: dict = {}
+    if label_fraction is not None:
+        train["label_fraction"] = label_fraction
+    if epochs is not None:
+        train["epochs"] = epochs
+    if teacher is not None:
+        train["teacher"] = teacher
+    if train:
+        overrides["train"] = train
+    name = recipe or (arch if arch and arch != "tcn" else "default")
+    return load_recipe(name, overrides=overrides)
+
+
+_recipe_opt = click.option("--recipe", help="YAML recipe file, or the name of one in models/recipes "
+                                            "(default: the one named after --arch, 'default' for tcn).")
+_data_opt = click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                         help="Spectrogram folder written by `ocml-train spectrograms`.")
+_out_opt = click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                        help="Model directory: recipe, history, checkpoints/ and savedmodel/.")
+_threads_opt = click.option("--threads", default=2, show_default=True, help="TensorFlow threads.")
+
+
+@main.command()
+@click.option("--arch", type=click.Choice(ARCHS), help="Architecture (overrides the recipe's).")
+@_recipe_opt
+@_data_opt
+@_out_opt
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.weights.h5.")
+@click.option("--label-fraction", type=float, help="Use only this fraction of the labelled windows (0–1].")
+@click.option("--encoder", type=click.Path(exists=True, path_type=Path),
+              help="autoencoder only: encoder weights from `ocml-train pretrain` (or its model dir).")
+@click.option("--teacher", help="SavedModel whose probabilities are blended into the targets (distillation).")
+@click.option("--epochs", type=int, help="Override the recipe's epoch count.")
+@_threads_opt
+def train(arch: str | None, recipe: str | None, data: Path, out: Path, resume: bool, label_fraction: float | None,
+          encoder: Path | None, teacher: str | None, epochs: int | None, threads: int) -> None:
+    """Train a model on spectrogram shards and export it to OUT/savedmodel.
+
+    Prints one line per epoch (training and validation loss and accuracy), keeps the last and
+    the best weights in OUT/checkpoints, stops early when validation loss stops improving and
+    restores the best epoch. Window classifiers (vanilla_conv, autoencoder) are exported
+    wrapped, so every model maps [batch, frames, n_mels] to [batch, frames].
+
+    \b
+    Examples:
+      ocml-train train --recipe default --data data/spec --out runs/default
+      ocml-train train --arch crnn --data data/spec --out runs/crnn
+      ocml-train pretrain --data data/spec --out runs/ae
+      ocml-train train --arch autoencoder --encoder runs/ae --label-fraction 0.05 \\
+          --data data/spec --out runs/ae-5
+    """
+    from models.train import RecipeError
+    from models.train import train as run
+
+    _threads(threads)
+    try:
+        r = _recipe(recipe, arch, label_fraction, epochs, teacher)
+        if encoder is not None and encoder.is_dir():
+            encoder = encoder / "encoder.weights.h5"
+        run(r, data, out, resume=resume, echo=click.echo, encoder_weights=encoder)
+    except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
+        raise _fail(err) from err
+
+
+@main.command()
+@_recipe_opt
+@_data_opt
+@_out_opt
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.weights.h5.")
+@_threads_opt
+def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: int) -> None:
+    """Pre-train the autoencoder without labels; writes OUT/encoder.weights.h5.
+
+    The spectrogram folder may be unlabelled (`ocml-train spectrograms --unlabelled`). Then train
+    a readout on few labels with `ocml-train train --arch autoencoder --encoder OUT`.
+    """
+    from models.train import RecipeError
+    from models.train import pretrain as run
+
+    _threads(threads)
+    try:
+        run(_recipe(recipe, "autoencoder", None, None, None), data, out, resume=resume, echo=click.echo)
+    except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
+        raise _fail(err) from err
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a timeline PNG per file and a precision/recall curve here.")
+@click.option("--tune", is_flag=True, help="Search post-processing parameters on DATA and report the best.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Post-processing override, e.g. --param min_silence=0.3 (repeatable).")
+@click.option("--json", "as_json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the full report (per file and overall) as JSON.")
+@_threads_opt
+def evaluate(model: Path, data: Path, plots: Path | None, tune: bool, params: tuple[str, ...],
+             as_json: Path | None, threads: int) -> None:
+    """Score MODEL on the labelled recordings in DATA through the real pipeline.
+
+    Each file is decoded, featurised, run through the model and post-processed exactly as the
+    worker does, then compared with its labels at 10 ms frames: precision, recall, F1,
+    accuracy, detection error rate ((false alarm + miss) / reference speech) with no collar and
+    with a 0.25 s collar around reference boundaries, and the mean boundary error. Numbers are
+    given per file and duration-weighted overall. MODEL is a SavedModel or a training run's
+    directory (its savedmodel/ is used).
+
+    \b
+    Example:
+      ocml-train evaluate runs/default ../shared/data/dev --plots plots/ --tune
+    """
+    from models import evaluate as ev
+
+    _threads(threads)
+    try:
+        report = ev.evaluate_dir(model, data, overrides=_kv(params), plots=plots, tune=tune, echo=click.echo)
+    except (ValueError, OcmlError) as err:
+        raise _fail(err) from err
+    if as_json:
+        as_json.write_text(json.dumps(report, indent=1))
+
+
+def _kv(pairs: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--param")
+        try:
+            out[key] = float(value)
+        except ValueError as err:
+            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--param") from err
+    return out
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The spectrogram folder the run was trained on (feature statistics, data summary).")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON report from `evaluate --json` to store in the model's metadata.")
+@click.option("--postprocess", "pp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON object of recommended post-processing parameters (e.g. from --tune).")
+@click.option("--name", help="Model name (default: the recipe's).")
+@click.option("--version", "version", help="Model version (default: the recipe's).")
+def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: Path | None, pp_file: Path | None,
+           name: str | None, version: str | None) -> None:
+    """Export a training run's checkpoint as a SavedModel at OUT.
+
+    The SavedModel maps [batch, frames, n_mels] log-mels to [batch, frames] speech
+    probabilities and carries assets/ocml.json: feature configuration, context_frames,
+    recommended post-processing, training data summary and evaluation metrics.
+
+    \b
+    Example:
+      ocml-train export runs/default models/pretrained/default --data data/spec \\
+          --metrics dev.json --postprocess tuned.json
+    """
+    from models.train import export_checkpoint
+
+    _threads(1)
+    try:
+        metrics = json.loads(metrics_file.read_text())["overall"] if metrics_file else None
+        pp = json.loads(pp_file.read_text()) if pp_file else None
+        path = export_checkpoint(run_dir, out, data=data, checkpoint=checkpoint, metrics=metrics,
+                                 postprocess=pp, name=name, version=version)
+    except (ValueError, KeyError, FileNotFoundError, OcmlError) as err:
+        raise _fail(err) from err
+    click.echo(f"exported {path}")

@@ -1,0 +1,412 @@
+"""Training from spectrogram shards: recipe → Keras model → checkpoints → exported SavedModel.
+
+A recipe (``models/recipes/*.yaml``) holds every hyper-parameter. Every ``validation_every``-th
+shard is held out for validation; training examples are random crops of the shard windows with a
+random gain change, streamed through ``tf.data``. ``MODEL_DIR`` receives ``recipe.yaml``,
+``history.csv``, ``checkpoints/`` (last and best weights, the epoch reached) and ``savedmodel/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from models.architectures import ARCHITECTURES, WINDOW_ARCHITECTURES, Built, build, frame_model
+from models.spectrograms import UNLABELLED, load_shard, read_index
+from pipeline.features import FeatureConfig
+
+RECIPES = Path(__file__).parent / "recipes"
+DEFAULTS: dict[str, Any] = {
+    "name": "custom",
+    "version": "0.1.0",
+    "arch": "tcn",
+    "model": {},
+    "data": {"crop": 800, "batch_size": 16, "validation_every": 8, "gain_jitter_db": 6.0,
+             "windows_per_example": 32},
+    "train": {"epochs": 30, "learning_rate": 0.002, "patience": 5, "seed": 0, "steps_per_epoch": None,
+              "label_fraction": 1.0, "teacher": None, "distill_weight": 0.5},
+    "pretrain": {"epochs": 10, "learning_rate": 0.002},
+    "postprocess": {},
+}
+Echo = Callable[[str], None]
+
+
+class RecipeError(ValueError):
+    """A recipe key or value is unknown or out of range."""
+
+
+def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults, updated by the YAML file at ``path``, then by ``overrides``; unknown keys fail."""
+    recipe = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file() and (RECIPES / f"{path}.yaml").is_file():
+            p = RECIPES / f"{path}.yaml"
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise RecipeError(f"{p}: cannot read recipe: {err}") from err
+        _update(recipe, data, str(p))
+    _update(recipe, dict(overrides or {}), "overrides")
+    if recipe["arch"] not in ARCHITECTURES:
+        raise RecipeError(f"arch {recipe['arch']!r} is unknown; choose one of {', '.join(ARCHITECTURES)}")
+    frac = recipe["train"]["label_fraction"]
+    if not 0 < float(frac) <= 1:
+        raise RecipeError(f"train.label_fraction must be in (0, 1], got {frac!r}")
+    for key in ("crop", "batch_size", "validation_every", "windows_per_example"):
+        v = recipe["data"][key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RecipeError(f"data.{key} must be a positive integer, got {v!r}")
+    return recipe
+
+
+def _update(base: dict[str, Any], new: Mapping[str, Any], where: str) -> None:
+    for key, value in new.items():
+        if key not in base:
+            raise RecipeError(f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and key != "model" and key != "postprocess":
+            if not isinstance(value, Mapping):
+                raise RecipeError(f"{where}: {key} must be a mapping, got {value!r}")
+            _update(base[key], value, f"{where}:{key}")
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A spectrogram folder split into training and validation shards."""
+
+    folder: Path
+    train: list[Path]
+    validation: list[Path]
+    features: FeatureConfig
+    window: int
+    index: dict[str, Any]
+
+
+def split_shards(folder: Path, every: int) -> ShardSet:
+    """Every ``every``-th shard (starting with the second) is validation; one shard means no validation."""
+    index = read_index(folder)
+    paths = [folder / s for s in index["shards"]]
+    val = [p for i, p in enumerate(paths) if len(paths) > 1 and i % every == 1 % every]
+    train = [p for p in paths if p not in val]
+    return ShardSet(folder, train, val, FeatureConfig.from_dict(index["features"]), int(index["window"]), index)
+
+
+def feature_stats(shards: list[Path], *, max_shards: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel mean and standard deviation over (up to ``max_shards``) training shards."""
+    total = sq = None
+    n = 0
+    for p in shards[:max_shards]:
+        x, _ = load_shard(p)
+        flat = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        total = flat.sum(0) if total is None else total + flat.sum(0)
+        sq = (flat**2).sum(0) if sq is None else sq + (flat**2).sum(0)
+        n += len(flat)
+    mean = total / n
+    return mean.astype(np.float32), np.sqrt(np.maximum(sq / n - mean**2, 1e-6)).astype(np.float32)
+
+
+class Examples:
+    """Python generator of training examples from shards (numpy, seeded, streamed shard by shard).
+
+    Frame models get ``(x [crop, M], y [crop], weight [crop])``; window models get
+    ``(x [width, M], y, weight)`` for the centre frame. Labels may be blended with a teacher's
+    probabilities (distillation); frames outside the label fraction or unlabelled weigh 0.
+    """
+
+    def __init__(self, shards: list[Path], recipe: dict[str, Any], *, built: Built, training: bool,
+                 teacher: Any = None, epoch_seed: int = 0) -> None:
+        self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
+        self.teacher = teacher
+        self.rng = np.random.default_rng([recipe["train"]["seed"], epoch_seed])
+        self.soft: dict[Path, np.ndarray] = {}
+        self.keep = _label_mask_seed(recipe)
+
+    def _teacher_probs(self, path: Path, x: np.ndarray) -> np.ndarray:
+        if path not in self.soft:
+            self.soft[path] = np.concatenate([self.teacher.predict(x[i:i + 8]) for i in range(0, len(x), 8)])
+        return self.soft[path]
+
+    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        data = self.recipe["data"]
+        order = self.rng.permutation(len(self.shards)) if self.training else range(len(self.shards))
+        for si in order:
+            path = self.shards[si]
+            x, y = load_shard(path)
+            weight = (y != UNLABELLED).astype(np.float32) * self.keep(path, y.shape)
+            target = np.where(y == UNLABELLED, 0, y).astype(np.float32)
+            if self.teacher is not None:
+                a = float(self.recipe["train"]["distill_weight"])
+                target = (1 - a) * target + a * self._teacher_probs(path, x)
+            idx = self.rng.permutation(len(x)) if self.training else range(len(x))
+            for i in idx:
+                if not weight[i].any():
+                    continue
+                xi = x[i]
+                if self.training and data["gain_jitter_db"]:
+                    db = self.rng.uniform(-data["gain_jitter_db"], data["gain_jitter_db"])
+                    xi = np.logaddexp(xi + np.float32(db / 10 * math.log(10)), math.log(1e-6)).astype(np.float32)
+                yield from self._cut(xi, target[i], weight[i])
+
+    def _cut(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        if self.built.window is None:
+            crop = min(self.recipe["data"]["crop"], len(x)) if self.training else len(x)
+            s = int(self.rng.integers(0, len(x) - crop + 1))
+            yield x[s:s + crop], y[s:s + crop], w[s:s + crop]
+            return
+        width = self.built.window
+        half = width // 2
+        count = self.recipe["data"]["windows_per_example"]
+        centres = self.rng.integers(half, len(x) - (width - half) + 1, count) if self.training else \
+            np.arange(half, len(x) - (width - half) + 1, max(1, width // 2))
+        for c in centres:
+            if w[c]:
+                yield x[c - half:c - half + width], np.float32(y[c]), np.float32(1.0)
+
+
+def _label_mask_seed(recipe: dict[str, Any]) -> Callable[[Path, tuple[int, ...]], np.ndarray]:
+    """Which windows keep their labels under ``label_fraction`` (fixed per shard and seed)."""
+    fraction = float(recipe["train"]["label_fraction"])
+    seed = int(recipe["train"]["seed"])
+
+    def keep(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+        if fraction >= 1:
+            return np.ones(shape, np.float32)
+        rng = np.random.default_rng([seed, sum(path.name.encode())])
+        return np.repeat((rng.random(shape[0]) < fraction)[:, None], shape[1], axis=1).astype(np.float32)
+
+    return keep
+
+
+def make_dataset(examples: Examples, *, n_mels: int, batch_size: int, frame: bool) -> Any:
+    """``tf.data`` pipeline over an ``Examples`` generator: batched, prefetched."""
+    import tensorflow as tf
+
+    if frame:
+        sig = (tf.TensorSpec([None, n_mels], tf.float32), tf.TensorSpec([None], tf.float32),
+               tf.TensorSpec([None], tf.float32))
+    else:
+        width = examples.built.window
+        sig = (tf.TensorSpec([width, n_mels], tf.float32), tf.TensorSpec([], tf.float32),
+               tf.TensorSpec([], tf.float32))
+    ds = tf.data.Dataset.from_generator(examples, output_signature=sig)
+    if examples.training:
+        ds = ds.shuffle(2048 if not frame else 64, seed=int(examples.recipe["train"]["seed"]))
+    return ds.batch(batch_size).prefetch(2)
+
+
+def frame_bce(y_true: Any, y_pred: Any) -> Any:
+    """Binary cross-entropy per frame (no averaging over time), so per-frame weights apply."""
+    import keras
+
+    return keras.ops.binary_crossentropy(y_true, y_pred)
+
+
+def _compile(model: Any, lr: float) -> None:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=frame_bce,
+                  weighted_metrics=[keras.metrics.BinaryAccuracy(name="acc")])
+
+
+class _Progress:
+    """Keras callback: one line per epoch, written through ``echo``, plus the checkpoint state file."""
+
+    def __new__(cls, echo: Echo, state: Path, epochs: int) -> Any:
+        import keras
+
+        class Progress(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+                logs = dict(logs or {})
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate")
+                echo(f"epoch {epoch + 1}/{epochs}  {shown}")
+                best = json.loads(state.read_text()).get("best") if state.is_file() else None
+                current = logs.get("val_loss", logs.get("loss"))
+                if best is None or current < best:
+                    best = current
+                state.write_text(json.dumps({"epoch": epoch + 1, "best": best}))
+
+        return Progress()
+
+
+def fit(model: Any, train_ds: Any, val_ds: Any, *, out: Path, epochs: int, patience: int, resume: bool,
+        echo: Echo, steps: int | None) -> dict[str, Any]:
+    """Run ``model.fit`` with checkpoints (last, best), early stopping, a CSV history and resume."""
+    import keras
+
+    ckpt = out / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    state = ckpt / "state.json"
+    initial = 0
+    if resume:
+        if not (ckpt / "last.weights.h5").is_file():
+            raise FileNotFoundError(f"{ckpt}: nothing to resume (no last.weights.h5)")
+        model.load_weights(ckpt / "last.weights.h5")
+        initial = json.loads(state.read_text())["epoch"]
+        echo(f"resuming after epoch {initial}")
+    monitor = "val_loss" if val_ds is not None else "loss"
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "best.weights.h5"), save_weights_only=True,
+                                        monitor=monitor, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, patience // 3)),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        _Progress(echo, state, epochs),
+    ]
+    if initial >= epochs:
+        echo(f"already trained {initial} of {epochs} epochs")
+        model.load_weights(ckpt / "best.weights.h5")
+        return _history(out)
+    model.fit(train_ds.repeat() if steps else train_ds, validation_data=val_ds, epochs=epochs,
+              initial_epoch=initial, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+    if (ckpt / "best.weights.h5").is_file():
+        model.load_weights(ckpt / "best.weights.h5")
+    return _history(out)
+
+
+def _history(out: Path) -> dict[str, Any]:
+    rows = list(csv.DictReader((out / "history.csv").open())) if (out / "history.csv").is_file() else []
+    if not rows:
+        return {"epochs": 0}
+    key = "val_loss" if "val_loss" in rows[0] else "loss"
+    best = min(rows, key=lambda r: float(r[key]))
+    return {"epochs": len(rows), "best_epoch": int(best["epoch"]) + 1,
+            **{k: round(float(v), 5) for k, v in best.items() if k != "epoch"}}
+
+
+def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
+    """Split the shards, build the model with the data's feature statistics, make both datasets."""
+    shards = split_shards(data, recipe["data"]["validation_every"])
+    mean, std = feature_stats(shards.train)
+    built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
+    frame = built.window is None
+    bs = recipe["data"]["batch_size"]
+    train_ds = make_dataset(Examples(shards.train, recipe, built=built, training=True, teacher=teacher),
+                            n_mels=shards.features.n_mels, batch_size=bs, frame=frame)
+    val_ds = None
+    if shards.validation:
+        val_ds = make_dataset(Examples(shards.validation, recipe, built=built, training=False),
+                              n_mels=shards.features.n_mels, batch_size=bs, frame=frame).cache()
+    return shards, built, train_ds, val_ds
+
+
+def export_model(built: Built, out_dir: Path, *, recipe: dict[str, Any], shards: ShardSet,
+                 history: dict[str, Any], metrics: dict[str, Any] | None = None) -> Path:
+    """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata."""
+    from models.export import export_savedmodel
+
+    model = built.model
+    if built.window is not None:
+        norm = model.get_layer("standardise")
+        pad = np.asarray(norm.mean).reshape(-1)
+        model = frame_model(model, built.window, pad)
+    training = {"data": {k: shards.index[k] for k in ("hours", "recordings", "speech_fraction", "frames")},
+                "data_folder": shards.folder.name, "recipe": recipe, "history": history,
+                "params": int(built.model.count_params())}
+    return export_savedmodel(model, out_dir, name=recipe["name"], version=str(recipe["version"]),
+                             architecture=recipe["arch"], features=shards.features,
+                             context_frames=built.context_frames, postprocess=recipe["postprocess"] or None,
+                             training=training, metrics=metrics, overwrite=True)
+
+
+def train(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print,
+          encoder_weights: Path | None = None) -> Path:
+    """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path."""
+    import keras
+
+    keras.utils.set_random_seed(int(recipe["train"]["seed"]))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    teacher = None
+    if recipe["train"]["teacher"]:
+        from pipeline.model import load_model
+
+        teacher = load_model(recipe["train"]["teacher"])
+        echo(f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe['train']['distill_weight']}")
+    shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher)
+    if recipe["arch"] == "autoencoder":
+        if encoder_weights is None:
+            raise ValueError("the autoencoder readout needs a pre-trained encoder: run `ocml-train pretrain` "
+                             "and pass --encoder MODEL_DIR")
+        built.encoder.load_weights(encoder_weights)
+        built.encoder.trainable = False
+    echo(f"{recipe['arch']}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
+         f"{len(shards.train)} training / {len(shards.validation)} validation shards")
+    _compile(built.model, float(recipe["train"]["learning_rate"]))
+    history = fit(built.model, train_ds, val_ds, out=out, epochs=int(recipe["train"]["epochs"]),
+                  patience=int(recipe["train"]["patience"]), resume=resume, echo=echo,
+                  steps=recipe["train"]["steps_per_epoch"])
+    path = export_model(built, out / "savedmodel", recipe=recipe, shards=shards, history=history)
+    echo(f"exported {path}")
+    return path
+
+
+def pretrain(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print) -> Path:
+    """Train the autoencoder to reconstruct standardised windows (no labels); save the encoder's weights."""
+    import keras
+
+    if recipe["arch"] != "autoencoder":
+        raise RecipeError(f"pretrain needs arch autoencoder, the recipe says {recipe['arch']!r}")
+    keras.utils.set_random_seed(int(recipe["train"]["seed"]))
+    out.mkdir(parents=True, exist_ok=True)
+    unlabelled = {**recipe, "train": {**recipe["train"], "label_fraction": 1.0, "teacher": None}}
+    shards, built, train_ds, val_ds = prepare(data, unlabelled)
+    as_pairs = _reconstruction_pairs
+    auto = reconstruction_model(built)
+    auto.compile(optimizer=keras.optimizers.Adam(float(recipe["pretrain"]["learning_rate"])), loss="mse")
+    echo(f"autoencoder: {auto.count_params():,} parameters, pre-training without labels")
+    fit(auto, as_pairs(train_ds), as_pairs(val_ds) if val_ds is not None else None, out=out,
+        epochs=int(recipe["pretrain"]["epochs"]), patience=int(recipe["train"]["patience"]), resume=resume,
+        echo=echo, steps=recipe["train"]["steps_per_epoch"])
+    path = out / "encoder.weights.h5"
+    built.encoder.save_weights(path)
+    echo(f"saved {path}")
+    return path
+
+
+def _reconstruction_pairs(ds: Any) -> Any:
+    """Drop labels: the target of the reconstruction-error model is zero everywhere."""
+    import tensorflow as tf
+
+    return ds.map(lambda x, y, w: (x, tf.zeros(tf.concat([tf.shape(x), [1]], 0))))
+
+
+def reconstruction_model(built: Built) -> Any:
+    """The autoencoder's reconstruction minus its standardised input (trained towards zero)."""
+    import keras
+
+    inp = keras.Input(built.autoencoder.input_shape[1:])
+    recon, target = built.autoencoder(inp)
+    return keras.Model(inp, keras.layers.Subtract()([recon, target]), name="reconstruction_error")
+
+
+def export_checkpoint(run_dir: Path, out: Path, *, data: Path, checkpoint: str = "best",
+                      metrics: dict[str, Any] | None = None, postprocess: dict[str, Any] | None = None,
+                      name: str | None = None, version: str | None = None) -> Path:
+    """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``."""
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    if name:
+        recipe["name"] = name
+    if version:
+        recipe["version"] = version
+    if postprocess is not None:
+        recipe["postprocess"] = postprocess
+    weights = run_dir / "checkpoints" / f"{checkpoint}.weights.h5"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no such checkpoint")
+    shards = split_shards(data, recipe["data"]["validation_every"])
+    mean, std = feature_stats(shards.train)
+    built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
+    built.model.load_weights(weights)
+    return export_model(built, out, recipe=recipe, shards=shards, history=_history(run_dir), metrics=metrics)
