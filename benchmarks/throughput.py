@@ -1,0 +1,133 @@
+"""Queue throughput: N recordings through a P-process worker vs. segmenting them in one process.
+
+    python benchmarks/throughput.py --model PATH [--count 40] [--minutes 10] [--processes 2]
+
+Reports jobs per hour, aggregate x-real-time and the queue's per-job overhead: the fleet's
+process-seconds minus the in-process segmenting time of the same files, per job and as a share of
+the processing time (target: under 5 %). Uses Redis DB 12 at 127.0.0.1:6379 (flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SR = 16000
+
+
+def make_recording(path: Path, minutes: float, seed: int) -> Path:
+    """Speech-rate tone bursts (0.5-3 s on, 0.3-2 s off) over faint noise, 16 kHz mono FLAC."""
+    rng = np.random.default_rng(seed)
+    n = int(minutes * 60 * SR)
+    out = (0.003 * rng.standard_normal(n)).astype(np.float32)
+    t = 0
+    while t < n:
+        length = int(rng.uniform(0.5, 3.0) * SR)
+        f0 = rng.uniform(100, 220)
+        k = np.arange(min(length, n - t)) / SR
+        voice = sum(np.sin(2 * np.pi * f0 * h * k) / h for h in range(1, 8))
+        out[t:t + len(k)] += (0.2 * voice * (0.5 - 0.5 * np.cos(2 * np.pi * 4 * k))).astype(np.float32)
+        t += length + int(rng.uniform(0.3, 2.0) * SR)
+    sf.write(path, out, SR, format="FLAC")
+    return path
+
+
+def in_process(paths: list[Path], model_path: str | None) -> float:
+    """Seconds to segment every file in this process (what ``ocml segment`` does), model loaded once."""
+    from pipeline.model import configure_tensorflow, load_model
+    from pipeline.segment import resolve_params, segment_file
+
+    configure_tensorflow(1)
+    model = load_model(model_path)
+    params = resolve_params(model)
+    started = time.perf_counter()
+    for path in paths:
+        segment_file(path, model, params)
+    return time.perf_counter() - started
+
+
+def through_queue(paths: list[Path], settings_file: Path, processes: int, log: Path) -> float:
+    """Wall seconds from the first submit to the last finished job on a fresh worker."""
+    from config.settings import load_settings
+    from worker import client
+    from worker.app import make_app
+
+    settings = load_settings(settings_file, env={})
+    app = make_app(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = "import sys; from worker.queue_cmd import worker; worker(sys.argv[1:])"
+    with open(log, "wb") as handle:
+        proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(settings_file),
+                                 "-c", str(processes), "-n", "bench@%h"], cwd=ROOT, env=env,
+                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while log.read_text().count("model ready") < processes:
+            if proc.poll() is not None:
+                raise RuntimeError(log.read_text()[-2000:])
+            time.sleep(0.5)
+        started = time.perf_counter()
+        ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
+        statuses = client.wait(app, ids, poll=0.2)
+        elapsed = time.perf_counter() - started
+        failed = [s for s in statuses if s["state"] != "SUCCESS"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} jobs failed: {failed[0]}")
+        return elapsed
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="SavedModel directory (default: the shipped model)")
+    parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args()
+
+    import redis
+
+    redis.Redis.from_url(args.redis).flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        media, results = base / "media", base / "results"
+        media.mkdir()
+        results.mkdir()
+        paths = [make_recording(media / f"rec-{i:03d}.flac", args.minutes, i)
+                 for i in range(args.count)]
+        settings_file = base / "settings.yaml"
+        settings_file.write_text(yaml.safe_dump({
+            "broker_url": args.redis, "result_backend": args.redis,
+            "media_roots": [str(media)], "output_root": str(results),
+            "model": args.model or "default", "formats": ["json", "smil"]}))
+        local = in_process(paths, args.model)
+        queued = through_queue(paths, settings_file, args.processes, base / "worker.log")
+    audio = args.count * args.minutes * 60
+    overhead = queued * args.processes - local
+    print(f"{args.count} recordings x {args.minutes:g} min, {args.processes} worker processes")
+    print(f"in one process : {local:8.1f} s  ({audio / local:7.1f}x real time)")
+    print(f"through queue  : {queued:8.1f} s  ({audio / queued:7.1f}x real time aggregate, "
+          f"{args.count / queued * 3600:8.0f} jobs/hour)")
+    print(f"queue overhead : {overhead / args.count:8.3f} s per job "
+          f"({100 * overhead / local:5.1f} % of processing time; process-seconds "
+          f"{queued * args.processes:.1f} vs {local:.1f})")
+
+
+if __name__ == "__main__":
+    main()
