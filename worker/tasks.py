@@ -78,7 +78,7 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
         raise JobFailed(exc.to_dict()) from None
     except SoftTimeLimitExceeded:
         raise JobFailed({"error": "time_limit", "message": (
-            f"the job exceeded its soft time limit of {self.request.timelimit[1]} s; "
+            f"the job exceeded its soft time limit of {_soft_limit(self)} s; "
             f"input: {_input_of(job)}")}) from None
 
 
@@ -155,6 +155,11 @@ def _debug_crash(settings: Settings, job: Job) -> None:
     marker = settings.debug_crash_marker
     if marker and marker in job.input.name:
         os._exit(70)
+
+
+def _soft_limit(task: Task) -> float:
+    limits = task.request.timelimit or (None, None)
+    return limits[1] or task.app.conf.task_soft_time_limit
 
 
 def _input_of(job: Any) -> str:
