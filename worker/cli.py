@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from player.cli import COMMANDS as PLAYER_COMMANDS
+from worker.queue_cmd import COMMANDS as QUEUE_COMMANDS
 from worker.segment_cmd import segment
 
 
@@ -19,4 +21,5 @@ def main() -> None:
     """
 
 
-main.add_command(segment)
+for command in (segment, *QUEUE_COMMANDS, *PLAYER_COMMANDS):
+    main.add_command(command)
