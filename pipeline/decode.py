@@ -43,8 +43,8 @@ MIN_DURATION = 0.1
 # Timestamp jumps larger than this are discontinuities (counted through), not gaps to fill.
 MAX_TIMESTAMP_JUMP = 60.0
 _SOUNDFILE_READ = 1 << 16
-# FFmpeg demuxers that detect images or text: a video stream there is not a video recording.
-_NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico", "bmp", "jpeg_pipe"}
+# FFmpeg demuxers (besides the *_pipe image ones) that detect images or text, not recordings.
+_NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico"}
 _PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
                         errno.ELOOP, errno.ENAMETOOLONG}
 _TRANSIENT_AV_ERRORS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR,
@@ -279,7 +279,8 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
 
     Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
     whose timestamp disagrees with the running count by more than a tolerance (2 ms plus one tick)
-    is preceded by zeros or trimmed; timestamps are compared in integers, not Fractions, for speed.
+    is preceded by zeros or trimmed, except that a jump of more than a minute after the first
+    frame is a timestamp discontinuity and counted through. Integer arithmetic, for speed.
     """
     tb_num, tb_den = audio.time_base.numerator, audio.time_base.denominator
     origin = round(Fraction(_start_time(container)) * rate)
@@ -305,7 +306,7 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
                     if frame.pts is not None:
                         shift = (2 * frame.pts * tb_num * rate + tb_den) // (2 * tb_den) - origin
                         shift -= written
-                        if abs(shift) > jump:
+                        if abs(shift) > jump and written:
                             log.warning("%s: timestamp jumps %.1f s at %.2f s; counted through",
                                         name, shift / rate, written / rate)
                         elif shift > tolerance:

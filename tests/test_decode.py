@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import os
 import tracemalloc
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -203,6 +204,28 @@ def test_audio_starting_after_the_video_is_placed_by_timestamp(tmp_path, name):
     y = decoded(path)
     assert first_above(y) == pytest.approx(1.5 + ONSET, abs=0.010)
     assert not np.any(y[: OUT * 14 // 10])
+
+
+def test_dropped_audio_packets_leave_silence_and_keep_sync(tmp_path):
+    """Audio missing from 3 s to 5 s (timestamps jump) is filled with zeros, not closed up."""
+    sr = 48000
+    x = tone_burst(sr, 14.0, start=ONSET, length=1.0, channels=2) + np.repeat(
+        sine(sr, 14.0, freq=200.0, amplitude=0.05)[:, None], 2, axis=1)
+    path = tmp_path / "gap.mkv"
+    with av.open(str(path), "w", format="matroska") as out:
+        audio = out.add_stream("aac", rate=sr, layout="stereo")
+        for start in [*range(0, 3 * sr, 1024), *range(5 * sr, len(x), 1024)]:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[start : start + 1024].T),
+                                               format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = sr, start, Fraction(1, sr)
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+    y = decoded(path)
+    assert first_above(y) == pytest.approx(ONSET, abs=0.010)
+    assert rms(y[int(3.1 * OUT) : int(4.9 * OUT)]) < 1e-4
+    assert rms(y[int(5.1 * OUT) : int(6.0 * OUT)]) == pytest.approx(0.05 / np.sqrt(2), rel=0.1)
 
 
 # --- bad inputs ----------------------------------------------------------------------------------
