@@ -1,0 +1,325 @@
+"""Speed and memory of ``ocml segment`` against the peers, on the same files, in one run.
+
+Every tool runs as its own fresh process on the same synthesised lecture recordings (cached in
+benchmarks/.cache/): a 60-minute 16 kHz mono FLAC and a 60-minute 48 kHz stereo mp4/AAC. For each
+process the table shows x-real-time (recording seconds / wall seconds), wall and CPU seconds and
+peak RSS (the child's own ru_maxrss from wait4). Tools:
+
+  ocml segment      the installed .venv/bin/ocml, default model or --model; writes JSON + SMIL.
+                    Its JSON's timing.realtime_factor is also shown, as "ocml pipeline" (model
+                    already loaded: decode → features → inference → post-processing → hash).
+  ffmpeg silence    ffmpeg -i IN -vn -filter:a silencedetect=noise=-40dB:duration=10 -f null -
+                    (Opencast's silence operation; system ffmpeg or imageio-ffmpeg's).
+  WebRTC VAD        webrtcvad-wheels, mode 3, 30 ms frames at 16 kHz.
+  Silero VAD        silero_vad.onnx with onnxruntime, 512-sample chunks + 64 context, 1 thread.
+WebRTC and Silero decode through pipeline.decode.stream, exactly like ocml.
+
+The memory check runs ocml segment on a 10-minute and a 3-hour 16 kHz FLAC and compares peak RSS.
+Targets (PASS/FAIL): pipeline ≥ 500× real time on the FLAC and ≥ 300× on the mp4; the whole
+ocml segment process faster than Silero's on each file; peak RSS on 3 h within 5 % of 10 min.
+--profile then samples ocml segment on the 60-minute files with py-spy and says where time goes.
+
+    python benchmarks/speed.py [--minutes 60] [--only flac|mp4|memory] [--skip-peers]
+                               [--model PATH] [--repeat N] [--profile] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.media import Recording, ensure  # noqa: E402
+from benchmarks.peers import silencedetect_command  # noqa: E402
+
+PEERS_SCRIPT = ROOT / "benchmarks" / "peers.py"
+DEFAULT_MODEL = ROOT / "models" / "pretrained" / "default"
+TARGET_FLAC = 500.0
+TARGET_MP4 = 300.0
+TARGET_MEMORY = 0.05
+PROFILE_RATE = 50
+# Where a py-spy stack's time goes: the first rule matching a frame, from the leaf upwards.
+_CATEGORIES = (
+    ("hashing", ("file_sha256", "hashlib", "file_digest")),
+    ("writing", ("pipeline/writers.py", "pipeline/result.py")),
+    ("post-processing", ("pipeline/postprocess.py",)),
+    ("features", ("pipeline/features.py",)),
+    ("decode", ("pipeline/decode.py",)),
+    ("inference", ("pipeline/inference.py", "predict (pipeline/model.py")),
+    ("start-up (imports)", ("importlib", "_find_and_load")),
+    ("model loading", ("load_model", "pipeline/model.py")),
+    ("orchestration (segment_file, prefetch, CLI)",
+     ("pipeline/segment.py", "pipeline/prefetch.py", "worker/", "click/")),
+    ("start-up (imports)", ("<module>",)),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One process: what ran on which file and what it cost."""
+
+    file: str
+    tool: str
+    duration: float
+    wall: float
+    cpu: float
+    rss_mb: float
+    pipeline_seconds: float | None = None
+
+    @property
+    def xrt(self) -> float:
+        return self.duration / self.wall
+
+    @property
+    def pipeline_xrt(self) -> float | None:
+        return self.duration / self.pipeline_seconds if self.pipeline_seconds else None
+
+
+def measure(cmd: list[str], *, cwd: Path) -> tuple[float, float, float, str]:
+    """Run ``cmd``; its wall seconds, CPU seconds, peak RSS in MB (its own, via wait4), stdout."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout
+
+
+def ocml_exe() -> str:
+    """The project's installed ``ocml`` console script."""
+    local = ROOT / ".venv" / "bin" / "ocml"
+    found = str(local) if local.exists() else shutil.which("ocml")
+    if not found:
+        raise SystemExit("no ocml console script: run `make demo` or `pip install -e .` first")
+    return found
+
+
+def run_ocml(rec: Recording, model: Path | None, out_dir: Path) -> Run:
+    """``ocml segment`` on ``rec`` in a fresh process (JSON + SMIL, as Opencast would use it)."""
+    cmd = [ocml_exe(), "segment", str(rec.path), "-o", str(out_dir), "-q", "--format", "json,smil"]
+    cmd += ["--model", str(model)] if model else []
+    wall, cpu, rss, _ = measure(cmd, cwd=ROOT)
+    result = json.loads((out_dir / (rec.path.stem + ".json")).read_text())
+    duration = result["input"]["duration"]
+    return Run(rec.name, "ocml segment", duration, wall, cpu, rss,
+               pipeline_seconds=result["timing"]["processing_seconds"])
+
+
+def run_peer(rec: Recording, peer: str) -> Run:
+    """One peer on ``rec`` in a fresh process."""
+    if peer == "ffmpeg silencedetect":
+        wall, cpu, rss, _ = measure(silencedetect_command(rec.path), cwd=ROOT)
+        return Run(rec.name, peer, rec.duration, wall, cpu, rss)
+    name = {"WebRTC VAD": "webrtc", "Silero VAD": "silero"}[peer]
+    wall, cpu, rss, out = measure([sys.executable, str(PEERS_SCRIPT), name, str(rec.path)],
+                                  cwd=ROOT)
+    return Run(rec.name, peer, json.loads(out)["duration"], wall, cpu, rss)
+
+
+PEERS = ("ffmpeg silencedetect", "WebRTC VAD", "Silero VAD")
+
+
+def best(runs: list[Run]) -> Run:
+    """The fastest of repeated runs, with the highest peak RSS seen in any of them."""
+    fastest = min(runs, key=lambda r: r.wall)
+    return Run(fastest.file, fastest.tool, fastest.duration, fastest.wall, fastest.cpu,
+               max(r.rss_mb for r in runs), fastest.pipeline_seconds)
+
+
+def speed_table(recs: list[Recording], *, model: Path | None, peers: bool, repeat: int,
+                work: Path) -> list[Run]:
+    """Every tool on every file, ``repeat`` rounds interleaved so load drift hits all alike."""
+    tools = ("ocml segment",) + (PEERS if peers else ())
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for rec in recs:
+        for round_ in range(repeat):
+            for tool in tools:
+                print(f"  {rec.name}: {tool} (round {round_ + 1}/{repeat})", file=sys.stderr)
+                run = (run_ocml(rec, model, work) if tool == "ocml segment"
+                       else run_peer(rec, tool))
+                runs.setdefault((rec.name, tool), []).append(run)
+    return [best(r) for r in runs.values()]
+
+
+def memory_check(recs: list[Recording], *, model: Path | None, work: Path) -> list[Run]:
+    """``ocml segment`` on the short and the long file (same synthesis, different length)."""
+    return [run_ocml(rec, model, work) for rec in recs]
+
+
+def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
+    """The speed table as Markdown; returns the targets it checks."""
+    print("| file | tool | x real time | wall s | CPU s | x real time per CPU s | peak RSS MB |"
+          " ocml ÷ this (speed) | ocml ÷ this (RSS) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    verdicts: list[tuple[str, bool]] = []
+    for file in dict.fromkeys(r.file for r in runs):
+        rows = [r for r in runs if r.file == file]
+        ocml = next(r for r in rows if r.tool == "ocml segment")
+        pipe = ocml.pipeline_xrt or 0.0
+        print(f"| {file} | ocml pipeline (timing, model loaded) | {pipe:.0f} | "
+              f"{ocml.pipeline_seconds:.2f} | | | | | |")
+        for r in rows:
+            ratio = "" if r is ocml else f"{ocml.xrt / r.xrt:.2f}"
+            rss = "" if r is ocml else f"{ocml.rss_mb / r.rss_mb:.2f}"
+            print(f"| {file} | {r.tool} | {r.xrt:.0f} | {r.wall:.2f} | {r.cpu:.2f} | "
+                  f"{r.duration / r.cpu:.0f} | {r.rss_mb:.0f} | {ratio} | {rss} |")
+        target = TARGET_MP4 if file.endswith(".mp4") else TARGET_FLAC
+        verdicts.append((f"{file}: pipeline {pipe:.0f}x >= {target:.0f}x", pipe >= target))
+        silero = next((r for r in rows if r.tool == "Silero VAD"), None)
+        if silero:
+            verdicts.append((f"{file}: ocml segment process {ocml.wall:.1f} s < Silero VAD "
+                             f"{silero.wall:.1f} s", ocml.wall < silero.wall))
+    return verdicts
+
+
+def print_memory(runs: list[Run]) -> list[tuple[str, bool]]:
+    """Peak RSS of ocml segment per recording length; returns the memory target."""
+    print("| file | minutes | peak RSS MB | wall s | x real time |")
+    print("|---|---:|---:|---:|---:|")
+    for r in runs:
+        print(f"| {r.file} | {r.duration / 60:.0f} | {r.rss_mb:.0f} | {r.wall:.1f} | "
+              f"{r.xrt:.0f} |")
+    short, long_ = runs[0], runs[-1]
+    growth = long_.rss_mb / short.rss_mb - 1
+    return [(f"peak RSS {long_.duration / 3600:.0f} h {long_.rss_mb:.0f} MB vs "
+             f"{short.duration / 60:.0f} min {short.rss_mb:.0f} MB: {100 * growth:+.1f} % "
+             f"(within {100 * TARGET_MEMORY:.0f} %)", abs(growth) <= TARGET_MEMORY)]
+
+
+def profile(rec: Recording, *, model: Path | None, work: Path) -> tuple[Counter, Counter, int]:
+    """py-spy samples of ``ocml segment`` on ``rec``: seconds per category and per leaf frame."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if not spy:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    raw = work / f"{rec.path.stem}.pyspy.txt"
+    cmd = [spy, "record", "--format", "raw", "--rate", str(PROFILE_RATE), "--output", str(raw),
+           "--", ocml_exe(), "segment", str(rec.path), "-o", str(work), "-q",
+           "--format", "json,smil"] + (["--model", str(model)] if model else [])
+    measure(cmd, cwd=ROOT)
+    categories: Counter = Counter()
+    leaves: Counter = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        categories[_category(frames)] += n / PROFILE_RATE
+        leaves[frames[-1]] += n / PROFILE_RATE
+    return categories, leaves, total
+
+
+def _category(frames: list[str]) -> str:
+    if frames == [""]:
+        return "native threads (no Python frame)"
+    for frame in reversed(frames):
+        for name, needles in _CATEGORIES:
+            if any(needle in frame for needle in needles):
+                return name
+    return "other"
+
+
+def print_profile(rec: Recording, categories: Counter, leaves: Counter, total: int) -> None:
+    seconds = sum(categories.values())
+    print(f"\nProfile of ocml segment on {rec.name} (py-spy, {PROFILE_RATE} Hz, all threads, "
+          f"{total} samples = {seconds:.1f} thread-seconds on CPU):")
+    print("| where | seconds | share |")
+    print("|---|---:|---:|")
+    for name, value in categories.most_common():
+        print(f"| {name} | {value:.2f} | {100 * value / seconds:.0f} % |")
+    print("\nHottest leaf frames:")
+    for frame, value in leaves.most_common(12):
+        print(f"  {value:7.2f} s  {100 * value / seconds:4.1f} %  {frame}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60.0,
+                        help="length of the FLAC and mp4 speed files (default 60)")
+    parser.add_argument("--only", choices=("flac", "mp4", "memory"),
+                        help="run only the FLAC row, the mp4 row or the memory check")
+    parser.add_argument("--skip-peers", action="store_true",
+                        help="time ocml segment only (no ffmpeg, WebRTC, Silero)")
+    parser.add_argument("--model", type=Path,
+                        help="SavedModel for ocml segment (default: the shipped default model)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per tool and file; the fastest counts (default 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="afterwards, profile ocml segment on the speed files with py-spy")
+    parser.add_argument("--json", type=Path, help="also write every measured run as JSON")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.repeat < 1:
+        parser.error(f"--minutes must be > 0 and --repeat >= 1, got {args.minutes}, "
+                     f"{args.repeat}")
+    if args.model is None and not (DEFAULT_MODEL / "assets" / "ocml.json").is_file():
+        parser.error(f"no default model at {DEFAULT_MODEL}; pass --model PATH to a SavedModel")
+    if args.model is not None and not (args.model / "assets" / "ocml.json").is_file():
+        parser.error(f"--model {args.model}: no assets/ocml.json, not an opencast-ml SavedModel")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    speed_recs = {"flac": Recording(args.minutes, 16000, 1, "flac"),
+                  "mp4": Recording(args.minutes, 48000, 2, "mp4")}
+    memory_recs = [Recording(10, 16000, 1, "flac"), Recording(180, 16000, 1, "flac")]
+    wanted = [speed_recs[args.only]] if args.only in speed_recs else (
+        [] if args.only == "memory" else list(speed_recs.values()))
+    check_memory = args.only in (None, "memory")
+    for rec in wanted + (memory_recs if check_memory else []):
+        if not rec.path.exists():
+            print(f"synthesising {rec.path} ...", file=sys.stderr)
+            started = time.perf_counter()
+            ensure(rec)
+            print(f"  done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    load = os.getloadavg()
+    print(f"Machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f} at start; model {args.model or DEFAULT_MODEL}")
+    verdicts: list[tuple[str, bool]] = []
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="ocml-bench-") as tmp:
+        work = Path(tmp)
+        if wanted:
+            runs += speed_table(wanted, model=args.model, peers=not args.skip_peers,
+                                repeat=args.repeat, work=work)
+            print()
+            verdicts += print_speed(runs)
+        if check_memory:
+            memory = memory_check(memory_recs, model=args.model, work=work)
+            runs += memory
+            print()
+            verdicts += print_memory(memory)
+        load = os.getloadavg()
+        print(f"\nLoad average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        for text, ok in verdicts:
+            print(f"{'PASS' if ok else 'FAIL'}  {text}")
+        if args.profile:
+            for rec in wanted:
+                print_profile(rec, *profile(rec, model=args.model, work=work))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) | {"xrt": r.xrt} for r in runs], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
