@@ -12,6 +12,7 @@ import errno
 import logging
 import math
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,14 @@ MIN_DURATION = 0.1
 MAX_TIMESTAMP_JUMP = 60.0
 _SOUNDFILE_READ = 1 << 16
 # FFmpeg demuxers (besides the *_pipe image ones) that detect images or text, not recordings.
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_WAV_UNKNOWN_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+_INDEXED_FORMATS = ("mov", "mp4", "matroska", "webm")
+"""Containers whose stated duration is exact enough to detect a truncated file."""
+_TRUNCATION_TOLERANCE = 0.5
+"""Seconds of audio a file may fall short of its stated duration before it counts as truncated."""
+_SEEK_PREROLL = 0.5
+"""Seconds a PyAV seek lands before the wanted start; what comes before it is trimmed."""
 _NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico"}
 _PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
                         errno.ELOOP, errno.ENAMETOOLONG}
@@ -85,13 +94,17 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
             info = _av_info(name, container, _audio_stream(name, container))
     known = info.duration > 0 or sound is not None  # libsndfile counts frames exactly
     if known and info.duration < MIN_DURATION:
-        raise InputTooShort(f"{info.duration:.3f} s of audio, need at least {MIN_DURATION} s",
+        raise InputTooShort(f"too short: {info.duration:.3f} s of audio, at least {MIN_DURATION} s needed",
                             path=name)
     return info
 
 
 def stream(
-    path: str | os.PathLike[str], *, sample_rate: int = 16000, block_seconds: float = 30.0
+    path: str | os.PathLike[str],
+    *,
+    sample_rate: int = 16000,
+    block_seconds: float = 30.0,
+    start: float = 0.0,
 ) -> Iterator[np.ndarray]:
     """Yield the audio of ``path`` as mono float32 1-D blocks at ``sample_rate``; constant memory.
 
@@ -112,17 +125,21 @@ def stream(
       ``InputUnreadable``, ``NoAudioTrack``, ``BadSampleRate`` (native rate outside
       1000–768000 Hz) and ``TransientIOError`` when called; ``InvalidSamples`` (NaN/inf) during
       iteration; ``InputTooShort`` (< 0.1 s) before the last block is yielded.
+    - ``start`` (seconds) seeks first, for players: the first sample is the one at ``start``
+      (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
     """
     if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise ParamsError(f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
                           f"got {sample_rate!r}")
     if not isinstance(block_seconds, (int, float)) or not block_seconds >= MIN_DURATION:
         raise ParamsError(f"block_seconds must be >= {MIN_DURATION}, got {block_seconds!r}")
+    if not isinstance(start, (int, float)) or not 0 <= start < math.inf:
+        raise ParamsError(f"start must be a finite number of seconds >= 0, got {start!r}")
     name = _check_file(path)
     sound = _open_soundfile(name)
     if sound is not None:
         rate = _soundfile_info(name, sound).sample_rate
-        chunks = _soundfile_chunks(name, sound)
+        chunks = _soundfile_chunks(name, sound, skip=min(round(start * rate), sound.frames))
     else:
         container = _open_av(name)
         try:
@@ -131,9 +148,10 @@ def stream(
         except BaseException:
             container.close()
             raise
-        chunks = _av_chunks(name, container, audio, rate)
+        chunks = _av_chunks(name, container, audio, rate, start=start)
+    minimum = 0 if start else _min_samples(rate)
     block = max(int(round(block_seconds * rate)), _min_samples(rate))
-    return _resampled(name, _mono_blocks(chunks, block), rate, sample_rate)
+    return _resampled(name, _mono_blocks(chunks, block), rate, sample_rate, minimum=minimum)
 
 
 def _soundfile_info(name: str, sound: sf.SoundFile) -> AudioInfo:
@@ -183,7 +201,7 @@ def _av_error(name: str, e: av.FFmpegError, doing: str) -> Exception:
     code = e.errno if isinstance(e.errno, int) else None
     if code in _PERMANENT_OS_ERRORS or code in _TRANSIENT_AV_ERRORS:
         return _os_error(name, OSError(code, e.strerror or os.strerror(code)))
-    return InputUnreadable(f"{doing} failed: {e.strerror or e}", path=name)
+    return InputUnreadable(f"{doing} (FFmpeg: {e.strerror or e})", path=name)
 
 
 def _check_rate(name: str, rate: int) -> None:
@@ -207,14 +225,37 @@ def _open_soundfile(name: str) -> sf.SoundFile | None:
     if sound.format == "MP3":
         sound.close()
         return None
+    try:
+        _check_wav_size(name, sound)
+    except InputUnreadable:
+        sound.close()
+        raise
     return sound
+
+
+def _check_wav_size(name: str, sound: sf.SoundFile) -> None:
+    """Refuse a WAV whose data chunk is shorter than its header says (a cut-off copy).
+
+    libsndfile reads such a file without complaint and reports the shorter length; only its log
+    says ``data : 288000 (should be 143978)``. Sizes 0 and 0xFFFFFFFF mean "unknown" (streamed
+    WAV) and are accepted.
+    """
+    match = _WAV_DATA_SIZE.search(sound.extra_info)
+    if match is None:
+        return
+    declared, present = int(match[1]), int(match[2])
+    if declared not in _WAV_UNKNOWN_SIZES and present < declared:
+        raise InputUnreadable(
+            f"truncated: the header promises {declared} bytes of audio, the file holds {present}",
+            path=name,
+        )
 
 
 def _open_av(name: str) -> av.container.InputContainer:
     try:
         return av.open(name, "r")
     except av.FFmpegError as e:
-        raise _av_error(name, e, "opening as media") from e
+        raise _av_error(name, e, "not a readable audio or video file") from e
     except OSError as e:
         raise _os_error(name, e) from e
 
@@ -230,7 +271,7 @@ def _audio_stream(name: str, container: av.container.InputContainer) -> av.Audio
     fmt = container.format.name
     if _has_video(container) and fmt not in _NOT_MEDIA_FORMATS and not fmt.endswith("_pipe"):
         raise NoAudioTrack(f"{fmt} file has video but no audio stream", path=name)
-    raise InputUnreadable(f"not an audio or video file (detected as {fmt} without audio)",
+    raise InputUnreadable(f"not a readable audio or video file (FFmpeg sees {fmt}, no audio)",
                           path=name)
 
 
@@ -250,31 +291,34 @@ def _av_duration(container: av.container.InputContainer, audio: av.AudioStream) 
 Chunk = Sequence[np.ndarray]
 
 
-def _soundfile_chunks(name: str, sound: sf.SoundFile) -> Iterator[Chunk]:
-    """Yield float32 chunks read by libsndfile; a read error ends a prefix.
+def _soundfile_chunks(name: str, sound: sf.SoundFile, *, skip: int = 0) -> Iterator[Chunk]:
+    """Yield float32 chunks read by libsndfile in 64 Ki-frame reads.
 
-    Reads are 64 Ki frames: a failing read (a truncated FLAC loses sync) discards what that call
-    decoded, so small reads keep most of a truncated file's prefix.
+    A read error (a truncated FLAC loses sync) or fewer frames than the header states means the
+    file is cut off or corrupt: ``InputUnreadable``, never a silently shorter result.
     """
-    decoded = 0
+    decoded = skip
     with sound:
+        if skip:
+            sound.seek(skip)
         while True:
             try:
                 data = sound.read(_SOUNDFILE_READ, dtype="float32", always_2d=True)
             except sf.LibsndfileError as e:
-                if not decoded:
-                    raise InputUnreadable(f"decoding failed: {e}", path=name) from e
-                log.warning("%s: decoding stopped after %.2f s: %s", name,
-                            decoded / sound.samplerate, e)
-                return
+                raise InputUnreadable(
+                    f"truncated or corrupt: decoding failed after {decoded / sound.samplerate:.2f}"
+                    f" of {sound.frames / sound.samplerate:.2f} s ({e})", path=name) from e
             if not len(data):
-                return
+                break
             decoded += len(data)
             yield data.T
+        if decoded < sound.frames:
+            raise InputUnreadable(f"truncated: {decoded / sound.samplerate:.2f} of "
+                                  f"{sound.frames / sound.samplerate:.2f} s decodable", path=name)
 
 
 def _av_chunks(name: str, container: av.container.InputContainer, audio: av.AudioStream,
-               rate: int) -> Iterator[Chunk]:
+               rate: int, *, start: float = 0.0) -> Iterator[Chunk]:
     """Yield the decoded chunks of ``audio`` (native sample type), placed by timestamp.
 
     Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
@@ -283,7 +327,11 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
     frame is a timestamp discontinuity and counted through. Integer arithmetic, for speed.
     """
     tb_num, tb_den = audio.time_base.numerator, audio.time_base.denominator
-    origin = round(Fraction(_start_time(container)) * rate)
+    zero = Fraction(_start_time(container))
+    origin = round((zero + Fraction(start)) * rate)
+    if start:  # land early: decoders with pre-roll (Opus) misplace the first frames after a seek
+        target = zero + max(Fraction(0), Fraction(start) - Fraction(_SEEK_PREROLL))
+        container.seek(int(target * tb_den / tb_num), stream=audio)
     tolerance = math.ceil(rate * (0.002 + tb_num / tb_den))
     jump = MAX_TIMESTAMP_JUMP * rate
     written = 0
@@ -295,7 +343,7 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
                     frames = packet.decode()
                 except av.FFmpegError as e:
                     if e.errno in _TRANSIENT_AV_ERRORS:
-                        raise _av_error(name, e, "reading") from e
+                        raise _av_error(name, e, "reading failed") from e
                     failed += 1
                     continue
                 for frame in frames:
@@ -319,13 +367,28 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
                         yield rows
         except av.FFmpegError as e:
             if e.errno in _TRANSIENT_AV_ERRORS or not written:
-                raise _av_error(name, e, "reading") from e
-            log.warning("%s: reading stopped after %.2f s (truncated?): %s", name,
-                        written / rate, e.strerror or e)
+                raise _av_error(name, e, "reading failed") from e
+            raise InputUnreadable(f"truncated or corrupt: reading failed after "
+                                  f"{written / rate:.2f} s ({e.strerror or e})", path=name) from e
+        _check_complete(name, container, audio, start + written / rate)
     if failed:
         if not written:
             raise InputUnreadable(f"none of {failed} audio packets could be decoded", path=name)
         log.warning("%s: %d audio packets could not be decoded; replaced by silence", name, failed)
+
+
+def _check_complete(name: str, container: av.container.InputContainer, audio: av.AudioStream,
+                    decoded: float) -> None:
+    """Refuse an indexed container (mp4, mkv, webm) whose audio ends well before its stated end.
+
+    A cut-off mp4 with its index in front ("faststart") demuxes without error; only the stated
+    duration shows what is missing. MP3 and raw streams state no reliable duration.
+    """
+    if not any(part in _INDEXED_FORMATS for part in container.format.name.split(",")):
+        return
+    stated = _av_duration(container, audio)
+    if stated - decoded > max(_TRUNCATION_TOLERANCE, 0.01 * stated):
+        raise InputUnreadable(f"truncated: {decoded:.2f} of {stated:.2f} s decodable", path=name)
 
 
 def _start_time(container: av.container.InputContainer) -> float:
@@ -410,9 +473,10 @@ def _channel_mean(rows: Sequence[np.ndarray]) -> np.ndarray:
     return mono
 
 
-def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int
-               ) -> Iterator[np.ndarray]:
-    """Check mono blocks (NaN/inf, minimum length) and resample them with one soxr stream (HQ).
+def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int, *,
+               minimum: int) -> Iterator[np.ndarray]:
+    """Check mono blocks (NaN/inf, at least ``minimum`` samples) and resample them with one soxr
+    stream (HQ).
 
     Every block but the last holds at least 0.1 s, so a too-short file is refused before any of
     its audio is yielded.
@@ -426,14 +490,14 @@ def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int
             at = (decoded + int(np.argmin(finite))) / rate
             raise InvalidSamples(f"NaN or infinite sample value at {at:.3f} s", path=name)
         decoded += len(block)
-        if decoded < _min_samples(rate):
+        if decoded < minimum:
             break
         out = block if resampler is None else resampler.resample_chunk(block)
         if len(out):
             yield out
-    if decoded < _min_samples(rate):
-        raise InputTooShort(f"{decoded / rate:.3f} s of audio decoded, need at least "
-                            f"{MIN_DURATION} s", path=name)
+    if decoded < minimum:
+        raise InputTooShort(f"too short: {decoded / rate:.3f} s of audio decoded, at least "
+                            f"{MIN_DURATION} s needed", path=name)
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
         if len(tail):

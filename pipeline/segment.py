@@ -72,7 +72,7 @@ def segment_file(
     duration = counter.samples / cfg.sample_rate
     if duration < MIN_DURATION:
         raise InputTooShort(
-            f"{duration:.3f} s of audio, at least {MIN_DURATION} s are needed", path=path
+            f"too short: {duration:.3f} s of audio, at least {MIN_DURATION} s needed", path=path
         )
     probabilities = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     segments = Binarize(params)(

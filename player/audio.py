@@ -1,7 +1,8 @@
 """Audio for the player: decoded blocks on demand, streamed to ``pygame.mixer`` in short chunks.
 
 The recording is never held whole: ``AudioSource`` keeps a few fixed-size blocks from
-``pipeline.decode.stream`` (restarting the stream for a backward seek), and ``MixerFeed`` keeps
+``pipeline.decode.stream`` (reopening the stream at the wanted block for a seek backwards or far
+ahead), and ``MixerFeed`` keeps
 one chunk playing and one queued on a mixer channel. ``AudioClock`` turns "which chunk is
 playing" into a sample position, so the cursor follows the samples the mixer consumed.
 """
@@ -37,13 +38,14 @@ def fixed_blocks(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray
 class AudioSource:
     """Random access to a recording's mono samples, decoding forward and keeping a few blocks.
 
-    ``open_stream()`` returns a fresh block iterator (``pipeline.decode.stream`` bound to the
-    file); a read behind the decoder restarts it from the beginning and skips forward.
+    ``open_stream(start_seconds)`` returns a fresh block iterator from that time on
+    (``pipeline.decode.stream`` bound to the file); a read behind the decoder, or more than the
+    cache ahead of it, reopens the stream at the wanted block, so seeks cost one block's decoding.
     """
 
     def __init__(
         self,
-        open_stream: Callable[[], Iterable[np.ndarray]],
+        open_stream: Callable[[float], Iterable[np.ndarray]],
         *,
         sample_rate: int = SAMPLE_RATE,
         block_seconds: float = 10.0,
@@ -64,7 +66,7 @@ class AudioSource:
         from pipeline.decode import stream
 
         return cls(
-            lambda: stream(path, sample_rate=sample_rate, block_seconds=10.0),
+            lambda start: stream(path, sample_rate=sample_rate, block_seconds=10.0, start=start),
             sample_rate=sample_rate,
             **kwargs,
         )
@@ -75,8 +77,9 @@ class AudioSource:
             return self._cache[index]
         if self._end is not None and index >= self._end:
             return None
-        if self._blocks is None or index < self._next:
-            self._blocks, self._next = fixed_blocks(self.open_stream(), self.block), 0
+        if self._blocks is None or not self._next <= index <= self._next + self.cache_blocks:
+            start = index * self.block / self.sample_rate
+            self._blocks, self._next = fixed_blocks(self.open_stream(start), self.block), index
         for block in self._blocks:
             self._next += 1
             if self._next - 1 >= index - self.cache_blocks // 2:

@@ -30,6 +30,7 @@ from pipeline.errors import (
 from tests.media import (
     encode,
     sine,
+    speechlike,
     tone_burst,
     write_soundfile,
     write_video_with_audio,
@@ -298,10 +299,8 @@ def test_mp4_truncated_before_its_index(tmp_path):
     refused(tmp_path / "cut.mp4", InputUnreadable)
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["cut.wav", "cut.flac", "cut.mp3", "cut.webm", "cut.mp4"])
-def test_truncated_file_decodes_its_prefix(tmp_path, name):
-    """Decision: a file cut short yields the audio it still holds (a warning is logged)."""
+def write_cut(tmp_path, name: str, fraction: float = 0.6):
+    """A 4 s stereo 440 Hz file of the kind ``name`` names, cut to ``fraction`` of its bytes."""
     sr = 48000
     x = np.repeat(sine(sr, 4.0, freq=440.0)[:, None], 2, axis=1)
     full = tmp_path / ("full_" + name)
@@ -318,8 +317,21 @@ def test_truncated_file_decodes_its_prefix(tmp_path, name):
                "cut.webm": "opus.webm"}[name]
         WRITERS[key][0](full, x, sr)
     data = full.read_bytes()
-    (tmp_path / name).write_bytes(data[: int(len(data) * 0.6)])
-    y = decoded(tmp_path / name)
+    (tmp_path / name).write_bytes(data[: int(len(data) * fraction)])
+    return tmp_path / name
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["cut.wav", "cut.flac", "cut.webm", "cut.mp4"])
+def test_truncated_file_is_refused(tmp_path, name):
+    """Decision: a file cut short is refused, never segmented as if it ended early."""
+    with pytest.raises(InputUnreadable, match="truncated"):
+        decoded(write_cut(tmp_path, name))
+
+
+def test_truncated_mp3_decodes_its_prefix(tmp_path):
+    """MP3 states no reliable length, so a cut-off MP3 yields the audio it still holds."""
+    y = decoded(write_cut(tmp_path, "cut.mp3"))
     assert 1.0 * OUT < len(y) < 3.9 * OUT
     assert abs(peak_frequency(y[: OUT // 2], OUT) - 440.0) < 3.0
 
@@ -459,3 +471,28 @@ def test_unusual_file_names(tmp_path, name):
     assert probe(path).path == str(path)
     assert abs(len(decoded(path)) - OUT) <= 1024
 
+
+
+@pytest.mark.parametrize("name", ["wav16.wav", "a.flac", "aac.mp4", "opus.webm", "sf.mp3"])
+def test_start_seeks_to_the_same_samples(tmp_path, name):
+    """``stream(start=t)`` yields what a full decode holds from ``t`` on (players seek with it)."""
+    sr = 48000
+    x = np.repeat(speechlike(sr, 6.0, [(0.5, 2.0), (2.5, 5.5)], seed=9)[:, None], 2, axis=1)
+    path = WRITERS[name][0](tmp_path / name, x, sr)
+    whole = decoded(path)
+    for start in (0.0, 1.25, 4.0):
+        part = np.concatenate(list(stream(path, sample_rate=OUT, start=start)))
+        first = int(round(start * OUT))
+        assert abs(len(part) - (len(whole) - first)) <= OUT // 500
+        piece = part[OUT // 10 : OUT]
+        match, lag = max(
+            (np.corrcoef(piece, whole[first + lag + OUT // 10 : first + lag + OUT])[0, 1], lag)
+            for lag in range(-64, 65)
+        )
+        assert abs(lag) <= OUT * 2 // 1000 and match > 0.99, (lag, match)
+
+
+def test_start_is_validated(tmp_path):
+    path = write_wav(tmp_path / "a.wav", sine(16000, 1.0), 16000)
+    with pytest.raises(ParamsError, match="-1"):
+        stream(path, start=-1)

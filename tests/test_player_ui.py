@@ -18,6 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 from pipeline.postprocess import Segment, SegmentParams  # noqa: E402
 from pipeline.result import InputInfo, ModelInfo, Result  # noqa: E402
 from player import ui  # noqa: E402
+from pipeline.decode import stream  # noqa: E402
 from player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
 from player.cli import play  # noqa: E402
 from player.session import from_result  # noqa: E402
@@ -279,6 +280,23 @@ def test_audio_source_reads_across_blocks_and_seeks_back(recording) -> None:
         4,
         1,
     ]
+
+
+def test_audio_source_seeks_by_reopening_at_the_block(recording) -> None:
+    """A far seek decodes from the wanted block on, not from the start of the recording."""
+    media, _ = recording
+    whole, _ = sf.read(str(media), dtype="float32")
+    opened: list[float] = []
+
+    def open_stream(start: float):
+        opened.append(start)
+        return stream(str(media), sample_rate=16000, block_seconds=2.0, start=start)
+
+    source = AudioSource(open_stream, block_seconds=2.0, cache_blocks=2)
+    np.testing.assert_allclose(source.samples(900_000, 20_000), whole[900_000:920_000])
+    np.testing.assert_allclose(source.samples(40_000, 1_000), whole[40_000:41_000])
+    np.testing.assert_allclose(source.samples(72_000, 1_000), whole[72_000:73_000])
+    assert opened == [56.0, 2.0]
 
 
 def test_audio_clock_follows_chunks() -> None:

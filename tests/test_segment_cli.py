@@ -1,0 +1,195 @@
+"""``ocml segment`` end to end, as a user runs it: a real process, real files, a real SavedModel."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.result import validate
+from tests.media import encode, speechlike, write_video_without_audio, write_wav
+
+OCML = str(Path(sys.executable).with_name("ocml"))
+SPEECH = [(1.0, 3.0), (5.0, 7.5)]
+
+
+def run_ocml(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [OCML, *map(str, args)], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def good_recording(path: Path) -> Path:
+    return write_wav(path, speechlike(16000, 9.0, SPEECH, seed=3), 16000)
+
+
+def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    """One file per kind of bad input, with the phrase its one-line error message must contain."""
+    folder.mkdir()
+    truncated = folder / "truncated.flac"
+    write_wav(folder / "full.flac", speechlike(16000, 9.0, SPEECH, seed=1), 16000)
+    data = (folder / "full.flac").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    (folder / "full.flac").unlink()
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "random.mp3").write_bytes(np.random.default_rng(0).bytes(20000))
+    (folder / "notes.wav").write_text("these are lecture notes, not audio\n" * 50)
+    png = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(1).bytes(4000)
+    (folder / "picture.mp4").write_bytes(png)
+    nan = speechlike(16000, 2.0, [], seed=2)
+    nan[1000:1010] = np.nan
+    write_wav(folder / "nan.wav", nan, 16000, subtype="FLOAT")
+    write_wav(folder / "short.wav", np.zeros(800, np.float32), 16000)
+    (folder / "a-directory.wav").mkdir()
+    return {
+        "missing": (folder / "missing.wav", "no such file"),
+        "directory": (folder / "a-directory.wav", "is a directory"),
+        "empty": (folder / "empty.wav", "file is empty"),
+        "truncated": (truncated, "truncated"),
+        "random": (folder / "random.mp3", "not a readable audio or video file"),
+        "text": (folder / "notes.wav", "not a readable audio or video file"),
+        "image": (folder / "picture.mp4", "not a readable audio or video file"),
+        "no audio": (write_video_without_audio(folder / "silent-film.mp4"), "no audio stream"),
+        "nan": (folder / "nan.wav", "nan or infinite sample"),
+        "too short": (folder / "short.wav", "too short"),
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_call(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    """One call with a good file first, every bad input, and a good file last."""
+    root = tmp_path_factory.mktemp("bad")
+    out = root / "out"
+    out.mkdir()
+    first, last = good_recording(root / "first.wav"), good_recording(root / "last.wav")
+    cases = bad_inputs(root / "inputs")
+    proc = run_ocml(
+        "segment", first, *(path for path, _ in cases.values()), last,
+        "-o", out, "--model", tiny_model_dir, "--format", "json,smil,cutmarks,audacity,rttm",
+    )
+    return proc, cases, out
+
+
+def test_good_files_succeed_around_bad_ones(bad_call) -> None:
+    proc, _, out = bad_call
+    assert proc.returncode == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}{suffix}"
+        for stem in ("first", "last")
+        for suffix in (".json", ".smil", ".cutmarks.json", ".txt", ".rttm")
+    )
+    for stem in ("first", "last"):
+        result = json.loads((out / f"{stem}.json").read_text())
+        validate(result)
+        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [(1, 3), (5, 8)]
+    assert "10 of 12 files failed" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "directory", "empty", "truncated", "random", "text", "image",
+             "no audio", "nan", "too short"],
+)
+def test_each_bad_input_gets_its_own_message(bad_call, case: str) -> None:
+    proc, cases, _ = bad_call
+    path, phrase = cases[case]
+    lines = [line for line in proc.stderr.splitlines() if str(path) in line]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {path}: ")
+    assert phrase in lines[0].lower(), lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_directory_fails_without_output(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with read_only(locked):
+        proc = run_ocml("segment", source, "-o", locked, "--model", tiny_model_dir)
+        nested = run_ocml("segment", source, "-o", locked / "new", "--model", tiny_model_dir)
+    for call in (proc, nested):
+        assert call.returncode == 1
+        assert call.stderr.startswith(f"error: {locked}") and "Traceback" not in call.stderr
+    assert list(locked.iterdir()) == []
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Make ``folder`` unwritable even for root (immutable attribute), or by mode otherwise."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+
+
+def test_output_directory_is_created(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    proc = run_ocml("segment", source, "-o", tmp_path / "results" / "2026", "--model", tiny_model_dir)
+    assert proc.returncode == 0, proc.stderr
+    validate(json.loads((tmp_path / "results" / "2026" / "lecture.json").read_text()))
+
+
+def test_odd_but_valid_inputs_succeed(tmp_path: Path, tiny_model_dir: Path) -> None:
+    speech = speechlike(48000, 9.0, SPEECH, seed=4)
+    zeros = write_wav(tmp_path / "zeros.wav", np.zeros(16000 * 3, np.float32), 16000)
+    eight = write_wav(tmp_path / "eight.wav", np.repeat(speech[:, None], 8, axis=1), 48000)
+    fast = write_wav(
+        tmp_path / "fast.wav", speechlike(384000, 9.0, SPEECH, seed=5), 384000, subtype="FLOAT"
+    )
+    named = write_wav(tmp_path / "Vorlesung Müller – Ökonomie.wav", speech, 48000)
+    aac = encode(tmp_path / "lecture.mp4", speech, 48000, codec="aac")
+    proc = run_ocml(
+        "segment", zeros, eight, fast, named, aac, "--model", tiny_model_dir, "--probabilities"
+    )
+    assert proc.returncode == 0, proc.stderr
+    zero_result = json.loads((tmp_path / "zeros.json").read_text())
+    validate(zero_result)
+    assert zero_result["segments"] == []
+    for path in (eight, fast, named, aac):
+        result = json.loads(path.with_suffix(".json").read_text())
+        validate(result)
+        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [(1, 3), (5, 8)]
+        probs = np.load(path.with_suffix(".probs.npy"))
+        assert probs.dtype == np.float16 and abs(len(probs) - 898) <= 2
+        assert path.with_suffix(".smil").exists()
+    assert json.loads(eight.with_suffix(".json").read_text())["input"]["channels"] == 8
+    assert json.loads(fast.with_suffix(".json").read_text())["input"]["sample_rate"] == 384000
+    assert len(proc.stdout.strip().splitlines()) == 5
+
+
+def test_opencast_preset_and_overrides_reach_the_result(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    proc = run_ocml(
+        "segment", source, "--model", tiny_model_dir, "--preset", "opencast", "--min-voice", "1",
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(source.with_suffix(".json").read_text())
+    assert result["params"]["min_silence"] == 10.0
+    assert result["params"]["min_voice"] == 1.0
+    assert result["params"]["pad_before"] == 2.0
+    assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 9.0)]
+
+
+def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    preset = run_ocml("segment", source, "--model", tiny_model_dir, "--preset", "loud")
+    fmt = run_ocml("segment", source, "--model", tiny_model_dir, "--format", "json,pdf")
+    assert preset.returncode != 0 and "loud" in preset.stderr
+    assert fmt.returncode == 2 and "pdf" in fmt.stderr
+    assert not source.with_suffix(".json").exists()
