@@ -81,7 +81,7 @@ def through_queue(paths: list[Path], settings_file: Path, processes: int, log: P
             time.sleep(0.5)
         started = time.perf_counter()
         ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
-        statuses = client.wait(app, ids, poll=0.2)
+        statuses = client.wait(app, ids, poll=1.0)
         elapsed = time.perf_counter() - started
         failed = [s for s in statuses if s["state"] != "SUCCESS"]
         if failed:
