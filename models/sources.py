@@ -264,7 +264,7 @@ def midi_clips(rng: np.random.Generator, *, count: int, sample_rate: int) -> lis
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(count):
             mid, wav = Path(tmp) / f"{i}.mid", Path(tmp) / f"{i}.wav"
-            mid.write_bytes(_midi_file(rng, float(rng.uniform(10, 40))))
+            mid.write_bytes(_midi_file(rng, float(rng.uniform(10, 60))))
             x = _run_to_clip(["fluidsynth", "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-F",
                               str(wav), font, str(mid)], wav, sample_rate)
             if x is not None and np.abs(x).max() > 1e-4:

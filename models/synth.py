@@ -37,7 +37,7 @@ class SynthConfig:
     tts_utterances: int = 1500
     tts_engines: tuple[str, ...] = ("espeak-ng", "flite", "festival")
     system_sources: bool = True
-    midi_pieces: int = 24
+    midi_pieces: int = 60
     speech_dirs: tuple[str, ...] = ()
     noise_dirs: tuple[str, ...] = ()
 
@@ -304,9 +304,9 @@ def _events_and_music(rng: np.random.Generator, n: int, sr: int, pools: Pools,
         x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20)
         start = int(rng.integers(0, n - x.size))
         out[start:start + x.size] += x
-    if rng.random() < 0.4:
-        for _ in range(int(rng.integers(1, 3))):
-            seconds = float(rng.uniform(3, 30))
+    if rng.random() < 0.7:
+        for _ in range(int(rng.integers(1, 4))):
+            seconds = float(rng.uniform(3, 40))
             if pools.music and rng.random() < 0.8:
                 x = pools.music[rng.integers(len(pools.music))].samples[: int(seconds * sr)]
             else:

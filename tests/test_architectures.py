@@ -1,0 +1,80 @@
+"""Each architecture builds, trains a step, exports to the SavedModel contract and loads in the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.architectures import ARCHITECTURES, build, frame_model
+from pipeline.features import FeatureConfig
+from pipeline.model import configure_tensorflow, load_model
+
+TINY = {
+    "vanilla_conv": {"window": 9, "filters": [4], "dense": 8},
+    "autoencoder": {"window": 8, "filters": [4, 4], "bottleneck": 8, "readout": 4},
+    "rnn": {"units": 4, "layers_count": 1},
+    "crnn": {"front_filters": [4], "front_pools": [8], "units": 4},
+    "tcn": {"front_filters": [], "front_pools": [], "channels": 8, "dilations": [1, 2, 4]},
+}
+MELS = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> None:
+    configure_tensorflow(1)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_builds_trains_exports_and_loads(arch: str, tmp_path: Path) -> None:
+    import keras
+
+    from models.export import export_savedmodel
+    from models.train import frame_bce
+
+    keras.utils.set_random_seed(0)
+    built = build(arch, MELS, TINY[arch])
+    rng = np.random.default_rng(0)
+    if built.window is None:
+        x = rng.normal(-5, 3, (4, 50, MELS)).astype(np.float32)
+        y = (rng.random((4, 50)) > 0.5).astype(np.float32)
+    else:
+        x = rng.normal(-5, 3, (8, built.window, MELS)).astype(np.float32)
+        y = (rng.random(8) > 0.5).astype(np.float32)
+    built.model.compile(optimizer="adam", loss=frame_bce)
+    before = [w.copy() for w in built.model.get_weights()]
+    built.model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, built.model.get_weights()))
+    model = built.model if built.window is None else frame_model(built.model, built.window, np.full(MELS, -5.0))
+    path = export_savedmodel(model, tmp_path / arch, name=f"tiny-{arch}", version="0.0.1", architecture=arch,
+                             features=FeatureConfig(), context_frames=built.context_frames)
+    loaded = load_model(path)
+    assert loaded.architecture == arch
+    assert loaded.context_frames == built.context_frames
+    out = loaded.predict(rng.normal(-5, 3, (3, 37, MELS)).astype(np.float32))
+    assert out.shape == (3, 37)
+    assert np.all((out >= 0) & (out <= 1))
+
+
+@pytest.mark.parametrize("arch", ["tcn", "vanilla_conv"])
+def test_context_frames_is_the_exact_receptive_field(arch: str) -> None:
+    built = build(arch, MELS, TINY[arch])
+    model = built.model if built.window is None else frame_model(built.model, built.window, np.full(MELS, -5.0))
+    c = built.context_frames
+    x = np.random.default_rng(1).normal(-5, 3, (1, 80, MELS)).astype(np.float32)
+    base = np.asarray(model(x))[0, 20]
+    far, near = x.copy(), x.copy()
+    far[0, 20 + c + 1] += 10.0
+    near[0, 20 + c] += 10.0
+    assert np.asarray(model(far))[0, 20] == pytest.approx(base, abs=1e-6)
+    assert np.asarray(model(near))[0, 20] != pytest.approx(base, abs=1e-6)
+
+
+def test_unknown_architecture_and_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown architecture 'cnn'"):
+        build("cnn", MELS)
+    with pytest.raises(ValueError, match="bad model parameters for tcn"):
+        build("tcn", MELS, {"chanels": 8})
+    with pytest.raises(ValueError, match="window must be"):
+        build("autoencoder", MELS, {"window": 7})
