@@ -193,3 +193,29 @@ def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: P
     assert preset.returncode != 0 and "loud" in preset.stderr
     assert fmt.returncode == 2 and "pdf" in fmt.stderr
     assert not source.with_suffix(".json").exists()
+
+
+def test_settings_file_sets_defaults_and_options_override_it(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    settings = tmp_path / "ocml.yaml"
+    settings.write_text(
+        f"model: {tiny_model_dir}\nformats: [json, rttm]\nparams: {{min_silence: 3.0, pad: 0.2}}\n"
+    )
+    proc = run_ocml("segment", source, "--config", settings, "--pad-after", "0.0")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.glob("lecture.*")) == [
+        "lecture.json", "lecture.rttm", "lecture.wav"
+    ]
+    result = json.loads(source.with_suffix(".json").read_text())
+    assert result["model"]["architecture"] == "tiny_conv"
+    assert result["params"]["min_silence"] == 3.0
+    assert (result["params"]["pad_before"], result["params"]["pad_after"]) == (0.2, 0.0)
+
+
+def test_bad_settings_key_is_named(tmp_path: Path) -> None:
+    settings = tmp_path / "ocml.yaml"
+    settings.write_text("min_silense: 3\n")
+    proc = run_ocml("segment", tmp_path / "x.wav", "--config", settings)
+    assert proc.returncode == 1 and "min_silense" in proc.stderr and "Traceback" not in proc.stderr

@@ -15,24 +15,13 @@ from typing import Any
 
 import click
 
-from config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
-
-config_option = click.option(
-    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), envvar=CONFIG_ENV,
-    help="YAML settings file (default: $OCML_CONFIG); OCML_* variables override it.")
-
-
-def _settings(config_path: str | None) -> Settings:
-    try:
-        return load_settings(config_path)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
+from config.settings import CONFIG_ENV, Settings
+from worker.options import cli_settings, config_option
 
 def _client(config_path: str | None) -> tuple[Any, Settings]:
     from worker.app import make_app
 
-    settings = _settings(config_path)
+    settings = cli_settings(config_path)
     return make_app(settings), settings
 
 
@@ -48,7 +37,7 @@ def worker(config_path: str | None, concurrency: int | None, hostname: str | Non
     """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit)."""
     if config_path is not None:
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
-    settings = _settings(config_path)
+    settings = cli_settings(config_path)
     _check_model(settings)
     from worker.app import app
 

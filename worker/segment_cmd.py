@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from pipeline.errors import OcmlError
+from worker.options import cli_settings, config_option
 from pipeline.writers import FORMATS as ALL_FORMATS
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
@@ -32,7 +33,11 @@ def _param_options(command: click.Command) -> click.Command:
     return command
 
 
-def _formats(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+def _formats(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     unknown = [name for name in names if name not in FORMATS]
     if unknown or not names:
@@ -47,27 +52,30 @@ def _formats(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[
     help="Write results here, creating the directory if needed (default: beside each input).",
 )
 @click.option(
-    "-f", "--format", "formats", default="json,smil", show_default=True, callback=_formats,
-    help=f"Comma-separated outputs: {', '.join(FORMATS)}.",
+    "-f", "--format", "formats", default=None, callback=_formats,
+    help=f"Comma-separated outputs: {', '.join(FORMATS)} (default from the settings: json,smil).",
 )
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="SavedModel directory (default: the shipped model).")
-@click.option("--preset", default="default", show_default=True,
-              help="Post-processing preset: 'default', or 'opencast' for the semantics of "
+              help="SavedModel directory (default from the settings: the shipped model).")
+@click.option("--preset", default=None,
+              help="Post-processing preset (default from the settings: 'default'): 'default', or "
+                   "'opencast' for the semantics of "
                    "Opencast's silence detection (cut silences of 10 s or more, drop voice "
                    "under 60 s, keep 2 s before speech).")
 @click.option("--probabilities", is_flag=True,
               help="Also write per-frame speech probabilities (NAME.probs.npy, float16).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
+@config_option
 @_param_options
 def segment(
     inputs: tuple[Path, ...],
     output_dir: Path | None,
-    formats: tuple[str, ...],
+    formats: tuple[str, ...] | None,
     model_path: Path | None,
-    preset: str,
+    preset: str | None,
     probabilities: bool,
     quiet: bool,
+    config_path: str | None,
     **overrides: float | None,
 ) -> None:
     """Find the speech in each INPUT and write it as JSON, Opencast SMIL and more.
@@ -79,6 +87,10 @@ def segment(
     A file that cannot be processed is reported and skipped, and nothing is written for it;
     the exit status is 0 only if every file succeeded.
 
+    Defaults for the model, preset, formats and parameters come from the settings
+    (config/default.yaml, then --config / $OCML_CONFIG, then OCML_* variables); options given
+    here override them.
+
     \b
     Examples:
       ocml segment lecture.mp4
@@ -88,12 +100,19 @@ def segment(
     from pipeline.model import load_model
     from pipeline.segment import resolve_params
 
+    settings = cli_settings(config_path)
+    if model_path is None and settings.model != "default":
+        model_path = Path(settings.model)
     try:
         model = load_model(model_path)
-        params = resolve_params(model, preset_name=preset, overrides=_given(overrides))
+        params = resolve_params(
+            model,
+            preset_name=preset or settings.preset,
+            overrides={**settings.params, **_given(overrides)},
+        )
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
-    wanted = formats + (("probabilities",) if probabilities else ())
+    wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
     show_progress = not quiet and sys.stderr.isatty()
     failures = sum(
         not _segment_one(path, output_dir, wanted, model, params, show_progress) for path in inputs
