@@ -17,7 +17,8 @@ WebRTC and Silero decode through pipeline.decode.stream, exactly like ocml.
 The memory check runs ocml segment on a 10-minute and a 3-hour 16 kHz FLAC and compares peak RSS.
 Targets (PASS/FAIL): pipeline ≥ 500× real time on the FLAC and ≥ 300× on the mp4; the whole
 ocml segment process faster than Silero's on each file; peak RSS on 3 h within 5 % of 10 min.
---profile then samples ocml segment on the 60-minute files with py-spy and says where time goes.
+--profile then samples ocml segment on the 60-minute files with py-spy and says where time goes,
+and times each pipeline stage alone (CPU seconds), with soxr's resampling qualities for the mp4.
 
     python benchmarks/speed.py [--minutes 60] [--only flac|mp4|memory] [--skip-peers]
                                [--model PATH] [--repeat N] [--profile] [--json OUT]
@@ -52,6 +53,7 @@ TARGET_MEMORY = 0.05
 PROFILE_RATE = 50
 # Where a py-spy stack's time goes: the first rule matching a frame, from the leaf upwards.
 _CATEGORIES = (
+    ("waiting (prefetch queue, locks)", ("threading.py", "queue.py")),
     ("hashing", ("file_sha256", "hashlib", "file_digest")),
     ("writing", ("pipeline/writers.py", "pipeline/result.py")),
     ("post-processing", ("pipeline/postprocess.py",)),
@@ -229,7 +231,7 @@ def profile(rec: Recording, *, model: Path | None, work: Path) -> tuple[Counter,
 
 def _category(frames: list[str]) -> str:
     if frames == [""]:
-        return "native threads (no Python frame)"
+        return "threads without a Python frame"
     for frame in reversed(frames):
         for name, needles in _CATEGORIES:
             if any(needle in frame for needle in needles):
@@ -250,6 +252,70 @@ def print_profile(rec: Recording, categories: Counter, leaves: Counter, total: i
         print(f"  {value:7.2f} s  {100 * value / seconds:4.1f} %  {frame}")
 
 
+def stage_costs(rec: Recording, *, model_path: Path | None, work: Path) -> list[tuple[str, float, float]]:
+    """Each pipeline stage on ``rec`` run alone, in this process: (stage, CPU s, wall s).
+
+    Stages run one after another without overlap, so their CPU seconds say what each costs on a
+    loaded machine better than wall time; the last row is segment_file itself (overlapped).
+    """
+    import numpy as np
+    import soxr
+
+    from pipeline.decode import stream
+    from pipeline.features import stream_logmel
+    from pipeline.inference import Inference
+    from pipeline.model import load_model
+    from pipeline.postprocess import Binarize
+    from pipeline.segment import file_sha256, resolve_params, segment_file
+    from pipeline.writers import write_outputs
+
+    rows: list[tuple[str, float, float]] = []
+
+    def timed(name: str, work_fn):
+        cpu, wall = time.process_time(), time.perf_counter()
+        value = work_fn()
+        rows.append((name, time.process_time() - cpu, time.perf_counter() - wall))
+        return value
+
+    path = str(rec.path)
+    model = timed("load model", lambda: load_model(model_path))
+    cfg = model.features
+    params = resolve_params(model)
+    timed("decode (pipeline.decode.stream → 16 kHz mono)",
+          lambda: sum(len(b) for b in stream(path, sample_rate=cfg.sample_rate)))
+    feats = timed("decode + features (stream_logmel)",
+                  lambda: list(stream_logmel(stream(path, sample_rate=cfg.sample_rate), cfg)))
+    probs = timed("inference (Inference, from features in memory)",
+                  lambda: np.concatenate(list(Inference(model)(iter(feats)))))
+    del feats
+    hop = cfg.hop_length / cfg.sample_rate
+    timed("post-processing (Binarize)",
+          lambda: Binarize(params)(probs, duration=rec.duration, hop=hop,
+                                   offset=cfg.win_length / 2 / cfg.sample_rate))
+    timed("hashing (sha256 of the file)", lambda: file_sha256(path))
+    result = timed("segment_file, all overlapped", lambda: segment_file(path, model, params))
+    timed("writing JSON + SMIL", lambda: write_outputs(result, work, "stages", ("json", "smil")))
+    if rec.sample_rate != cfg.sample_rate:
+        block = np.random.default_rng(0).standard_normal(30 * rec.sample_rate).astype(np.float32)
+        for quality in ("HQ", "MQ", "LQ", "QQ"):
+            def resample(q: str = quality) -> None:
+                res = soxr.ResampleStream(rec.sample_rate, cfg.sample_rate, 1, dtype="float32",
+                                          quality=q)
+                for _ in range(int(rec.duration // 30)):
+                    res.resample_chunk(block)
+            timed(f"  soxr {rec.sample_rate // 1000}→{cfg.sample_rate // 1000} kHz mono, "
+                  f"{quality}{' (current)' if quality == 'HQ' else ''}", resample)
+    return rows
+
+
+def print_stages(rec: Recording, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\nStages of the pipeline on {rec.name}, each alone in one process:")
+    print("| stage | CPU s | wall s | x real time (CPU) |")
+    print("|---|---:|---:|---:|")
+    for name, cpu, wall in rows:
+        print(f"| {name} | {cpu:.2f} | {wall:.2f} | {rec.duration / max(cpu, 1e-9):.0f} |")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -265,7 +331,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per tool and file; the fastest counts (default 1)")
     parser.add_argument("--profile", action="store_true",
-                        help="afterwards, profile ocml segment on the speed files with py-spy")
+                        help="afterwards, profile ocml segment on the speed files with py-spy "
+                             "and time each pipeline stage alone")
     parser.add_argument("--json", type=Path, help="also write every measured run as JSON")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.repeat < 1:
@@ -316,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             for rec in wanted:
                 print_profile(rec, *profile(rec, model=args.model, work=work))
+                print_stages(rec, stage_costs(rec, model_path=args.model, work=work))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) | {"xrt": r.xrt} for r in runs], indent=1))
     return 0
