@@ -136,6 +136,7 @@ def export_savedmodel(
                 f"exported model differs from the Keras model by {np.abs(got - expected).max():.3g}",
                 path=str(out),
             )
+        staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
