@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from pipeline.model import (
     open_savedmodel,
     read_metadata,
 )
+from pipeline.result import utc_now
 
 __all__ = ["export_savedmodel", "read_metadata", "build_metadata"]
 
@@ -68,7 +68,7 @@ def build_metadata(
         "postprocess": dict(postprocess or {}),
         "training": dict(training or {}),
         "metrics": dict(metrics or {}),
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": utc_now(),
     }
 
 
