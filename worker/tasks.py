@@ -21,8 +21,8 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_logger
 
 from config.settings import Settings
-from pipeline.errors import OcmlError, OutputError, TransientIOError
-from pipeline.writers import FORMATS, check_writable
+from pipeline.errors import OcmlError, TransientIOError
+from pipeline.writers import FORMATS
 from worker.app import TASK_NAME, app, current_settings
 from worker.jobs import Job, JobFailed, parse_job
 
@@ -85,14 +85,9 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
     from pipeline.segment import resolve_params, segment_file
-    from pipeline.writers import write_outputs
+    from pipeline.writers import ensure_output_dir, write_outputs
 
-    try:
-        job.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory: {exc.strerror}",
-                          path=str(job.output_dir)) from None
-    check_writable(job.output_dir)
+    ensure_output_dir(job.output_dir)
     params = resolve_params(model, preset_name=job.preset, overrides=job.params)
     reporter = ProgressReporter(task, interval=settings.progress_interval)
     result = segment_file(job.input, model, params, progress=reporter)
