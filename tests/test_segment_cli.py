@@ -219,3 +219,36 @@ def test_bad_settings_key_is_named(tmp_path: Path) -> None:
     settings.write_text("min_silense: 3\n")
     proc = run_ocml("segment", tmp_path / "x.wav", "--config", settings)
     assert proc.returncode == 1 and "min_silense" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    on_terminal = run_on_terminal(OCML, "segment", source, "--model", tiny_model_dir)
+    quiet = run_on_terminal(OCML, "segment", source, "--model", tiny_model_dir, "-q")
+    piped = run_ocml("segment", source, "--model", tiny_model_dir)
+    assert "lecture.wav" in on_terminal and "100%" in on_terminal
+    assert "100%" not in quiet and "100%" not in piped.stderr
+
+
+def run_on_terminal(*args: str | Path) -> str:
+    """Run a command with stderr on a pseudo-terminal; return what it wrote there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
