@@ -92,17 +92,17 @@ def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds
 
 
 @main.command()
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--window", default=1000, show_default=True, help="Frames (10 ms) per window.")
 @click.option("--hop", default=1000, show_default=True, help="Frames between window starts.")
 @click.option("--per-shard", default=64, show_default=True, help="Windows per .npz shard.")
 @click.option("--unlabelled", is_flag=True, help="Accept recordings without label files (for pretrain).")
 @click.option("--png", is_flag=True, help="Also write every window as a PNG under OUT/png/.")
-def spectrograms(data: Path, out: Path, window: int, hop: int, per_shard: int, unlabelled: bool, png: bool) -> None:
-    """Cut the recordings in DATA into log-mel windows with per-frame labels, as .npz shards in OUT.
+def spectrograms(data: tuple[Path, ...], out: Path, window: int, hop: int, per_shard: int, unlabelled: bool, png: bool) -> None:
+    """Cut the recordings in the DATA folders into log-mel windows with per-frame labels, as .npz shards in OUT.
 
-    DATA holds recordings with a label file beside each (same stem): our result JSON,
+    Each DATA folder holds recordings with a label file beside each (same stem): our result JSON,
     {"duration", "speech": [[s, e], ...]}, an Audacity label track (.txt), RTTM or an Opencast
     SMIL. Features are computed by the pipeline's own chunked generator, so training sees what
     inference sees. `train` streams the shards back, so data sets larger than memory work.
@@ -110,13 +110,14 @@ def spectrograms(data: Path, out: Path, window: int, hop: int, per_shard: int, u
     \b
     Example:
       ocml-train spectrograms data/synth data/spec --png
+      ocml-train spectrograms data/synth-a data/synth-b data/spec-ab
     """
     from models.datasets import load_dataset
     from models.spectrograms import ShardSpec, write_shards
     from pipeline.features import FeatureConfig
 
     try:
-        items = load_dataset(data, require_labels=not unlabelled)
+        items = [item for folder in data for item in load_dataset(folder, require_labels=not unlabelled)]
         with click.progressbar(length=len(items), label="features") as bar:
             index = write_shards(items, out, FeatureConfig(), ShardSpec(window=window, hop=hop, per_shard=per_shard),
                                  png=png, progress=lambda i, n: bar.update(1))
@@ -297,7 +298,11 @@ def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: 
 
     _threads(1)
     try:
-        metrics = json.loads(metrics_file.read_text())["overall"] if metrics_file else None
+        metrics = None
+        if metrics_file:
+            report = json.loads(metrics_file.read_text())
+            metrics = {"data": Path(report["data"]).name, "collar": report["collar"], "params": report["params"],
+                       **report["overall"]}
         pp = json.loads(pp_file.read_text()) if pp_file else None
         path = export_checkpoint(run_dir, out, data=data, checkpoint=checkpoint, metrics=metrics,
                                  postprocess=pp, name=name, version=version)

@@ -24,11 +24,11 @@ from pipeline.errors import OcmlError
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".mp4", ".webm", ".mkv")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".mp4", ".webm", ".mkv", ".g722")
 
 # Debian packages whose files are allowed as training material (the data rules).
 SPEECH_DIRS = (
-    "/usr/share/asterisk/sounds/en",  # asterisk-core-sounds-en-wav: Allison, 8 kHz prompts
+    "/usr/share/asterisk/sounds/en",  # asterisk-core-sounds-en-wav/-g722: Allison, 8 kHz and wideband 16 kHz
     "/usr/share/sounds/alsa",  # alsa-utils: "Front left" etc. (Noise.wav is not speech)
 )
 FREEDESKTOP_DIR = "/usr/share/sounds/freedesktop/stereo"  # voices: audio-channel-*.oga
@@ -186,7 +186,7 @@ def tts_clips(rng: np.random.Generator, *, count: int, sample_rate: int,
         return
     langs = espeak_languages()
     fest_voices = [v for v in FESTIVAL_VOICES if list(Path("/usr/share/festival/voices").glob(f"*/{v}"))]
-    weights = {"espeak-ng": 0.7, "flite": 0.15, "festival": 0.15}
+    weights = {"espeak-ng": 0.5, "flite": 0.2, "festival": 0.3}
     probs = np.array([weights[e] for e in available])
     probs /= probs.sum()
     with tempfile.TemporaryDirectory() as tmp:
