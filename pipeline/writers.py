@@ -41,6 +41,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from pipeline.errors import OcmlError, OutputError, TransientIOError
+from pipeline.labels import render_audacity_labels
 from pipeline.result import Result, validate
 
 SMIL_NS = "http://www.w3.org/ns/SMIL"
@@ -156,7 +157,7 @@ def render_cutmarks(result: Result) -> bytes:
 
 def render_audacity(result: Result) -> bytes:
     """Audacity label track: ``start<TAB>end<TAB>speech`` per segment, seconds with 6 decimals."""
-    return "".join(f"{s.start:.6f}\t{s.end:.6f}\tspeech\n" for s in result.segments).encode("utf-8")
+    return render_audacity_labels([(s.start, s.end) for s in result.segments])
 
 
 def render_rttm(result: Result) -> bytes:

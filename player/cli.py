@@ -118,7 +118,7 @@ def play(
 @click.option(
     "--reference",
     type=FILE,
-    help="Reference labels (labels JSON or Audacity .txt) to compare with.",
+    help="Reference labels to compare with: labels JSON, result JSON, Audacity .txt, RTTM or SMIL.",
 )
 @click.option(
     "--output", "-o", type=FILE, required=True, help="PNG (or any matplotlib format) to write."
@@ -127,13 +127,13 @@ def plot(
     media: Path, result: Path, probabilities: Path | None, reference: Path | None, output: Path
 ) -> None:
     """Draw MEDIA's spectrogram, speech probability and segments (and misses/false alarms)."""
-    from player.labels import read_reference
+    from pipeline.labels import read_labels
     from player.plot import plot_session
     from player.session import from_result
 
     try:
         session = from_result(media, result, probabilities=probabilities)
-        ref = read_reference(reference) if reference is not None else None
+        ref = read_labels(reference).speech if reference is not None else None
         click.echo(plot_session(session, output, reference=ref))
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from exc

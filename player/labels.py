@@ -6,15 +6,12 @@ splitting and moving boundaries edit that partition; exports merge adjacent spee
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import InputUnreadable
+from pipeline.labels import render_audacity_labels, render_labels_json
 from pipeline.writers import atomic_write
 
-# Audacity label texts that mean "not speech" when a label track is read as a reference.
-NON_SPEECH_NAMES = frozenset({"non-speech", "nonspeech", "non_speech", "silence", "noise", "music"})
 MIN_PIECE = 0.01  # seconds: a moved boundary keeps at least one frame to each neighbour
 
 
@@ -127,20 +124,6 @@ class Labels:
         return new
 
 
-def render_audacity_labels(intervals: list[tuple[float, float]]) -> bytes:
-    """An Audacity label track: one ``start<TAB>end<TAB>speech`` line per speech interval."""
-    return "".join(f"{s:.3f}\t{e:.3f}\tspeech\n" for s, e in intervals).encode()
-
-
-def render_labels_json(intervals: list[tuple[float, float]], *, duration: float) -> bytes:
-    """The simple labels JSON ``ocml-train`` reads: ``{"duration", "speech": [[s, e], ...]}``."""
-    doc = {
-        "duration": round(duration, 3),
-        "speech": [[round(s, 3), round(e, 3)] for s, e in intervals],
-    }
-    return (json.dumps(doc, indent=1) + "\n").encode()
-
-
 def label_paths(stem: Path) -> tuple[Path, Path]:
     """Where corrected labels go: ``STEM.labels.txt`` (Audacity) and ``STEM.labels.json``."""
     return stem.with_name(stem.name + ".labels.txt"), stem.with_name(stem.name + ".labels.json")
@@ -154,54 +137,6 @@ def save_labels(labels: Labels, stem: Path) -> tuple[Path, Path]:
     atomic_write(js, render_labels_json(intervals, duration=labels.duration))
     labels.dirty = False
     return txt, js
-
-
-def read_reference(path: Path) -> list[tuple[float, float]]:
-    """Speech intervals from a labels JSON or an Audacity label track (``.txt``), sorted and merged.
-
-    Audacity lines whose text names non-speech (silence, noise, music, ...) are skipped.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputUnreadable(f"cannot read labels: {exc.strerror}", path=str(path)) from exc
-    if path.suffix == ".json":
-        try:
-            spans = [(float(s), float(e)) for s, e in json.loads(text)["speech"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputUnreadable(
-                f'not a labels JSON {{"duration", "speech": [[s, e], ...]}}: {exc}', path=str(path)
-            ) from exc
-    else:
-        spans = []
-        for number, line in enumerate(text.splitlines(), 1):
-            parts = line.split("\t") if "\t" in line else line.split()
-            if not parts or not line.strip() or line.startswith("\\"):
-                continue
-            try:
-                start, end = float(parts[0]), float(parts[1])
-            except (ValueError, IndexError) as exc:
-                raise InputUnreadable(
-                    f"line {number} is not 'start end label': {line!r}", path=str(path)
-                ) from exc
-            name = parts[2].strip().lower() if len(parts) > 2 else "speech"
-            if name not in NON_SPEECH_NAMES:
-                spans.append((start, end))
-    return merge(spans)
-
-
-def merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Sort intervals and merge overlapping or touching ones; empty ones are dropped."""
-    out: list[tuple[float, float]] = []
-    for start, end in sorted(spans):
-        if end <= start:
-            continue
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
 
 
 def difference(

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.features import FeatureConfig, stream_logmel
-from player.labels import difference, merge
+from pipeline.labels import merge_intervals
+from player.labels import difference
 from player.session import Session
 from player.timeline import FRAME_HOP, FRAME_OFFSET, pool
 
@@ -79,7 +80,7 @@ def detail_windows(
     n = max(int(session.duration // DETAIL_SECONDS), 1)
     score = np.zeros(n)
     if reference is not None:
-        predicted = merge(session.segments)
+        predicted = merge_intervals(session.segments)
         for start, end in difference(reference, predicted) + difference(predicted, reference):
             for i in range(
                 int(start // DETAIL_SECONDS), min(int(end // DETAIL_SECONDS), n - 1) + 1
@@ -175,7 +176,7 @@ def _decisions(
             values, times = pool(values, COLUMNS), pool(times, COLUMNS)
         ax.plot(times, values, color="black", linewidth=0.7, label="speech probability")
     ax.axhline(session.threshold, color="grey", linestyle="--", linewidth=0.7, label="threshold")
-    predicted = merge(session.segments)
+    predicted = merge_intervals(session.segments)
     rows = [("predicted", predicted, COLOURS["speech"])]
     if reference is not None:
         rows += [

@@ -7,15 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from player.labels import (
-    Labels,
-    difference,
-    merge,
-    read_reference,
+from pipeline.labels import (
+    LabelError,
+    merge_intervals,
+    read_labels,
     render_audacity_labels,
     render_labels_json,
-    save_labels,
 )
+from player.labels import Labels, difference, save_labels
 from player.state import PlayerState, action_for, format_time
 from player.timeline import Axis, Layout, detail_window, frame_index, pool
 
@@ -63,25 +62,25 @@ def test_label_files(tmp_path) -> None:
     lab.flip(6.5)
     txt, js = save_labels(lab, tmp_path / "lecture")
     assert txt.name == "lecture.labels.txt" and js.name == "lecture.labels.json"
-    assert txt.read_text() == "2.000\t4.000\tspeech\n"
+    assert txt.read_text() == "2.000000\t4.000000\tspeech\n"
     assert json.loads(js.read_text()) == {"duration": 10.0, "speech": [[2.0, 4.0]]}
     assert not lab.dirty
-    assert read_reference(txt) == read_reference(js) == [(2.0, 4.0)]
+    assert read_labels(txt).speech == read_labels(js).speech == [(2.0, 4.0)]
     assert render_audacity_labels([]) == b""
     assert json.loads(render_labels_json([], duration=1.5)) == {"duration": 1.5, "speech": []}
 
 
 def test_reference_skips_non_speech_and_reports_bad_lines(tmp_path) -> None:
     path = tmp_path / "ref.txt"
-    path.write_text("0.5\t1.0\tspeech\n1.0\t2.0\tsilence\n1.5 3 talk\n")
-    assert read_reference(path) == [(0.5, 1.0), (1.5, 3.0)]
+    path.write_text("0.5\t1.0\tspeech\n1.0\t1.5\tsilence\n1.5\t3\ttalk\n")
+    assert read_labels(path).speech == [(0.5, 1.0), (1.5, 3.0)]
     path.write_text("zero\tone\tspeech\n")
-    with pytest.raises(Exception, match="line 1"):
-        read_reference(path)
+    with pytest.raises(LabelError, match="line 1"):
+        read_labels(path)
 
 
 def test_interval_arithmetic() -> None:
-    assert merge([(3, 4), (0, 1), (0.5, 2), (2, 2.5)]) == [(0, 2.5), (3, 4)]
+    assert merge_intervals([(3, 4), (0, 1), (0.5, 2), (2, 2.5)]) == [(0, 2.5), (3, 4)]
     assert difference([(0, 10)], [(2, 3), (5, 6)]) == [(0, 2), (3, 5), (6, 10)]
     assert difference([(2, 3)], [(0, 10)]) == []
     assert difference([(0, 1), (4, 6)], [(0.5, 5)]) == [(0, 0.5), (5, 6)]

@@ -156,7 +156,7 @@ def test_flip_and_save_write_label_files(player, tmp_path) -> None:
     press(pygame.K_f)
     press(pygame.K_s)
     view.step(surface)
-    assert (tmp_path / "lecture.labels.txt").read_text() == "5.000\t20.000\tspeech\n"
+    assert (tmp_path / "lecture.labels.txt").read_text() == "5.000000\t20.000000\tspeech\n"
     assert json.loads((tmp_path / "lecture.labels.json").read_text()) == {
         "duration": 60.0,
         "speech": [[5.0, 20.0]],
@@ -171,7 +171,7 @@ def test_flip_and_save_write_label_files(player, tmp_path) -> None:
     press(pygame.K_s)
     view.step(surface)
     assert not view.running
-    assert (tmp_path / "lecture.labels.txt").read_text() == "5.000\t10.000\tspeech\n"
+    assert (tmp_path / "lecture.labels.txt").read_text() == "5.000000\t10.000000\tspeech\n"
 
 
 def test_window_close_with_unsaved_changes_prompts(player, tmp_path) -> None:
