@@ -141,10 +141,10 @@ def rescore(runs: list[FileRun], params: Any, cfg: FeatureConfig) -> list[Counts
 
 
 TUNE_GRID: dict[str, Sequence[float]] = {
-    "threshold": (0.4, 0.5, 0.6, 0.7),
-    "neg_threshold_ratio": (0.6, 0.8),
+    "threshold": (0.3, 0.4, 0.5, 0.6, 0.7),
+    "neg_threshold_ratio": (0.6, 0.8, 1.0),
     "min_speech": (0.05, 0.15, 0.25),
-    "min_silence": (0.1, 0.2, 0.35, 0.5),
+    "min_silence": (0.1, 0.2, 0.25, 0.3, 0.35, 0.5),
     "pad": (0.0, 0.05, 0.1),
 }
 
