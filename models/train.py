@@ -125,17 +125,11 @@ class Examples:
     """
 
     def __init__(self, shards: list[Path], recipe: dict[str, Any], *, built: Built, training: bool,
-                 teacher: Any = None, epoch_seed: int = 0) -> None:
+                 soft: Mapping[Path, np.ndarray] | None = None, epoch_seed: int = 0) -> None:
         self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
-        self.teacher = teacher
+        self.soft = soft
         self.rng = np.random.default_rng([recipe["train"]["seed"], epoch_seed])
-        self.soft: dict[Path, np.ndarray] = {}
         self.keep = _label_mask_seed(recipe)
-
-    def _teacher_probs(self, path: Path, x: np.ndarray) -> np.ndarray:
-        if path not in self.soft:
-            self.soft[path] = np.concatenate([self.teacher.predict(x[i:i + 8]) for i in range(0, len(x), 8)])
-        return self.soft[path]
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         data = self.recipe["data"]
@@ -145,9 +139,9 @@ class Examples:
             x, y = load_shard(path)
             weight = (y != UNLABELLED).astype(np.float32) * self.keep(path, y.shape)
             target = np.where(y == UNLABELLED, 0, y).astype(np.float32)
-            if self.teacher is not None:
+            if self.soft is not None:
                 a = float(self.recipe["train"]["distill_weight"])
-                target = (1 - a) * target + a * self._teacher_probs(path, x)
+                target = (1 - a) * target + a * self.soft[path]
             idx = self.rng.permutation(len(x)) if self.training else range(len(x))
             for i in idx:
                 if not weight[i].any():
@@ -212,11 +206,19 @@ def frame_bce(y_true: Any, y_pred: Any) -> Any:
     return keras.ops.binary_crossentropy(y_true, y_pred)
 
 
+def frame_accuracy(y_true: Any, y_pred: Any) -> Any:
+    """Share of frames on the right side of 0.5 (targets may be soft under distillation)."""
+    import keras
+
+    return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
+
+
+
 def _compile(model: Any, lr: float) -> None:
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=frame_bce,
-                  weighted_metrics=[keras.metrics.BinaryAccuracy(name="acc")])
+                  weighted_metrics=[keras.metrics.MeanMetricWrapper(frame_accuracy, name="acc")])
 
 
 class _Progress:
@@ -285,6 +287,15 @@ def _history(out: Path) -> dict[str, Any]:
             **{k: round(float(v), 5) for k, v in best.items() if k != "epoch"}}
 
 
+def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict[Path, np.ndarray]:
+    """The teacher's speech probabilities for every window of every shard (computed once, ~4 bytes a frame)."""
+    out = {}
+    for path in shards:
+        x, _ = load_shard(path)
+        out[path] = np.concatenate([teacher.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return out
+
+
 def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
     """Split the shards, build the model with the data's feature statistics, make both datasets."""
     shards = split_shards(data, recipe["data"]["validation_every"])
@@ -292,7 +303,8 @@ def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple
     built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
     frame = built.window is None
     bs = recipe["data"]["batch_size"]
-    train_ds = make_dataset(Examples(shards.train, recipe, built=built, training=True, teacher=teacher),
+    soft = teacher_targets(shards.train, teacher) if teacher is not None else None
+    train_ds = make_dataset(Examples(shards.train, recipe, built=built, training=True, soft=soft),
                             n_mels=shards.features.n_mels, batch_size=bs, frame=frame)
     val_ds = None
     if shards.validation:
