@@ -19,7 +19,6 @@ import tensorflow as tf
 from keras import layers
 
 ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
-WINDOW_ARCHITECTURES = ("vanilla_conv", "autoencoder")
 RNN_CONTEXT_FRAMES = 500
 """Context declared for recurrent models, whose receptive field is unbounded: 5 s each side."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from models.architectures import ARCHITECTURES, WINDOW_ARCHITECTURES, Built, build, frame_model
+from models.architectures import ARCHITECTURES, Built, build, frame_model
 from models.spectrograms import UNLABELLED, load_shard, read_index
 from pipeline.features import FeatureConfig
 
