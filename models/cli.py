@@ -27,31 +27,32 @@ def _fail(err: Exception) -> click.ClickException:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-v", "--verbose", is_flag=True, help="Log every skipped source and TTS failure.")
+@click.option("-v", "--verbose", is_flag=True, help="Also log every skipped source file and failed TTS call.")
 def main(verbose: bool) -> None:
     """Train and evaluate the models that find speech in lecture recordings.
 
     The usual sequence, from nothing to a model the worker can load:
 
     \b
-      ocml-train synth data/synth --recordings 80
+      ocml-train synth data/synth
       ocml-train spectrograms data/synth data/spec
       ocml-train train --recipe default --data data/spec --out runs/default
-      ocml-train evaluate runs/default/savedmodel ../shared/data/dev --tune
+      ocml-train evaluate runs/default ../shared/data/dev --tune
 
     Every exported model is a SavedModel with its feature configuration in assets/ocml.json, so
     the pipeline computes exactly the features it was trained on.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=1, show_default=True, help="Same seed, same machine: same data set.")
-@click.option("--recordings", default=80, show_default=True, help="Number of recordings to mix.")
+@click.option("--seed", default=2, show_default=True,
+              help="Same seed, same installed sources: same data set (the defaults build the default model's data).")
+@click.option("--recordings", default=100, show_default=True, help="Number of recordings to mix.")
 @click.option("--min-seconds", default=60.0, show_default=True, help="Shortest recording.")
 @click.option("--max-seconds", default=240.0, show_default=True, help="Longest recording.")
-@click.option("--tts-utterances", default=2500, show_default=True,
+@click.option("--tts-utterances", default=3000, show_default=True,
               help="Utterances to synthesise with espeak-ng/flite/festival (0: no TTS).")
 @click.option("--speech-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of speech recordings to draw utterances from (repeatable).")
@@ -75,7 +76,7 @@ def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds
 
     \b
     Example:
-      ocml-train synth data/synth --recordings 80 --seed 1
+      ocml-train synth data/synth --recordings 100 --seed 2
     """
     from models.synth import SynthConfig, write_dataset
 

@@ -87,7 +87,7 @@ def load_clips(paths: list[Path], sample_rate: int, *, source: str) -> list[Clip
         try:
             x = read_audio(p, sample_rate)
         except OcmlError as err:
-            log.warning("skipping %s: %s", p, err)
+            log.info("skipping %s: %s", p, err)
             continue
         if x.size:
             clips.append(Clip(x, source=f"{source}:{p.name}", voice=source))
@@ -166,7 +166,7 @@ def _run_to_clip(cmd: list[str], out: Path, sample_rate: int, stdin: bytes | Non
         subprocess.run(cmd, input=stdin, capture_output=True, timeout=60, check=True)
         return read_audio(out, sample_rate)
     except (subprocess.SubprocessError, OSError, OcmlError) as err:
-        log.warning("TTS command %s failed: %s", cmd[0], err)
+        log.info("TTS command %s failed: %s", cmd[0], err)
         return None
 
 
