@@ -33,5 +33,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/accuracy.py
 
+## Rebuild the default model from nothing (~40 min on 2 cores): installs the Debian packages that
+## `ocml-train synth` draws speech, noise and music from, then runs models/reproduce_default.sh.
+TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts festvox-italp16k \
+  festvox-itapc16k festvox-ca-ona-hts asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \
+  alsa-utils sound-theme-freedesktop fluidsynth fluid-soundfont-gm
+model: $(STAMP)
+	apt-get install -y -q $(TRAIN_SOURCES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(CURDIR)/$(BIN)/python models/reproduce_default.sh data/reproduce
+
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

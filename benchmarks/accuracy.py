@@ -15,12 +15,7 @@ and ``silero-vad`` installed with ``--no-deps`` (its torch code is never importe
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,102 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.peers import (CFG, SR, Spans, load_audio, opencast_silencedetect,  # noqa: E402
+                              silero_probabilities, webrtc_probabilities)
 from models.datasets import Item, load_dataset  # noqa: E402
 from models.evaluate import Counts, compare  # noqa: E402
-from pipeline.features import FeatureConfig  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
-SR = 16000
-CFG = FeatureConfig()
-Spans = list[tuple[float, float]]
-
-
-def load_audio(path: Path) -> np.ndarray:
-    """Mono float32 at 16 kHz through the pipeline's decoder."""
-    from pipeline.decode import stream
-
-    return np.concatenate(list(stream(str(path), sample_rate=SR)))
-
-
-def ffmpeg_exe() -> str:
-    """An ffmpeg binary: the one on PATH, else imageio-ffmpeg's bundled one."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-_SILENCE = re.compile(r"silence_(start|end): (-?\d+(?:\.\d+)?)")
-
-
-def opencast_silencedetect(path: Path, duration: float) -> Spans:
-    """Opencast's silence operation: ffmpeg silencedetect −40 dB / 10 s, voice ≥ 60 s, 2 s pre-roll."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), "-vn", "-filter:a",
-           "silencedetect=noise=-40dB:duration=10", "-f", "null", "-"]
-    log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
-    silences, start = [], None
-    for kind, value in _SILENCE.findall(log):  # also parses "silence_end: 2" without a decimal point
-        if kind == "start":
-            start = max(0.0, float(value))
-        elif start is not None:
-            silences.append((start, float(value)))
-            start = None
-    if start is not None:
-        silences.append((start, duration))
-    if not silences:
-        return [(0.0, duration)]
-    voice, cursor = [], 0.0
-    for s, e in silences:
-        if s - cursor >= 60.0:
-            voice.append((max(0.0, cursor - 2.0) if cursor > 0 else 0.0, s))
-        cursor = e
-    if duration - cursor >= 60.0:
-        voice.append((max(0.0, cursor - 2.0), duration))
-    return voice
-
-
-def webrtc_probabilities(x: np.ndarray, mode: int) -> np.ndarray:
-    """WebRTC VAD decisions on 30 ms frames, as 0/1 per 10 ms feature frame."""
-    import webrtcvad
-
-    vad = webrtcvad.Vad(mode)
-    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
-    step = SR * 30 // 1000
-    decisions = np.array([vad.is_speech(pcm[i:i + step].tobytes(), SR) for i in range(0, len(pcm) - step + 1, step)],
-                         np.float32)
-    return _to_frames(decisions, step, len(x))
-
-
-def silero_probabilities(x: np.ndarray) -> np.ndarray:
-    """Silero VAD speech probability per 512-sample chunk, as a value per 10 ms feature frame."""
-    import onnxruntime as ort
-
-    folder = importlib.util.find_spec("silero_vad").submodule_search_locations[0]
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(os.path.join(folder, "data", "silero_vad.onnx"), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
-    state = np.zeros((2, 1, 128), np.float32)
-    context = np.zeros((1, 64), np.float32)
-    sr = np.array(SR, np.int64)
-    out = []
-    for i in range(0, len(x) - 511, 512):
-        chunk = np.concatenate([context, x[None, i:i + 512].astype(np.float32)], axis=1)
-        prob, state = session.run(None, {"input": chunk, "state": state, "sr": sr})
-        context = chunk[:, -64:]
-        out.append(float(prob[0, 0]))
-    return _to_frames(np.array(out, np.float32), 512, len(x))
-
-
-def _to_frames(values: np.ndarray, step: int, n_samples: int) -> np.ndarray:
-    """Resample per-chunk values (chunks of ``step`` samples) onto the feature frame centres."""
-    centres = (np.arange(CFG.frames(n_samples)) * CFG.hop_length + CFG.win_length // 2)
-    idx = np.minimum(centres // step, max(0, len(values) - 1))
-    return values[idx] if len(values) else np.zeros(len(centres), np.float32)
 
 
 def raw_spans(probs: np.ndarray, threshold: float = 0.5) -> Spans:

@@ -287,7 +287,6 @@ def stage_costs(rec: Recording, *, model_path: Path | None, work: Path) -> list[
                   lambda: list(stream_logmel(stream(path, sample_rate=cfg.sample_rate), cfg)))
     probs = timed("inference (Inference, from features in memory)",
                   lambda: np.concatenate(list(Inference(model)(iter(feats)))))
-    del feats
     hop = cfg.hop_length / cfg.sample_rate
     timed("post-processing (Binarize)",
           lambda: Binarize(params)(probs, duration=rec.duration, hop=hop,
