@@ -15,8 +15,6 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from pipeline.postprocess import Segment, SegmentParams  # noqa: E402
-from pipeline.result import InputInfo, ModelInfo, Result  # noqa: E402
 from player import ui  # noqa: E402
 from pipeline.decode import stream  # noqa: E402
 from player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
@@ -24,6 +22,7 @@ from player.cli import play  # noqa: E402
 from player.session import from_result  # noqa: E402
 from player.timeline import Axis, Layout  # noqa: E402
 from tests.media import speechlike, write_wav  # noqa: E402
+from tests.results import write_result  # noqa: E402
 
 SR = 16000
 DURATION = 60.0
@@ -31,29 +30,12 @@ SPEECH = [(5.0, 20.0), (30.0, 45.0)]
 SIZE = (1280, 720)
 
 
-def write_result(
-    path: Path, segments: list[tuple[float, float]], *, duration: float = DURATION
-) -> Path:
-    """A result file made with the pipeline's own ``Result`` type."""
-    result = Result(
-        input=InputInfo(str(path.with_suffix(".wav")), duration, SR, 1, "0" * 64, False),
-        model=ModelInfo("tiny", "1.0.0", "conv", "0" * 64),
-        params=SegmentParams(),
-        segments=[Segment(s, e, 0.9) for s, e in segments],
-        probabilities=None,
-        processing_seconds=1.0,
-        created="2026-11-25T12:00:00Z",
-    )
-    path.write_text(json.dumps(result.to_dict()))
-    return path
-
-
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> tuple[Path, Path]:
     """A 60 s WAV with speech at 5–20 s and 30–45 s, its result and its probabilities."""
     folder = tmp_path_factory.mktemp("player")
     media = write_wav(folder / "lecture.wav", speechlike(SR, DURATION, SPEECH), SR)
-    result = write_result(folder / "lecture.json", SPEECH)
+    result = write_result(folder / "lecture.json", SPEECH, duration=DURATION, media=media)
     probs = np.full(int(DURATION * 100), 0.1, np.float16)
     for start, end in SPEECH:
         probs[int(start * 100) : int(end * 100)] = 0.9

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.image
@@ -11,35 +10,20 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.features import FeatureConfig, logmel, stream_logmel
-from pipeline.postprocess import Segment, SegmentParams
-from pipeline.result import InputInfo, ModelInfo, Result
 from player.cli import plot
 from player.plot import detail_windows, spectrograms
 from player.session import Session
 from tests.media import speechlike, write_wav
+from tests.results import write_result
 
 SR = 16000
-
-
-def write_result(path: Path, segments: list[tuple[float, float]], duration: float) -> Path:
-    result = Result(
-        input=InputInfo(str(path), duration, SR, 1, "0" * 64, False),
-        model=ModelInfo("tiny", "1.0.0", "conv", "0" * 64),
-        params=SegmentParams(),
-        segments=[Segment(s, e, 0.9) for s, e in segments],
-        probabilities=None,
-        processing_seconds=1.0,
-        created="2026-11-25T12:00:00Z",
-    )
-    path.write_text(json.dumps(result.to_dict()))
-    return path
 
 
 def recording(
     folder: Path, duration: float, speech: list[tuple[float, float]]
 ) -> tuple[Path, Path]:
     media = write_wav(folder / "talk.wav", speechlike(SR, duration, speech), SR)
-    result = write_result(folder / "talk.json", speech, duration)
+    result = write_result(folder / "talk.json", speech, duration=duration)
     probs = np.full(int(duration * 100), 0.1, np.float16)
     for start, end in speech:
         probs[int(start * 100) : int(end * 100)] = 0.9

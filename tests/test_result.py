@@ -9,27 +9,9 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline.postprocess import PRESETS, Binarize, Segment, preset
-from pipeline.result import InputInfo, InvalidResult, ModelInfo, Result, schema, utc_now, validate
-
-
-def make_result(segments=None, *, duration=10.0, has_video=False, processing=2.5) -> Result:
-    return Result(
-        input=InputInfo(
-            path="/srv/media/lecture 17.flac",
-            duration=duration,
-            sample_rate=48000,
-            channels=2,
-            sha256="ab" * 32,
-            has_video=has_video,
-        ),
-        model=ModelInfo(name="default", version="1.0.0", architecture="crnn", sha256="cd" * 32),
-        params=PRESETS["default"],
-        segments=[Segment(0.5, 2.25, 0.91), Segment(4.0, 7.125, 0.8765)] if segments is None else segments,
-        probabilities=np.linspace(0, 1, 1000, dtype=np.float32),
-        processing_seconds=processing,
-        created="2026-11-25T12:00:00Z",
-    )
+from pipeline.postprocess import PRESETS, Binarize, preset
+from pipeline.result import InvalidResult, Result, schema, utc_now, validate
+from tests.results import make_result
 
 
 def test_to_dict_is_the_design_form():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import OutputError
-from pipeline.postprocess import PRESETS, Segment
-from pipeline.result import InputInfo, ModelInfo, Result, validate
+from pipeline.postprocess import Segment
+from pipeline.result import Result, validate
 from pipeline.writers import (
     FORMATS,
     Track,
@@ -32,31 +32,13 @@ from pipeline.writers import (
     render_smil,
     write_outputs,
 )
+from tests.results import make_result
 
 SMIL = "{http://www.w3.org/ns/SMIL}"
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 PREFIXES = {"smil": "s", "head": "h", "body": "b", "meta": "meta", "paramGroup": "pg", "param": "param",
             "par": "par", "audio": "a", "video": "v"}
-
-
-def make_result(*, segments=None, duration=10.0, has_video=False, sha="ab" * 32, probabilities=True) -> Result:
-    return Result(
-        input=InputInfo(
-            path="/srv/media/lecture 17.flac",
-            duration=duration,
-            sample_rate=48000,
-            channels=2,
-            sha256=sha,
-            has_video=has_video,
-        ),
-        model=ModelInfo(name="default", version="1.0.0", architecture="crnn", sha256="cd" * 32),
-        params=PRESETS["default"],
-        segments=[Segment(0.5, 2.25, 0.91), Segment(4.0, 7.125, 0.8765)] if segments is None else segments,
-        probabilities=np.array([0.0, 0.25, 0.5, 1.0], np.float32) if probabilities else None,
-        processing_seconds=2.5,
-        created="2026-11-25T12:00:00Z",
-    )
 
 
 def mask_ids(text: str) -> str:
@@ -385,7 +367,7 @@ def test_write_outputs_removes_what_it_wrote_when_a_later_format_fails(tmp_path)
 
 def test_write_outputs_renders_everything_before_writing_anything(tmp_path):
     with pytest.raises(OutputError, match=r"no probabilities"):
-        write_outputs(make_result(probabilities=False), tmp_path, "lecture", ["json", "probabilities"])
+        write_outputs(make_result(probabilities=None), tmp_path, "lecture", ["json", "probabilities"])
     assert leftovers(tmp_path) == []
 
 
