@@ -48,6 +48,7 @@ class Settings:
     time_limit_grace: float
     visibility_timeout: float
     unacked_restore_interval: float
+    lease_interval: float
     progress_interval: float
     result_expires: int
     debug_crash_marker: str | None
@@ -136,10 +137,14 @@ def _from_env(key: str, text: str, name: str) -> Any:
     return text
 
 
+LEASE_RENEWALS_PER_TIMEOUT = 3
+"""A lease may miss this many renewals minus one before its job is delivered again."""
+
 _INTS = {"concurrency": 0, "max_retries": 0, "max_deliveries": 1, "result_expires": 1}
 _FLOATS = {"retry_backoff": 0.0, "retry_backoff_max": 0.0, "time_limit_base": 0.0,
            "time_limit_per_audio_second": 0.0, "time_limit_max": 1.0, "time_limit_grace": 0.0,
-           "visibility_timeout": 1.0, "unacked_restore_interval": 0.1, "progress_interval": 0.0}
+           "visibility_timeout": 1.0, "unacked_restore_interval": 0.1, "lease_interval": 0.1,
+           "progress_interval": 0.0}
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -209,9 +214,9 @@ def _absolute(value: Any, where: str) -> Path:
 
 
 def _check_consistency(settings: Settings) -> None:
-    longest = settings.time_limit_max + settings.time_limit_grace
-    if settings.visibility_timeout <= longest:
+    least = LEASE_RENEWALS_PER_TIMEOUT * settings.lease_interval
+    if settings.visibility_timeout < least:
         raise SettingsError(
-            f"visibility_timeout ({settings.visibility_timeout:g} s) must exceed the longest "
-            f"allowed job, time_limit_max + time_limit_grace ({longest:g} s): Redis would "
-            "deliver a still-running job a second time")
+            f"visibility_timeout ({settings.visibility_timeout:g} s) must be at least "
+            f"{LEASE_RENEWALS_PER_TIMEOUT} x lease_interval ({least:g} s): a live worker's jobs "
+            "would be delivered a second time when one lease renewal comes late")

@@ -185,10 +185,9 @@ def train(arch: str | None, recipe: str | None, data: Path, out: Path, resume: b
       ocml-train train --arch autoencoder --encoder runs/ae --label-fraction 0.05 \\
           --data data/spec --out runs/ae-5
     """
+    _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from models.train import RecipeError
     from models.train import train as run
-
-    _threads(threads)
     try:
         r = _recipe(recipe, arch, label_fraction, epochs, teacher)
         if encoder is not None and encoder.is_dir():
@@ -210,10 +209,9 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     The spectrogram folder may be unlabelled (`ocml-train spectrograms --unlabelled`). Then train
     a readout on few labels with `ocml-train train --arch autoencoder --encoder OUT`.
     """
+    _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from models.train import RecipeError
     from models.train import pretrain as run
-
-    _threads(threads)
     try:
         run(_recipe(recipe, "autoencoder", None, None, None), data, out, resume=resume, echo=click.echo)
     except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
@@ -295,9 +293,9 @@ def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: 
       ocml-train export runs/default models/pretrained/default --data data/spec \\
           --metrics dev.json --postprocess tuned.json
     """
+    _threads(1)
     from models.train import export_checkpoint
 
-    _threads(1)
     try:
         metrics = None
         if metrics_file:

@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,8 +271,12 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, out: Path, epochs: int, patie
         echo(f"already trained {initial} of {epochs} epochs")
         model.load_weights(ckpt / "best.weights.h5")
         return _history(out)
-    model.fit(train_ds.repeat() if steps else train_ds, validation_data=val_ds, epochs=epochs,
-              initial_epoch=initial, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+    with warnings.catch_warnings():
+        # make_dataset shuffles the tf.data input itself, and validation data is finite by design.
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        model.fit(train_ds.repeat() if steps else train_ds, validation_data=val_ds, epochs=epochs,
+                  initial_epoch=initial, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
     if (ckpt / "best.weights.h5").is_file():
         model.load_weights(ckpt / "best.weights.h5")
     return _history(out)

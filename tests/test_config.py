@@ -62,7 +62,7 @@ def test_explicit_path_wins_over_ocml_config(tmp_path):
     ("file", "formats", [], ["formats", "non-empty"]),
     ("file", "params", [1, 2], ["params", "mapping"]),
     ("file", "retry_backoff", True, ["retry_backoff", "number", "True"]),
-    ("file", "visibility_timeout", 100, ["visibility_timeout", "longest allowed job"]),
+    ("file", "visibility_timeout", 25, ["visibility_timeout", "3 x lease_interval", "30"]),
 ])
 def test_bad_keys_and_values_are_errors_naming_the_key(tmp_path, source, key, value, words):
     if source == "file":
@@ -76,7 +76,7 @@ def test_bad_keys_and_values_are_errors_naming_the_key(tmp_path, source, key, va
     message = str(caught.value)
     for word in words:
         assert word in message
-    if key != "visibility_timeout" or value != 100:
+    if key != "visibility_timeout" or value != 25:
         assert where in message
 
 
@@ -109,5 +109,5 @@ def test_celery_config_is_crash_safe_and_json_only():
     assert conf["broker_transport_options"]["visibility_timeout"] == settings.visibility_timeout
     assert conf["broker_transport_options"]["unacked_restore_interval"] == 2.0
     assert conf["result_backend_transport_options"]["visibility_timeout"] == settings.visibility_timeout
-    assert conf["task_time_limit"] < settings.visibility_timeout
+    assert conf["ocml_lease_interval"] * 3 <= settings.visibility_timeout
     assert conf["worker_send_task_events"] and conf["task_send_sent_event"]

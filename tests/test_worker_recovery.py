@@ -1,6 +1,9 @@
-"""Recovery against a Redis of our own (port 6397, AOF on): a Redis restart and a dead worker host.
+"""Recovery against a Redis of our own (port 6397, AOF on): a Redis restart, a dead worker host,
+and a job that runs longer than the visibility timeout on a live one.
 
 This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
+Its workers run a deliberately slow model (an untrained wide convolution, ~45x real time on one
+thread), so that jobs last seconds, not milliseconds, and outlive the 3 s visibility timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from worker.app import make_app
 from worker.tasks import DELIVERY_KEY
 
 PORT = 6397
+VISIBILITY = 3.0
 REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
 
 
@@ -49,7 +53,28 @@ class OwnRedis:
 
 
 @pytest.fixture(scope="module")
-def recovery(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real SavedModel that is slow on purpose: Conv1D 64 → 1024 → 1024 → 1 channels, kernel 9."""
+    import keras
+
+    from models.export import export_savedmodel
+    from pipeline.features import FeatureConfig
+    from pipeline.model import configure_tensorflow
+
+    configure_tensorflow(1)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 64))
+    x = keras.layers.Conv1D(1024, 9, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv1D(1024, 9, padding="same", activation="relu")(x)
+    x = keras.layers.Conv1D(1, 9, padding="same", activation="sigmoid")(x)
+    model = keras.Model(inputs, keras.layers.Reshape((-1,))(x), name="slow_conv")
+    return export_savedmodel(model, tmp_path_factory.mktemp("models") / "slow", name="slow",
+                             version="0.0.1", architecture="slow_conv", features=FeatureConfig(),
+                             context_frames=12)
+
+
+@pytest.fixture(scope="module")
+def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
     base = tmp_path_factory.mktemp("recovery")
     media, output = base / "media", base / "results"
     media.mkdir()
@@ -57,8 +82,8 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     server = OwnRedis(base)
     server.start()
     config = write_settings(base / "settings.yaml", redis_url=REDIS_URL, media=media,
-                            output=output, model=tiny_model_dir, time_limit_max=30.0,
-                            time_limit_grace=3.0, visibility_timeout=35.0)
+                            output=output, model=slow_model_dir, time_limit_max=60.0,
+                            time_limit_grace=3.0, visibility_timeout=VISIBILITY, lease_interval=0.5)
     settings = settings_from(config)
     try:
         with running_workers(config, base, names=("r1", "r2"), concurrency=1) as workers:
@@ -70,7 +95,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
 
 def test_jobs_queued_across_a_redis_restart_all_complete(recovery):
     app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
-    paths = [recording(media / f"queued-{i}.wav", 60.0 if i < 2 else 3.0, seed=i)
+    paths = [recording(media / f"queued-{i}.wav", 20.0 if i < 2 else 3.0, seed=i)
              for i in range(8)]
     ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
 
@@ -84,9 +109,22 @@ def test_jobs_queued_across_a_redis_restart_all_complete(recovery):
         assert (recovery["output"] / path.stem / f"{path.stem}.json").is_file()
 
 
+def test_a_job_running_longer_than_the_visibility_timeout_is_delivered_once(recovery):
+    app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
+    path = recording(media / "long-job.wav", 400.0, seed=5)
+    started = time.monotonic()
+    job_id = client.submit(app, settings, client.build_job(path))
+    (final,) = client.wait(app, [job_id], timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert final["state"] == "SUCCESS"
+    assert elapsed > 2 * VISIBILITY, f"the job took {elapsed:.1f} s: too short to show the lease"
+    assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 1
+
+
 def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
     app, settings, media, output = (recovery[k] for k in ("app", "settings", "media", "output"))
-    path = recording(media / "host-crash.wav", 600.0, seed=9)
+    path = recording(media / "host-crash.wav", 300.0, seed=9)
     job_id = client.submit(app, settings, client.build_job(path))
     deadline = time.monotonic() + 60
     while (status := client.job_status(app, job_id))["state"] != "PROGRESS":
@@ -95,9 +133,13 @@ def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
     victim = next(w for w in recovery["workers"] if status["progress"]["pid"] in w.child_pids())
 
     victim.kill()
+    killed = time.monotonic()
     (final,) = client.wait(app, [job_id], timeout=90)
+    recovered = time.monotonic() - killed
 
     assert final["state"] == "SUCCESS"
+    # Redelivered after the lease expired, not after the longest allowed job's time limit.
+    assert recovered < settings.time_limit_max, f"took {recovered:.1f} s after the kill"
     assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 2
     assert sorted(p.name for p in (output / "host-crash").iterdir()) == [
         "host-crash.json", "host-crash.smil"]

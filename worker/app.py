@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, load_settings
+from worker.lease import LEASE_SETTING, RenewLeases
 
 TASK_NAME = "ocml.segment"
 
@@ -29,8 +30,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
     Late acks plus ``task_reject_on_worker_lost`` requeue a job whose process died; one prefetched
     message per process keeps a crash from stranding queued jobs; ``visibility_timeout`` (broker
-    and result backend alike, as Celery's Redis docs require) is longer than any allowed job, and
-    ``unacked_restore_interval`` makes every worker sweep for a dead host's jobs that often.
+    and result backend alike, as Celery's Redis docs require) runs from a job's last lease
+    renewal (``worker.lease``), and ``unacked_restore_interval`` makes every worker sweep for a
+    dead host's jobs that often.
     """
     soft, hard = settings.time_limits(None)
     return {
@@ -48,6 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": settings.unacked_restore_interval,
             "unacked_restore_throttle": 1,
         },
+        LEASE_SETTING: settings.lease_interval,
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
         # A Redis restart must not fail running jobs: states and results wait for it to return.
         "result_backend_always_retry": True,
@@ -76,3 +79,4 @@ def make_app(settings: Settings) -> Celery:
 
 app = Celery("ocml", include=["worker.tasks"])
 app.add_defaults(lambda: celery_config(current_settings()))
+app.steps["consumer"].add(RenewLeases)

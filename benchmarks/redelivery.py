@@ -1,0 +1,83 @@
+"""How long a dead worker host's job waits before another worker runs it again.
+
+Two one-process workers on one Redis (DB 10 at 127.0.0.1:6379, flushed); one job on a long
+recording; as soon as it reports progress, the worker holding it is SIGKILLed with its pool
+process (a host crash), and the script times how long until the job runs again on the other
+worker and until it succeeds. The lease settings default to config/default.yaml's.
+
+    python benchmarks/redelivery.py [--visibility S] [--lease S] [--restore S] [--minutes 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from config.settings import load_settings  # noqa: E402
+from tests.worker_support import flush, recording, running_workers, write_settings  # noqa: E402
+from worker import client  # noqa: E402
+from worker.app import make_app  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+
+
+def running_pid(app, job_id: str, *, deadline: float, other_than: int | None = None) -> int:
+    """The pid of the pool process reporting progress on ``job_id`` (not ``other_than``)."""
+    while time.monotonic() < deadline:
+        status = client.job_status(app, job_id)
+        if status["state"] == "PROGRESS" and status["progress"]["pid"] != other_than:
+            return int(status["progress"]["pid"])
+        if status["state"] in ("SUCCESS", "FAILURE"):
+            raise RuntimeError(f"job ended before it could be timed: {status}")
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} reported no progress in time")
+
+
+def main() -> None:
+    defaults = load_settings(env={})
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--visibility", type=float, default=defaults.visibility_timeout)
+    parser.add_argument("--lease", type=float, default=defaults.lease_interval)
+    parser.add_argument("--restore", type=float, default=defaults.unacked_restore_interval)
+    parser.add_argument("--minutes", type=float, default=60.0, help="recording length")
+    parser.add_argument("--model", default="default")
+    args = parser.parse_args()
+
+    flush(REDIS_URL)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        media, output = base / "media", base / "results"
+        media.mkdir()
+        output.mkdir()
+        config = write_settings(
+            base / "settings.yaml", redis_url=REDIS_URL, media=media, output=output,
+            model=args.model, visibility_timeout=args.visibility, lease_interval=args.lease,
+            unacked_restore_interval=args.restore, time_limit_max=3600.0)
+        settings = load_settings(config, env={})
+        app = make_app(settings)
+        path = recording(media / "host-crash.wav", args.minutes * 60)
+        with running_workers(config, base, names=("a", "b"), concurrency=1) as workers:
+            job_id = client.submit(app, settings, client.build_job(path))
+            pid = running_pid(app, job_id, deadline=time.monotonic() + 120)
+            victim = next(w for w in workers if pid in w.child_pids())
+            victim.kill()
+            killed = time.monotonic()
+            running_pid(app, job_id, deadline=killed + args.visibility * 3 + 600, other_than=pid)
+            again = time.monotonic() - killed
+            (final,) = client.wait(app, [job_id], timeout=3600)
+            done = time.monotonic() - killed
+    flush(REDIS_URL)
+    print(f"visibility_timeout {args.visibility:g} s, lease_interval {args.lease:g} s, "
+          f"unacked_restore_interval {args.restore:g} s, {args.minutes:g}-min recording")
+    print(f"running again {again:.1f} s after the host died; {final['state']} {done:.1f} s after")
+
+
+if __name__ == "__main__":
+    main()

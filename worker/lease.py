@@ -1,0 +1,78 @@
+"""Keeps a live worker's messages from being redelivered: their Redis lease is renewed.
+
+kombu's Redis transport redelivers a message once it has stayed unacknowledged for
+``visibility_timeout`` seconds, counted from its delivery (the message's score in the
+``unacked_index`` sorted set); any live worker's sweep then puts it back on the queue. Setting that
+score to "now" every ``lease_interval`` seconds for each message this worker holds (waiting for a
+pool process, running, or waiting out a retry's countdown) lets only a dead worker's messages
+age, so ``visibility_timeout`` can be a minute rather than longer than the longest job, and a
+dead host's jobs come back within a minute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from celery import bootsteps
+from celery.utils.log import get_logger
+from celery.worker import state
+from kombu.transport.redis import Channel
+
+log = get_logger(__name__)
+LEASE_SETTING = "ocml_lease_interval"
+"""The Celery configuration key that carries the settings' ``lease_interval``."""
+
+
+def held_delivery_tags(requests: Iterable[Any]) -> list[str]:
+    """The broker delivery tags of ``requests`` (Celery ``Request`` objects), without repeats."""
+    tags = {getattr(r.message, "delivery_tag", None) for r in requests}
+    return sorted(str(tag) for tag in tags if tag)
+
+
+def renew(client: redis.Redis, tags: list[str], *, now: float | None = None,
+          key: str = Channel.unacked_index_key) -> int:
+    """Sets the delivery time of each still-unacknowledged tag to ``now``; returns how many.
+
+    ``XX`` only updates members that exist, so a message acknowledged meanwhile stays gone.
+    """
+    if not tags:
+        return 0
+    stamp = time.time() if now is None else now
+    return int(client.zadd(key, {tag: stamp for tag in tags}, xx=True, ch=True))
+
+
+class RenewLeases(bootsteps.StartStopStep):
+    """Consumer bootstep: renews the leases of every message this worker holds, on its timer."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.client: redis.Redis | None = None
+        self.tref: Any = None
+
+    def start(self, c: Any) -> None:
+        conf = c.app.conf
+        self.client = redis.Redis.from_url(conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.tref = c.timer.call_repeatedly(conf[LEASE_SETTING], self.renew_held)
+
+    def renew_held(self) -> None:
+        """One renewal round; a Redis outage is logged, and the next round tries again."""
+        held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
+        try:
+            renew(self.client, held_delivery_tags(held))
+        except redis.RedisError as exc:
+            log.warning("could not renew the leases of %d held messages: %s", len(held), exc)
+
+    def stop(self, c: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    shutdown = stop
