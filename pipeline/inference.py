@@ -4,7 +4,9 @@ Window k covers frames ``[k·C, k·C + C + 2c)`` (C = chunk_frames, c = the mode
 and contributes its centre ``[k·C + c, k·C + c + C)``; the first window also contributes its left
 context (the recording's edge, where a whole-recording call pads the same way) and the last one
 everything up to the end, run at its exact length. All windows but the last have the same length,
-so they batch without padding.
+so they batch without padding. C and the batch size come from the model's metadata
+(``inference``; 3000 frames and 8 windows when absent): a recurrent model steps through its
+window frame by frame, so it runs fastest on shorter windows in bigger batches.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from pipeline.model import Model
 class Inference:
     """Per-frame speech probabilities for a stream of log-mel chunks, in bounded memory."""
 
-    def __init__(self, model: Model, *, chunk_frames: int = 3000, batch_size: int = 8) -> None:
+    def __init__(
+        self, model: Model, *, chunk_frames: int | None = None, batch_size: int | None = None
+    ) -> None:
+        """``chunk_frames`` and ``batch_size`` default to the model's own ``inference`` hint."""
+        chunk_frames = model.inference["chunk_frames"] if chunk_frames is None else chunk_frames
+        batch_size = model.inference["batch_size"] if batch_size is None else batch_size
         for name, value in (("chunk_frames", chunk_frames), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -37,6 +37,8 @@ PIPELINE_FEATURES = FeatureConfig()
 """The features this pipeline computes; a model trained on others is refused."""
 
 SIGNATURES = ("serve", "serving_default")
+INFERENCE_DEFAULTS = {"chunk_frames": 3000, "batch_size": 8}
+"""How ``Inference`` runs a model whose metadata has no ``inference`` hint (right for convolutions)."""
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +147,19 @@ def _check_metadata(data: Any, file: str) -> None:
         raise ModelError(f"context_frames must be an integer >= 0, got {context!r}", path=file)
     if data["labels"] != LABELS:
         raise ModelError(f"labels must be {LABELS}, got {data['labels']!r}", path=file)
-    for key in ("postprocess", "training", "metrics"):
+    for key in ("postprocess", "training", "metrics", "inference"):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise ModelError(f"metadata {key} must be an object, got {data[key]!r}", path=file)
+    for key, value in (data.get("inference") or {}).items():
+        if key not in INFERENCE_DEFAULTS:
+            raise ModelError(
+                f"metadata inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}",
+                path=file,
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(
+                f"metadata inference.{key} must be a positive integer, got {value!r}", path=file
+            )
 
 
 def directory_sha256(path: str | os.PathLike[str]) -> str:
@@ -184,6 +196,7 @@ class Model:
         self.version: str = metadata["version"]
         self.architecture: str = metadata["architecture"]
         self.postprocess: dict[str, Any] = dict(metadata.get("postprocess") or {})
+        self.inference: dict[str, int] = {**INFERENCE_DEFAULTS, **(metadata.get("inference") or {})}
         self.sha256 = sha256
         self._loaded = loaded  # keeps the signature's variables alive
         self._signature = signature

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -45,6 +49,18 @@ def test_default_chunking_on_a_long_recording(tiny_model):
     out = np.concatenate(list(Inference(tiny_model)(_split(features, [3000, 2999]))))
     np.testing.assert_allclose(out, expected, atol=1e-5)
     assert len(out) == len(features) > 3000 * 3
+
+
+def test_chunking_and_batching_default_to_the_models_hint(tiny_model_dir, tmp_path):
+    from pipeline.model import load_model
+
+    copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    meta = copy / "assets" / "ocml.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()),
+                                "inference": {"chunk_frames": 500, "batch_size": 3}}))
+    hinted = Inference(load_model(copy))
+    assert (hinted.chunk_frames, hinted.batch_size) == (500, 3)
+    assert Inference(load_model(copy), batch_size=2).batch_size == 2
 
 
 def test_no_frames_give_no_output(tiny_model):

@@ -42,6 +42,7 @@ def test_metadata_attributes(tiny_model, tiny_model_dir):
     assert tiny_model.features == FeatureConfig()
     assert tiny_model.context_frames == 4
     assert tiny_model.postprocess == TINY_POSTPROCESS
+    assert tiny_model.inference == {"chunk_frames": 3000, "batch_size": 8}  # no hint: the defaults
     assert tiny_model.metadata == read_metadata(tiny_model_dir)
     assert tiny_model.path == tiny_model_dir
 
@@ -115,6 +116,8 @@ def test_unknown_format_version_is_refused(tiny_model_dir, tmp_path):
         ),
         ({"features": {**FeatureConfig().to_dict(), "hop_length": 0}}, "hop_length.*got 0"),
         ({"postprocess": [0.5]}, r"postprocess must be an object, got \[0\.5\]"),
+        ({"inference": {"chunk": 100}}, "inference.chunk is unknown; known: chunk_frames, batch_size"),
+        ({"inference": {"batch_size": 0}}, "inference.batch_size must be a positive integer, got 0"),
     ],
 )
 def test_bad_metadata_is_refused_naming_the_problem(tiny_model_dir, tmp_path, changes, message):
@@ -122,6 +125,12 @@ def test_bad_metadata_is_refused_naming_the_problem(tiny_model_dir, tmp_path, ch
     _edit_metadata(copy, **changes)
     with pytest.raises(ModelError, match=message):
         load_model(copy)
+
+
+def test_the_inference_hint_is_read_over_the_defaults(tiny_model_dir, tmp_path):
+    copy = _copy(tiny_model_dir, tmp_path)
+    _edit_metadata(copy, inference={"batch_size": 24})
+    assert load_model(copy).inference == {"chunk_frames": 3000, "batch_size": 24}
 
 
 def test_unparsable_metadata_is_refused(tiny_model_dir, tmp_path):

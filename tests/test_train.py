@@ -147,6 +147,11 @@ def test_recipe_errors_name_the_problem(tmp_path: Path) -> None:
         load_recipe(overrides={"arch": "cnn"})
     with pytest.raises(RecipeError, match="label_fraction"):
         load_recipe(overrides={"train": {"label_fraction": 0}})
+    with pytest.raises(RecipeError, match="inference.chunk is unknown"):
+        load_recipe(overrides={"inference": {"chunk": 2000}})
+    with pytest.raises(RecipeError, match="inference.batch_size must be a positive integer"):
+        load_recipe(overrides={"inference": {"batch_size": 1.5}})
+    assert load_recipe("crnn")["inference"] == {"chunk_frames": 2000, "batch_size": 24}
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1, 2\n")
     with pytest.raises(RecipeError, match="cannot read recipe"):
