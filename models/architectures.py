@@ -45,14 +45,14 @@ def normalizer(n_mels: int, mean: Sequence[float] | None, std: Sequence[float] |
     return layers.Normalization(axis=-1, mean=m, variance=s**2, name="standardise")
 
 
-def _front_end(x: Any, filters: Sequence[int], pools: Sequence[int], name: str) -> Any:
-    """Conv2D stack over (time, mel) that pools only along mels; 'same' in time, one frame of context each."""
+def _front_end(x: Any, filters: Sequence[int], pools: Sequence[int], name: str, *, time_pool: int = 1) -> Any:
+    """Conv2D stack over (time, mel) pooling along mels, and by ``time_pool`` in time after the first layer."""
     x = layers.Reshape((-1, x.shape[-1], 1), name=f"{name}_to2d")(x)
     for i, (f, p) in enumerate(zip(filters, pools, strict=True)):
         x = layers.Conv2D(f, (3, 3), padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
-        x = layers.MaxPooling2D((1, p), name=f"{name}_pool{i}")(x)
+        x = layers.MaxPooling2D((time_pool if i == 0 else 1, p), padding="same", name=f"{name}_pool{i}")(x)
     return layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_to1d")(x)
 
 
@@ -85,13 +85,22 @@ def build_tcn(n_mels: int, *, front_filters: Sequence[int] = (16, 32), front_poo
 
 
 def build_crnn(n_mels: int, *, front_filters: Sequence[int] = (16, 32, 32), front_pools: Sequence[int] = (4, 4, 2),
-               units: int = 48, cell: str = "gru", bidirectional: bool = True, dropout: float = 0.1,
-               mean=None, std=None) -> Built:
-    """Conv2D front end pooling along mels, then a (bi)directional GRU/LSTM, one decision per frame."""
+               time_pool: int = 1, units: int = 48, cell: str = "gru", bidirectional: bool = True,
+               dropout: float = 0.1, mean=None, std=None) -> Built:
+    """Conv2D front end pooling along mels, then a (bi)directional GRU/LSTM, one decision per frame.
+
+    ``time_pool`` > 1 runs everything after the first convolution at 1/time_pool of the frame rate
+    (the recurrent layer steps through fewer frames) and repeats each decision back to every frame.
+    """
+    if isinstance(time_pool, bool) or not isinstance(time_pool, int) or time_pool < 1:
+        raise ValueError(f"time_pool must be a positive integer, got {time_pool!r}")
     inp = keras.Input((None, n_mels), name="logmel")
     x = normalizer(n_mels, mean, std)(inp)
-    x = _front_end(x, front_filters, front_pools, "front")
+    x = _front_end(x, front_filters, front_pools, "front", time_pool=time_pool)
     x = _recurrent(x, units, cell, bidirectional, dropout, "rec")
+    if time_pool > 1:
+        x = layers.UpSampling1D(time_pool, name="upsample")(x)
+        x = CropLike(name="crop")([x, inp])
     return Built(keras.Model(inp, _frame_head(x), name="crnn"), context_frames=RNN_CONTEXT_FRAMES)
 
 
@@ -205,6 +214,15 @@ class CentredWindows(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "width": self.width, "pad_value": self.pad_value}
+
+
+@keras.saving.register_keras_serializable(package="ocml")
+class CropLike(layers.Layer):
+    """``[B, T', C]`` cut to the frame count ``T <= T'`` of a second input ``[B, T, ...]``."""
+
+    def call(self, inputs: Any) -> Any:
+        x, like = inputs
+        return x[:, : tf.shape(like)[1]]
 
 
 @keras.saving.register_keras_serializable(package="ocml")

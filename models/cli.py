@@ -143,12 +143,13 @@ def _recipe(recipe: str | None, arch: str | None, label_fraction: float | None, 
         train["teacher"] = teacher
     if train:
         overrides["train"] = train
-    name = recipe or (arch if arch and arch != "tcn" else "default")
+    name = recipe or arch or "default"
     return load_recipe(name, overrides=overrides)
 
 
 _recipe_opt = click.option("--recipe", help="YAML recipe file, or the name of one in models/recipes "
-                                            "(default: the one named after --arch, 'default' for tcn).")
+                                            "(default: the one named after --arch; without --arch 'default', "
+                                            "the shipped model's).")
 _data_opt = click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                          help="Spectrogram folder written by `ocml-train spectrograms`.")
 _out_opt = click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (TCN 0.9.1) from nothing: about 40 minutes on 2 cores.
+# Rebuild the shipped default model (CRNN 1.0.0) from nothing: about 70 minutes on 2 cores.
 # Needs the Debian sources listed in models/pretrained/default/MODEL.md and ocml-train on PATH.
 # Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/dev-tuned.json with MODEL.md.
 set -euo pipefail
@@ -20,5 +20,5 @@ $PY -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['tuned']['params
 read -r -a PARAMS <<< "$($PY -c "import json,sys; print(' '.join(f'--param {k}={v}' for k, v in json.load(open(sys.argv[1])).items()))" "$WORK/tuned.json")"
 $T evaluate "$WORK/default" "$DEV" --threads 1 "${PARAMS[@]}" --json "$WORK/dev-tuned.json"
 $T export "$WORK/default" "$WORK/export" --data "$WORK/spec" --metrics "$WORK/dev-tuned.json" \
-    --postprocess "$WORK/tuned.json" --name default --version 0.9.1
+    --postprocess "$WORK/tuned.json" --name default --version 1.0.0
 echo "model in $WORK/export; copy it and MODEL.md to models/pretrained/default to ship it"

@@ -78,3 +78,19 @@ def test_unknown_architecture_and_parameters_are_refused() -> None:
         build("tcn", MELS, {"chanels": 8})
     with pytest.raises(ValueError, match="window must be"):
         build("autoencoder", MELS, {"window": 7})
+
+
+def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> None:
+    from models.export import export_savedmodel
+
+    built = build("crnn", MELS, {**TINY["crnn"], "time_pool": 2})
+    x = np.random.default_rng(2).normal(-5, 3, (2, 37, MELS)).astype(np.float32)
+    out = np.asarray(built.model(x))
+    assert out.shape == (2, 37)
+    np.testing.assert_allclose(out[:, 0:36:2], out[:, 1:36:2], atol=1e-6)  # one decision per 20 ms
+    path = export_savedmodel(built.model, tmp_path / "pooled", name="pooled", version="0.0.1",
+                             architecture="crnn", features=FeatureConfig(),
+                             context_frames=built.context_frames)
+    np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
+    with pytest.raises(ValueError, match="time_pool must be a positive integer, got 0"):
+        build("crnn", MELS, {**TINY["crnn"], "time_pool": 0})

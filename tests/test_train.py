@@ -156,4 +156,5 @@ def test_recipe_errors_name_the_problem(tmp_path: Path) -> None:
     bad.write_text("data: [1, 2\n")
     with pytest.raises(RecipeError, match="cannot read recipe"):
         load_recipe(bad)
-    assert load_recipe("default")["arch"] == "tcn"
+    assert load_recipe("default")["arch"] == "crnn"
+    assert load_recipe("tcn")["arch"] == "tcn"
