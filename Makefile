@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/accuracy.py
 
-## Rebuild the default model from nothing (~70 min on 2 cores): installs the Debian packages that
+## Rebuild the default model from nothing (~40 min on 2 cores): installs the Debian packages that
 ## `ocml-train synth` draws speech, noise and music from, then runs models/reproduce_default.sh.
 TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts festvox-italp16k \
   festvox-itapc16k festvox-ca-ona-hts asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \

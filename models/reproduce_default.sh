@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (CRNN 1.0.0) from nothing: about 70 minutes on 2 cores.
+# Rebuild the shipped default model (CRNN 1.0.0) from nothing: about 40 minutes on 2 cores.
 # Needs the Debian sources listed in models/pretrained/default/MODEL.md and ocml-train on PATH.
 # Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/dev-tuned.json with MODEL.md.
 set -euo pipefail

@@ -151,7 +151,7 @@ def test_recipe_errors_name_the_problem(tmp_path: Path) -> None:
         load_recipe(overrides={"inference": {"chunk": 2000}})
     with pytest.raises(RecipeError, match="inference.batch_size must be a positive integer"):
         load_recipe(overrides={"inference": {"batch_size": 1.5}})
-    assert load_recipe("crnn")["inference"] == {"chunk_frames": 2000, "batch_size": 24}
+    assert load_recipe("crnn")["inference"] == {"chunk_frames": 2000, "batch_size": 12}
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1, 2\n")
     with pytest.raises(RecipeError, match="cannot read recipe"):

@@ -111,7 +111,7 @@ def test_jobs_queued_across_a_redis_restart_all_complete(recovery):
 
 def test_a_job_running_longer_than_the_visibility_timeout_is_delivered_once(recovery):
     app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
-    path = recording(media / "long-job.wav", 400.0, seed=5)
+    path = recording(media / "long-job.wav", 800.0, seed=5)
     started = time.monotonic()
     job_id = client.submit(app, settings, client.build_job(path))
     (final,) = client.wait(app, [job_id], timeout=120)
