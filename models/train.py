@@ -24,7 +24,7 @@ import yaml
 from models.architectures import ARCHITECTURES, Built, build, frame_model
 from models.spectrograms import UNLABELLED, load_shard, read_index
 from pipeline.features import FeatureConfig
-from pipeline.model import INFERENCE_DEFAULTS
+from pipeline.model import inference_hint_problem
 
 RECIPES = Path(__file__).parent / "recipes"
 DEFAULTS: dict[str, Any] = {
@@ -69,11 +69,9 @@ def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] 
         v = recipe["data"][key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise RecipeError(f"data.{key} must be a positive integer, got {v!r}")
-    for key, v in (recipe["inference"] or {}).items():
-        if key not in INFERENCE_DEFAULTS:
-            raise RecipeError(f"inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}")
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise RecipeError(f"inference.{key} must be a positive integer, got {v!r}")
+    problem = inference_hint_problem(recipe["inference"] or {})
+    if problem:
+        raise RecipeError(problem)
     return recipe
 
 

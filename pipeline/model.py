@@ -43,6 +43,16 @@ INFERENCE_DEFAULTS = {"chunk_frames": 3000, "batch_size": 8}
 log = logging.getLogger(__name__)
 
 
+def inference_hint_problem(hint: Mapping[str, Any]) -> str | None:
+    """What is wrong with an ``inference`` hint (metadata or recipe), or None when it is usable."""
+    for key, value in hint.items():
+        if key not in INFERENCE_DEFAULTS:
+            return f"inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"inference.{key} must be a positive integer, got {value!r}"
+    return None
+
+
 def configure_tensorflow(threads: int = 1) -> None:
     """Quiet TensorFlow's start-up logging and pin its intra/inter-op thread pools to ``threads``.
 
@@ -150,16 +160,9 @@ def _check_metadata(data: Any, file: str) -> None:
     for key in ("postprocess", "training", "metrics", "inference"):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise ModelError(f"metadata {key} must be an object, got {data[key]!r}", path=file)
-    for key, value in (data.get("inference") or {}).items():
-        if key not in INFERENCE_DEFAULTS:
-            raise ModelError(
-                f"metadata inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}",
-                path=file,
-            )
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ModelError(
-                f"metadata inference.{key} must be a positive integer, got {value!r}", path=file
-            )
+    problem = inference_hint_problem(data.get("inference") or {})
+    if problem:
+        raise ModelError(f"metadata {problem}", path=file)
 
 
 def directory_sha256(path: str | os.PathLike[str]) -> str:
