@@ -158,3 +158,12 @@ def test_recipe_errors_name_the_problem(tmp_path: Path) -> None:
         load_recipe(bad)
     assert load_recipe("default")["arch"] == "crnn"
     assert load_recipe("tcn")["arch"] == "tcn"
+
+
+def test_the_default_recipe_is_the_one_the_shipped_model_was_trained_with() -> None:
+    from pipeline.model import default_model_path, read_metadata
+
+    shipped = read_metadata(default_model_path())["training"]["recipe"]
+    committed = load_recipe("default")
+    for section in ("arch", "model", "data", "train", "inference"):
+        assert committed[section] == shipped[section], section
