@@ -21,23 +21,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from config.settings import load_settings  # noqa: E402
-from tests.worker_support import flush, recording, running_workers, write_settings  # noqa: E402
+from tests.worker_support import (flush, progress_status, recording,  # noqa: E402
+                                  running_workers, write_settings)
 from worker import client  # noqa: E402
 from worker.app import make_app  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
-
-
-def running_pid(app, job_id: str, *, deadline: float, other_than: int | None = None) -> int:
-    """The pid of the pool process reporting progress on ``job_id`` (not ``other_than``)."""
-    while time.monotonic() < deadline:
-        status = client.job_status(app, job_id)
-        if status["state"] == "PROGRESS" and status["progress"]["pid"] != other_than:
-            return int(status["progress"]["pid"])
-        if status["state"] in ("SUCCESS", "FAILURE"):
-            raise RuntimeError(f"job ended before it could be timed: {status}")
-        time.sleep(0.05)
-    raise TimeoutError(f"job {job_id} reported no progress in time")
 
 
 def main() -> None:
@@ -65,11 +54,11 @@ def main() -> None:
         path = recording(media / "host-crash.wav", args.minutes * 60)
         with running_workers(config, base, names=("a", "b"), concurrency=1) as workers:
             job_id = client.submit(app, settings, client.build_job(path))
-            pid = running_pid(app, job_id, deadline=time.monotonic() + 120)
+            pid = progress_status(app, job_id, timeout=120)["progress"]["pid"]
             victim = next(w for w in workers if pid in w.child_pids())
             victim.kill()
             killed = time.monotonic()
-            running_pid(app, job_id, deadline=killed + args.visibility * 3 + 600, other_than=pid)
+            progress_status(app, job_id, timeout=args.visibility * 3 + 600, other_than_pid=pid)
             again = time.monotonic() - killed
             (final,) = client.wait(app, [job_id], timeout=3600)
             done = time.monotonic() - killed

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.worker_support import recording, running_workers, settings_from, write_settings
+from tests.worker_support import (progress_status, recording, running_workers, settings_from,
+                                  write_settings)
 from worker import client
 from worker.app import make_app
 from worker.tasks import DELIVERY_KEY
@@ -126,10 +127,7 @@ def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
     app, settings, media, output = (recovery[k] for k in ("app", "settings", "media", "output"))
     path = recording(media / "host-crash.wav", 300.0, seed=9)
     job_id = client.submit(app, settings, client.build_job(path))
-    deadline = time.monotonic() + 60
-    while (status := client.job_status(app, job_id))["state"] != "PROGRESS":
-        assert status["state"] in ("PENDING", "STARTED") and time.monotonic() < deadline, status
-        time.sleep(0.05)
+    status = progress_status(app, job_id)
     victim = next(w for w in recovery["workers"] if status["progress"]["pid"] in w.child_pids())
 
     victim.kill()

@@ -67,6 +67,24 @@ def recording(path: Path, seconds: float, *, seed: int = 0) -> Path:
     return write_wav(path, np.tile(block, repeats)[: int(seconds * SR)], SR)
 
 
+def progress_status(app: Any, job_id: str, *, timeout: float = 60.0,
+                    other_than_pid: int | None = None) -> dict[str, Any]:
+    """The job's status once a pool process (not ``other_than_pid``) reports progress on it.
+
+    Fails (AssertionError with the status) if the job ends or stays silent for ``timeout`` s.
+    """
+    from worker import client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.job_status(app, job_id)
+        if status["state"] == "PROGRESS" and status["progress"]["pid"] != other_than_pid:
+            return status
+        assert status["state"] in ("PENDING", "STARTED", "PROGRESS"), status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
 def settings_from(path: Path) -> Settings:
     return load_settings(path, env={})
 
