@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.peers import (CFG, SR, Spans, load_audio, opencast_silencedetect,  # noqa: E402
                               silero_probabilities, webrtc_probabilities)
-from models.datasets import Item, load_dataset  # noqa: E402
-from models.evaluate import Counts, compare  # noqa: E402
+from ocml.models.datasets import Item, load_dataset  # noqa: E402
+from ocml.models.evaluate import Counts, compare  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 
@@ -45,7 +45,7 @@ def raw_spans(probs: np.ndarray, threshold: float = 0.5) -> Spans:
 
 def smoothed_spans(probs: np.ndarray, duration: float) -> Spans:
     """Our default post-processing applied to a peer's probabilities."""
-    from pipeline.postprocess import Binarize, preset
+    from ocml.pipeline.postprocess import Binarize, preset
 
     segs = Binarize(preset("default"))(probs, duration=duration, offset=CFG.win_length / 2 / SR)
     return [(s.start, s.end) for s in segs]
@@ -69,7 +69,7 @@ _DURATIONS: dict[Path, float] = {}
 
 def _duration(item: Item) -> float:
     if item.audio not in _DURATIONS:
-        from pipeline.decode import probe
+        from ocml.pipeline.decode import probe
 
         _DURATIONS[item.audio] = probe(str(item.audio)).duration
     return _DURATIONS[item.audio]
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     args = parser.parse_args(argv)
 
-    from pipeline.model import configure_tensorflow, load_model
-    from pipeline.postprocess import preset
-    from pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.postprocess import preset
+    from ocml.pipeline.segment import resolve_params, segment_file
 
     configure_tensorflow(1)
     items = load_dataset(args.data)

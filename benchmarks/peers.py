@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline.features import FeatureConfig  # noqa: E402
+from ocml.pipeline.features import FeatureConfig  # noqa: E402
 
 SR = 16000
 CFG = FeatureConfig()
@@ -53,7 +53,7 @@ _SILENCE = re.compile(r"silence_(start|end): (-?\d+(?:\.\d+)?)")
 
 def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     """Mono float32 at 16 kHz through the pipeline's decoder (whole file: short files only)."""
-    from pipeline.decode import stream
+    from ocml.pipeline.decode import stream
 
     return np.concatenate(list(stream(os.fspath(path), sample_rate=SR)))
 
@@ -201,7 +201,7 @@ def _to_frames(values: np.ndarray, step: int, n_samples: int) -> np.ndarray:
 
 def run_on_file(peer: str, path: str, *, mode: int = 3) -> dict[str, float]:
     """Decode ``path`` through the pipeline, run ``peer`` on it, summarise what it found."""
-    from pipeline.decode import stream
+    from ocml.pipeline.decode import stream
 
     started = time.perf_counter()
     counted = _Counted(stream(path, sample_rate=SR))

@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from config.settings import load_settings  # noqa: E402
+from ocml.config.settings import load_settings  # noqa: E402
 from tests.worker_support import (flush, progress_status, recording,  # noqa: E402
                                   running_workers, write_settings)
-from worker import client  # noqa: E402
-from worker.app import make_app  # noqa: E402
+from ocml.worker import client  # noqa: E402
+from ocml.worker.app import make_app  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 

@@ -261,13 +261,13 @@ def stage_costs(rec: Recording, *, model_path: Path | None, work: Path) -> list[
     import numpy as np
     import soxr
 
-    from pipeline.decode import stream
-    from pipeline.features import stream_logmel
-    from pipeline.inference import Inference
-    from pipeline.model import load_model
-    from pipeline.postprocess import Binarize
-    from pipeline.segment import file_sha256, resolve_params, segment_file
-    from pipeline.writers import write_outputs
+    from ocml.pipeline.decode import stream
+    from ocml.pipeline.features import stream_logmel
+    from ocml.pipeline.inference import Inference
+    from ocml.pipeline.model import load_model
+    from ocml.pipeline.postprocess import Binarize
+    from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
+    from ocml.pipeline.writers import write_outputs
 
     rows: list[tuple[str, float, float]] = []
 

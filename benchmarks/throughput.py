@@ -50,9 +50,9 @@ def make_recording(path: Path, minutes: float, seed: int) -> Path:
 
 def in_process(paths: list[Path], model_path: str | None, out_dir: Path) -> float:
     """Seconds to segment and write every file in this process (what ``ocml segment`` does)."""
-    from pipeline.model import configure_tensorflow, load_model
-    from pipeline.segment import resolve_params, segment_file
-    from pipeline.writers import write_outputs
+    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.writers import write_outputs
 
     configure_tensorflow(1)
     model = load_model(model_path)
@@ -66,15 +66,15 @@ def in_process(paths: list[Path], model_path: str | None, out_dir: Path) -> floa
 
 def through_queue(paths: list[Path], settings_file: Path, processes: int, log: Path) -> float:
     """Wall seconds from the first submit to the last finished job on a fresh worker."""
-    from config.settings import load_settings
-    from worker import client
-    from worker.app import make_app
+    from ocml.config.settings import load_settings
+    from ocml.worker import client
+    from ocml.worker.app import make_app
 
     settings = load_settings(settings_file, env={})
     app = make_app(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
     env["PYTHONPATH"] = str(ROOT)
-    code = "import sys; from worker.queue_cmd import worker; worker(sys.argv[1:])"
+    code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
     with open(log, "wb") as handle:
         proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(settings_file),
                                  "-c", str(processes), "-n", "bench@%h"], cwd=ROOT, env=env,

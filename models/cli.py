@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import OcmlError
+from ocml.pipeline.errors import OcmlError
 
 ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 
 
 def _threads(threads: int) -> None:
-    from pipeline.model import configure_tensorflow
+    from ocml.pipeline.model import configure_tensorflow
 
     configure_tensorflow(threads)
 
@@ -78,7 +78,7 @@ def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds
     Example:
       ocml-train synth data/synth --recordings 100 --seed 2
     """
-    from models.synth import SynthConfig, write_dataset
+    from ocml.models.synth import SynthConfig, write_dataset
 
     try:
         cfg = SynthConfig(seed=seed, recordings=recordings, min_seconds=min_seconds, max_seconds=max_seconds,
@@ -113,9 +113,9 @@ def spectrograms(data: tuple[Path, ...], out: Path, window: int, hop: int, per_s
       ocml-train spectrograms data/synth data/spec --png
       ocml-train spectrograms data/synth-a data/synth-b data/spec-ab
     """
-    from models.datasets import load_dataset
-    from models.spectrograms import ShardSpec, write_shards
-    from pipeline.features import FeatureConfig
+    from ocml.models.datasets import load_dataset
+    from ocml.models.spectrograms import ShardSpec, write_shards
+    from ocml.pipeline.features import FeatureConfig
 
     try:
         items = [item for folder in data for item in load_dataset(folder, require_labels=not unlabelled)]
@@ -129,7 +129,7 @@ def spectrograms(data: tuple[Path, ...], out: Path, window: int, hop: int, per_s
 
 def _recipe(recipe: str | None, arch: str | None, label_fraction: float | None, epochs: int | None,
             teacher: str | None) -> dict:
-    from models.train import load_recipe
+    from ocml.models.train import load_recipe
 
     overrides: dict = {}
     if arch:
@@ -187,8 +187,8 @@ def train(arch: str | None, recipe: str | None, data: Path, out: Path, resume: b
           --data data/spec --out runs/ae-5
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from models.train import RecipeError
-    from models.train import train as run
+    from ocml.models.train import RecipeError
+    from ocml.models.train import train as run
     try:
         r = _recipe(recipe, arch, label_fraction, epochs, teacher)
         if encoder is not None and encoder.is_dir():
@@ -211,8 +211,8 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     a readout on few labels with `ocml-train train --arch autoencoder --encoder OUT`.
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from models.train import RecipeError
-    from models.train import pretrain as run
+    from ocml.models.train import RecipeError
+    from ocml.models.train import pretrain as run
     try:
         run(_recipe(recipe, "autoencoder", None, None, None), data, out, resume=resume, echo=click.echo)
     except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
@@ -245,7 +245,7 @@ def evaluate(model: Path, data: Path, plots: Path | None, tune: bool, params: tu
     Example:
       ocml-train evaluate runs/default ../shared/data/dev --plots plots/ --tune
     """
-    from models import evaluate as ev
+    from ocml.models import evaluate as ev
 
     _threads(threads)
     try:
@@ -295,7 +295,7 @@ def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: 
           --metrics dev.json --postprocess tuned.json
     """
     _threads(1)
-    from models.train import export_checkpoint
+    from ocml.models.train import export_checkpoint
 
     try:
         metrics = None

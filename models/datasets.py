@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputMissing
-from pipeline.features import FeatureConfig, frame_times
-from pipeline.labels import LABEL_SUFFIXES, TOLERANCE, LabelError, Labels, read_labels
+from ocml.pipeline.errors import InputMissing
+from ocml.pipeline.features import FeatureConfig, frame_times
+from ocml.pipeline.labels import LABEL_SUFFIXES, TOLERANCE, LabelError, Labels, read_labels
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".mkv", ".webm", ".mov")
 

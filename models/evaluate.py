@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from models.datasets import Item, frame_labels, load_dataset
-from pipeline.features import FeatureConfig
+from ocml.models.datasets import Item, frame_labels, load_dataset
+from ocml.pipeline.features import FeatureConfig
 
 COLLAR = 0.25
 BOUNDARY_CAP = 1.0
@@ -70,7 +70,7 @@ def spans_to_frames(spans: Sequence[tuple[float, float]], n_frames: int, cfg: Fe
 def collar_mask(reference: Sequence[tuple[float, float]], n_frames: int, cfg: FeatureConfig,
                 collar: float = COLLAR) -> np.ndarray:
     """True for frames scored under the collar rule: farther than collar/2 from every reference boundary."""
-    from pipeline.features import frame_times
+    from ocml.pipeline.features import frame_times
 
     t = frame_times(n_frames, cfg)
     keep = np.ones(n_frames, bool)
@@ -117,7 +117,7 @@ class FileRun:
 
 def run_pipeline(model: Any, items: list[Item], params: Any) -> list[FileRun]:
     """Segment every item with the real pipeline (decode → features → inference → post-processing)."""
-    from pipeline.segment import segment_file
+    from ocml.pipeline.segment import segment_file
 
     runs = []
     for item in items:
@@ -129,7 +129,7 @@ def run_pipeline(model: Any, items: list[Item], params: Any) -> list[FileRun]:
 
 def rescore(runs: list[FileRun], params: Any, cfg: FeatureConfig) -> list[Counts]:
     """Counts per file after re-binarising the stored probabilities with ``params``."""
-    from pipeline.postprocess import Binarize
+    from ocml.pipeline.postprocess import Binarize
 
     binarize = Binarize(params)
     offset = cfg.win_length / 2 / cfg.sample_rate
@@ -151,7 +151,7 @@ TUNE_GRID: dict[str, Sequence[float]] = {
 
 def tune_params(runs: list[FileRun], base: Any, cfg: FeatureConfig) -> tuple[dict[str, float], dict[str, float]]:
     """Grid search of post-processing parameters maximising pooled F1 minus collar DER."""
-    from pipeline.postprocess import SegmentParams
+    from ocml.pipeline.postprocess import SegmentParams
 
     best: tuple[float, dict[str, float], dict[str, float]] = (-np.inf, {}, {})
     keys = list(TUNE_GRID)
@@ -179,8 +179,8 @@ def resolve_model_path(path: Path) -> Path:
 def evaluate_dir(model_path: Path, data: Path, *, overrides: Mapping[str, float] | None = None,
                  plots: Path | None = None, tune: bool = False, echo: Echo = print) -> dict[str, Any]:
     """Evaluate a model on a labelled folder; print a table and return the full report."""
-    from pipeline.model import load_model
-    from pipeline.segment import resolve_params
+    from ocml.pipeline.model import load_model
+    from ocml.pipeline.segment import resolve_params
 
     model = load_model(resolve_model_path(model_path))
     params = resolve_params(model, overrides=dict(overrides or {}))
@@ -206,7 +206,7 @@ def evaluate_dir(model_path: Path, data: Path, *, overrides: Mapping[str, float]
         echo(f"tuned post-processing: {tuned}")
         echo(f"  tuned overall: F1 {m['f1']:.4f}  DER {m['der']:.4f}  DER(collar) {m['der_collar']:.4f}")
     if plots is not None:
-        from models.plots import write_plots
+        from ocml.models.plots import write_plots
 
         for path in write_plots(runs, cfg, plots):
             echo(f"wrote {path}")
@@ -219,7 +219,7 @@ def model_speed(model: Any, *, frames: int = 60_000, seconds: float = 3.0) -> fl
     overlap; the threads TensorFlow was configured with), on 10 minutes of random log-mels."""
     import time
 
-    from pipeline.inference import Inference
+    from ocml.pipeline.inference import Inference
 
     x = np.random.default_rng(0).normal(-6, 3, (frames, model.features.n_mels)).astype(np.float32)
     infer = Inference(model)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ModelError, OutputError
-from pipeline.features import FeatureConfig
-from pipeline.model import (
+from ocml.pipeline.errors import ModelError, OutputError
+from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import (
     FORMAT_VERSION,
     LABELS,
     METADATA_FILE,
@@ -26,7 +26,7 @@ from pipeline.model import (
     open_savedmodel,
     read_metadata,
 )
-from pipeline.result import utc_now
+from ocml.pipeline.result import utc_now
 
 __all__ = ["export_savedmodel", "read_metadata", "build_metadata"]
 

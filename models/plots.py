@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from models.datasets import frame_labels
-from pipeline.features import FeatureConfig
+from ocml.models.datasets import frame_labels
+from ocml.pipeline.features import FeatureConfig
 
 POOLED_COLUMNS = 2000
 """Spectrogram columns drawn per timeline: long files are max-pooled down to this (fast, small)."""
@@ -31,7 +31,7 @@ def _spans(mask: np.ndarray, hop: float) -> list[tuple[float, float]]:
 
 def timeline(run: Any, cfg: FeatureConfig, path: Path) -> Path:
     """Spectrogram, speech probability, predicted and reference speech of one evaluated file."""
-    from models.spectrograms import recording_features
+    from ocml.models.spectrograms import recording_features
 
     plt = _pyplot()
     hop = cfg.hop_length / cfg.sample_rate

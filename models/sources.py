@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import OcmlError
+from ocml.pipeline.errors import OcmlError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Clip:
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate`` through the pipeline's decoder."""
-    from pipeline.decode import stream
+    from ocml.pipeline.decode import stream
 
     blocks = list(stream(str(path), sample_rate=sample_rate))
     return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.datasets import Item, check_against_audio, frame_labels
-from pipeline.features import FeatureConfig, stream_logmel
+from ocml.models.datasets import Item, check_against_audio, frame_labels
+from ocml.pipeline.features import FeatureConfig, stream_logmel
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ShardSpec:
 
 def recording_features(path: Path, cfg: FeatureConfig) -> np.ndarray:
     """Log-mel ``[frames, n_mels]`` of one recording through the pipeline's streaming path."""
-    from pipeline.decode import stream
+    from ocml.pipeline.decode import stream
 
     chunks = list(stream_logmel(stream(str(path), sample_rate=cfg.sample_rate), cfg))
     return np.concatenate(chunks) if chunks else np.zeros((0, cfg.n_mels), np.float32)
@@ -118,7 +118,7 @@ def write_shards(items: list[Item], out: Path, cfg: FeatureConfig, spec: ShardSp
 
 def _duration(path: Path) -> float:
     """The recording's duration as the pipeline's decoder reports it."""
-    from pipeline.decode import probe
+    from ocml.pipeline.decode import probe
 
     return probe(str(path)).duration
 

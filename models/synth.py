@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from models import sources
-from models.sources import Clip
+from ocml.models import sources
+from ocml.models.sources import Clip
 
 log = logging.getLogger(__name__)
 

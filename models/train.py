@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from models.architectures import ARCHITECTURES, Built, build, frame_model
-from models.spectrograms import UNLABELLED, load_shard, read_index
-from pipeline.features import FeatureConfig
-from pipeline.model import inference_hint_problem
+from ocml.models.architectures import ARCHITECTURES, Built, build, frame_model
+from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
+from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import inference_hint_problem
 
 RECIPES = Path(__file__).parent / "recipes"
 DEFAULTS: dict[str, Any] = {
@@ -326,7 +326,7 @@ def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple
 def export_model(built: Built, out_dir: Path, *, recipe: dict[str, Any], shards: ShardSet,
                  history: dict[str, Any], metrics: dict[str, Any] | None = None) -> Path:
     """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata."""
-    from models.export import export_savedmodel
+    from ocml.models.export import export_savedmodel
 
     model = built.model
     if built.window is not None:
@@ -353,7 +353,7 @@ def train(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     teacher = None
     if recipe["train"]["teacher"]:
-        from pipeline.model import load_model
+        from ocml.pipeline.model import load_model
 
         teacher = load_model(recipe["train"]["teacher"])
         echo(f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe['train']['distill_weight']}")

@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from pipeline.errors import (
+from ocml.pipeline.errors import (
     BadSampleRate,
     InputEmpty,
     InputMissing,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from pipeline.model import Model
+from ocml.pipeline.model import Model
 
 
 class Inference:

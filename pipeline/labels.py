@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import OcmlError
+from ocml.pipeline.errors import OcmlError
 
 LABEL_SUFFIXES = (".json", ".txt", ".rttm", ".smil")
 NON_SPEECH_LABELS = {"silence", "non-speech", "nonspeech", "non_speech", "noise", "music", "sil", "ns"}

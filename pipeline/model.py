@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ModelError
-from pipeline.features import FeatureConfig
+from ocml.pipeline.errors import ModelError
+from ocml.pipeline.features import FeatureConfig
 
 FORMAT_VERSION = 1
 METADATA_FILE = "assets/ocml.json"
@@ -105,7 +105,7 @@ def import_tensorflow():
 def default_model_path() -> Path:
     """Directory of the shipped default model, ``models/pretrained/default`` in the package."""
     try:
-        path = Path(str(importlib.resources.files("models.pretrained") / "default"))
+        path = Path(str(importlib.resources.files("ocml.models.pretrained") / "default"))
     except ModuleNotFoundError as exc:
         raise ModelError(f"the default model is not installed ({exc})") from exc
     if not path.is_dir():

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ParamsError
+from ocml.pipeline.errors import ParamsError
 
 MAX_DURATION_PARAM = 3600.0
 _DURATIONS = ("min_speech", "min_silence", "min_voice", "pad_before", "pad_after")

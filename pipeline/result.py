@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import OcmlError
-from pipeline.postprocess import Segment, SegmentParams
+from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.postprocess import Segment, SegmentParams
 
 SCHEMA_ID = "opencast-ml/segments/v1"
 SCHEMA_RESOURCE = "segments-v1.schema.json"
@@ -142,7 +142,7 @@ def utc_now() -> str:
 @functools.cache
 def schema() -> dict[str, Any]:
     """The shipped JSON Schema of ``opencast-ml/segments/v1``."""
-    return json.loads((files("pipeline") / "schemas" / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+    return json.loads((files("ocml.pipeline") / "schemas" / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
 
 
 @functools.cache

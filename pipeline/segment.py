@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.decode import probe, stream
-from pipeline.errors import InputTooShort
-from pipeline.features import stream_logmel
-from pipeline.inference import Inference
-from pipeline.model import Model
-from pipeline.postprocess import Binarize, SegmentParams, preset
-from pipeline.prefetch import prefetch
-from pipeline.result import InputInfo, ModelInfo, Result, utc_now
+from ocml.pipeline.decode import probe, stream
+from ocml.pipeline.errors import InputTooShort
+from ocml.pipeline.features import stream_logmel
+from ocml.pipeline.inference import Inference
+from ocml.pipeline.model import Model
+from ocml.pipeline.postprocess import Binarize, SegmentParams, preset
+from ocml.pipeline.prefetch import prefetch
+from ocml.pipeline.result import InputInfo, ModelInfo, Result, utc_now
 
 Progress = Callable[[float, float], None]
 """Called as ``progress(processed_seconds, duration_seconds)`` after each inference chunk."""

@@ -40,9 +40,9 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from pipeline.errors import OcmlError, OutputError, TransientIOError
-from pipeline.labels import render_audacity_labels
-from pipeline.result import Result, validate
+from ocml.pipeline.errors import OcmlError, OutputError, TransientIOError
+from ocml.pipeline.labels import render_audacity_labels
+from ocml.pipeline.result import Result, validate
 
 SMIL_NS = "http://www.w3.org/ns/SMIL"
 OC_SMIL_NS = "http://smil.opencastproject.org"

@@ -63,7 +63,7 @@ class AudioSource:
     @classmethod
     def for_file(cls, path: str, *, sample_rate: int = SAMPLE_RATE, **kwargs: float) -> AudioSource:
         """A source decoding ``path`` with the pipeline's decoder."""
-        from pipeline.decode import stream
+        from ocml.pipeline.decode import stream
 
         return cls(
             lambda start: stream(path, sample_rate=sample_rate, block_seconds=10.0, start=start),

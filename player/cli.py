@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import OcmlError
+from ocml.pipeline.errors import OcmlError
 
 MEDIA = click.Path(exists=True, dir_okay=False, path_type=Path)
 FILE = click.Path(dir_okay=False, path_type=Path)
@@ -30,7 +30,7 @@ def _size(value: str) -> tuple[int, int]:
 
 def _session(media: Path, result: Path | None, probabilities: Path | None, model: Path | None):
     """The session to show: from a result file, or by running the pipeline with a progress bar."""
-    from player.session import from_pipeline, from_result
+    from ocml.player.session import from_pipeline, from_result
 
     if result is not None:
         return from_result(media, result, probabilities=probabilities)
@@ -97,7 +97,7 @@ def play(
                 param_hint="--at",
             )
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        from player import ui
+        from ocml.player import ui
 
         if screenshot is not None:
             click.echo(ui.screenshot(session, screenshot, at=at, size=dims))
@@ -127,9 +127,9 @@ def plot(
     media: Path, result: Path, probabilities: Path | None, reference: Path | None, output: Path
 ) -> None:
     """Draw MEDIA's spectrogram, speech probability and segments (and misses/false alarms)."""
-    from pipeline.labels import read_labels
-    from player.plot import plot_session
-    from player.session import from_result
+    from ocml.pipeline.labels import read_labels
+    from ocml.player.plot import plot_session
+    from ocml.player.session import from_result
 
     try:
         session = from_result(media, result, probabilities=probabilities)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.labels import render_audacity_labels, render_labels_json
-from pipeline.writers import atomic_write
+from ocml.pipeline.labels import render_audacity_labels, render_labels_json
+from ocml.pipeline.writers import atomic_write
 
 MIN_PIECE = 0.01  # seconds: a moved boundary keeps at least one frame to each neighbour
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.features import FeatureConfig, stream_logmel
-from pipeline.labels import merge_intervals
-from player.labels import difference
-from player.session import Session
-from player.timeline import FRAME_HOP, FRAME_OFFSET, pool
+from ocml.pipeline.features import FeatureConfig, stream_logmel
+from ocml.pipeline.labels import merge_intervals
+from ocml.player.labels import difference
+from ocml.player.session import Session
+from ocml.player.timeline import FRAME_HOP, FRAME_OFFSET, pool
 
 COLUMNS = 2000
 DETAIL_SECONDS = 60.0
@@ -114,8 +114,8 @@ def plot_session(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline.decode import stream
-    from pipeline.writers import atomic_write
+    from ocml.pipeline.decode import stream
+    from ocml.pipeline.writers import atomic_write
 
     cfg = cfg or FeatureConfig()
     long = session.duration > DETAIL_SECONDS * 1.5

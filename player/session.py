@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputMissing, InputUnreadable
-from pipeline.result import InvalidResult, Result
-from player.labels import Labels
+from ocml.pipeline.errors import InputMissing, InputUnreadable
+from ocml.pipeline.result import InvalidResult, Result
+from ocml.player.labels import Labels
 
 FRAME_SLACK = 0.05  # seconds of difference allowed between probabilities and duration
 
@@ -114,8 +114,8 @@ def from_pipeline(
     progress: Callable[[float, float], None] | None = None,
 ) -> Session:
     """A session from running the pipeline on ``media`` with the model's default parameters."""
-    from pipeline.model import configure_tensorflow, load_model
-    from pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.segment import resolve_params, segment_file
 
     configure_tensorflow()
     model = load_model(model_path)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from player.labels import Labels
-from player.timeline import detail_window, frame_index
+from ocml.player.labels import Labels
+from ocml.player.timeline import detail_window, frame_index
 
 ZOOM_LEVELS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0)  # detail view spans, seconds
 

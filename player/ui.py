@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pygame
 
-from pipeline.features import FeatureConfig, logmel
-from player.audio import SAMPLE_RATE, AudioSource, MixerFeed
-from player.labels import save_labels
-from player.session import Session
-from player.state import PlayerState, action_for, format_time
-from player.timeline import FRAME_HOP, FRAME_OFFSET, Axis, Layout, Rect, pool
+from ocml.pipeline.features import FeatureConfig, logmel
+from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed
+from ocml.player.labels import save_labels
+from ocml.player.session import Session
+from ocml.player.state import PlayerState, action_for, format_time
+from ocml.player.timeline import FRAME_HOP, FRAME_OFFSET, Axis, Layout, Rect, pool
 
 SPEECH = (40, 170, 70)
 NON_SPEECH = (190, 50, 50)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.features import FeatureConfig, frame_times, logmel
-from pipeline.model import Model, configure_tensorflow, load_model
+from ocml.pipeline.features import FeatureConfig, frame_times, logmel
+from ocml.pipeline.model import Model, configure_tensorflow, load_model
 from tests.media import speechlike
 
 SR = 16000
@@ -93,7 +93,7 @@ def _train_tiny_model(cfg: FeatureConfig):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of the exported tiny SavedModel (trained once per test session)."""
-    from models.export import export_savedmodel
+    from ocml.models.export import export_savedmodel
 
     cfg = FeatureConfig()
     out = tmp_path_factory.mktemp("models") / "tiny"

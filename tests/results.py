@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.postprocess import PRESETS, Segment, SegmentParams
-from pipeline.result import InputInfo, ModelInfo, Result
+from ocml.pipeline.postprocess import PRESETS, Segment, SegmentParams
+from ocml.pipeline.result import InputInfo, ModelInfo, Result
 
 PROBABILITIES = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
 

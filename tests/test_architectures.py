@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.architectures import ARCHITECTURES, build, frame_model
-from pipeline.features import FeatureConfig
-from pipeline.model import configure_tensorflow, load_model
+from ocml.models.architectures import ARCHITECTURES, build, frame_model
+from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import configure_tensorflow, load_model
 
 TINY = {
     "vanilla_conv": {"window": 9, "filters": [4], "dense": 8},
@@ -30,8 +30,8 @@ def _one_thread() -> None:
 def test_builds_trains_exports_and_loads(arch: str, tmp_path: Path) -> None:
     import keras
 
-    from models.export import export_savedmodel
-    from models.train import frame_bce
+    from ocml.models.export import export_savedmodel
+    from ocml.models.train import frame_bce
 
     keras.utils.set_random_seed(0)
     built = build(arch, MELS, TINY[arch])
@@ -81,7 +81,7 @@ def test_unknown_architecture_and_parameters_are_refused() -> None:
 
 
 def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> None:
-    from models.export import export_savedmodel
+    from ocml.models.export import export_savedmodel
 
     built = build("crnn", MELS, {**TINY["crnn"], "time_pool": 2})
     x = np.random.default_rng(2).normal(-5, 3, (2, 37, MELS)).astype(np.float32)

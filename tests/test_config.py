@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
-from worker.app import celery_config
+from ocml.config.settings import DEFAULT_FILE, Settings, SettingsError, load_settings
+from ocml.worker.app import celery_config
 
 
 def write(path: Path, data: object) -> Path:

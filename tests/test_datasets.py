@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.datasets import LabelError, check_against_audio, frame_labels, load_dataset, read_labels
-from pipeline.errors import InputMissing
-from pipeline.features import FeatureConfig
+from ocml.models.datasets import LabelError, check_against_audio, frame_labels, load_dataset, read_labels
+from ocml.pipeline.errors import InputMissing
+from ocml.pipeline.features import FeatureConfig
 
 SPEECH = [(0.5, 1.25), (2.0, 3.5)]
 

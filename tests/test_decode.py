@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import decode
-from pipeline.decode import AudioInfo, probe, stream
-from pipeline.errors import (
+from ocml.pipeline import decode
+from ocml.pipeline.decode import AudioInfo, probe, stream
+from ocml.pipeline.errors import (
     BadSampleRate,
     InputEmpty,
     InputMissing,

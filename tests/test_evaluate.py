@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.evaluate import boundary_errors, collar_mask, compare
-from pipeline.features import FeatureConfig
+from ocml.models.evaluate import boundary_errors, collar_mask, compare
+from ocml.pipeline.features import FeatureConfig
 
 CFG = FeatureConfig()
 N = 1000  # 10 s of frames; frame i's centre is at 12.5 ms + i × 10 ms

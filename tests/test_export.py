@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.export import export_savedmodel, read_metadata
-from pipeline.errors import ModelError, OutputError
-from pipeline.features import FeatureConfig
-from pipeline.model import load_model, open_savedmodel
+from ocml.models.export import export_savedmodel, read_metadata
+from ocml.pipeline.errors import ModelError, OutputError
+from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import load_model, open_savedmodel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,10 +70,10 @@ def test_loads_and_runs_without_keras_model_code(tiny_model, tiny_model_dir, tmp
         import numpy as np
         import tensorflow
         before = set(sys.modules)
-        from pipeline.model import load_model
+        from ocml.pipeline.model import load_model
         probs = load_model({str(tiny_model_dir)!r}).predict(np.load({str(tmp_path / "x.npy")!r}))
         np.save({str(tmp_path / "y.npy")!r}, probs)
-        print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("keras", "models", "tests")))
+        print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("keras", "tests") or m.startswith("ocml.models")))
         """)
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features import FeatureConfig, frame_times, logmel, mel_filterbank, stream_logmel
+from ocml.pipeline.features import FeatureConfig, frame_times, logmel, mel_filterbank, stream_logmel
 
 CFG = FeatureConfig()
 

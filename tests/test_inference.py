@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.features import logmel
-from pipeline.inference import Inference
+from ocml.pipeline.features import logmel
+from ocml.pipeline.inference import Inference
 from tests.conftest import synthetic_recording
 
 
@@ -52,7 +52,7 @@ def test_default_chunking_on_a_long_recording(tiny_model):
 
 
 def test_chunking_and_batching_default_to_the_models_hint(tiny_model_dir, tmp_path):
-    from pipeline.model import load_model
+    from ocml.pipeline.model import load_model
 
     copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     meta = copy / "assets" / "ocml.json"

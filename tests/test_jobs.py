@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from config.settings import load_settings
-from pipeline.writers import FORMATS
-from worker.jobs import Job, JobFailed, JobInvalid, parse_job
+from ocml.config.settings import load_settings
+from ocml.pipeline.writers import FORMATS
+from ocml.worker.jobs import Job, JobFailed, JobInvalid, parse_job
 
 
 @pytest.fixture

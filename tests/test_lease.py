@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from worker.lease import held_delivery_tags, renew
+from ocml.worker.lease import held_delivery_tags, renew
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 KEY = "unacked_index"

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import model as model_module
-from pipeline.errors import ModelError
-from pipeline.features import FeatureConfig, logmel
-from pipeline.model import configure_tensorflow, directory_sha256, load_model, read_metadata
+from ocml.pipeline import model as model_module
+from ocml.pipeline.errors import ModelError
+from ocml.pipeline.features import FeatureConfig, logmel
+from ocml.pipeline.model import configure_tensorflow, directory_sha256, load_model, read_metadata
 from tests.conftest import TINY_POSTPROCESS, frame_labels, synthetic_recording
 
 
@@ -228,7 +228,7 @@ def test_configure_tensorflow_is_idempotent_after_start(tiny_model, caplog):
 
 
 def test_importing_the_pipeline_does_not_import_tensorflow():
-    code = "import sys, pipeline.model, pipeline.inference, pipeline.features; print('tensorflow' in sys.modules)"
+    code = "import sys, ocml.pipeline.model, ocml.pipeline.inference, ocml.pipeline.features; print('tensorflow' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.labels import (
+from ocml.pipeline.labels import (
     LabelError,
     merge_intervals,
     read_labels,
     render_audacity_labels,
     render_labels_json,
 )
-from player.labels import Labels, difference, save_labels
-from player.state import PlayerState, action_for, format_time
-from player.timeline import Axis, Layout, detail_window, frame_index, pool
+from ocml.player.labels import Labels, difference, save_labels
+from ocml.player.state import PlayerState, action_for, format_time
+from ocml.player.timeline import Axis, Layout, detail_window, frame_index, pool
 
 
 def labels() -> Labels:

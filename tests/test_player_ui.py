@@ -15,12 +15,12 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from player import ui  # noqa: E402
-from pipeline.decode import stream  # noqa: E402
-from player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
-from player.cli import play  # noqa: E402
-from player.session import from_result  # noqa: E402
-from player.timeline import Axis, Layout  # noqa: E402
+from ocml.player import ui  # noqa: E402
+from ocml.pipeline.decode import stream  # noqa: E402
+from ocml.player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
+from ocml.player.cli import play  # noqa: E402
+from ocml.player.session import from_result  # noqa: E402
+from ocml.player.timeline import Axis, Layout  # noqa: E402
 from tests.media import speechlike, write_wav  # noqa: E402
 from tests.results import write_result  # noqa: E402
 

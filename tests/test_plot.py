@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipeline.features import FeatureConfig, logmel, stream_logmel
-from player.cli import plot
-from player.plot import detail_windows, spectrograms
-from player.session import Session
+from ocml.pipeline.features import FeatureConfig, logmel, stream_logmel
+from ocml.player.cli import plot
+from ocml.player.plot import detail_windows, spectrograms
+from ocml.player.session import Session
 from tests.media import speechlike, write_wav
 from tests.results import write_result
 

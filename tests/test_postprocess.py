@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.errors import ParamsError
-from pipeline.postprocess import PRESETS, Binarize, Segment, SegmentParams, preset
+from ocml.pipeline.errors import ParamsError
+from ocml.pipeline.postprocess import PRESETS, Binarize, Segment, SegmentParams, preset
 
 
 def spans(*pairs: tuple[int, int]) -> np.ndarray:

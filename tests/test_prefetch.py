@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipeline.prefetch import prefetch
+from ocml.pipeline.prefetch import prefetch
 
 
 def test_yields_every_item_in_order() -> None:

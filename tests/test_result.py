@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from pipeline.postprocess import PRESETS, Binarize, preset
-from pipeline.result import InvalidResult, Result, schema, utc_now, validate
+from ocml.pipeline.postprocess import PRESETS, Binarize, preset
+from ocml.pipeline.result import InvalidResult, Result, schema, utc_now, validate
 from tests.results import make_result
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.decode import stream
-from pipeline.features import logmel
-from pipeline.model import Model
-from pipeline.postprocess import PRESETS, SegmentParams
-from pipeline.result import validate
-from pipeline.segment import file_sha256, resolve_params, segment_file
+from ocml.pipeline.decode import stream
+from ocml.pipeline.features import logmel
+from ocml.pipeline.model import Model
+from ocml.pipeline.postprocess import PRESETS, SegmentParams
+from ocml.pipeline.result import validate
+from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
 from tests.media import encode, speechlike, write_wav
 
 SPEECH = [(2.0, 5.5), (8.0, 9.5), (12.0, 20.0), (26.0, 28.0)]

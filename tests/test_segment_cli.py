@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.result import validate
+from ocml.pipeline.result import validate
 from tests.media import encode, speechlike, write_video_without_audio, write_wav
 
 OCML = str(Path(sys.executable).with_name("ocml"))

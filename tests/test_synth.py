@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.datasets import load_dataset
-from models.synth import SynthConfig, build_pools, mix, trim, write_dataset
+from ocml.models.datasets import load_dataset
+from ocml.models.synth import SynthConfig, build_pools, mix, trim, write_dataset
 from tests.media import speechlike
 
 SR = 16000

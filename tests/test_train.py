@@ -11,10 +11,10 @@ import soundfile as sf
 import yaml
 from click.testing import CliRunner
 
-from models.cli import main
-from models.spectrograms import UNLABELLED, load_shard
-from models.train import RecipeError, load_recipe
-from pipeline.model import load_model
+from ocml.models.cli import main
+from ocml.models.spectrograms import UNLABELLED, load_shard
+from ocml.models.train import RecipeError, load_recipe
+from ocml.pipeline.model import load_model
 from tests.media import speechlike
 
 SR = 16000
@@ -161,7 +161,7 @@ def test_recipe_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_the_default_recipe_is_the_one_the_shipped_model_was_trained_with() -> None:
-    from pipeline.model import default_model_path, read_metadata
+    from ocml.pipeline.model import default_model_path, read_metadata
 
     shipped = read_metadata(default_model_path())["training"]["recipe"]
     committed = load_recipe("default")

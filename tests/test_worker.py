@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.result import validate
+from ocml.pipeline.result import validate
 from tests.worker_support import (
     ROOT,
     flush,
@@ -25,9 +25,9 @@ from tests.worker_support import (
     worker_env,
     write_settings,
 )
-from worker import client
-from worker.app import TASK_NAME, make_app
-from worker.tasks import DELIVERY_KEY, backoff_delay
+from ocml.worker import client
+from ocml.worker.app import TASK_NAME, make_app
+from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

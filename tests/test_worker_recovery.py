@@ -17,9 +17,9 @@ import redis
 
 from tests.worker_support import (progress_status, recording, running_workers, settings_from,
                                   write_settings)
-from worker import client
-from worker.app import make_app
-from worker.tasks import DELIVERY_KEY
+from ocml.worker import client
+from ocml.worker.app import make_app
+from ocml.worker.tasks import DELIVERY_KEY
 
 PORT = 6397
 VISIBILITY = 3.0
@@ -58,9 +58,9 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real SavedModel that is slow on purpose: Conv1D 64 → 1024 → 1024 → 1 channels, kernel 9."""
     import keras
 
-    from models.export import export_savedmodel
-    from pipeline.features import FeatureConfig
-    from pipeline.model import configure_tensorflow
+    from ocml.models.export import export_savedmodel
+    from ocml.pipeline.features import FeatureConfig
+    from ocml.pipeline.model import configure_tensorflow
 
     configure_tensorflow(1)
     keras.utils.set_random_seed(0)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import OutputError
-from pipeline.postprocess import Segment
-from pipeline.result import Result, validate
-from pipeline.writers import (
+from ocml.pipeline.errors import OutputError
+from ocml.pipeline.postprocess import Segment
+from ocml.pipeline.result import Result, validate
+from ocml.pipeline.writers import (
     FORMATS,
     Track,
     atomic_write,

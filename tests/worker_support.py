@@ -20,9 +20,9 @@ import numpy as np
 import redis
 import yaml
 
-from config.settings import Settings, load_settings
+from ocml.config.settings import Settings, load_settings
 from tests.media import speechlike, write_wav
-from worker.app import make_app
+from ocml.worker.app import make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -73,7 +73,7 @@ def progress_status(app: Any, job_id: str, *, timeout: float = 60.0,
 
     Fails (AssertionError with the status) if the job ends or stays silent for ``timeout`` s.
     """
-    from worker import client
+    from ocml.worker import client
 
     deadline = time.monotonic() + timeout
     while True:
@@ -108,7 +108,7 @@ class WorkerProcess:
     def __init__(self, config: Path, *, name: str, concurrency: int, log: Path) -> None:
         self.name = f"{name}@test"
         self.log = log
-        code = "import sys; from worker.queue_cmd import worker; worker(sys.argv[1:])"
+        code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
         self._log_handle = open(log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, "--config", str(config), "-c", str(concurrency),

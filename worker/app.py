@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import Celery
 
-from config.settings import Settings, load_settings
-from worker.lease import LEASE_SETTING, RenewLeases
+from ocml.config.settings import Settings, load_settings
+from ocml.worker.lease import LEASE_SETTING, RenewLeases
 
 TASK_NAME = "ocml.segment"
 
@@ -77,6 +77,6 @@ def make_app(settings: Settings) -> Celery:
     return client
 
 
-app = Celery("ocml", include=["worker.tasks"])
+app = Celery("ocml", include=["ocml.worker.tasks"])
 app.add_defaults(lambda: celery_config(current_settings()))
 app.steps["consumer"].add(RenewLeases)

@@ -19,9 +19,9 @@ from celery import Celery
 from celery.exceptions import TimeLimitExceeded
 from celery.result import AsyncResult
 
-from config.settings import Settings
-from worker.app import TASK_NAME
-from worker.jobs import JobFailed
+from ocml.config.settings import Settings
+from ocml.worker.app import TASK_NAME
+from ocml.worker.jobs import JobFailed
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 WATCH_KEY = "ocml:watch:{inbox}"
@@ -46,8 +46,8 @@ def build_job(path: str | os.PathLike[str], *, output_dir: str | os.PathLike[str
 
 def duration_of(path: str | os.PathLike[str]) -> float | None:
     """The recording's duration in seconds, or None when it cannot be probed here."""
-    from pipeline.decode import probe
-    from pipeline.errors import OcmlError
+    from ocml.pipeline.decode import probe
+    from ocml.pipeline.errors import OcmlError
 
     try:
         return float(probe(path).duration)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.settings import Settings
-from pipeline.errors import OcmlError, ParamsError
-from pipeline.postprocess import SegmentParams, preset
+from ocml.config.settings import Settings
+from ocml.pipeline.errors import OcmlError, ParamsError
+from ocml.pipeline.postprocess import SegmentParams, preset
 
 JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset")
 

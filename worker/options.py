@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
+from ocml.config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), envvar=CONFIG_ENV,

@@ -15,11 +15,11 @@ from typing import Any
 
 import click
 
-from config.settings import CONFIG_ENV, Settings
-from worker.options import cli_settings, config_option
+from ocml.config.settings import CONFIG_ENV, Settings
+from ocml.worker.options import cli_settings, config_option
 
 def _client(config_path: str | None) -> tuple[Any, Settings]:
-    from worker.app import make_app
+    from ocml.worker.app import make_app
 
     settings = cli_settings(config_path)
     return make_app(settings), settings
@@ -39,7 +39,7 @@ def worker(config_path: str | None, concurrency: int | None, hostname: str | Non
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
     settings = cli_settings(config_path)
     _check_model(settings)
-    from worker.app import app
+    from ocml.worker.app import app
 
     argv = ["worker", f"--loglevel={loglevel}", "--events",
             f"--concurrency={concurrency or settings.concurrency or os.cpu_count() or 1}"]
@@ -75,9 +75,9 @@ def submit(files: tuple[str, ...], wait_: bool, formats: tuple[str, ...], preset
            params: tuple[str, ...], output_dir: str | None, output_file: str | None,
            timeout: float | None, config_path: str | None) -> None:
     """Queue FILE... for segmentation; prints one job id per line."""
-    from pipeline.writers import FORMATS
-    from worker import client
-    from worker.jobs import JobInvalid, parse_job
+    from ocml.pipeline.writers import FORMATS
+    from ocml.worker import client
+    from ocml.worker.jobs import JobInvalid, parse_job
 
     app, settings = _client(config_path)
     if output_file is not None:
@@ -120,7 +120,7 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _copy_result(result: dict[str, Any], output_file: str) -> None:
-    from pipeline.writers import atomic_write
+    from ocml.pipeline.writers import atomic_write
 
     (source,) = result["outputs"].values()
     atomic_write(os.path.abspath(output_file), Path(source).read_bytes())
@@ -181,7 +181,7 @@ def _describe(status: dict[str, Any]) -> str:
 @config_option
 def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> None:
     """Show each JOB's state, progress, result paths or error (exit 1 if any failed)."""
-    from worker import client
+    from ocml.worker import client
 
     app, _ = _client(config_path)
     statuses = [client.job_status(app, job_id) for job_id in job_ids]
@@ -206,7 +206,7 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
 def watch(inbox: str, output_dir: str | None, formats: tuple[str, ...], preset: str | None,
           interval: float, settle: float, once: bool, config_path: str | None) -> None:
     """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
-    from worker import client
+    from ocml.worker import client
 
     app, settings = _client(config_path)
     folder = Path(inbox)

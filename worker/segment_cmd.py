@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from pipeline.errors import OcmlError
-from worker.options import cli_settings, config_option
-from pipeline.writers import FORMATS as ALL_FORMATS
+from ocml.pipeline.errors import OcmlError
+from ocml.worker.options import cli_settings, config_option
+from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 PARAM_OPTIONS = (
@@ -97,8 +97,8 @@ def segment(
       ocml segment *.flac -o results/ --format json,smil,cutmarks
       ocml segment lecture.mp4 --preset opencast --min-silence 5
     """
-    from pipeline.model import load_model
-    from pipeline.segment import resolve_params
+    from ocml.pipeline.model import load_model
+    from ocml.pipeline.segment import resolve_params
 
     settings = cli_settings(config_path)
     if model_path is None and settings.model != "default":
@@ -124,8 +124,8 @@ def segment(
 
 def _segment_one(path, output_dir, formats, model, params, show_progress) -> bool:
     """Segment and write one file; report a failure on one line and return whether it worked."""
-    from pipeline.segment import segment_file
-    from pipeline.writers import ensure_output_dir, write_outputs
+    from ocml.pipeline.segment import segment_file
+    from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     out_dir = output_dir if output_dir is not None else path.parent
     try:

@@ -20,11 +20,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from celery.utils.log import get_logger
 
-from config.settings import Settings
-from pipeline.errors import OcmlError, TransientIOError
-from pipeline.writers import FORMATS
-from worker.app import TASK_NAME, app, current_settings
-from worker.jobs import Job, JobFailed, parse_job
+from ocml.config.settings import Settings
+from ocml.pipeline.errors import OcmlError, TransientIOError
+from ocml.pipeline.writers import FORMATS
+from ocml.worker.app import TASK_NAME, app, current_settings
+from ocml.worker.jobs import Job, JobFailed, parse_job
 
 PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
@@ -44,7 +44,7 @@ def load_model_in_child(**_: Any) -> None:
 def process_model() -> Any:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        from pipeline.model import configure_tensorflow, load_model
+        from ocml.pipeline.model import configure_tensorflow, load_model
 
         configure_tensorflow(1)
         name = current_settings().model
@@ -84,8 +84,8 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
 
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
-    from pipeline.segment import resolve_params, segment_file
-    from pipeline.writers import ensure_output_dir, write_outputs
+    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     ensure_output_dir(job.output_dir)
     params = resolve_params(model, preset_name=job.preset, overrides=job.params)
