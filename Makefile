@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REDIS_PORT ?= 6379
 
-.PHONY: demo test redis bench model clean
+.PHONY: demo test lint redis bench model clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ocml segment tests/data/lecture-sample.flac -o demo-output --format json,smil
 
-## Run the whole test suite (starts a Redis server when none answers on $(REDIS_PORT)).
-test: $(STAMP) redis
+## Lint and format check (ruff, configured in pyproject.toml), then the whole test suite (starts a
+## Redis server when none answers on $(REDIS_PORT)).
+test: $(STAMP) redis lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 redis:
 	@$(BIN)/python -c "import redis,sys; redis.Redis(port=$(REDIS_PORT), socket_connect_timeout=1).ping()" 2>/dev/null \

@@ -27,8 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.peers import (CFG, SR, Spans, load_audio, opencast_silencedetect,  # noqa: E402
-                              silero_probabilities, webrtc_probabilities)
+from benchmarks.peers import (
+    CFG,
+    SR,
+    Spans,
+    load_audio,
+    opencast_silencedetect,  # noqa: E402
+    silero_probabilities,
+    webrtc_probabilities,
+)
 from ocml.models.datasets import Item, load_dataset  # noqa: E402
 from ocml.models.evaluate import Counts, compare  # noqa: E402
 
@@ -77,7 +84,9 @@ def _duration(item: Item) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEV, help="labelled folder (default: shared dev set)")
+    parser.add_argument(
+        "data", nargs="?", type=Path, default=DEV, help="labelled folder (default: shared dev set)"
+    )
     parser.add_argument("--model", help="SavedModel (default: the shipped default model)")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     args = parser.parse_args(argv)
@@ -99,26 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     params = resolve_params(model)
     systems: dict[str, Callable[[Item], Spans]] = {
-        f"opencast-ml {model.name} {model.version} ({model.architecture})":
-            lambda i: [(s.start, s.end) for s in segment_file(i.audio, model, params).segments],
-        "ffmpeg silencedetect (Opencast defaults)": lambda i: opencast_silencedetect(i.audio, _duration(i)),
+        f"opencast-ml {model.name} {model.version} ({model.architecture})": lambda i: [
+            (s.start, s.end) for s in segment_file(i.audio, model, params).segments
+        ],
+        "ffmpeg silencedetect (Opencast defaults)": lambda i: opencast_silencedetect(
+            i.audio, _duration(i)
+        ),
     }
     for mode in range(4):
-        systems[f"WebRTC VAD mode {mode}"] = lambda i, m=mode: raw_spans(webrtc_probabilities(audio(i), m))
-        systems[f"WebRTC VAD mode {mode} + our post-processing"] = \
-            lambda i, m=mode: smoothed_spans(webrtc_probabilities(audio(i), m), _duration(i))
-    systems["Silero VAD (ONNX), threshold 0.5"] = lambda i: raw_spans(silero_probabilities(audio(i)))
-    systems["Silero VAD (ONNX) + our post-processing"] = \
-        lambda i: smoothed_spans(silero_probabilities(audio(i)), _duration(i))
+        systems[f"WebRTC VAD mode {mode}"] = lambda i, m=mode: raw_spans(
+            webrtc_probabilities(audio(i), m)
+        )
+        systems[f"WebRTC VAD mode {mode} + our post-processing"] = lambda i, m=mode: smoothed_spans(
+            webrtc_probabilities(audio(i), m), _duration(i)
+        )
+    systems["Silero VAD (ONNX), threshold 0.5"] = lambda i: raw_spans(
+        silero_probabilities(audio(i))
+    )
+    systems["Silero VAD (ONNX) + our post-processing"] = lambda i: smoothed_spans(
+        silero_probabilities(audio(i)), _duration(i)
+    )
     for item in items:  # decode outside the timed region for the peers that take samples
         audio(item)
     rows = []
     for name, system in systems.items():
         m, seconds = score(items, system)
-        rows.append({"system": name, **m, "x_realtime": round(audio_seconds / max(seconds, 1e-9), 1)})
-    print(f"{len(items)} files, {audio_seconds / 60:.1f} min of {args.data}; frame metrics on 10 ms frames, "
-          f"DER collar {0.25} s (pyannote convention: ±0.125 s); default post-processing "
-          f"{preset('default').to_dict()}")
+        rows.append(
+            {"system": name, **m, "x_realtime": round(audio_seconds / max(seconds, 1e-9), 1)}
+        )
+    print(
+        f"{len(items)} files, {audio_seconds / 60:.1f} min of {args.data}; frame metrics on 10 ms frames, "
+        f"DER collar {0.25} s (pyannote convention: ±0.125 s); default post-processing "
+        f"{preset('default').to_dict()}"
+    )
     cols = ("f1", "precision", "recall", "der", "der_collar", "boundary_error", "x_realtime")
     print(f"| {'system':<52} | " + " | ".join(f"{c:>14}" for c in cols) + " |")
     print(f"|{'-' * 54}|" + "|".join("-" * 16 for _ in cols) + "|")

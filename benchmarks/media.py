@@ -49,8 +49,10 @@ class Recording:
     @property
     def name(self) -> str:
         layout = "mono" if self.channels == 1 else f"{self.channels}ch"
-        return (f"lecture-{self.minutes:g}min-{self.sample_rate // 1000}k-{layout}"
-                f"-s{self.seed}-v{SYNTH_VERSION}.{self.container}")
+        return (
+            f"lecture-{self.minutes:g}min-{self.sample_rate // 1000}k-{layout}"
+            f"-s{self.seed}-v{SYNTH_VERSION}.{self.container}"
+        )
 
     @property
     def path(self) -> Path:
@@ -93,8 +95,9 @@ def lecture_pieces(rec: Recording) -> Iterator[np.ndarray]:
         first = index * PIECE_SECONDS * sr
         n = min(PIECE_SECONDS * sr, total - first)
         t0 = first / sr
-        local = [(max(0.0, a - t0), min(n / sr, b - t0)) for a, b in spans
-                 if b > t0 and a < t0 + n / sr]
+        local = [
+            (max(0.0, a - t0), min(n / sr, b - t0)) for a, b in spans if b > t0 and a < t0 + n / sr
+        ]
         seed = rec.seed * 1_000_003 + index
         voice = speechlike(sr, n / sr, local, seed=seed, noise_db=-50.0)[:n]
         hum = 0.002 * np.sin(2 * np.pi * 50.0 * (first + np.arange(n)) / sr)
@@ -110,8 +113,14 @@ def lecture_pieces(rec: Recording) -> Iterator[np.ndarray]:
 
 def write_flac(rec: Recording, path: Path) -> None:
     """Write ``rec`` as 16-bit FLAC with libsndfile, one piece at a time."""
-    with sf.SoundFile(str(path), "w", samplerate=rec.sample_rate, channels=rec.channels,
-                      format="FLAC", subtype="PCM_16") as out:
+    with sf.SoundFile(
+        str(path),
+        "w",
+        samplerate=rec.sample_rate,
+        channels=rec.channels,
+        format="FLAC",
+        subtype="PCM_16",
+    ) as out:
         for piece in lecture_pieces(rec):
             out.write(piece)
 
@@ -127,7 +136,7 @@ def write_mp4(rec: Recording, path: Path) -> None:
         for piece in lecture_pieces(rec):
             data = piece if piece.ndim == 2 else piece[:, None]
             for start in range(0, len(data), _ENCODE_FRAME):
-                chunk = np.ascontiguousarray(data[start:start + _ENCODE_FRAME].T)
+                chunk = np.ascontiguousarray(data[start : start + _ENCODE_FRAME].T)
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
                 frame.sample_rate = sr
                 frame.pts = pts
@@ -147,8 +156,10 @@ def ensure(rec: Recording) -> Path:
     tmp = rec.path.with_name(f".{rec.path.stem}.tmp{os.getpid()}{rec.path.suffix}")
     try:
         {"flac": write_flac, "mp4": write_mp4}[rec.container](rec, tmp)
-        labels = {"duration": rec.duration,
-                  "speech": [list(s) for s in lecture_schedule(rec.duration, seed=rec.seed)]}
+        labels = {
+            "duration": rec.duration,
+            "speech": [list(s) for s in lecture_schedule(rec.duration, seed=rec.seed)],
+        }
         rec.labels_path.write_text(json.dumps(labels))
         os.replace(tmp, rec.path)
     finally:

@@ -70,8 +70,19 @@ def ffmpeg_exe() -> str:
 
 def silencedetect_command(path: str | os.PathLike[str]) -> list[str]:
     """Opencast's silence detection command line for ``path``."""
-    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", os.fspath(path), "-vn", "-filter:a",
-            "silencedetect=noise=-40dB:duration=10", "-f", "null", "-"]
+    return [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-hide_banner",
+        "-i",
+        os.fspath(path),
+        "-vn",
+        "-filter:a",
+        "silencedetect=noise=-40dB:duration=10",
+        "-f",
+        "null",
+        "-",
+    ]
 
 
 def parse_silencedetect(log: str, duration: float) -> Spans:
@@ -102,8 +113,9 @@ def parse_silencedetect(log: str, duration: float) -> Spans:
 
 def opencast_silencedetect(path: str | os.PathLike[str], duration: float) -> Spans:
     """Run Opencast's silencedetect on ``path`` and return its voice spans."""
-    log = subprocess.run(silencedetect_command(path), capture_output=True, text=True,
-                         check=True).stderr
+    log = subprocess.run(
+        silencedetect_command(path), capture_output=True, text=True, check=True
+    ).stderr
     return parse_silencedetect(log, duration)
 
 
@@ -145,8 +157,9 @@ def webrtc_probabilities(x: Audio, mode: int) -> np.ndarray:
     for block in _blocks_int16(counted):
         raw = block.tobytes()
         step = 2 * WEBRTC_FRAME
-        decisions.extend(vad.is_speech(raw[i:i + step], SR)
-                         for i in range(0, len(raw) - step + 1, step))
+        decisions.extend(
+            vad.is_speech(raw[i : i + step], SR) for i in range(0, len(raw) - step + 1, step)
+        )
     return _to_frames(np.array(decisions, np.float32), WEBRTC_FRAME, counted.samples)
 
 
@@ -177,8 +190,9 @@ def silero_probabilities(x: Audio) -> np.ndarray:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(silero_model_path()), sess_options=opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(silero_model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
     state = np.zeros((2, 1, 128), np.float32)
     context = np.zeros((1, SILERO_CONTEXT), np.float32)
     sr = np.array(SR, np.int64)
@@ -211,18 +225,23 @@ def run_on_file(peer: str, path: str, *, mode: int = 3) -> dict[str, float]:
         probs = silero_probabilities(counted)
     else:
         raise ValueError(f"unknown peer {peer!r}: choose webrtc or silero")
-    return {"duration": counted.samples / SR,
-            "speech_seconds": round(float((probs >= 0.5).sum()) * CFG.hop_length / SR, 2),
-            "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "duration": counted.samples / SR,
+        "speech_seconds": round(float((probs >= 0.5).sum()) * CFG.hop_length / SR, 2),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run one peer VAD on one file (decoded by the "
-                                                 "pipeline) and print a JSON summary.")
+    parser = argparse.ArgumentParser(
+        description="Run one peer VAD on one file (decoded by the "
+        "pipeline) and print a JSON summary."
+    )
     parser.add_argument("peer", choices=("webrtc", "silero"))
     parser.add_argument("path")
-    parser.add_argument("--mode", type=int, default=3, choices=range(4),
-                        help="WebRTC aggressiveness (default 3)")
+    parser.add_argument(
+        "--mode", type=int, default=3, choices=range(4), help="WebRTC aggressiveness (default 3)"
+    )
     args = parser.parse_args(argv)
     print(json.dumps(run_on_file(args.peer, args.path, mode=args.mode)))
     return 0

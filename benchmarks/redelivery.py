@@ -21,10 +21,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ocml.config.settings import load_settings  # noqa: E402
-from tests.worker_support import (flush, progress_status, recording,  # noqa: E402
-                                  running_workers, write_settings)
 from ocml.worker import client  # noqa: E402
 from ocml.worker.app import make_app  # noqa: E402
+from tests.worker_support import (
+    flush,
+    progress_status,
+    recording,  # noqa: E402
+    running_workers,
+    write_settings,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 
@@ -46,9 +51,16 @@ def main() -> None:
         media.mkdir()
         output.mkdir()
         config = write_settings(
-            base / "settings.yaml", redis_url=REDIS_URL, media=media, output=output,
-            model=args.model, visibility_timeout=args.visibility, lease_interval=args.lease,
-            unacked_restore_interval=args.restore, time_limit_max=3600.0)
+            base / "settings.yaml",
+            redis_url=REDIS_URL,
+            media=media,
+            output=output,
+            model=args.model,
+            visibility_timeout=args.visibility,
+            lease_interval=args.lease,
+            unacked_restore_interval=args.restore,
+            time_limit_max=3600.0,
+        )
         settings = load_settings(config, env={})
         app = make_app(settings)
         path = recording(media / "host-crash.wav", args.minutes * 60)
@@ -63,8 +75,10 @@ def main() -> None:
             (final,) = client.wait(app, [job_id], timeout=3600)
             done = time.monotonic() - killed
     flush(REDIS_URL)
-    print(f"visibility_timeout {args.visibility:g} s, lease_interval {args.lease:g} s, "
-          f"unacked_restore_interval {args.restore:g} s, {args.minutes:g}-min recording")
+    print(
+        f"visibility_timeout {args.visibility:g} s, lease_interval {args.lease:g} s, "
+        f"unacked_restore_interval {args.restore:g} s, {args.minutes:g}-min recording"
+    )
     print(f"running again {again:.1f} s after the host died; {final['state']} {done:.1f} s after")
 
 

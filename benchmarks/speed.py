@@ -62,8 +62,10 @@ _CATEGORIES = (
     ("inference", ("pipeline/inference.py", "predict (pipeline/model.py")),
     ("start-up (imports)", ("importlib", "_find_and_load")),
     ("model loading", ("load_model", "pipeline/model.py")),
-    ("orchestration (segment_file, prefetch, CLI)",
-     ("pipeline/segment.py", "pipeline/prefetch.py", "worker/", "click/")),
+    (
+        "orchestration (segment_file, prefetch, CLI)",
+        ("pipeline/segment.py", "pipeline/prefetch.py", "worker/", "click/"),
+    ),
     ("start-up (imports)", ("<module>",)),
 )
 
@@ -121,8 +123,15 @@ def run_ocml(rec: Recording, model: Path | None, out_dir: Path) -> Run:
     wall, cpu, rss, _ = measure(cmd, cwd=ROOT)
     result = json.loads((out_dir / (rec.path.stem + ".json")).read_text())
     duration = result["input"]["duration"]
-    return Run(rec.name, "ocml segment", duration, wall, cpu, rss,
-               pipeline_seconds=result["timing"]["processing_seconds"])
+    return Run(
+        rec.name,
+        "ocml segment",
+        duration,
+        wall,
+        cpu,
+        rss,
+        pipeline_seconds=result["timing"]["processing_seconds"],
+    )
 
 
 def run_peer(rec: Recording, peer: str) -> Run:
@@ -131,8 +140,9 @@ def run_peer(rec: Recording, peer: str) -> Run:
         wall, cpu, rss, _ = measure(silencedetect_command(rec.path), cwd=ROOT)
         return Run(rec.name, peer, rec.duration, wall, cpu, rss)
     name = {"WebRTC VAD": "webrtc", "Silero VAD": "silero"}[peer]
-    wall, cpu, rss, out = measure([sys.executable, str(PEERS_SCRIPT), name, str(rec.path)],
-                                  cwd=ROOT)
+    wall, cpu, rss, out = measure(
+        [sys.executable, str(PEERS_SCRIPT), name, str(rec.path)], cwd=ROOT
+    )
     return Run(rec.name, peer, json.loads(out)["duration"], wall, cpu, rss)
 
 
@@ -142,12 +152,20 @@ PEERS = ("ffmpeg silencedetect", "WebRTC VAD", "Silero VAD")
 def best(runs: list[Run]) -> Run:
     """The fastest of repeated runs, with the highest peak RSS seen in any of them."""
     fastest = min(runs, key=lambda r: r.wall)
-    return Run(fastest.file, fastest.tool, fastest.duration, fastest.wall, fastest.cpu,
-               max(r.rss_mb for r in runs), fastest.pipeline_seconds)
+    return Run(
+        fastest.file,
+        fastest.tool,
+        fastest.duration,
+        fastest.wall,
+        fastest.cpu,
+        max(r.rss_mb for r in runs),
+        fastest.pipeline_seconds,
+    )
 
 
-def speed_table(recs: list[Recording], *, model: Path | None, peers: bool, repeat: int,
-                work: Path) -> list[Run]:
+def speed_table(
+    recs: list[Recording], *, model: Path | None, peers: bool, repeat: int, work: Path
+) -> list[Run]:
     """Every tool on every file, ``repeat`` rounds interleaved so load drift hits all alike."""
     tools = ("ocml segment",) + (PEERS if peers else ())
     runs: dict[tuple[str, str], list[Run]] = {}
@@ -155,8 +173,7 @@ def speed_table(recs: list[Recording], *, model: Path | None, peers: bool, repea
         for round_ in range(repeat):
             for tool in tools:
                 print(f"  {rec.name}: {tool} (round {round_ + 1}/{repeat})", file=sys.stderr)
-                run = (run_ocml(rec, model, work) if tool == "ocml segment"
-                       else run_peer(rec, tool))
+                run = run_ocml(rec, model, work) if tool == "ocml segment" else run_peer(rec, tool)
                 runs.setdefault((rec.name, tool), []).append(run)
     return [best(r) for r in runs.values()]
 
@@ -168,27 +185,38 @@ def memory_check(recs: list[Recording], *, model: Path | None, work: Path) -> li
 
 def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
     """The speed table as Markdown; returns the targets it checks."""
-    print("| file | tool | x real time | wall s | CPU s | x real time per CPU s | peak RSS MB |"
-          " ocml ÷ this (speed) | ocml ÷ this (RSS) |")
+    print(
+        "| file | tool | x real time | wall s | CPU s | x real time per CPU s | peak RSS MB |"
+        " ocml ÷ this (speed) | ocml ÷ this (RSS) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     verdicts: list[tuple[str, bool]] = []
     for file in dict.fromkeys(r.file for r in runs):
         rows = [r for r in runs if r.file == file]
         ocml = next(r for r in rows if r.tool == "ocml segment")
         pipe = ocml.pipeline_xrt or 0.0
-        print(f"| {file} | ocml pipeline (timing, model loaded) | {pipe:.0f} | "
-              f"{ocml.pipeline_seconds:.2f} | | | | | |")
+        print(
+            f"| {file} | ocml pipeline (timing, model loaded) | {pipe:.0f} | "
+            f"{ocml.pipeline_seconds:.2f} | | | | | |"
+        )
         for r in rows:
             ratio = "" if r is ocml else f"{ocml.xrt / r.xrt:.2f}"
             rss = "" if r is ocml else f"{ocml.rss_mb / r.rss_mb:.2f}"
-            print(f"| {file} | {r.tool} | {r.xrt:.0f} | {r.wall:.2f} | {r.cpu:.2f} | "
-                  f"{r.duration / r.cpu:.0f} | {r.rss_mb:.0f} | {ratio} | {rss} |")
+            print(
+                f"| {file} | {r.tool} | {r.xrt:.0f} | {r.wall:.2f} | {r.cpu:.2f} | "
+                f"{r.duration / r.cpu:.0f} | {r.rss_mb:.0f} | {ratio} | {rss} |"
+            )
         target = TARGET_MP4 if file.endswith(".mp4") else TARGET_FLAC
         verdicts.append((f"{file}: pipeline {pipe:.0f}x >= {target:.0f}x", pipe >= target))
         silero = next((r for r in rows if r.tool == "Silero VAD"), None)
         if silero:
-            verdicts.append((f"{file}: ocml segment process {ocml.wall:.1f} s < Silero VAD "
-                             f"{silero.wall:.1f} s", ocml.wall < silero.wall))
+            verdicts.append(
+                (
+                    f"{file}: ocml segment process {ocml.wall:.1f} s < Silero VAD "
+                    f"{silero.wall:.1f} s",
+                    ocml.wall < silero.wall,
+                )
+            )
     return verdicts
 
 
@@ -197,13 +225,17 @@ def print_memory(runs: list[Run]) -> list[tuple[str, bool]]:
     print("| file | minutes | peak RSS MB | wall s | x real time |")
     print("|---|---:|---:|---:|---:|")
     for r in runs:
-        print(f"| {r.file} | {r.duration / 60:.0f} | {r.rss_mb:.0f} | {r.wall:.1f} | "
-              f"{r.xrt:.0f} |")
+        print(f"| {r.file} | {r.duration / 60:.0f} | {r.rss_mb:.0f} | {r.wall:.1f} | {r.xrt:.0f} |")
     short, long_ = runs[0], runs[-1]
     growth = long_.rss_mb / short.rss_mb - 1
-    return [(f"peak RSS {long_.duration / 3600:.0f} h {long_.rss_mb:.0f} MB vs "
-             f"{short.duration / 60:.0f} min {short.rss_mb:.0f} MB: {100 * growth:+.1f} % "
-             f"(within {100 * TARGET_MEMORY:.0f} %)", abs(growth) <= TARGET_MEMORY)]
+    return [
+        (
+            f"peak RSS {long_.duration / 3600:.0f} h {long_.rss_mb:.0f} MB vs "
+            f"{short.duration / 60:.0f} min {short.rss_mb:.0f} MB: {100 * growth:+.1f} % "
+            f"(within {100 * TARGET_MEMORY:.0f} %)",
+            abs(growth) <= TARGET_MEMORY,
+        )
+    ]
 
 
 def profile(rec: Recording, *, model: Path | None, work: Path) -> tuple[Counter, Counter, int]:
@@ -212,9 +244,25 @@ def profile(rec: Recording, *, model: Path | None, work: Path) -> tuple[Counter,
     if not spy:
         raise SystemExit("--profile needs py-spy: pip install py-spy")
     raw = work / f"{rec.path.stem}.pyspy.txt"
-    cmd = [spy, "record", "--format", "raw", "--rate", str(PROFILE_RATE), "--output", str(raw),
-           "--", ocml_exe(), "segment", str(rec.path), "-o", str(work), "-q",
-           "--format", "json,smil"] + (["--model", str(model)] if model else [])
+    cmd = [
+        spy,
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        str(PROFILE_RATE),
+        "--output",
+        str(raw),
+        "--",
+        ocml_exe(),
+        "segment",
+        str(rec.path),
+        "-o",
+        str(work),
+        "-q",
+        "--format",
+        "json,smil",
+    ] + (["--model", str(model)] if model else [])
     measure(cmd, cwd=ROOT)
     categories: Counter = Counter()
     leaves: Counter = Counter()
@@ -241,8 +289,10 @@ def _category(frames: list[str]) -> str:
 
 def print_profile(rec: Recording, categories: Counter, leaves: Counter, total: int) -> None:
     seconds = sum(categories.values())
-    print(f"\nProfile of ocml segment on {rec.name} (py-spy, {PROFILE_RATE} Hz, all threads, "
-          f"{total} samples = {seconds:.1f} thread-seconds on CPU):")
+    print(
+        f"\nProfile of ocml segment on {rec.name} (py-spy, {PROFILE_RATE} Hz, all threads, "
+        f"{total} samples = {seconds:.1f} thread-seconds on CPU):"
+    )
     print("| where | seconds | share |")
     print("|---|---:|---:|")
     for name, value in categories.most_common():
@@ -252,7 +302,9 @@ def print_profile(rec: Recording, categories: Counter, leaves: Counter, total: i
         print(f"  {value:7.2f} s  {100 * value / seconds:4.1f} %  {frame}")
 
 
-def stage_costs(rec: Recording, *, model_path: Path | None, work: Path) -> list[tuple[str, float, float]]:
+def stage_costs(
+    rec: Recording, *, model_path: Path | None, work: Path
+) -> list[tuple[str, float, float]]:
     """Each pipeline stage on ``rec`` run alone, in this process: (stage, CPU s, wall s).
 
     Stages run one after another without overlap, so their CPU seconds say what each costs on a
@@ -281,29 +333,44 @@ def stage_costs(rec: Recording, *, model_path: Path | None, work: Path) -> list[
     model = timed("load model", lambda: load_model(model_path))
     cfg = model.features
     params = resolve_params(model)
-    timed("decode (pipeline.decode.stream → 16 kHz mono)",
-          lambda: sum(len(b) for b in stream(path, sample_rate=cfg.sample_rate)))
-    feats = timed("decode + features (stream_logmel)",
-                  lambda: list(stream_logmel(stream(path, sample_rate=cfg.sample_rate), cfg)))
-    probs = timed("inference (Inference, from features in memory)",
-                  lambda: np.concatenate(list(Inference(model)(iter(feats)))))
+    timed(
+        "decode (pipeline.decode.stream → 16 kHz mono)",
+        lambda: sum(len(b) for b in stream(path, sample_rate=cfg.sample_rate)),
+    )
+    feats = timed(
+        "decode + features (stream_logmel)",
+        lambda: list(stream_logmel(stream(path, sample_rate=cfg.sample_rate), cfg)),
+    )
+    probs = timed(
+        "inference (Inference, from features in memory)",
+        lambda: np.concatenate(list(Inference(model)(iter(feats)))),
+    )
     hop = cfg.hop_length / cfg.sample_rate
-    timed("post-processing (Binarize)",
-          lambda: Binarize(params)(probs, duration=rec.duration, hop=hop,
-                                   offset=cfg.win_length / 2 / cfg.sample_rate))
+    timed(
+        "post-processing (Binarize)",
+        lambda: Binarize(params)(
+            probs, duration=rec.duration, hop=hop, offset=cfg.win_length / 2 / cfg.sample_rate
+        ),
+    )
     timed("hashing (sha256 of the file)", lambda: file_sha256(path))
     result = timed("segment_file, all overlapped", lambda: segment_file(path, model, params))
     timed("writing JSON + SMIL", lambda: write_outputs(result, work, "stages", ("json", "smil")))
     if rec.sample_rate != cfg.sample_rate:
         block = np.random.default_rng(0).standard_normal(30 * rec.sample_rate).astype(np.float32)
         for quality in ("HQ", "MQ", "LQ", "QQ"):
+
             def resample(q: str = quality) -> None:
-                res = soxr.ResampleStream(rec.sample_rate, cfg.sample_rate, 1, dtype="float32",
-                                          quality=q)
+                res = soxr.ResampleStream(
+                    rec.sample_rate, cfg.sample_rate, 1, dtype="float32", quality=q
+                )
                 for _ in range(int(rec.duration // 30)):
                     res.resample_chunk(block)
-            timed(f"  soxr {rec.sample_rate // 1000}→{cfg.sample_rate // 1000} kHz mono, "
-                  f"{quality}{' (current)' if quality == 'HQ' else ''}", resample)
+
+            timed(
+                f"  soxr {rec.sample_rate // 1000}→{cfg.sample_rate // 1000} kHz mono, "
+                f"{quality}{' (current)' if quality == 'HQ' else ''}",
+                resample,
+            )
     return rows
 
 
@@ -317,26 +384,47 @@ def print_stages(rec: Recording, rows: list[tuple[str, float, float]]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=60.0,
-                        help="length of the FLAC and mp4 speed files (default 60)")
-    parser.add_argument("--only", choices=("flac", "mp4", "memory"),
-                        help="run only the FLAC row, the mp4 row or the memory check")
-    parser.add_argument("--skip-peers", action="store_true",
-                        help="time ocml segment only (no ffmpeg, WebRTC, Silero)")
-    parser.add_argument("--model", type=Path,
-                        help="SavedModel for ocml segment (default: the shipped default model)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per tool and file; the fastest counts (default 1)")
-    parser.add_argument("--profile", action="store_true",
-                        help="afterwards, profile ocml segment on the speed files with py-spy "
-                             "and time each pipeline stage alone")
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=60.0,
+        help="length of the FLAC and mp4 speed files (default 60)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("flac", "mp4", "memory"),
+        help="run only the FLAC row, the mp4 row or the memory check",
+    )
+    parser.add_argument(
+        "--skip-peers",
+        action="store_true",
+        help="time ocml segment only (no ffmpeg, WebRTC, Silero)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="SavedModel for ocml segment (default: the shipped default model)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per tool and file; the fastest counts (default 1)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, profile ocml segment on the speed files with py-spy "
+        "and time each pipeline stage alone",
+    )
     parser.add_argument("--json", type=Path, help="also write every measured run as JSON")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.repeat < 1:
-        parser.error(f"--minutes must be > 0 and --repeat >= 1, got {args.minutes}, "
-                     f"{args.repeat}")
+        parser.error(f"--minutes must be > 0 and --repeat >= 1, got {args.minutes}, {args.repeat}")
     if args.model is None and not (DEFAULT_MODEL / "assets" / "ocml.json").is_file():
         parser.error(f"no default model at {DEFAULT_MODEL}; pass --model PATH to a SavedModel")
     if args.model is not None and not (args.model / "assets" / "ocml.json").is_file():
@@ -346,11 +434,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    speed_recs = {"flac": Recording(args.minutes, 16000, 1, "flac"),
-                  "mp4": Recording(args.minutes, 48000, 2, "mp4")}
+    speed_recs = {
+        "flac": Recording(args.minutes, 16000, 1, "flac"),
+        "mp4": Recording(args.minutes, 48000, 2, "mp4"),
+    }
     memory_recs = [Recording(10, 16000, 1, "flac"), Recording(180, 16000, 1, "flac")]
-    wanted = [speed_recs[args.only]] if args.only in speed_recs else (
-        [] if args.only == "memory" else list(speed_recs.values()))
+    wanted = (
+        [speed_recs[args.only]]
+        if args.only in speed_recs
+        else ([] if args.only == "memory" else list(speed_recs.values()))
+    )
     check_memory = args.only in (None, "memory")
     for rec in wanted + (memory_recs if check_memory else []):
         if not rec.path.exists():
@@ -359,15 +452,18 @@ def main(argv: list[str] | None = None) -> int:
             ensure(rec)
             print(f"  done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     load = os.getloadavg()
-    print(f"Machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f} at start; model {args.model or DEFAULT_MODEL}")
+    print(
+        f"Machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f} at start; model {args.model or DEFAULT_MODEL}"
+    )
     verdicts: list[tuple[str, bool]] = []
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="ocml-bench-") as tmp:
         work = Path(tmp)
         if wanted:
-            runs += speed_table(wanted, model=args.model, peers=not args.skip_peers,
-                                repeat=args.repeat, work=work)
+            runs += speed_table(
+                wanted, model=args.model, peers=not args.skip_peers, repeat=args.repeat, work=work
+            )
             print()
             verdicts += print_speed(runs)
         if check_memory:

@@ -42,7 +42,9 @@ def make_recording(path: Path, minutes: float, seed: int) -> Path:
         f0 = rng.uniform(100, 220)
         k = np.arange(min(length, n - t)) / SR
         voice = sum(np.sin(2 * np.pi * f0 * h * k) / h for h in range(1, 8))
-        out[t:t + len(k)] += (0.2 * voice * (0.5 - 0.5 * np.cos(2 * np.pi * 4 * k))).astype(np.float32)
+        out[t : t + len(k)] += (0.2 * voice * (0.5 - 0.5 * np.cos(2 * np.pi * 4 * k))).astype(
+            np.float32
+        )
         t += length + int(rng.uniform(0.3, 2.0) * SR)
     sf.write(path, out, SR, format="FLAC")
     return path
@@ -76,9 +78,24 @@ def through_queue(paths: list[Path], settings_file: Path, processes: int, log: P
     env["PYTHONPATH"] = str(ROOT)
     code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(settings_file),
-                                 "-c", str(processes), "-n", "bench@%h"], cwd=ROOT, env=env,
-                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "--config",
+                str(settings_file),
+                "-c",
+                str(processes),
+                "-n",
+                "bench@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         while log.read_text().count("model ready") < processes:
             if proc.poll() is not None:
@@ -104,8 +121,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds, alternating the ways of running; the fastest of each counts")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds, alternating the ways of running; the fastest of each counts",
+    )
     args = parser.parse_args()
 
     import redis
@@ -116,28 +137,42 @@ def main() -> None:
         media, results = base / "media", base / "results"
         media.mkdir()
         results.mkdir()
-        paths = [make_recording(media / f"rec-{i:03d}.flac", args.minutes, i)
-                 for i in range(args.count)]
+        paths = [
+            make_recording(media / f"rec-{i:03d}.flac", args.minutes, i) for i in range(args.count)
+        ]
         settings_file = base / "settings.yaml"
-        settings_file.write_text(yaml.safe_dump({
-            "broker_url": args.redis, "result_backend": args.redis,
-            "media_roots": [str(media)], "output_root": str(results),
-            "model": args.model or "default", "formats": ["json", "smil"]}))
+        settings_file.write_text(
+            yaml.safe_dump(
+                {
+                    "broker_url": args.redis,
+                    "result_backend": args.redis,
+                    "media_roots": [str(media)],
+                    "output_root": str(results),
+                    "model": args.model or "default",
+                    "formats": ["json", "smil"],
+                }
+            )
+        )
         local = single = fleet = float("inf")
         for round_ in range(args.repeat):
             local = min(local, in_process(paths, args.model, base / f"local-{round_}"))
             single = min(single, through_queue(paths, settings_file, 1, base / "worker-1.log"))
-            fleet = min(fleet, through_queue(paths, settings_file, args.processes,
-                                             base / "worker-n.log"))
+            fleet = min(
+                fleet, through_queue(paths, settings_file, args.processes, base / "worker-n.log")
+            )
     audio = args.count * args.minutes * 60
     overhead = single - local
     print(f"{args.count} recordings x {args.minutes:g} min, fastest of {args.repeat} rounds")
     print(f"one process, no queue : {local:8.1f} s  ({audio / local:7.1f}x real time)")
     print(f"queue, 1 process      : {single:8.1f} s  ({audio / single:7.1f}x real time)")
-    print(f"queue, {args.processes} processes    : {fleet:8.1f} s  ({audio / fleet:7.1f}x real time "
-          f"aggregate, {args.count / fleet * 3600:8.0f} jobs/hour)")
-    print(f"queue overhead        : {overhead / args.count:8.3f} s per job "
-          f"({100 * overhead / local:5.1f} % of processing time)")
+    print(
+        f"queue, {args.processes} processes    : {fleet:8.1f} s  ({audio / fleet:7.1f}x real time "
+        f"aggregate, {args.count / fleet * 3600:8.0f} jobs/hour)"
+    )
+    print(
+        f"queue overhead        : {overhead / args.count:8.3f} s per job "
+        f"({100 * overhead / local:5.1f} % of processing time)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ class Settings:
         if duration is None:
             soft = self.time_limit_max
         else:
-            soft = min(self.time_limit_max,
-                       self.time_limit_base + self.time_limit_per_audio_second * duration)
+            soft = min(
+                self.time_limit_max,
+                self.time_limit_base + self.time_limit_per_audio_second * duration,
+            )
         return soft, soft + self.time_limit_grace
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def load_settings(
     for name, text in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         _known(key, f"environment variable {name}")
         raw[key] = _from_env(key, text, name)
         sources[key] = f"environment variable {name}"
@@ -117,8 +119,9 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 def _known(key: str, source: str) -> None:
     if key not in _FIELDS:
-        raise SettingsError(f"{source}: unknown settings key {key!r} "
-                            f"(known: {', '.join(sorted(_FIELDS))})")
+        raise SettingsError(
+            f"{source}: unknown settings key {key!r} (known: {', '.join(sorted(_FIELDS))})"
+        )
 
 
 def _from_env(key: str, text: str, name: str) -> Any:
@@ -131,7 +134,9 @@ def _from_env(key: str, text: str, name: str) -> Any:
         try:
             return yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise SettingsError(f"environment variable {name}: not a YAML mapping: {text!r}") from exc
+            raise SettingsError(
+                f"environment variable {name}: not a YAML mapping: {text!r}"
+            ) from exc
     if key == "debug_crash_marker":
         return text or None
     return text
@@ -141,10 +146,18 @@ LEASE_RENEWALS_PER_TIMEOUT = 3
 """A lease may miss this many renewals minus one before its job is delivered again."""
 
 _INTS = {"concurrency": 0, "max_retries": 0, "max_deliveries": 1, "result_expires": 1}
-_FLOATS = {"retry_backoff": 0.0, "retry_backoff_max": 0.0, "time_limit_base": 0.0,
-           "time_limit_per_audio_second": 0.0, "time_limit_max": 1.0, "time_limit_grace": 0.0,
-           "visibility_timeout": 1.0, "unacked_restore_interval": 0.1, "lease_interval": 0.1,
-           "progress_interval": 0.0}
+_FLOATS = {
+    "retry_backoff": 0.0,
+    "retry_backoff_max": 0.0,
+    "time_limit_base": 0.0,
+    "time_limit_per_audio_second": 0.0,
+    "time_limit_max": 1.0,
+    "time_limit_grace": 0.0,
+    "visibility_timeout": 1.0,
+    "unacked_restore_interval": 0.1,
+    "lease_interval": 0.1,
+    "progress_interval": 0.0,
+}
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -163,8 +176,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key in ("broker_url", "result_backend"):
         url = _text(value, where)
         if not url.startswith(REDIS_SCHEMES):
-            raise SettingsError(f"{where} must be a Redis URL ({', '.join(REDIS_SCHEMES)}), "
-                                f"got {value!r}")
+            raise SettingsError(
+                f"{where} must be a Redis URL ({', '.join(REDIS_SCHEMES)}), got {value!r}"
+            )
         return url
     if key == "media_roots":
         if isinstance(value, str) or not isinstance(value, list) or not value:
@@ -178,8 +192,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         return tuple(_text(item, where) for item in value)
     if key == "params":
         if not isinstance(value, dict):
-            raise SettingsError(f"{where} must be a mapping of segmentation parameters, "
-                                f"got {value!r}")
+            raise SettingsError(
+                f"{where} must be a mapping of segmentation parameters, got {value!r}"
+            )
         return dict(value)
     if key == "debug_crash_marker":
         return None if value is None else _text(value, where)
@@ -219,4 +234,5 @@ def _check_consistency(settings: Settings) -> None:
         raise SettingsError(
             f"visibility_timeout ({settings.visibility_timeout:g} s) must be at least "
             f"{LEASE_RENEWALS_PER_TIMEOUT} x lease_interval ({least:g} s): a live worker's jobs "
-            "would be delivered a second time when one lease renewal comes late")
+            "would be delivered a second time when one lease renewal comes late"
+        )

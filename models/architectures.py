@@ -39,21 +39,27 @@ class Built:
     autoencoder: keras.Model | None = None
 
 
-def normalizer(n_mels: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> layers.Layer:
+def normalizer(
+    n_mels: int, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> layers.Layer:
     """Fixed per-mel standardisation with statistics of the training data (stored in the model)."""
     m = np.asarray(mean if mean is not None else np.full(n_mels, -6.0), np.float32)
     s = np.asarray(std if std is not None else np.full(n_mels, 4.0), np.float32)
     return layers.Normalization(axis=-1, mean=m, variance=s**2, name="standardise")
 
 
-def _front_end(x: Any, filters: Sequence[int], pools: Sequence[int], name: str, *, time_pool: int = 1) -> Any:
+def _front_end(
+    x: Any, filters: Sequence[int], pools: Sequence[int], name: str, *, time_pool: int = 1
+) -> Any:
     """Conv2D stack over (time, mel) pooling along mels, and by ``time_pool`` in time after the first layer."""
     x = layers.Reshape((-1, x.shape[-1], 1), name=f"{name}_to2d")(x)
     for i, (f, p) in enumerate(zip(filters, pools, strict=True)):
         x = layers.Conv2D(f, (3, 3), padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
-        x = layers.MaxPooling2D((time_pool if i == 0 else 1, p), padding="same", name=f"{name}_pool{i}")(x)
+        x = layers.MaxPooling2D(
+            (time_pool if i == 0 else 1, p), padding="same", name=f"{name}_pool{i}"
+        )(x)
     return layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_to1d")(x)
 
 
@@ -63,9 +69,18 @@ def _frame_head(x: Any) -> Any:
     return layers.Reshape((-1,), name="probability")(x)
 
 
-def build_tcn(n_mels: int, *, front_filters: Sequence[int] = (16, 32), front_pools: Sequence[int] = (4, 4),
-              channels: int = 64, kernel: int = 3, dilations: Sequence[int] = (1, 2, 4, 8, 16, 32),
-              dropout: float = 0.1, mean=None, std=None) -> Built:
+def build_tcn(
+    n_mels: int,
+    *,
+    front_filters: Sequence[int] = (16, 32),
+    front_pools: Sequence[int] = (4, 4),
+    channels: int = 64,
+    kernel: int = 3,
+    dilations: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    dropout: float = 0.1,
+    mean=None,
+    std=None,
+) -> Built:
     """Conv front end pooling along mels, then residual dilated Conv1D over time ('same' padding)."""
     inp = keras.Input((None, n_mels), name="logmel")
     x = normalizer(n_mels, mean, std)(inp)
@@ -75,7 +90,9 @@ def build_tcn(n_mels: int, *, front_filters: Sequence[int] = (16, 32), front_poo
         context += len(front_filters)
     x = layers.Conv1D(channels, 1, name="project")(x)
     for d in dilations:
-        y = layers.Conv1D(channels, kernel, dilation_rate=d, padding="same", use_bias=False, name=f"dil{d}")(x)
+        y = layers.Conv1D(
+            channels, kernel, dilation_rate=d, padding="same", use_bias=False, name=f"dil{d}"
+        )(x)
         y = layers.BatchNormalization(name=f"dil{d}_bn")(y)
         y = layers.ReLU(name=f"dil{d}_relu")(y)
         if dropout:
@@ -85,9 +102,19 @@ def build_tcn(n_mels: int, *, front_filters: Sequence[int] = (16, 32), front_poo
     return Built(keras.Model(inp, _frame_head(x), name="tcn"), context_frames=context)
 
 
-def build_crnn(n_mels: int, *, front_filters: Sequence[int] = (16, 32, 32), front_pools: Sequence[int] = (4, 4, 2),
-               time_pool: int = 1, units: int = 48, cell: str = "gru", bidirectional: bool = True,
-               dropout: float = 0.1, mean=None, std=None) -> Built:
+def build_crnn(
+    n_mels: int,
+    *,
+    front_filters: Sequence[int] = (16, 32, 32),
+    front_pools: Sequence[int] = (4, 4, 2),
+    time_pool: int = 1,
+    units: int = 48,
+    cell: str = "gru",
+    bidirectional: bool = True,
+    dropout: float = 0.1,
+    mean=None,
+    std=None,
+) -> Built:
     """Conv2D front end pooling along mels, then a (bi)directional GRU/LSTM, one decision per frame.
 
     ``time_pool`` > 1 runs everything after the first convolution at 1/time_pool of the frame rate
@@ -105,8 +132,17 @@ def build_crnn(n_mels: int, *, front_filters: Sequence[int] = (16, 32, 32), fron
     return Built(keras.Model(inp, _frame_head(x), name="crnn"), context_frames=RNN_CONTEXT_FRAMES)
 
 
-def build_rnn(n_mels: int, *, units: int = 64, layers_count: int = 2, cell: str = "lstm",
-              bidirectional: bool = True, dropout: float = 0.1, mean=None, std=None) -> Built:
+def build_rnn(
+    n_mels: int,
+    *,
+    units: int = 64,
+    layers_count: int = 2,
+    cell: str = "lstm",
+    bidirectional: bool = True,
+    dropout: float = 0.1,
+    mean=None,
+    std=None,
+) -> Built:
     """Stacked (bi)directional LSTM/GRU straight over the spectrogram frames."""
     inp = keras.Input((None, n_mels), name="logmel")
     x = normalizer(n_mels, mean, std)(inp)
@@ -115,16 +151,27 @@ def build_rnn(n_mels: int, *, units: int = 64, layers_count: int = 2, cell: str 
     return Built(keras.Model(inp, _frame_head(x), name="rnn"), context_frames=RNN_CONTEXT_FRAMES)
 
 
-def _recurrent(x: Any, units: int, cell: str, bidirectional: bool, dropout: float, name: str) -> Any:
+def _recurrent(
+    x: Any, units: int, cell: str, bidirectional: bool, dropout: float, name: str
+) -> Any:
     if cell not in ("gru", "lstm"):
         raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
-    rnn = (layers.GRU if cell == "gru" else layers.LSTM)(units, return_sequences=True, dropout=dropout,
-                                                        name=name)
+    rnn = (layers.GRU if cell == "gru" else layers.LSTM)(
+        units, return_sequences=True, dropout=dropout, name=name
+    )
     return layers.Bidirectional(rnn, name=f"{name}_bi")(x) if bidirectional else rnn(x)
 
 
-def build_vanilla_conv(n_mels: int, *, window: int = 31, filters: Sequence[int] = (16, 32, 32),
-                       dense: int = 64, dropout: float = 0.3, mean=None, std=None) -> Built:
+def build_vanilla_conv(
+    n_mels: int,
+    *,
+    window: int = 31,
+    filters: Sequence[int] = (16, 32, 32),
+    dense: int = 64,
+    dropout: float = 0.3,
+    mean=None,
+    std=None,
+) -> Built:
     """The plain CNN of the original work: a spectrogram window in, speech/non-speech of its centre out."""
     _check_window(window)
     inp = keras.Input((window, n_mels), name="window")
@@ -138,11 +185,21 @@ def build_vanilla_conv(n_mels: int, *, window: int = 31, filters: Sequence[int] 
     x = layers.Dense(dense, activation="relu", name="hidden")(x)
     out = layers.Dense(1, activation="sigmoid", name="speech")(x)
     out = layers.Reshape(())(out)
-    return Built(keras.Model(inp, out, name="vanilla_conv"), context_frames=window // 2, window=window)
+    return Built(
+        keras.Model(inp, out, name="vanilla_conv"), context_frames=window // 2, window=window
+    )
 
 
-def build_autoencoder(n_mels: int, *, window: int = 32, filters: Sequence[int] = (16, 32), bottleneck: int = 32,
-                      readout: int = 32, mean=None, std=None) -> Built:
+def build_autoencoder(
+    n_mels: int,
+    *,
+    window: int = 32,
+    filters: Sequence[int] = (16, 32),
+    bottleneck: int = 32,
+    readout: int = 32,
+    mean=None,
+    std=None,
+) -> Built:
     """Conv encoder → bottleneck → transposed-conv decoder, and a small readout on the bottleneck.
 
     ``autoencoder`` (input → reconstruction of the standardised window) is pre-trained without
@@ -150,7 +207,9 @@ def build_autoencoder(n_mels: int, *, window: int = 32, filters: Sequence[int] =
     """
     _check_window(window, even=True, multiple=2 ** len(filters))
     if n_mels % 2 ** len(filters):
-        raise ValueError(f"n_mels {n_mels} must be divisible by {2 ** len(filters)} for this encoder")
+        raise ValueError(
+            f"n_mels {n_mels} must be divisible by {2 ** len(filters)} for this encoder"
+        )
     inp = keras.Input((window, n_mels), name="window")
     norm = normalizer(n_mels, mean, std)
     x = layers.Reshape((window, n_mels, 1))(norm(inp))
@@ -162,26 +221,39 @@ def build_autoencoder(n_mels: int, *, window: int = 32, filters: Sequence[int] =
     y = layers.Dense(int(np.prod(shape)), activation="relu", name="dec_in")(code)
     y = layers.Reshape(shape)(y)
     for i, f in enumerate(reversed(filters[:-1])):
-        y = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", name=f"dec{i}")(y)
+        y = layers.Conv2DTranspose(
+            f, 3, strides=2, padding="same", activation="relu", name=f"dec{i}"
+        )(y)
     y = layers.Conv2DTranspose(1, 3, strides=2, padding="same", name="reconstruction")(y)
     target = layers.Reshape((window, n_mels, 1), name="target")(norm(inp))
     auto = keras.Model(inp, [y, target], name="autoencoder")
     r = layers.Dense(readout, activation="relu", name="readout_hidden")(code)
     r = layers.Dense(1, activation="sigmoid", name="speech")(r)
     model = keras.Model(inp, layers.Reshape(())(r), name="autoencoder_readout")
-    return Built(model, context_frames=window // 2, window=window, encoder=encoder, autoencoder=auto)
+    return Built(
+        model, context_frames=window // 2, window=window, encoder=encoder, autoencoder=auto
+    )
 
 
 def _check_window(window: int, *, even: bool = False, multiple: int = 1) -> None:
     if not isinstance(window, int) or window < 3 or window % multiple or (even and window % 2):
-        raise ValueError(f"window must be an integer >= 3 and a multiple of {multiple}, got {window!r}")
+        raise ValueError(
+            f"window must be an integer >= 3 and a multiple of {multiple}, got {window!r}"
+        )
 
 
-BUILDERS = {"vanilla_conv": build_vanilla_conv, "autoencoder": build_autoencoder, "rnn": build_rnn,
-            "crnn": build_crnn, "tcn": build_tcn}
+BUILDERS = {
+    "vanilla_conv": build_vanilla_conv,
+    "autoencoder": build_autoencoder,
+    "rnn": build_rnn,
+    "crnn": build_crnn,
+    "tcn": build_tcn,
+}
 
 
-def build(arch: str, n_mels: int, params: Mapping[str, Any] | None = None, *, mean=None, std=None) -> Built:
+def build(
+    arch: str, n_mels: int, params: Mapping[str, Any] | None = None, *, mean=None, std=None
+) -> Built:
     """Build ``arch`` with the recipe's ``params``; unknown architectures or keys raise ``ValueError``."""
     if arch not in BUILDERS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -209,7 +281,9 @@ class CentredWindows(layers.Layer):
         right = self.width - 1 - left
         batch, frames, mels = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
         fill = tf.reshape(tf.constant(self.pad_value, tf.float32), (1, 1, mels))
-        padded = tf.concat([tf.tile(fill, (batch, left, 1)), x, tf.tile(fill, (batch, right, 1))], axis=1)
+        padded = tf.concat(
+            [tf.tile(fill, (batch, left, 1)), x, tf.tile(fill, (batch, right, 1))], axis=1
+        )
         windows = tf.signal.frame(padded, self.width, 1, axis=1)
         return tf.reshape(windows, (batch * frames, self.width, mels))
 

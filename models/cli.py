@@ -27,7 +27,9 @@ def _fail(err: Exception) -> click.ClickException:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-v", "--verbose", is_flag=True, help="Also log every skipped source file and failed TTS call.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also log every skipped source file and failed TTS call."
+)
 def main(verbose: bool) -> None:
     """Train and evaluate the models that find speech in lecture recordings.
 
@@ -42,26 +44,57 @@ def main(verbose: bool) -> None:
     Every exported model is a SavedModel with its feature configuration in assets/ocml.json, so
     the pipeline computes exactly the features it was trained on.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=2, show_default=True,
-              help="Same seed, same installed sources: same data set (the defaults build the default model's data).")
+@click.option(
+    "--seed",
+    default=2,
+    show_default=True,
+    help="Same seed, same installed sources: same data set (the defaults build the default model's data).",
+)
 @click.option("--recordings", default=100, show_default=True, help="Number of recordings to mix.")
 @click.option("--min-seconds", default=60.0, show_default=True, help="Shortest recording.")
 @click.option("--max-seconds", default=240.0, show_default=True, help="Longest recording.")
-@click.option("--tts-utterances", default=3000, show_default=True,
-              help="Utterances to synthesise with espeak-ng/flite/festival (0: no TTS).")
-@click.option("--speech-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of speech recordings to draw utterances from (repeatable).")
-@click.option("--noise-dir", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of noise/music/effects recordings (repeatable).")
-@click.option("--no-system-sources", is_flag=True,
-              help="Do not use installed Debian sounds (Asterisk, ALSA, freedesktop, MIDI via fluidsynth).")
-def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds: float, tts_utterances: int,
-          speech_dir: tuple[str, ...], noise_dir: tuple[str, ...], no_system_sources: bool) -> None:
+@click.option(
+    "--tts-utterances",
+    default=3000,
+    show_default=True,
+    help="Utterances to synthesise with espeak-ng/flite/festival (0: no TTS).",
+)
+@click.option(
+    "--speech-dir",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of speech recordings to draw utterances from (repeatable).",
+)
+@click.option(
+    "--noise-dir",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of noise/music/effects recordings (repeatable).",
+)
+@click.option(
+    "--no-system-sources",
+    is_flag=True,
+    help="Do not use installed Debian sounds (Asterisk, ALSA, freedesktop, MIDI via fluidsynth).",
+)
+def synth(
+    out: Path,
+    seed: int,
+    recordings: int,
+    min_seconds: float,
+    max_seconds: float,
+    tts_utterances: int,
+    speech_dir: tuple[str, ...],
+    noise_dir: tuple[str, ...],
+    no_system_sources: bool,
+) -> None:
     """Mix a labelled, lecture-like training set into OUT.
 
     Utterances come from text-to-speech (espeak-ng in all its languages with random speed, pitch
@@ -81,26 +114,47 @@ def synth(out: Path, seed: int, recordings: int, min_seconds: float, max_seconds
     from ocml.models.synth import SynthConfig, write_dataset
 
     try:
-        cfg = SynthConfig(seed=seed, recordings=recordings, min_seconds=min_seconds, max_seconds=max_seconds,
-                          tts_utterances=tts_utterances, system_sources=not no_system_sources,
-                          speech_dirs=speech_dir, noise_dirs=noise_dir)
+        cfg = SynthConfig(
+            seed=seed,
+            recordings=recordings,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            tts_utterances=tts_utterances,
+            system_sources=not no_system_sources,
+            speech_dirs=speech_dir,
+            noise_dirs=noise_dir,
+        )
         with click.progressbar(length=recordings, label="mixing") as bar:
             manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
     except (ValueError, OcmlError) as err:
         raise _fail(err) from err
-    click.echo(f"{out}: {recordings} recordings, {manifest['hours']} h, speech {manifest['speech_fraction']:.0%}; "
-               f"sources {json.dumps(manifest['pools'])}")
+    click.echo(
+        f"{out}: {recordings} recordings, {manifest['hours']} h, speech {manifest['speech_fraction']:.0%}; "
+        f"sources {json.dumps(manifest['pools'])}"
+    )
 
 
 @main.command()
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--window", default=1000, show_default=True, help="Frames (10 ms) per window.")
 @click.option("--hop", default=1000, show_default=True, help="Frames between window starts.")
 @click.option("--per-shard", default=64, show_default=True, help="Windows per .npz shard.")
-@click.option("--unlabelled", is_flag=True, help="Accept recordings without label files (for pretrain).")
+@click.option(
+    "--unlabelled", is_flag=True, help="Accept recordings without label files (for pretrain)."
+)
 @click.option("--png", is_flag=True, help="Also write every window as a PNG under OUT/png/.")
-def spectrograms(data: tuple[Path, ...], out: Path, window: int, hop: int, per_shard: int, unlabelled: bool, png: bool) -> None:
+def spectrograms(
+    data: tuple[Path, ...],
+    out: Path,
+    window: int,
+    hop: int,
+    per_shard: int,
+    unlabelled: bool,
+    png: bool,
+) -> None:
     """Cut the recordings in the DATA folders into log-mel windows with per-frame labels, as .npz shards in OUT.
 
     Each DATA folder holds recordings with a label file beside each (same stem): our result JSON,
@@ -118,17 +172,32 @@ def spectrograms(data: tuple[Path, ...], out: Path, window: int, hop: int, per_s
     from ocml.pipeline.features import FeatureConfig
 
     try:
-        items = [item for folder in data for item in load_dataset(folder, require_labels=not unlabelled)]
+        items = [
+            item for folder in data for item in load_dataset(folder, require_labels=not unlabelled)
+        ]
         with click.progressbar(length=len(items), label="features") as bar:
-            index = write_shards(items, out, FeatureConfig(), ShardSpec(window=window, hop=hop, per_shard=per_shard),
-                                 png=png, progress=lambda i, n: bar.update(1))
+            index = write_shards(
+                items,
+                out,
+                FeatureConfig(),
+                ShardSpec(window=window, hop=hop, per_shard=per_shard),
+                png=png,
+                progress=lambda i, n: bar.update(1),
+            )
     except (ValueError, OcmlError) as err:
         raise _fail(err) from err
-    click.echo(f"{out}: {len(index['shards'])} shards, {index['hours']} h, speech {index['speech_fraction']:.0%}")
+    click.echo(
+        f"{out}: {len(index['shards'])} shards, {index['hours']} h, speech {index['speech_fraction']:.0%}"
+    )
 
 
-def _recipe(recipe: str | None, arch: str | None, label_fraction: float | None, epochs: int | None,
-            teacher: str | None) -> dict:
+def _recipe(
+    recipe: str | None,
+    arch: str | None,
+    label_fraction: float | None,
+    epochs: int | None,
+    teacher: str | None,
+) -> dict:
     from ocml.models.train import load_recipe
 
     overrides: dict = {}
@@ -147,13 +216,24 @@ def _recipe(recipe: str | None, arch: str | None, label_fraction: float | None, 
     return load_recipe(name, overrides=overrides)
 
 
-_recipe_opt = click.option("--recipe", help="YAML recipe file, or the name of one in models/recipes "
-                                            "(default: the one named after --arch; without --arch 'default', "
-                                            "the shipped model's).")
-_data_opt = click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-                         help="Spectrogram folder written by `ocml-train spectrograms`.")
-_out_opt = click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-                        help="Model directory: recipe, history, checkpoints/ and savedmodel/.")
+_recipe_opt = click.option(
+    "--recipe",
+    help="YAML recipe file, or the name of one in models/recipes "
+    "(default: the one named after --arch; without --arch 'default', "
+    "the shipped model's).",
+)
+_data_opt = click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Spectrogram folder written by `ocml-train spectrograms`.",
+)
+_out_opt = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory: recipe, history, checkpoints/ and savedmodel/.",
+)
 _threads_opt = click.option("--threads", default=2, show_default=True, help="TensorFlow threads.")
 
 
@@ -163,14 +243,31 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
 @_data_opt
 @_out_opt
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.weights.h5.")
-@click.option("--label-fraction", type=float, help="Use only this fraction of the labelled windows (0–1].")
-@click.option("--encoder", type=click.Path(exists=True, path_type=Path),
-              help="autoencoder only: encoder weights from `ocml-train pretrain` (or its model dir).")
-@click.option("--teacher", help="SavedModel whose probabilities are blended into the targets (distillation).")
+@click.option(
+    "--label-fraction", type=float, help="Use only this fraction of the labelled windows (0–1]."
+)
+@click.option(
+    "--encoder",
+    type=click.Path(exists=True, path_type=Path),
+    help="autoencoder only: encoder weights from `ocml-train pretrain` (or its model dir).",
+)
+@click.option(
+    "--teacher", help="SavedModel whose probabilities are blended into the targets (distillation)."
+)
 @click.option("--epochs", type=int, help="Override the recipe's epoch count.")
 @_threads_opt
-def train(arch: str | None, recipe: str | None, data: Path, out: Path, resume: bool, label_fraction: float | None,
-          encoder: Path | None, teacher: str | None, epochs: int | None, threads: int) -> None:
+def train(
+    arch: str | None,
+    recipe: str | None,
+    data: Path,
+    out: Path,
+    resume: bool,
+    label_fraction: float | None,
+    encoder: Path | None,
+    teacher: str | None,
+    epochs: int | None,
+    threads: int,
+) -> None:
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
 
     Prints one line per epoch (training and validation loss and accuracy), keeps the last and
@@ -189,6 +286,7 @@ def train(arch: str | None, recipe: str | None, data: Path, out: Path, resume: b
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from ocml.models.train import RecipeError
     from ocml.models.train import train as run
+
     try:
         r = _recipe(recipe, arch, label_fraction, epochs, teacher)
         if encoder is not None and encoder.is_dir():
@@ -213,8 +311,15 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from ocml.models.train import RecipeError
     from ocml.models.train import pretrain as run
+
     try:
-        run(_recipe(recipe, "autoencoder", None, None, None), data, out, resume=resume, echo=click.echo)
+        run(
+            _recipe(recipe, "autoencoder", None, None, None),
+            data,
+            out,
+            resume=resume,
+            echo=click.echo,
+        )
     except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err
 
@@ -222,16 +327,37 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
 @main.command()
 @click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
-              help="Write a timeline PNG per file and a precision/recall curve here.")
-@click.option("--tune", is_flag=True, help="Search post-processing parameters on DATA and report the best.")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Post-processing override, e.g. --param min_silence=0.3 (repeatable).")
-@click.option("--json", "as_json", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the full report (per file and overall) as JSON.")
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a timeline PNG per file and a precision/recall curve here.",
+)
+@click.option(
+    "--tune", is_flag=True, help="Search post-processing parameters on DATA and report the best."
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Post-processing override, e.g. --param min_silence=0.3 (repeatable).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the full report (per file and overall) as JSON.",
+)
 @_threads_opt
-def evaluate(model: Path, data: Path, plots: Path | None, tune: bool, params: tuple[str, ...],
-             as_json: Path | None, threads: int) -> None:
+def evaluate(
+    model: Path,
+    data: Path,
+    plots: Path | None,
+    tune: bool,
+    params: tuple[str, ...],
+    as_json: Path | None,
+    threads: int,
+) -> None:
     """Score MODEL on the labelled recordings in DATA through the real pipeline.
 
     Each file is decoded, featurised, run through the model and post-processed exactly as the
@@ -249,7 +375,9 @@ def evaluate(model: Path, data: Path, plots: Path | None, tune: bool, params: tu
 
     _threads(threads)
     try:
-        report = ev.evaluate_dir(model, data, overrides=_kv(params), plots=plots, tune=tune, echo=click.echo)
+        report = ev.evaluate_dir(
+            model, data, overrides=_kv(params), plots=plots, tune=tune, echo=click.echo
+        )
     except (ValueError, OcmlError) as err:
         raise _fail(err) from err
     if as_json:
@@ -265,24 +393,48 @@ def _kv(pairs: tuple[str, ...]) -> dict[str, float]:
         try:
             out[key] = float(value)
         except ValueError as err:
-            raise click.BadParameter(f"{key}: {value!r} is not a number", param_hint="--param") from err
+            raise click.BadParameter(
+                f"{key}: {value!r} is not a number", param_hint="--param"
+            ) from err
     return out
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The spectrogram folder the run was trained on (feature statistics, data summary).")
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON report from `evaluate --json` to store in the model's metadata.")
-@click.option("--postprocess", "pp_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON object of recommended post-processing parameters (e.g. from --tune).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The spectrogram folder the run was trained on (feature statistics, data summary).",
+)
+@click.option(
+    "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True
+)
+@click.option(
+    "--metrics",
+    "metrics_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON report from `evaluate --json` to store in the model's metadata.",
+)
+@click.option(
+    "--postprocess",
+    "pp_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON object of recommended post-processing parameters (e.g. from --tune).",
+)
 @click.option("--name", help="Model name (default: the recipe's).")
 @click.option("--version", "version", help="Model version (default: the recipe's).")
-def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: Path | None, pp_file: Path | None,
-           name: str | None, version: str | None) -> None:
+def export(
+    run_dir: Path,
+    out: Path,
+    data: Path,
+    checkpoint: str,
+    metrics_file: Path | None,
+    pp_file: Path | None,
+    name: str | None,
+    version: str | None,
+) -> None:
     """Export a training run's checkpoint as a SavedModel at OUT.
 
     The SavedModel maps [batch, frames, n_mels] log-mels to [batch, frames] speech
@@ -301,11 +453,23 @@ def export(run_dir: Path, out: Path, data: Path, checkpoint: str, metrics_file: 
         metrics = None
         if metrics_file:
             report = json.loads(metrics_file.read_text())
-            metrics = {"data": Path(report["data"]).name, "collar": report["collar"], "params": report["params"],
-                       **report["overall"]}
+            metrics = {
+                "data": Path(report["data"]).name,
+                "collar": report["collar"],
+                "params": report["params"],
+                **report["overall"],
+            }
         pp = json.loads(pp_file.read_text()) if pp_file else None
-        path = export_checkpoint(run_dir, out, data=data, checkpoint=checkpoint, metrics=metrics,
-                                 postprocess=pp, name=name, version=version)
+        path = export_checkpoint(
+            run_dir,
+            out,
+            data=data,
+            checkpoint=checkpoint,
+            metrics=metrics,
+            postprocess=pp,
+            name=name,
+            version=version,
+        )
     except (ValueError, KeyError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err
     click.echo(f"exported {path}")

@@ -40,9 +40,16 @@ class Counts:
     boundary_errors: tuple[float, ...]
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn,
-                      self.fa_collar + other.fa_collar, self.miss_collar + other.miss_collar,
-                      self.ref_collar + other.ref_collar, self.boundary_errors + other.boundary_errors)
+        return Counts(
+            self.tp + other.tp,
+            self.fp + other.fp,
+            self.fn + other.fn,
+            self.tn + other.tn,
+            self.fa_collar + other.fa_collar,
+            self.miss_collar + other.miss_collar,
+            self.ref_collar + other.ref_collar,
+            self.boundary_errors + other.boundary_errors,
+        )
 
     def metrics(self) -> dict[str, float]:
         """Precision, recall, F1, accuracy, DER without/with collar, mean boundary error (s)."""
@@ -52,23 +59,34 @@ class Counts:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         ref = tp + fn
         return {
-            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
             "accuracy": round((tp + tn) / max(1, tp + fp + fn + tn), 4),
             "der": round((fp + fn) / ref, 4) if ref else float(fp > 0),
-            "der_collar": round((self.fa_collar + self.miss_collar) / self.ref_collar, 4) if self.ref_collar
+            "der_collar": round((self.fa_collar + self.miss_collar) / self.ref_collar, 4)
+            if self.ref_collar
             else float(self.fa_collar > 0),
-            "boundary_error": round(float(np.mean(self.boundary_errors)), 4) if self.boundary_errors else 0.0,
+            "boundary_error": round(float(np.mean(self.boundary_errors)), 4)
+            if self.boundary_errors
+            else 0.0,
             "hours": round((tp + fp + fn + tn) / 360000, 4),
         }
 
 
-def spans_to_frames(spans: Sequence[tuple[float, float]], n_frames: int, cfg: FeatureConfig) -> np.ndarray:
+def spans_to_frames(
+    spans: Sequence[tuple[float, float]], n_frames: int, cfg: FeatureConfig
+) -> np.ndarray:
     """1 where a frame's centre lies inside one of ``spans`` (seconds)."""
     return frame_labels([tuple(map(float, s)) for s in spans], n_frames, cfg)
 
 
-def collar_mask(reference: Sequence[tuple[float, float]], n_frames: int, cfg: FeatureConfig,
-                collar: float = COLLAR) -> np.ndarray:
+def collar_mask(
+    reference: Sequence[tuple[float, float]],
+    n_frames: int,
+    cfg: FeatureConfig,
+    collar: float = COLLAR,
+) -> np.ndarray:
     """True for frames scored under the collar rule: farther than collar/2 from every reference boundary."""
     from ocml.pipeline.features import frame_times
 
@@ -80,8 +98,11 @@ def collar_mask(reference: Sequence[tuple[float, float]], n_frames: int, cfg: Fe
     return keep
 
 
-def boundary_errors(reference: Sequence[tuple[float, float]], hypothesis: Sequence[tuple[float, float]],
-                    cap: float = BOUNDARY_CAP) -> tuple[float, ...]:
+def boundary_errors(
+    reference: Sequence[tuple[float, float]],
+    hypothesis: Sequence[tuple[float, float]],
+    cap: float = BOUNDARY_CAP,
+) -> tuple[float, ...]:
     """For each reference onset/offset, the distance to the nearest hypothesis onset/offset (capped)."""
     out = []
     for kind in (0, 1):
@@ -91,16 +112,26 @@ def boundary_errors(reference: Sequence[tuple[float, float]], hypothesis: Sequen
     return tuple(out)
 
 
-def compare(reference: Sequence[tuple[float, float]], hypothesis: Sequence[tuple[float, float]],
-            n_frames: int, cfg: FeatureConfig, *, collar: float = COLLAR) -> Counts:
+def compare(
+    reference: Sequence[tuple[float, float]],
+    hypothesis: Sequence[tuple[float, float]],
+    n_frames: int,
+    cfg: FeatureConfig,
+    *,
+    collar: float = COLLAR,
+) -> Counts:
     """Frame-level comparison of reference and hypothesis speech intervals (seconds)."""
     ref = spans_to_frames(reference, n_frames, cfg).astype(bool)
     hyp = spans_to_frames(hypothesis, n_frames, cfg).astype(bool)
     keep = collar_mask(reference, n_frames, cfg, collar)
     return Counts(
-        tp=int(np.sum(ref & hyp)), fp=int(np.sum(~ref & hyp)), fn=int(np.sum(ref & ~hyp)),
-        tn=int(np.sum(~ref & ~hyp)), fa_collar=int(np.sum(~ref & hyp & keep)),
-        miss_collar=int(np.sum(ref & ~hyp & keep)), ref_collar=int(np.sum(ref & keep)),
+        tp=int(np.sum(ref & hyp)),
+        fp=int(np.sum(~ref & hyp)),
+        fn=int(np.sum(ref & ~hyp)),
+        tn=int(np.sum(~ref & ~hyp)),
+        fa_collar=int(np.sum(~ref & hyp & keep)),
+        miss_collar=int(np.sum(ref & ~hyp & keep)),
+        ref_collar=int(np.sum(ref & keep)),
         boundary_errors=boundary_errors(reference, hypothesis),
     )
 
@@ -122,8 +153,14 @@ def run_pipeline(model: Any, items: list[Item], params: Any) -> list[FileRun]:
     runs = []
     for item in items:
         result = segment_file(item.audio, model, params)
-        runs.append(FileRun(item, np.asarray(result.probabilities, np.float32), result.input.duration,
-                            [(s.start, s.end) for s in result.segments]))
+        runs.append(
+            FileRun(
+                item,
+                np.asarray(result.probabilities, np.float32),
+                result.input.duration,
+                [(s.start, s.end) for s in result.segments],
+            )
+        )
     return runs
 
 
@@ -135,8 +172,17 @@ def rescore(runs: list[FileRun], params: Any, cfg: FeatureConfig) -> list[Counts
     offset = cfg.win_length / 2 / cfg.sample_rate
     out = []
     for r in runs:
-        segs = binarize(r.probabilities, duration=r.duration, hop=cfg.hop_length / cfg.sample_rate, offset=offset)
-        out.append(compare(r.item.labels.speech, [(s.start, s.end) for s in segs], len(r.probabilities), cfg))
+        segs = binarize(
+            r.probabilities,
+            duration=r.duration,
+            hop=cfg.hop_length / cfg.sample_rate,
+            offset=offset,
+        )
+        out.append(
+            compare(
+                r.item.labels.speech, [(s.start, s.end) for s in segs], len(r.probabilities), cfg
+            )
+        )
     return out
 
 
@@ -149,7 +195,9 @@ TUNE_GRID: dict[str, Sequence[float]] = {
 }
 
 
-def tune_params(runs: list[FileRun], base: Any, cfg: FeatureConfig) -> tuple[dict[str, float], dict[str, float]]:
+def tune_params(
+    runs: list[FileRun], base: Any, cfg: FeatureConfig
+) -> tuple[dict[str, float], dict[str, float]]:
     """Grid search of post-processing parameters maximising pooled F1 minus collar DER."""
     from ocml.pipeline.postprocess import SegmentParams
 
@@ -157,9 +205,14 @@ def tune_params(runs: list[FileRun], base: Any, cfg: FeatureConfig) -> tuple[dic
     keys = list(TUNE_GRID)
     for values in itertools.product(*(TUNE_GRID[k] for k in keys)):
         v = dict(zip(keys, values, strict=True))
-        chosen = {"threshold": v["threshold"], "neg_threshold": round(v["threshold"] * v["neg_threshold_ratio"], 3),
-                  "min_speech": v["min_speech"], "min_silence": v["min_silence"], "pad_before": v["pad"],
-                  "pad_after": v["pad"]}
+        chosen = {
+            "threshold": v["threshold"],
+            "neg_threshold": round(v["threshold"] * v["neg_threshold_ratio"], 3),
+            "min_speech": v["min_speech"],
+            "min_silence": v["min_silence"],
+            "pad_before": v["pad"],
+            "pad_after": v["pad"],
+        }
         params = SegmentParams.from_mapping(chosen, base=base)
         m = sum(rescore(runs, params, cfg), start=_ZERO).metrics()
         score = m["f1"] - m["der_collar"]
@@ -176,8 +229,15 @@ def resolve_model_path(path: Path) -> Path:
     return path / "savedmodel" if (path / "savedmodel" / "saved_model.pb").is_file() else path
 
 
-def evaluate_dir(model_path: Path, data: Path, *, overrides: Mapping[str, float] | None = None,
-                 plots: Path | None = None, tune: bool = False, echo: Echo = print) -> dict[str, Any]:
+def evaluate_dir(
+    model_path: Path,
+    data: Path,
+    *,
+    overrides: Mapping[str, float] | None = None,
+    plots: Path | None = None,
+    tune: bool = False,
+    echo: Echo = print,
+) -> dict[str, Any]:
     """Evaluate a model on a labelled folder; print a table and return the full report."""
     from ocml.pipeline.model import load_model
     from ocml.pipeline.segment import resolve_params
@@ -190,28 +250,33 @@ def evaluate_dir(model_path: Path, data: Path, *, overrides: Mapping[str, float]
     counts = [compare(r.item.labels.speech, r.segments, len(r.probabilities), cfg) for r in runs]
     report: dict[str, Any] = {
         "model": {"name": model.name, "version": model.version, "architecture": model.architecture},
-        "data": str(data), "params": params.to_dict(), "collar": COLLAR,
+        "data": str(data),
+        "params": params.to_dict(),
+        "collar": COLLAR,
         "files": {r.item.audio.name: c.metrics() for r, c in zip(runs, counts, strict=True)},
         "overall": sum(counts, start=_ZERO).metrics(),
     }
     echo(format_table(report))
     report["frames_per_second"] = model_speed(model)
-    echo(f"model speed: {report['frames_per_second']:,.0f} frames/s "
-         f"({report['frames_per_second'] / 100:,.0f}x real time) through Inference, "
-         f"{model.inference['batch_size']} x {model.inference['chunk_frames']}-frame chunks "
-         f"+ {model.context_frames} frames of context each side")
+    echo(
+        f"model speed: {report['frames_per_second']:,.0f} frames/s "
+        f"({report['frames_per_second'] / 100:,.0f}x real time) through Inference, "
+        f"{model.inference['batch_size']} x {model.inference['chunk_frames']}-frame chunks "
+        f"+ {model.context_frames} frames of context each side"
+    )
     if tune:
         tuned, m = tune_params(runs, params, cfg)
         report["tuned"] = {"params": tuned, "overall": m}
         echo(f"tuned post-processing: {tuned}")
-        echo(f"  tuned overall: F1 {m['f1']:.4f}  DER {m['der']:.4f}  DER(collar) {m['der_collar']:.4f}")
+        echo(
+            f"  tuned overall: F1 {m['f1']:.4f}  DER {m['der']:.4f}  DER(collar) {m['der_collar']:.4f}"
+        )
     if plots is not None:
         from ocml.models.plots import write_plots
 
         for path in write_plots(runs, cfg, plots):
             echo(f"wrote {path}")
     return report
-
 
 
 def model_speed(model: Any, *, frames: int = 60_000, seconds: float = 3.0) -> float:
@@ -235,6 +300,9 @@ def format_table(report: Mapping[str, Any]) -> str:
     """The per-file and overall metrics as an aligned text table."""
     cols = ("precision", "recall", "f1", "accuracy", "der", "der_collar", "boundary_error")
     head = f"{'file':<24}" + "".join(f"{c:>15}" for c in cols)
-    rows = [f"{name:<24}" + "".join(f"{m[c]:>15.4f}" for c in cols) for name, m in report["files"].items()]
+    rows = [
+        f"{name:<24}" + "".join(f"{m[c]:>15.4f}" for c in cols)
+        for name, m in report["files"].items()
+    ]
     rows.append(f"{'overall':<24}" + "".join(f"{report['overall'][c]:>15.4f}" for c in cols))
     return "\n".join([head, *rows])

@@ -42,8 +42,16 @@ def timeline(run: Any, cfg: FeatureConfig, path: Path) -> Path:
     ref = frame_labels(run.item.labels.speech, n, cfg)
     hyp = frame_labels(run.segments, n, cfg)
     t = np.arange(n) * hop
-    fig, axes = plt.subplots(3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [4, 2, 1]})
-    axes[0].imshow(pooled.T, origin="lower", aspect="auto", cmap="magma", extent=(0, len(x) * hop, 0, x.shape[1]))
+    fig, axes = plt.subplots(
+        3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [4, 2, 1]}
+    )
+    axes[0].imshow(
+        pooled.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        extent=(0, len(x) * hop, 0, x.shape[1]),
+    )
     axes[0].set_ylabel("mel band")
     axes[0].set_title(run.item.audio.name)
     axes[1].plot(t, run.probabilities, lw=0.6)
@@ -64,7 +72,9 @@ def pr_curve(runs: list[Any], cfg: FeatureConfig, path: Path) -> Path:
     """Frame precision/recall of the raw probabilities thresholded at 0.01 … 0.99, pooled over files."""
     plt = _pyplot()
     probs = np.concatenate([r.probabilities for r in runs])
-    ref = np.concatenate([frame_labels(r.item.labels.speech, len(r.probabilities), cfg) for r in runs]).astype(bool)
+    ref = np.concatenate(
+        [frame_labels(r.item.labels.speech, len(r.probabilities), cfg) for r in runs]
+    ).astype(bool)
     thresholds = np.linspace(0.01, 0.99, 99)
     precision, recall = [], []
     for th in thresholds:

@@ -24,7 +24,19 @@ from ocml.pipeline.errors import OcmlError
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".mp4", ".webm", ".mkv", ".g722")
+AUDIO_SUFFIXES = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".mp3",
+    ".opus",
+    ".m4a",
+    ".mp4",
+    ".webm",
+    ".mkv",
+    ".g722",
+)
 
 # Debian packages whose files are allowed as training material (the issue's data rules).
 SPEECH_DIRS = (
@@ -35,19 +47,68 @@ FREEDESKTOP_DIR = "/usr/share/sounds/freedesktop/stereo"  # voices: audio-channe
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 LOCALE_ROOT = "/usr/share/locale"
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-FESTIVAL_VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts", "upc_ca_ona_hts", "lp_diphone", "pc_diphone")
+FESTIVAL_VOICES = (
+    "kal_diphone",
+    "cmu_us_slt_arctic_hts",
+    "upc_ca_ona_hts",
+    "lp_diphone",
+    "pc_diphone",
+)
 FESTIVAL_LANG = {"upc_ca_ona_hts": "ca", "lp_diphone": "it", "pc_diphone": "it"}
-ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
-                   "croak", "klatt", "klatt2", "klatt3", "Andy", "Annie", "Denis",
-                   "Gene", "Jacky", "Lee", "Mario", "Michael", "Mr serious", "Storm", "Tweaky",
-                   "anika", "belinda", "boris", "edward", "iven", "john", "kaukovalta", "linda",
-                   "max", "norbert", "quincy", "robert", "steph", "travis", "victor", "zac")
-_ENGLISH = ("Good morning everyone, today we continue with the second part of the lecture.",
-            "Please open your notes at the chapter on linear algebra.",
-            "The main idea is simple, but the details matter a lot.",
-            "Are there any questions so far? Then let us move on.",
-            "This result was first published in nineteen sixty two.",
-            "We will see three examples before the break.")
+ESPEAK_VARIANTS = (
+    "",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "croak",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "Andy",
+    "Annie",
+    "Denis",
+    "Gene",
+    "Jacky",
+    "Lee",
+    "Mario",
+    "Michael",
+    "Mr serious",
+    "Storm",
+    "Tweaky",
+    "anika",
+    "belinda",
+    "boris",
+    "edward",
+    "iven",
+    "john",
+    "kaukovalta",
+    "linda",
+    "max",
+    "norbert",
+    "quincy",
+    "robert",
+    "steph",
+    "travis",
+    "victor",
+    "zac",
+)
+_ENGLISH = (
+    "Good morning everyone, today we continue with the second part of the lecture.",
+    "Please open your notes at the chapter on linear algebra.",
+    "The main idea is simple, but the details matter a lot.",
+    "Are there any questions so far? Then let us move on.",
+    "This result was first published in nineteen sixty two.",
+    "We will see three examples before the break.",
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +176,9 @@ def system_effect_files() -> list[Path]:
 _FORMAT = re.compile(r"%[-+ #0-9.]*[a-zA-Z]|\{[^}]*\}|<[^>]*>|\$\w+|[_&](?=\w)|\\[nt]")
 
 
-def gettext_texts(root: Path | str = LOCALE_ROOT, *, per_language: int = 400) -> dict[str, list[str]]:
+def gettext_texts(
+    root: Path | str = LOCALE_ROOT, *, per_language: int = 400
+) -> dict[str, list[str]]:
     """Sentences per language code from the system's gettext catalogues, cleaned for TTS.
 
     Format specifiers, markup and keyboard accelerators are removed; only strings with at least
@@ -144,7 +207,9 @@ def espeak_languages() -> list[str]:
     """Language codes of the installed espeak-ng voices (empty when espeak-ng is missing)."""
     if not shutil.which("espeak-ng"):
         return []
-    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["espeak-ng", "--voices"], capture_output=True, text=True, check=False
+    ).stdout
     return sorted({line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1})
 
 
@@ -159,7 +224,9 @@ def _language_texts(lang: str, texts: dict[str, list[str]]) -> list[str]:
     return texts.get("en", []) or list(_ENGLISH)
 
 
-def _run_to_clip(cmd: list[str], out: Path, sample_rate: int, stdin: bytes | None = None) -> np.ndarray | None:
+def _run_to_clip(
+    cmd: list[str], out: Path, sample_rate: int, stdin: bytes | None = None
+) -> np.ndarray | None:
     """Run a TTS command that writes ``out`` and decode the result; None when it failed."""
     try:
         out.unlink(missing_ok=True)
@@ -170,9 +237,14 @@ def _run_to_clip(cmd: list[str], out: Path, sample_rate: int, stdin: bytes | Non
         return None
 
 
-def tts_clips(rng: np.random.Generator, *, count: int, sample_rate: int,
-              texts: dict[str, list[str]], engines: tuple[str, ...] = ("espeak-ng", "flite", "festival")
-              ) -> Iterator[Clip]:
+def tts_clips(
+    rng: np.random.Generator,
+    *,
+    count: int,
+    sample_rate: int,
+    texts: dict[str, list[str]],
+    engines: tuple[str, ...] = ("espeak-ng", "flite", "festival"),
+) -> Iterator[Clip]:
     """Yield ``count`` TTS utterances spread over the installed engines, voices and languages.
 
     espeak-ng gets random speed, pitch, word gap and voice variant across all its languages; flite
@@ -185,7 +257,9 @@ def tts_clips(rng: np.random.Generator, *, count: int, sample_rate: int,
     if not available:
         return
     langs = espeak_languages()
-    fest_voices = [v for v in FESTIVAL_VOICES if list(Path("/usr/share/festival/voices").glob(f"*/{v}"))]
+    fest_voices = [
+        v for v in FESTIVAL_VOICES if list(Path("/usr/share/festival/voices").glob(f"*/{v}"))
+    ]
     weights = {"espeak-ng": 0.5, "flite": 0.2, "festival": 0.3}
     probs = np.array([weights[e] for e in available])
     probs /= probs.sum()
@@ -199,23 +273,41 @@ def tts_clips(rng: np.random.Generator, *, count: int, sample_rate: int,
                 text = pool[rng.integers(len(pool))]
                 variant = ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]
                 voice = f"{lang}+{variant}" if variant else lang
-                cmd = ["espeak-ng", "-v", voice, "-s", str(int(rng.integers(110, 230))),
-                       "-p", str(int(rng.integers(20, 80))), "-g", str(int(rng.integers(0, 12))),
-                       "-w", str(out), text]
+                cmd = [
+                    "espeak-ng",
+                    "-v",
+                    voice,
+                    "-s",
+                    str(int(rng.integers(110, 230))),
+                    "-p",
+                    str(int(rng.integers(20, 80))),
+                    "-g",
+                    str(int(rng.integers(0, 12))),
+                    "-w",
+                    str(out),
+                    text,
+                ]
                 x = _run_to_clip(cmd, out, sample_rate)
             elif engine == "flite":
                 lang, voice = "en", FLITE_VOICES[rng.integers(len(FLITE_VOICES))]
                 pool = texts.get("en") or list(_ENGLISH)
-                x = _run_to_clip(["flite", "-voice", voice, "-t", pool[rng.integers(len(pool))],
-                                  "-o", str(out)], out, sample_rate)
+                x = _run_to_clip(
+                    ["flite", "-voice", voice, "-t", pool[rng.integers(len(pool))], "-o", str(out)],
+                    out,
+                    sample_rate,
+                )
             else:
                 if not fest_voices:
                     continue
                 voice = fest_voices[rng.integers(len(fest_voices))]
                 lang = FESTIVAL_LANG.get(voice, "en")
                 pool = _language_texts(lang, texts)
-                x = _run_to_clip(["text2wave", "-eval", f"(voice_{voice})", "-o", str(out)], out,
-                                 sample_rate, stdin=pool[rng.integers(len(pool))].encode("latin-1", "replace"))
+                x = _run_to_clip(
+                    ["text2wave", "-eval", f"(voice_{voice})", "-o", str(out)],
+                    out,
+                    sample_rate,
+                    stdin=pool[rng.integers(len(pool))].encode("latin-1", "replace"),
+                )
             if x is not None and x.size > sample_rate // 10:
                 yield Clip(x, source=engine, voice=voice, language=lang)
 
@@ -237,7 +329,9 @@ def _midi_file(rng: np.random.Generator, seconds: float) -> bytes:
         dur = int(ticks * rng.choice([0.25, 0.5, 1.0, 2.0]))
         chord = root + scale[[0, 2, 4]] + 12 * int(rng.integers(-1, 1))
         note = int(root + 12 + scale[rng.integers(7)])
-        for n, ch, vel in [(note, 0, int(rng.integers(60, 110)))] + [(int(c), 1, 50) for c in chord]:
+        for n, ch, vel in [(note, 0, int(rng.integers(60, 110)))] + [
+            (int(c), 1, 50) for c in chord
+        ]:
             events.append((t, bytes([0x90 | ch, n, vel])))
             events.append((t + dur, bytes([0x80 | ch, n, 0])))
         t += dur
@@ -251,7 +345,13 @@ def _midi_file(rng: np.random.Generator, seconds: float) -> bytes:
             var.insert(0, (delta & 0x7F) | 0x80)
         body += bytes(var) + data
     body += b"\x00\xff\x2f\x00"
-    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks) + b"MTrk" + struct.pack(">I", len(body)) + body
+    return (
+        b"MThd"
+        + struct.pack(">IHHH", 6, 0, 1, ticks)
+        + b"MTrk"
+        + struct.pack(">I", len(body))
+        + body
+    )
 
 
 def midi_clips(rng: np.random.Generator, *, count: int, sample_rate: int) -> list[Clip]:
@@ -265,8 +365,23 @@ def midi_clips(rng: np.random.Generator, *, count: int, sample_rate: int) -> lis
         for i in range(count):
             mid, wav = Path(tmp) / f"{i}.mid", Path(tmp) / f"{i}.wav"
             mid.write_bytes(_midi_file(rng, float(rng.uniform(10, 60))))
-            x = _run_to_clip(["fluidsynth", "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-F",
-                              str(wav), font, str(mid)], wav, sample_rate)
+            x = _run_to_clip(
+                [
+                    "fluidsynth",
+                    "-ni",
+                    "-q",
+                    "-g",
+                    "0.8",
+                    "-r",
+                    str(sample_rate),
+                    "-F",
+                    str(wav),
+                    font,
+                    str(mid),
+                ],
+                wav,
+                sample_rate,
+            )
             if x is not None and np.abs(x).max() > 1e-4:
                 clips.append(Clip(x, source="midi"))
     return clips
@@ -283,6 +398,6 @@ def tone_music(rng: np.random.Generator, seconds: float, sample_rate: int) -> np
         t = np.arange(min(length, n - pos)) / sample_rate
         env = np.exp(-t * rng.uniform(1, 8))
         note = sum(np.sin(2 * np.pi * f0 * k * t) / k ** rng.uniform(1, 2.5) for k in range(1, 7))
-        out[pos:pos + t.size] += (env * note).astype(np.float32)
+        out[pos : pos + t.size] += (env * note).astype(np.float32)
         pos += t.size
     return out / (np.abs(out).max() + 1e-9)

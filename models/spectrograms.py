@@ -48,7 +48,9 @@ def recording_features(path: Path, cfg: FeatureConfig) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros((0, cfg.n_mels), np.float32)
 
 
-def windows(x: np.ndarray, y: np.ndarray, spec: ShardSpec) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def windows(
+    x: np.ndarray, y: np.ndarray, spec: ShardSpec
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Windows of ``spec.window`` frames every ``spec.hop`` frames, plus one aligned to the end."""
     n = len(x)
     if n < spec.window:
@@ -57,11 +59,18 @@ def windows(x: np.ndarray, y: np.ndarray, spec: ShardSpec) -> Iterator[tuple[np.
     if starts[-1] != n - spec.window:
         starts.append(n - spec.window)
     for s in starts:
-        yield x[s:s + spec.window], y[s:s + spec.window]
+        yield x[s : s + spec.window], y[s : s + spec.window]
 
 
-def write_shards(items: list[Item], out: Path, cfg: FeatureConfig, spec: ShardSpec, *, png: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+def write_shards(
+    items: list[Item],
+    out: Path,
+    cfg: FeatureConfig,
+    spec: ShardSpec,
+    *,
+    png: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, object]:
     """Write ``shard-NNNNN.npz`` files and ``index.json`` (feature config, spec, counts) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     buf_x: list[np.ndarray] = []
@@ -75,8 +84,12 @@ def write_shards(items: list[Item], out: Path, cfg: FeatureConfig, spec: ShardSp
         if not buf_x:
             return
         name = f"shard-{len(shards):05d}.npz"
-        np.savez_compressed(out / name, x=np.stack(buf_x).astype(np.float16), y=np.stack(buf_y),
-                            source=np.array(buf_src))
+        np.savez_compressed(
+            out / name,
+            x=np.stack(buf_x).astype(np.float16),
+            y=np.stack(buf_y),
+            source=np.array(buf_src),
+        )
         shards.append(name)
         buf_x.clear()
         buf_y.clear()
@@ -91,7 +104,12 @@ def write_shards(items: list[Item], out: Path, cfg: FeatureConfig, spec: ShardSp
         else:
             y = np.full(len(x), UNLABELLED, np.uint8)
         if len(x) < spec.window:
-            log.warning("%s: %d frames, shorter than one window of %d; skipped", item.audio, len(x), spec.window)
+            log.warning(
+                "%s: %d frames, shorter than one window of %d; skipped",
+                item.audio,
+                len(x),
+                spec.window,
+            )
             skipped.append(str(item.audio))
             continue
         frames += len(x)
@@ -108,10 +126,17 @@ def write_shards(items: list[Item], out: Path, cfg: FeatureConfig, spec: ShardSp
     flush()
     if not shards:
         raise ValueError(f"no recording in the dataset is at least {spec.window} frames long")
-    index = {"features": cfg.to_dict(), "window": spec.window, "hop": spec.hop, "shards": shards,
-             "recordings": len(items) - len(skipped), "skipped": skipped, "frames": frames,
-             "hours": round(frames * cfg.hop_length / cfg.sample_rate / 3600, 4),
-             "speech_fraction": round(speech / max(frames, 1), 4)}
+    index = {
+        "features": cfg.to_dict(),
+        "window": spec.window,
+        "hop": spec.hop,
+        "shards": shards,
+        "recordings": len(items) - len(skipped),
+        "skipped": skipped,
+        "frames": frames,
+        "hours": round(frames * cfg.hop_length / cfg.sample_rate / 3600, 4),
+        "speech_fraction": round(speech / max(frames, 1), 4),
+    }
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return index
 
@@ -131,11 +156,18 @@ def write_png(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (a, b) = plt.subplots(2, 1, figsize=(8, 3), sharex=True, gridspec_kw={"height_ratios": [6, 1]})
+    fig, (a, b) = plt.subplots(
+        2, 1, figsize=(8, 3), sharex=True, gridspec_kw={"height_ratios": [6, 1]}
+    )
     a.imshow(x.T.astype(np.float32), origin="lower", aspect="auto", cmap="magma")
     a.set_ylabel("mel band")
-    b.imshow(np.where(y == UNLABELLED, 0.5, y)[None, :].astype(np.float32), aspect="auto", cmap="Greens",
-             vmin=0, vmax=1)
+    b.imshow(
+        np.where(y == UNLABELLED, 0.5, y)[None, :].astype(np.float32),
+        aspect="auto",
+        cmap="Greens",
+        vmin=0,
+        vmax=1,
+    )
     b.set_yticks([])
     b.set_xlabel("frame (10 ms)")
     fig.tight_layout()
@@ -147,7 +179,9 @@ def read_index(folder: Path) -> dict[str, object]:
     """The shard folder's ``index.json``; ``ValueError`` naming the folder when it is missing."""
     index = folder / "index.json"
     if not index.is_file():
-        raise ValueError(f"{folder}: not a spectrogram folder (no index.json); run `ocml-train spectrograms` first")
+        raise ValueError(
+            f"{folder}: not a spectrogram folder (no index.json); run `ocml-train spectrograms` first"
+        )
     return json.loads(index.read_text())
 
 

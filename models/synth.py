@@ -88,17 +88,25 @@ def build_pools(cfg: SynthConfig) -> Pools:
     for d in cfg.speech_dirs:
         pools.speech += sources.load_clips(sources.audio_files(d), sr, source=f"dir:{Path(d).name}")
     for d in cfg.noise_dirs:
-        pools.effects += sources.load_clips(sources.audio_files(d), sr, source=f"dir:{Path(d).name}")
+        pools.effects += sources.load_clips(
+            sources.audio_files(d), sr, source=f"dir:{Path(d).name}"
+        )
     if cfg.system_sources:
         pools.speech += sources.load_clips(sources.system_speech_files(), sr, source="system")
         pools.effects += sources.load_clips(sources.system_effect_files(), sr, source="system")
         pools.music += sources.midi_clips(rng, count=cfg.midi_pieces, sample_rate=sr)
     if cfg.tts_utterances and cfg.tts_engines:
         texts = sources.gettext_texts()
-        pools.speech += list(sources.tts_clips(rng, count=cfg.tts_utterances, sample_rate=sr,
-                                               texts=texts, engines=cfg.tts_engines))
-    pools.speech = [Clip(trimmed, c.source, c.voice, c.language) for c in pools.speech
-                    if (trimmed := trim(c.samples, sr)).size >= sr // 20]
+        pools.speech += list(
+            sources.tts_clips(
+                rng, count=cfg.tts_utterances, sample_rate=sr, texts=texts, engines=cfg.tts_engines
+            )
+        )
+    pools.speech = [
+        Clip(trimmed, c.source, c.voice, c.language)
+        for c in pools.speech
+        if (trimmed := trim(c.samples, sr)).size >= sr // 20
+    ]
     if not pools.speech:
         raise ValueError("no speech source found: pass speech folders or install a TTS engine")
     return pools
@@ -112,7 +120,7 @@ def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
         return x[:0]
     energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
     loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
-    return x[loud[0] * hop:(loud[-1] + 1) * hop] if loud.size else x[:0]
+    return x[loud[0] * hop : (loud[-1] + 1) * hop] if loud.size else x[:0]
 
 
 def rms(x: np.ndarray) -> float:
@@ -133,8 +141,10 @@ def hum(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Mains hum at 50 or 60 Hz with random odd/even harmonics, unit RMS."""
     t = np.arange(n) / sr
     f0 = 50.0 if rng.random() < 0.5 else 60.0
-    y = sum(rng.uniform(0.05, 1.0) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3))
-            for k in range(1, 8))
+    y = sum(
+        rng.uniform(0.05, 1.0) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3))
+        for k in range(1, 8)
+    )
     return (y / rms(y)).astype(np.float32)
 
 
@@ -200,7 +210,7 @@ def _event(rng: np.random.Generator, kind: str, sr: int) -> np.ndarray:
             start = int(rng.integers(0, out.size - n))
             f = rng.uniform(800, 4000)
             t = np.arange(n) / sr
-            out[start:start + n] += np.sin(2 * np.pi * f * t) * np.exp(-t * 150)
+            out[start : start + n] += np.sin(2 * np.pi * f * t) * np.exp(-t * 150)
         return out
     n = int(sr * rng.uniform(0.1, 0.8))
     env = np.sin(np.linspace(0, np.pi, n)) ** 2
@@ -244,16 +254,18 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         gain = 10 ** (rng.uniform(-4, 4) / 20) / rms(clip)
         if phone or rng.random() < 0.05:
             clip = telephone(clip, sr, rng)
-        speech[start:start + clip.size] += clip * gain
+        speech[start : start + clip.size] += clip * gain
         labels.append([round(start / sr, 4), round((start + clip.size) / sr, 4)])
         t = (start + clip.size) / sr + _pause(rng)
-    active = np.concatenate([speech[int(s * sr):int(e * sr)] for s, e in labels]) if labels else speech
+    active = (
+        np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]) if labels else speech
+    )
     speech /= rms(active) if labels else 1.0
     rt60 = float(rng.uniform(0.2, 0.9)) if rng.random() < 0.5 else None
     if rt60:
         speech = fft_convolve(speech, room_impulse(rng, rt60, sr))[:n]
         if labels:
-            speech /= rms(np.concatenate([speech[int(s * sr):int(e * sr)] for s, e in labels]))
+            speech /= rms(np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]))
     snr = float(rng.uniform(0, 30))
     noise = _noise_bed(rng, n, sr, pools)
     background = noise * 10 ** (-snr / 20)
@@ -267,9 +279,17 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     y = np.clip(y + rng.uniform(-0.003, 0.003) * (rng.random() < 0.2), -1.0, 1.0)
     if rng.random() < 0.15:
         y[: int(sr * rng.uniform(0.1, min(3.0, labels[0][0] if labels else 3.0)))] = 0.0
-    meta = {"index": index, "duration": round(n / sr, 4), "snr_db": round(snr, 1), "rt60": rt60,
-            "level_dbfs": round(level_db, 1), "telephone": phone, "clipped": clipped,
-            "main_voice": "/".join(main), "utterances": len(labels)}
+    meta = {
+        "index": index,
+        "duration": round(n / sr, 4),
+        "snr_db": round(snr, 1),
+        "rt60": rt60,
+        "level_dbfs": round(level_db, 1),
+        "telephone": phone,
+        "clipped": clipped,
+        "main_voice": "/".join(main),
+        "utterances": len(labels),
+    }
     return Mixture(y.astype(np.float32), _merge(labels), meta)
 
 
@@ -300,8 +320,9 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
     return (y / rms(y)).astype(np.float32)
 
 
-def _events_and_music(rng: np.random.Generator, n: int, sr: int, pools: Pools,
-                      labels: list[list[float]]) -> np.ndarray:
+def _events_and_music(
+    rng: np.random.Generator, n: int, sr: int, pools: Pools, labels: list[list[float]]
+) -> np.ndarray:
     """Clicks, taps, bursts, alerts and music placed mostly in pauses (relative to speech RMS 1)."""
     out = np.zeros(n, np.float32)
     for _ in range(int(rng.integers(0, 12))):
@@ -311,7 +332,7 @@ def _events_and_music(rng: np.random.Generator, n: int, sr: int, pools: Pools,
             x = _event(rng, str(rng.choice(["click", "tap", "burst"])), sr)
         x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20)
         start = int(rng.integers(0, n - x.size))
-        out[start:start + x.size] += x
+        out[start : start + x.size] += x
     if rng.random() < 0.7:
         for _ in range(int(rng.integers(1, 4))):
             seconds = float(rng.uniform(3, 40))
@@ -320,12 +341,18 @@ def _events_and_music(rng: np.random.Generator, n: int, sr: int, pools: Pools,
             else:
                 x = sources.tone_music(rng, seconds, sr)
             x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-20, 0) / 20)
-            if labels and rng.random() < 0.7:  # intro/outro music before the first or after the last word
-                lo, hi = (0, int(labels[0][0] * sr)) if rng.random() < 0.5 else (int(labels[-1][1] * sr), n)
+            if (
+                labels and rng.random() < 0.7
+            ):  # intro/outro music before the first or after the last word
+                lo, hi = (
+                    (0, int(labels[0][0] * sr))
+                    if rng.random() < 0.5
+                    else (int(labels[-1][1] * sr), n)
+                )
             else:
                 lo, hi = 0, n
             start = int(rng.integers(lo, max(lo + 1, hi - x.size)))
-            out[start:start + x.size] += x[: n - start]
+            out[start : start + x.size] += x[: n - start]
     return out
 
 
@@ -336,8 +363,9 @@ def _drift(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return (10 ** (db / 20)).astype(np.float32)
 
 
-def write_dataset(cfg: SynthConfig, out: Path, *, progress: Callable[[int, int], None] | None = None
-                  ) -> dict[str, object]:
+def write_dataset(
+    cfg: SynthConfig, out: Path, *, progress: Callable[[int, int], None] | None = None
+) -> dict[str, object]:
     """Build the pools, write ``synth-NNNNN.flac`` + ``.json`` labels and ``manifest.json``."""
     out.mkdir(parents=True, exist_ok=True)
     pools = build_pools(cfg)
@@ -353,7 +381,12 @@ def write_dataset(cfg: SynthConfig, out: Path, *, progress: Callable[[int, int],
         total_s += duration
         if progress:
             progress(i + 1, cfg.recordings)
-    manifest = {"config": asdict(cfg), "pools": pools.summary(), "hours": round(total_s / 3600, 3),
-                "speech_fraction": round(speech_s / max(total_s, 1e-9), 4), "recordings": metas}
+    manifest = {
+        "config": asdict(cfg),
+        "pools": pools.summary(),
+        "hours": round(total_s / 3600, 3),
+        "speech_fraction": round(speech_s / max(total_s, 1e-9), 4),
+        "recordings": metas,
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

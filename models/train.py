@@ -32,10 +32,23 @@ DEFAULTS: dict[str, Any] = {
     "version": "0.1.0",
     "arch": "tcn",
     "model": {},
-    "data": {"crop": 800, "batch_size": 16, "validation_every": 8, "gain_jitter_db": 6.0,
-             "windows_per_example": 32},
-    "train": {"epochs": 30, "learning_rate": 0.002, "patience": 5, "seed": 0, "steps_per_epoch": None,
-              "label_fraction": 1.0, "teacher": None, "distill_weight": 0.5},
+    "data": {
+        "crop": 800,
+        "batch_size": 16,
+        "validation_every": 8,
+        "gain_jitter_db": 6.0,
+        "windows_per_example": 32,
+    },
+    "train": {
+        "epochs": 30,
+        "learning_rate": 0.002,
+        "patience": 5,
+        "seed": 0,
+        "steps_per_epoch": None,
+        "label_fraction": 1.0,
+        "teacher": None,
+        "distill_weight": 0.5,
+    },
     "pretrain": {"epochs": 10, "learning_rate": 0.002},
     "postprocess": {},
     "inference": {},
@@ -47,7 +60,9 @@ class RecipeError(ValueError):
     """A recipe key or value is unknown or out of range."""
 
 
-def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_recipe(
+    path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The defaults, updated by the YAML file at ``path``, then by ``overrides``; unknown keys fail."""
     recipe = copy.deepcopy(DEFAULTS)
     if path is not None:
@@ -61,7 +76,9 @@ def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] 
         _update(recipe, data, str(p))
     _update(recipe, dict(overrides or {}), "overrides")
     if recipe["arch"] not in ARCHITECTURES:
-        raise RecipeError(f"arch {recipe['arch']!r} is unknown; choose one of {', '.join(ARCHITECTURES)}")
+        raise RecipeError(
+            f"arch {recipe['arch']!r} is unknown; choose one of {', '.join(ARCHITECTURES)}"
+        )
     frac = recipe["train"]["label_fraction"]
     if not 0 < float(frac) <= 1:
         raise RecipeError(f"train.label_fraction must be in (0, 1], got {frac!r}")
@@ -78,7 +95,9 @@ def load_recipe(path: Path | str | None = None, *, overrides: Mapping[str, Any] 
 def _update(base: dict[str, Any], new: Mapping[str, Any], where: str) -> None:
     for key, value in new.items():
         if key not in base:
-            raise RecipeError(f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}")
+            raise RecipeError(
+                f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}"
+            )
         if isinstance(base[key], dict) and key not in ("model", "postprocess", "inference"):
             if not isinstance(value, Mapping):
                 raise RecipeError(f"{where}: {key} must be a mapping, got {value!r}")
@@ -105,7 +124,9 @@ def split_shards(folder: Path, every: int) -> ShardSet:
     paths = [folder / s for s in index["shards"]]
     val = [p for i, p in enumerate(paths) if len(paths) > 1 and i % every == 1 % every]
     train = [p for p in paths if p not in val]
-    return ShardSet(folder, train, val, FeatureConfig.from_dict(index["features"]), int(index["window"]), index)
+    return ShardSet(
+        folder, train, val, FeatureConfig.from_dict(index["features"]), int(index["window"]), index
+    )
 
 
 def feature_stats(shards: list[Path], *, max_shards: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +151,16 @@ class Examples:
     probabilities (distillation); frames outside the label fraction or unlabelled weigh 0.
     """
 
-    def __init__(self, shards: list[Path], recipe: dict[str, Any], *, built: Built, training: bool,
-                 soft: Mapping[Path, np.ndarray] | None = None, epoch_seed: int = 0) -> None:
+    def __init__(
+        self,
+        shards: list[Path],
+        recipe: dict[str, Any],
+        *,
+        built: Built,
+        training: bool,
+        soft: Mapping[Path, np.ndarray] | None = None,
+        epoch_seed: int = 0,
+    ) -> None:
         self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
         self.soft = soft
         self.rng = np.random.default_rng([recipe["train"]["seed"], epoch_seed])
@@ -155,23 +184,30 @@ class Examples:
                 xi = x[i]
                 if self.training and data["gain_jitter_db"]:
                     db = self.rng.uniform(-data["gain_jitter_db"], data["gain_jitter_db"])
-                    xi = np.logaddexp(xi + np.float32(db / 10 * math.log(10)), math.log(1e-6)).astype(np.float32)
+                    xi = np.logaddexp(
+                        xi + np.float32(db / 10 * math.log(10)), math.log(1e-6)
+                    ).astype(np.float32)
                 yield from self._cut(xi, target[i], weight[i])
 
-    def _cut(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _cut(
+        self, x: np.ndarray, y: np.ndarray, w: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         if self.built.window is None:
             crop = min(self.recipe["data"]["crop"], len(x)) if self.training else len(x)
             s = int(self.rng.integers(0, len(x) - crop + 1))
-            yield x[s:s + crop], y[s:s + crop], w[s:s + crop]
+            yield x[s : s + crop], y[s : s + crop], w[s : s + crop]
             return
         width = self.built.window
         half = width // 2
         count = self.recipe["data"]["windows_per_example"]
-        centres = self.rng.integers(half, len(x) - (width - half) + 1, count) if self.training else \
-            np.arange(half, len(x) - (width - half) + 1, max(1, width // 2))
+        centres = (
+            self.rng.integers(half, len(x) - (width - half) + 1, count)
+            if self.training
+            else np.arange(half, len(x) - (width - half) + 1, max(1, width // 2))
+        )
         for c in centres:
             if w[c]:
-                yield x[c - half:c - half + width], np.float32(y[c]), np.float32(1.0)
+                yield x[c - half : c - half + width], np.float32(y[c]), np.float32(1.0)
 
 
 def _label_mask_seed(recipe: dict[str, Any]) -> Callable[[Path, tuple[int, ...]], np.ndarray]:
@@ -183,7 +219,9 @@ def _label_mask_seed(recipe: dict[str, Any]) -> Callable[[Path, tuple[int, ...]]
         if fraction >= 1:
             return np.ones(shape, np.float32)
         rng = np.random.default_rng([seed, sum(path.name.encode())])
-        return np.repeat((rng.random(shape[0]) < fraction)[:, None], shape[1], axis=1).astype(np.float32)
+        return np.repeat((rng.random(shape[0]) < fraction)[:, None], shape[1], axis=1).astype(
+            np.float32
+        )
 
     return keep
 
@@ -193,12 +231,18 @@ def make_dataset(examples: Examples, *, n_mels: int, batch_size: int, frame: boo
     import tensorflow as tf
 
     if frame:
-        sig = (tf.TensorSpec([None, n_mels], tf.float32), tf.TensorSpec([None], tf.float32),
-               tf.TensorSpec([None], tf.float32))
+        sig = (
+            tf.TensorSpec([None, n_mels], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        )
     else:
         width = examples.built.window
-        sig = (tf.TensorSpec([width, n_mels], tf.float32), tf.TensorSpec([], tf.float32),
-               tf.TensorSpec([], tf.float32))
+        sig = (
+            tf.TensorSpec([width, n_mels], tf.float32),
+            tf.TensorSpec([], tf.float32),
+            tf.TensorSpec([], tf.float32),
+        )
     ds = tf.data.Dataset.from_generator(examples, output_signature=sig)
     if examples.training:
         ds = ds.shuffle(2048 if not frame else 64, seed=int(examples.recipe["train"]["seed"]))
@@ -219,12 +263,14 @@ def frame_accuracy(y_true: Any, y_pred: Any) -> Any:
     return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
 
 
-
 def _compile(model: Any, lr: float) -> None:
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=frame_bce,
-                  weighted_metrics=[keras.metrics.MeanMetricWrapper(frame_accuracy, name="acc")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=frame_bce,
+        weighted_metrics=[keras.metrics.MeanMetricWrapper(frame_accuracy, name="acc")],
+    )
 
 
 class _Progress:
@@ -236,7 +282,9 @@ class _Progress:
         class Progress(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
                 logs = dict(logs or {})
-                shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate")
+                shown = "  ".join(
+                    f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate"
+                )
                 echo(f"epoch {epoch + 1}/{epochs}  {shown}")
                 best = json.loads(state.read_text()).get("best") if state.is_file() else None
                 current = logs.get("val_loss", logs.get("loss"))
@@ -247,8 +295,18 @@ class _Progress:
         return Progress()
 
 
-def fit(model: Any, train_ds: Any, val_ds: Any, *, out: Path, epochs: int, patience: int, resume: bool,
-        echo: Echo, steps: int | None) -> dict[str, Any]:
+def fit(
+    model: Any,
+    train_ds: Any,
+    val_ds: Any,
+    *,
+    out: Path,
+    epochs: int,
+    patience: int,
+    resume: bool,
+    echo: Echo,
+    steps: int | None,
+) -> dict[str, Any]:
     """Run ``model.fit`` with checkpoints (last, best), early stopping, a CSV history and resume."""
     import keras
 
@@ -265,10 +323,18 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, out: Path, epochs: int, patie
     monitor = "val_loss" if val_ds is not None else "loss"
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.weights.h5"), save_weights_only=True,
-                                        monitor=monitor, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, patience // 3)),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt / "best.weights.h5"),
+            save_weights_only=True,
+            monitor=monitor,
+            save_best_only=True,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=0.5, patience=max(1, patience // 3)
+        ),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
         _Progress(echo, state, epochs),
     ]
@@ -279,22 +345,38 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, out: Path, epochs: int, patie
     with warnings.catch_warnings():
         # make_dataset shuffles the tf.data input itself, and validation data is finite by design.
         warnings.filterwarnings("ignore", message="`shuffle=True` was passed", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-        model.fit(train_ds.repeat() if steps else train_ds, validation_data=val_ds, epochs=epochs,
-                  initial_epoch=initial, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+        warnings.filterwarnings(
+            "ignore", message="Your input ran out of data", category=UserWarning
+        )
+        model.fit(
+            train_ds.repeat() if steps else train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=initial,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=0,
+        )
     if (ckpt / "best.weights.h5").is_file():
         model.load_weights(ckpt / "best.weights.h5")
     return _history(out)
 
 
 def _history(out: Path) -> dict[str, Any]:
-    rows = list(csv.DictReader((out / "history.csv").open())) if (out / "history.csv").is_file() else []
+    rows = (
+        list(csv.DictReader((out / "history.csv").open()))
+        if (out / "history.csv").is_file()
+        else []
+    )
     if not rows:
         return {"epochs": 0}
     key = "val_loss" if "val_loss" in rows[0] else "loss"
     best = min(rows, key=lambda r: float(r[key]))
-    return {"epochs": len(rows), "best_epoch": int(best["epoch"]) + 1,
-            **{k: round(float(v), 5) for k, v in best.items() if k != "epoch"}}
+    return {
+        "epochs": len(rows),
+        "best_epoch": int(best["epoch"]) + 1,
+        **{k: round(float(v), 5) for k, v in best.items() if k != "epoch"},
+    }
 
 
 def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict[Path, np.ndarray]:
@@ -302,11 +384,15 @@ def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict
     out = {}
     for path in shards:
         x, _ = load_shard(path)
-        out[path] = np.concatenate([teacher.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+        out[path] = np.concatenate(
+            [teacher.predict(x[i : i + batch]) for i in range(0, len(x), batch)]
+        )
     return out
 
 
-def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
+def prepare(
+    data: Path, recipe: dict[str, Any], *, teacher: Any = None
+) -> tuple[ShardSet, Built, Any, Any]:
     """Split the shards, build the model with the data's feature statistics, make both datasets."""
     shards = split_shards(data, recipe["data"]["validation_every"])
     mean, std = feature_stats(shards.train)
@@ -314,17 +400,32 @@ def prepare(data: Path, recipe: dict[str, Any], *, teacher: Any = None) -> tuple
     frame = built.window is None
     bs = recipe["data"]["batch_size"]
     soft = teacher_targets(shards.train, teacher) if teacher is not None else None
-    train_ds = make_dataset(Examples(shards.train, recipe, built=built, training=True, soft=soft),
-                            n_mels=shards.features.n_mels, batch_size=bs, frame=frame)
+    train_ds = make_dataset(
+        Examples(shards.train, recipe, built=built, training=True, soft=soft),
+        n_mels=shards.features.n_mels,
+        batch_size=bs,
+        frame=frame,
+    )
     val_ds = None
     if shards.validation:
-        val_ds = make_dataset(Examples(shards.validation, recipe, built=built, training=False),
-                              n_mels=shards.features.n_mels, batch_size=bs, frame=frame).cache()
+        val_ds = make_dataset(
+            Examples(shards.validation, recipe, built=built, training=False),
+            n_mels=shards.features.n_mels,
+            batch_size=bs,
+            frame=frame,
+        ).cache()
     return shards, built, train_ds, val_ds
 
 
-def export_model(built: Built, out_dir: Path, *, recipe: dict[str, Any], shards: ShardSet,
-                 history: dict[str, Any], metrics: dict[str, Any] | None = None) -> Path:
+def export_model(
+    built: Built,
+    out_dir: Path,
+    *,
+    recipe: dict[str, Any],
+    shards: ShardSet,
+    history: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+) -> Path:
     """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata."""
     from ocml.models.export import export_savedmodel
 
@@ -333,18 +434,38 @@ def export_model(built: Built, out_dir: Path, *, recipe: dict[str, Any], shards:
         norm = model.get_layer("standardise")
         pad = np.asarray(norm.mean).reshape(-1)
         model = frame_model(model, built.window, pad)
-    training = {"data": {k: shards.index[k] for k in ("hours", "recordings", "speech_fraction", "frames")},
-                "data_folder": shards.folder.name, "recipe": recipe, "history": history,
-                "params": int(built.model.count_params())}
-    return export_savedmodel(model, out_dir, name=recipe["name"], version=str(recipe["version"]),
-                             architecture=recipe["arch"], features=shards.features,
-                             context_frames=built.context_frames, postprocess=recipe["postprocess"] or None,
-                             inference=recipe["inference"] or None,
-                             training=training, metrics=metrics, overwrite=True)
+    training = {
+        "data": {k: shards.index[k] for k in ("hours", "recordings", "speech_fraction", "frames")},
+        "data_folder": shards.folder.name,
+        "recipe": recipe,
+        "history": history,
+        "params": int(built.model.count_params()),
+    }
+    return export_savedmodel(
+        model,
+        out_dir,
+        name=recipe["name"],
+        version=str(recipe["version"]),
+        architecture=recipe["arch"],
+        features=shards.features,
+        context_frames=built.context_frames,
+        postprocess=recipe["postprocess"] or None,
+        inference=recipe["inference"] or None,
+        training=training,
+        metrics=metrics,
+        overwrite=True,
+    )
 
 
-def train(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print,
-          encoder_weights: Path | None = None) -> Path:
+def train(
+    recipe: dict[str, Any],
+    data: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    echo: Echo = print,
+    encoder_weights: Path | None = None,
+) -> Path:
     """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path."""
     import keras
 
@@ -356,26 +477,42 @@ def train(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False
         from ocml.pipeline.model import load_model
 
         teacher = load_model(recipe["train"]["teacher"])
-        echo(f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe['train']['distill_weight']}")
+        echo(
+            f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe['train']['distill_weight']}"
+        )
     shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher)
     if recipe["arch"] == "autoencoder":
         if encoder_weights is None:
-            raise ValueError("the autoencoder readout needs a pre-trained encoder: run `ocml-train pretrain` "
-                             "and pass --encoder MODEL_DIR")
+            raise ValueError(
+                "the autoencoder readout needs a pre-trained encoder: run `ocml-train pretrain` "
+                "and pass --encoder MODEL_DIR"
+            )
         built.encoder.load_weights(encoder_weights)
         built.encoder.trainable = False
-    echo(f"{recipe['arch']}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
-         f"{len(shards.train)} training / {len(shards.validation)} validation shards")
+    echo(
+        f"{recipe['arch']}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
+        f"{len(shards.train)} training / {len(shards.validation)} validation shards"
+    )
     _compile(built.model, float(recipe["train"]["learning_rate"]))
-    history = fit(built.model, train_ds, val_ds, out=out, epochs=int(recipe["train"]["epochs"]),
-                  patience=int(recipe["train"]["patience"]), resume=resume, echo=echo,
-                  steps=recipe["train"]["steps_per_epoch"])
+    history = fit(
+        built.model,
+        train_ds,
+        val_ds,
+        out=out,
+        epochs=int(recipe["train"]["epochs"]),
+        patience=int(recipe["train"]["patience"]),
+        resume=resume,
+        echo=echo,
+        steps=recipe["train"]["steps_per_epoch"],
+    )
     path = export_model(built, out / "savedmodel", recipe=recipe, shards=shards, history=history)
     echo(f"exported {path}")
     return path
 
 
-def pretrain(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print) -> Path:
+def pretrain(
+    recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print
+) -> Path:
     """Train the autoencoder to reconstruct standardised windows (no labels); save the encoder's weights."""
     import keras
 
@@ -387,11 +524,21 @@ def pretrain(recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = Fa
     shards, built, train_ds, val_ds = prepare(data, unlabelled)
     as_pairs = _reconstruction_pairs
     auto = reconstruction_model(built)
-    auto.compile(optimizer=keras.optimizers.Adam(float(recipe["pretrain"]["learning_rate"])), loss="mse")
+    auto.compile(
+        optimizer=keras.optimizers.Adam(float(recipe["pretrain"]["learning_rate"])), loss="mse"
+    )
     echo(f"autoencoder: {auto.count_params():,} parameters, pre-training without labels")
-    fit(auto, as_pairs(train_ds), as_pairs(val_ds) if val_ds is not None else None, out=out,
-        epochs=int(recipe["pretrain"]["epochs"]), patience=int(recipe["train"]["patience"]), resume=resume,
-        echo=echo, steps=recipe["train"]["steps_per_epoch"])
+    fit(
+        auto,
+        as_pairs(train_ds),
+        as_pairs(val_ds) if val_ds is not None else None,
+        out=out,
+        epochs=int(recipe["pretrain"]["epochs"]),
+        patience=int(recipe["train"]["patience"]),
+        resume=resume,
+        echo=echo,
+        steps=recipe["train"]["steps_per_epoch"],
+    )
     path = out / "encoder.weights.h5"
     built.encoder.save_weights(path)
     echo(f"saved {path}")
@@ -414,9 +561,17 @@ def reconstruction_model(built: Built) -> Any:
     return keras.Model(inp, keras.layers.Subtract()([recon, target]), name="reconstruction_error")
 
 
-def export_checkpoint(run_dir: Path, out: Path, *, data: Path, checkpoint: str = "best",
-                      metrics: dict[str, Any] | None = None, postprocess: dict[str, Any] | None = None,
-                      name: str | None = None, version: str | None = None) -> Path:
+def export_checkpoint(
+    run_dir: Path,
+    out: Path,
+    *,
+    data: Path,
+    checkpoint: str = "best",
+    metrics: dict[str, Any] | None = None,
+    postprocess: dict[str, Any] | None = None,
+    name: str | None = None,
+    version: str | None = None,
+) -> Path:
     """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``."""
     recipe = load_recipe(run_dir / "recipe.yaml")
     if name:
@@ -432,4 +587,6 @@ def export_checkpoint(run_dir: Path, out: Path, *, data: Path, checkpoint: str =
     mean, std = feature_stats(shards.train)
     built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
     built.model.load_weights(weights)
-    return export_model(built, out, recipe=recipe, shards=shards, history=_history(run_dir), metrics=metrics)
+    return export_model(
+        built, out, recipe=recipe, shards=shards, history=_history(run_dir), metrics=metrics
+    )

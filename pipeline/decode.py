@@ -54,15 +54,42 @@ _TRUNCATION_TOLERANCE = 0.5
 _SEEK_PREROLL = 0.5
 """Seconds a PyAV seek lands before the wanted start; what comes before it is trimmed."""
 _NOT_MEDIA_FORMATS = {"image2", "tty", "gif", "webp", "apng", "ico"}
-_PERMANENT_OS_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
-                        errno.ELOOP, errno.ENAMETOOLONG}
-_TRANSIENT_AV_ERRORS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR,
-                        errno.ENOTCONN, errno.ECONNRESET, errno.EHOSTDOWN, errno.ENOLINK,
-                        errno.EREMOTEIO, errno.EBUSY}
-_SAMPLE_TYPES = {"flt": np.float32, "dbl": np.float64, "s16": np.int16, "s32": np.int32,
-                 "s64": np.int64, "u8": np.uint8}
-_SAMPLE_SCALE = {np.dtype(np.int16): 2.0**-15, np.dtype(np.int32): 2.0**-31,
-                 np.dtype(np.int64): 2.0**-63, np.dtype(np.uint8): 2.0**-7}
+_PERMANENT_OS_ERRORS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ELOOP,
+    errno.ENAMETOOLONG,
+}
+_TRANSIENT_AV_ERRORS = {
+    errno.EIO,
+    errno.ESTALE,
+    errno.ETIMEDOUT,
+    errno.EAGAIN,
+    errno.EINTR,
+    errno.ENOTCONN,
+    errno.ECONNRESET,
+    errno.EHOSTDOWN,
+    errno.ENOLINK,
+    errno.EREMOTEIO,
+    errno.EBUSY,
+}
+_SAMPLE_TYPES = {
+    "flt": np.float32,
+    "dbl": np.float64,
+    "s16": np.int16,
+    "s32": np.int32,
+    "s64": np.int64,
+    "u8": np.uint8,
+}
+_SAMPLE_SCALE = {
+    np.dtype(np.int16): 2.0**-15,
+    np.dtype(np.int32): 2.0**-31,
+    np.dtype(np.int64): 2.0**-63,
+    np.dtype(np.uint8): 2.0**-7,
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +121,10 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
             info = _av_info(name, container, _audio_stream(name, container))
     known = info.duration > 0 or sound is not None  # libsndfile counts frames exactly
     if known and info.duration < MIN_DURATION:
-        raise InputTooShort(f"too short: {info.duration:.3f} s of audio, at least {MIN_DURATION} s needed",
-                            path=name)
+        raise InputTooShort(
+            f"too short: {info.duration:.3f} s of audio, at least {MIN_DURATION} s needed",
+            path=name,
+        )
     return info
 
 
@@ -129,8 +158,10 @@ def stream(
       (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
     """
     if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ParamsError(f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
-                          f"got {sample_rate!r}")
+        raise ParamsError(
+            f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
+            f"got {sample_rate!r}"
+        )
     if not isinstance(block_seconds, (int, float)) or not block_seconds >= MIN_DURATION:
         raise ParamsError(f"block_seconds must be >= {MIN_DURATION}, got {block_seconds!r}")
     if not isinstance(start, (int, float)) or not 0 <= start < math.inf:
@@ -156,16 +187,29 @@ def stream(
 
 def _soundfile_info(name: str, sound: sf.SoundFile) -> AudioInfo:
     _check_rate(name, sound.samplerate)
-    return AudioInfo(name, sound.frames / sound.samplerate, sound.samplerate, sound.channels,
-                     sound.subtype.lower(), sound.format.lower(), False)
+    return AudioInfo(
+        name,
+        sound.frames / sound.samplerate,
+        sound.samplerate,
+        sound.channels,
+        sound.subtype.lower(),
+        sound.format.lower(),
+        False,
+    )
 
 
-def _av_info(name: str, container: av.container.InputContainer, audio: av.AudioStream
-             ) -> AudioInfo:
+def _av_info(name: str, container: av.container.InputContainer, audio: av.AudioStream) -> AudioInfo:
     codec = audio.codec_context
     _check_rate(name, codec.sample_rate)
-    return AudioInfo(name, _av_duration(container, audio), codec.sample_rate, codec.channels,
-                     codec.codec.canonical_name, container.format.name, _has_video(container))
+    return AudioInfo(
+        name,
+        _av_duration(container, audio),
+        codec.sample_rate,
+        codec.channels,
+        codec.codec.canonical_name,
+        container.format.name,
+        _has_video(container),
+    )
 
 
 def _check_file(path: str | os.PathLike[str]) -> str:
@@ -206,8 +250,9 @@ def _av_error(name: str, e: av.FFmpegError, doing: str) -> Exception:
 
 def _check_rate(name: str, rate: int) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise BadSampleRate(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}.."
-                            f"{MAX_SAMPLE_RATE} Hz", path=name)
+        raise BadSampleRate(
+            f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz", path=name
+        )
 
 
 def _open_soundfile(name: str) -> sf.SoundFile | None:
@@ -266,19 +311,22 @@ def _audio_stream(name: str, container: av.container.InputContainer) -> av.Audio
         audio = container.streams.best("audio") or container.streams.audio[0]
         if audio.codec_context.sample_rate and audio.codec_context.channels:
             return audio
-        raise InputUnreadable(f"audio stream ({audio.codec_context.name}) has no sample rate or "
-                              "channels", path=name)
+        raise InputUnreadable(
+            f"audio stream ({audio.codec_context.name}) has no sample rate or channels", path=name
+        )
     fmt = container.format.name
     if _has_video(container) and fmt not in _NOT_MEDIA_FORMATS and not fmt.endswith("_pipe"):
         raise NoAudioTrack(f"{fmt} file has video but no audio stream", path=name)
-    raise InputUnreadable(f"not a readable audio or video file (FFmpeg sees {fmt}, no audio)",
-                          path=name)
+    raise InputUnreadable(
+        f"not a readable audio or video file (FFmpeg sees {fmt}, no audio)", path=name
+    )
 
 
 def _has_video(container: av.container.InputContainer) -> bool:
     """True when a video stream is more than attached cover art."""
-    return any(not s.disposition & av.stream.Disposition.attached_pic
-               for s in container.streams.video)
+    return any(
+        not s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video
+    )
 
 
 def _av_duration(container: av.container.InputContainer, audio: av.AudioStream) -> float:
@@ -307,18 +355,29 @@ def _soundfile_chunks(name: str, sound: sf.SoundFile, *, skip: int = 0) -> Itera
             except sf.LibsndfileError as e:
                 raise InputUnreadable(
                     f"truncated or corrupt: decoding failed after {decoded / sound.samplerate:.2f}"
-                    f" of {sound.frames / sound.samplerate:.2f} s ({e})", path=name) from e
+                    f" of {sound.frames / sound.samplerate:.2f} s ({e})",
+                    path=name,
+                ) from e
             if not len(data):
                 break
             decoded += len(data)
             yield data.T
         if decoded < sound.frames:
-            raise InputUnreadable(f"truncated: {decoded / sound.samplerate:.2f} of "
-                                  f"{sound.frames / sound.samplerate:.2f} s decodable", path=name)
+            raise InputUnreadable(
+                f"truncated: {decoded / sound.samplerate:.2f} of "
+                f"{sound.frames / sound.samplerate:.2f} s decodable",
+                path=name,
+            )
 
 
-def _av_chunks(name: str, container: av.container.InputContainer, audio: av.AudioStream,
-               rate: int, *, start: float = 0.0) -> Iterator[Chunk]:
+def _av_chunks(
+    name: str,
+    container: av.container.InputContainer,
+    audio: av.AudioStream,
+    rate: int,
+    *,
+    start: float = 0.0,
+) -> Iterator[Chunk]:
     """Yield the decoded chunks of ``audio`` (native sample type), placed by timestamp.
 
     Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
@@ -348,15 +407,21 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
                     continue
                 for frame in frames:
                     if frame.sample_rate != rate:
-                        raise InputUnreadable(f"sample rate changes from {rate} to "
-                                              f"{frame.sample_rate} Hz mid-stream", path=name)
+                        raise InputUnreadable(
+                            f"sample rate changes from {rate} to {frame.sample_rate} Hz mid-stream",
+                            path=name,
+                        )
                     rows = _frame_rows(frame)
                     if frame.pts is not None:
                         shift = (2 * frame.pts * tb_num * rate + tb_den) // (2 * tb_den) - origin
                         shift -= written
                         if abs(shift) > jump and written:
-                            log.warning("%s: timestamp jumps %.1f s at %.2f s; counted through",
-                                        name, shift / rate, written / rate)
+                            log.warning(
+                                "%s: timestamp jumps %.1f s at %.2f s; counted through",
+                                name,
+                                shift / rate,
+                                written / rate,
+                            )
                         elif shift > tolerance:
                             yield from _zeros(len(rows), rows[0].dtype, shift, rate)
                             written += shift
@@ -368,8 +433,11 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
         except av.FFmpegError as e:
             if e.errno in _TRANSIENT_AV_ERRORS or not written:
                 raise _av_error(name, e, "reading failed") from e
-            raise InputUnreadable(f"truncated or corrupt: reading failed after "
-                                  f"{written / rate:.2f} s ({e.strerror or e})", path=name) from e
+            raise InputUnreadable(
+                f"truncated or corrupt: reading failed after "
+                f"{written / rate:.2f} s ({e.strerror or e})",
+                path=name,
+            ) from e
         _check_complete(name, container, audio, start + written / rate)
     if failed:
         if not written:
@@ -377,8 +445,9 @@ def _av_chunks(name: str, container: av.container.InputContainer, audio: av.Audi
         log.warning("%s: %d audio packets could not be decoded; replaced by silence", name, failed)
 
 
-def _check_complete(name: str, container: av.container.InputContainer, audio: av.AudioStream,
-                    decoded: float) -> None:
+def _check_complete(
+    name: str, container: av.container.InputContainer, audio: av.AudioStream, decoded: float
+) -> None:
     """Refuse an indexed container (mp4, mkv, webm) whose audio ends well before its stated end.
 
     A cut-off mp4 with its index in front ("faststart") demuxes without error; only the stated
@@ -397,10 +466,16 @@ def _start_time(container: av.container.InputContainer) -> float:
     Cover art would pull FFmpeg's container start time to 0 before an MP3's first sample; negative
     starts (priming expressed as timestamps) count as 0, so what comes before 0 is dropped.
     """
-    starts = [s.start_time * s.time_base for s in container.streams
-              if s.start_time is not None and s.time_base is not None
-              and (s.type == "audio" or (s.type == "video" and not s.disposition
-                                         & av.stream.Disposition.attached_pic))]
+    starts = [
+        s.start_time * s.time_base
+        for s in container.streams
+        if s.start_time is not None
+        and s.time_base is not None
+        and (
+            s.type == "audio"
+            or (s.type == "video" and not s.disposition & av.stream.Disposition.attached_pic)
+        )
+    ]
     return max(float(min(starts)), 0.0) if starts else 0.0
 
 
@@ -430,8 +505,12 @@ def _mono_blocks(chunks: Iterator[Chunk], block: int) -> Iterator[np.ndarray]:
 
     def mix() -> None:
         if pending:
-            rows = [pending[0][c] if len(pending) == 1 else
-                    np.concatenate([chunk[c] for chunk in pending]) for c in range(len(pending[0]))]
+            rows = [
+                pending[0][c]
+                if len(pending) == 1
+                else np.concatenate([chunk[c] for chunk in pending])
+                for c in range(len(pending[0]))
+            ]
             mixed.append(_channel_mean(rows))
             pending.clear()
 
@@ -473,16 +552,20 @@ def _channel_mean(rows: Sequence[np.ndarray]) -> np.ndarray:
     return mono
 
 
-def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int, *,
-               minimum: int) -> Iterator[np.ndarray]:
+def _resampled(
+    name: str, blocks: Iterator[np.ndarray], rate: int, target: int, *, minimum: int
+) -> Iterator[np.ndarray]:
     """Check mono blocks (NaN/inf, at least ``minimum`` samples) and resample them with one soxr
     stream (HQ).
 
     Every block but the last holds at least 0.1 s, so a too-short file is refused before any of
     its audio is yielded.
     """
-    resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32",
-                                                                quality="HQ")
+    resampler = (
+        None
+        if rate == target
+        else soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+    )
     decoded = 0
     for block in blocks:
         finite = np.isfinite(block)
@@ -496,8 +579,10 @@ def _resampled(name: str, blocks: Iterator[np.ndarray], rate: int, target: int, 
         if len(out):
             yield out
     if decoded < minimum:
-        raise InputTooShort(f"too short: {decoded / rate:.3f} s of audio decoded, at least "
-                            f"{MIN_DURATION} s needed", path=name)
+        raise InputTooShort(
+            f"too short: {decoded / rate:.3f} s of audio decoded, at least {MIN_DURATION} s needed",
+            path=name,
+        )
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
         if len(tail):

@@ -19,7 +19,16 @@ from pathlib import Path
 from ocml.pipeline.errors import OcmlError
 
 LABEL_SUFFIXES = (".json", ".txt", ".rttm", ".smil")
-NON_SPEECH_LABELS = {"silence", "non-speech", "nonspeech", "non_speech", "noise", "music", "sil", "ns"}
+NON_SPEECH_LABELS = {
+    "silence",
+    "non-speech",
+    "nonspeech",
+    "non_speech",
+    "noise",
+    "music",
+    "sil",
+    "ns",
+}
 TOLERANCE = 0.02
 """Seconds a label may reach past the recording's end (encoder padding, rounding) before it is an error."""
 
@@ -48,10 +57,17 @@ def read_labels(path: Path | str) -> Labels:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise LabelError(f"cannot read label file: {err}", path=str(path)) from err
-    readers = {".json": _read_json, ".txt": _read_audacity, ".rttm": _read_rttm, ".smil": _read_smil}
+    readers = {
+        ".json": _read_json,
+        ".txt": _read_audacity,
+        ".rttm": _read_rttm,
+        ".smil": _read_smil,
+    }
     if suffix not in readers:
-        raise LabelError(f"unknown label format {suffix!r}; use one of {', '.join(LABEL_SUFFIXES)}",
-                         path=str(path))
+        raise LabelError(
+            f"unknown label format {suffix!r}; use one of {', '.join(LABEL_SUFFIXES)}",
+            path=str(path),
+        )
     speech, duration = readers[suffix](text, str(path))
     return Labels(_validated(speech, duration, str(path), merge=suffix == ".rttm"), duration)
 
@@ -75,18 +91,26 @@ def _read_json(text: str, path: str) -> tuple[list[tuple[float, float]], float |
         raise LabelError(f"expected a JSON object, got {type(data).__name__}", path=path)
     if "segments" in data:
         duration = (data.get("input") or {}).get("duration")
-        rows = [(s.get("start"), s.get("end")) for s in data["segments"]
-                if isinstance(s, dict) and s.get("label", "speech") == "speech"]
+        rows = [
+            (s.get("start"), s.get("end"))
+            for s in data["segments"]
+            if isinstance(s, dict) and s.get("label", "speech") == "speech"
+        ]
         if any(not isinstance(s, dict) for s in data["segments"]):
-            raise LabelError("every entry of 'segments' must be an object with start and end", path=path)
+            raise LabelError(
+                "every entry of 'segments' must be an object with start and end", path=path
+            )
     elif "speech" in data:
         duration = data.get("duration")
         if not isinstance(data["speech"], list) or any(
-                not isinstance(r, (list, tuple)) or len(r) != 2 for r in data["speech"]):
+            not isinstance(r, (list, tuple)) or len(r) != 2 for r in data["speech"]
+        ):
             raise LabelError("'speech' must be a list of [start, end] pairs", path=path)
         rows = [tuple(r) for r in data["speech"]]
     else:
-        raise LabelError("JSON labels need 'speech' (simple form) or 'segments' (result JSON)", path=path)
+        raise LabelError(
+            "JSON labels need 'speech' (simple form) or 'segments' (result JSON)", path=path
+        )
     dur = None if duration is None else _number(duration, "duration", path)
     return [(_number(s, "start", path), _number(e, "end", path)) for s, e in rows], dur
 
@@ -94,14 +118,21 @@ def _read_json(text: str, path: str) -> tuple[list[tuple[float, float]], float |
 def _read_audacity(text: str, path: str) -> tuple[list[tuple[float, float]], None]:
     out = []
     for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("\\"):  # blank, or Audacity's spectral-selection line
+        if not line.strip() or line.startswith(
+            "\\"
+        ):  # blank, or Audacity's spectral-selection line
             continue
         parts = line.split("\t")
         if len(parts) < 2:
             raise LabelError(f"line {n}: expected start<TAB>end<TAB>label, got {line!r}", path=path)
         label = parts[2].strip().lower() if len(parts) > 2 else "speech"
         if label not in NON_SPEECH_LABELS:
-            out.append((_number(parts[0], f"line {n} start", path), _number(parts[1], f"line {n} end", path)))
+            out.append(
+                (
+                    _number(parts[0], f"line {n} start", path),
+                    _number(parts[1], f"line {n} end", path),
+                )
+            )
     return out, None
 
 
@@ -112,7 +143,9 @@ def _read_rttm(text: str, path: str) -> tuple[list[tuple[float, float]], None]:
         if not parts or parts[0] != "SPEAKER":
             continue
         if len(parts) < 5:
-            raise LabelError(f"line {n}: an RTTM SPEAKER line needs at least 5 fields, got {line!r}", path=path)
+            raise LabelError(
+                f"line {n}: an RTTM SPEAKER line needs at least 5 fields, got {line!r}", path=path
+            )
         start = _number(parts[3], f"line {n} onset", path)
         dur = _number(parts[4], f"line {n} duration", path)
         out.append((start, start + dur))
@@ -142,12 +175,15 @@ def _read_smil(text: str, path: str) -> tuple[list[tuple[float, float]], float |
     for par in (e for e in root.iter() if e.tag.endswith("}par") or e.tag == "par"):
         clips = [c for c in par if c.get("clipBegin") is not None or c.get("clipEnd") is not None]
         if clips:
-            out.append((_clock(clips[0].get("clipBegin"), path), _clock(clips[0].get("clipEnd"), path)))
+            out.append(
+                (_clock(clips[0].get("clipBegin"), path), _clock(clips[0].get("clipEnd"), path))
+            )
     return out, duration
 
 
-def _validated(speech: list[tuple[float, float]], duration: float | None, path: str, *, merge: bool
-               ) -> list[tuple[float, float]]:
+def _validated(
+    speech: list[tuple[float, float]], duration: float | None, path: str, *, merge: bool
+) -> list[tuple[float, float]]:
     """Check each interval and their order; RTTM (several speakers may overlap) is merged instead."""
     if duration is not None and duration <= 0:
         raise LabelError(f"duration {duration!r} must be positive", path=path)
@@ -155,12 +191,16 @@ def _validated(speech: list[tuple[float, float]], duration: float | None, path: 
         if s < 0 or e <= s:
             raise LabelError(f"segment [{s}, {e}] must have 0 <= start < end", path=path)
         if duration is not None and e > duration + TOLERANCE:
-            raise LabelError(f"segment [{s}, {e}] ends after the recording's duration {duration}", path=path)
+            raise LabelError(
+                f"segment [{s}, {e}] ends after the recording's duration {duration}", path=path
+            )
     if merge:
         return merge_intervals(speech)
     for (s0, e0), (s1, e1) in zip(speech, speech[1:]):
         if s1 < s0:
-            raise LabelError(f"segments are not sorted: [{s1}, {e1}] comes after [{s0}, {e0}]", path=path)
+            raise LabelError(
+                f"segments are not sorted: [{s1}, {e1}] comes after [{s0}, {e0}]", path=path
+            )
         if s1 < e0:
             raise LabelError(f"segments overlap: [{s0}, {e0}] and [{s1}, {e1}]", path=path)
     return [(float(s), float(e)) for s, e in speech]
@@ -175,8 +215,6 @@ def merge_intervals(speech: list[tuple[float, float]]) -> list[tuple[float, floa
         else:
             out.append([s, e])
     return [(s, e) for s, e in out]
-
-
 
 
 def render_audacity_labels(speech: list[tuple[float, float]]) -> bytes:

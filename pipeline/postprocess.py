@@ -77,7 +77,9 @@ class SegmentParams:
                 )
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], *, base: SegmentParams | None = None) -> SegmentParams:
+    def from_mapping(
+        cls, d: Mapping[str, Any], *, base: SegmentParams | None = None
+    ) -> SegmentParams:
         """``base`` (default: the ``default`` preset) with the values of ``d`` laid over it.
 
         ``pad`` sets both ``pad_before`` and ``pad_after``; an explicit ``pad_before`` or
@@ -141,7 +143,9 @@ Spans = np.ndarray
 def _runs(mask: np.ndarray) -> Spans:
     """Maximal runs of True in a boolean vector as ``[start, end)`` index pairs."""
     edges = np.diff(mask.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1).astype(np.int64)
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1).astype(
+        np.int64
+    )
 
 
 def _ms(seconds: float) -> int:
@@ -162,7 +166,9 @@ class Binarize:
         if not (math.isfinite(duration) and duration >= 0):
             raise ValueError(f"duration must be a finite number of seconds >= 0, got {duration!r}")
         if not (hop > 0 and math.isfinite(hop) and math.isfinite(offset)):
-            raise ValueError(f"hop must be > 0 and offset finite, got hop={hop!r}, offset={offset!r}")
+            raise ValueError(
+                f"hop must be > 0 and offset finite, got hop={hop!r}, offset={offset!r}"
+            )
         p = self.params
         duration_ms = int(math.floor(duration * 1000.0 + 1e-6))
         spans = self.to_ms(self.hysteresis(probs), hop=hop, offset=offset)
@@ -183,7 +189,9 @@ class Binarize:
         """``probs`` as a 1-D float array; refuses other shapes and non-finite values."""
         probs = np.asarray(probs)
         if probs.ndim != 1:
-            raise ValueError(f"probabilities must be one value per frame (1-D), got shape {probs.shape}")
+            raise ValueError(
+                f"probabilities must be one value per frame (1-D), got shape {probs.shape}"
+            )
         if not np.issubdtype(probs.dtype, np.floating):
             probs = probs.astype(np.float32)
         bad = int(np.count_nonzero(~np.isfinite(probs)))

@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
@@ -106,7 +106,9 @@ class Result:
             },
             "timing": {
                 "processing_seconds": round(self.processing_seconds, 3),
-                "realtime_factor": round(self.processing_seconds / duration, 6) if duration > 0 else 0.0,
+                "realtime_factor": round(self.processing_seconds / duration, 6)
+                if duration > 0
+                else 0.0,
             },
             "created": self.created,
         }
@@ -125,9 +127,17 @@ class Result:
                 sha256=i["sha256"],
                 has_video=i["has_video"],
             ),
-            model=ModelInfo(name=m["name"], version=m["version"], architecture=m["architecture"], sha256=m["sha256"]),
+            model=ModelInfo(
+                name=m["name"],
+                version=m["version"],
+                architecture=m["architecture"],
+                sha256=m["sha256"],
+            ),
             params=SegmentParams(**d["params"]),
-            segments=[Segment(float(s["start"]), float(s["end"]), float(s["confidence"])) for s in d["segments"]],
+            segments=[
+                Segment(float(s["start"]), float(s["end"]), float(s["confidence"]))
+                for s in d["segments"]
+            ],
             probabilities=None,
             processing_seconds=float(d["timing"]["processing_seconds"]),
             created=d["created"],
@@ -136,13 +146,15 @@ class Result:
 
 def utc_now() -> str:
     """The current time in the ``created`` form, e.g. ``2026-11-25T12:00:00Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.cache
 def schema() -> dict[str, Any]:
     """The shipped JSON Schema of ``opencast-ml/segments/v1``."""
-    return json.loads((files("ocml.pipeline") / "schemas" / SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+    return json.loads(
+        (files("ocml.pipeline") / "schemas" / SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    )
 
 
 @functools.cache
@@ -155,7 +167,9 @@ def _validator() -> Any:
 
 def validate(d: Any) -> None:
     """Raises ``InvalidResult`` naming the JSON path of the first problem in ``d``, if any."""
-    errors = sorted(_validator().iter_errors(d), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(
+        _validator().iter_errors(d), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    )
     if errors:
         first = errors[0]
         raise InvalidResult(f"{first.json_path}: {first.message}")
@@ -171,7 +185,9 @@ def validate(d: Any) -> None:
                 "segments must be sorted and must not overlap"
             )
         if s["end"] > duration:
-            raise InvalidResult(f"{where}: end {s['end']!r} is beyond the input duration {duration!r}")
+            raise InvalidResult(
+                f"{where}: end {s['end']!r} is beyond the input duration {duration!r}"
+            )
         previous_end = s["end"]
     if d["summary"]["segments"] != len(d["segments"]):
         raise InvalidResult(

@@ -94,7 +94,10 @@ def segment_file(
             has_video=info.has_video,
         ),
         model=ModelInfo(
-            name=model.name, version=model.version, architecture=model.architecture, sha256=model.sha256
+            name=model.name,
+            version=model.version,
+            architecture=model.architecture,
+            sha256=model.sha256,
         ),
         params=params,
         segments=segments,

@@ -299,12 +299,16 @@ RENDERERS: dict[str, Callable[[Result], bytes]] = {
 }
 
 
-def output_paths(out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]) -> dict[str, Path]:
+def output_paths(
+    out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]
+) -> dict[str, Path]:
     """Where each format is written: ``<out_dir>/<stem><suffix>``; unknown formats refused."""
     formats = list(formats)
     unknown = [f for f in formats if f not in SUFFIXES]
     if unknown:
-        raise ValueError(f"unknown output format(s) {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown output format(s) {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}"
+        )
     if not stem or "/" in stem or os.sep in stem or stem in (".", ".."):
         raise ValueError(f"output stem must be a plain file name, got {stem!r}")
     return {f: Path(out_dir) / f"{stem}{SUFFIXES[f]}" for f in dict.fromkeys(formats)}

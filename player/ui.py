@@ -209,8 +209,9 @@ class PlayerUI:
         values = np.asarray(probs[first:last], dtype=np.float32)
         times = first * FRAME_HOP + FRAME_OFFSET + np.arange(len(values)) * FRAME_HOP
         if len(values) > 2 * image.get_width():
-            values, times = pool(values, image.get_width(), how="mean"), pool(
-                times, image.get_width()
+            values, times = (
+                pool(values, image.get_width(), how="mean"),
+                pool(times, image.get_width()),
             )
         points = [(axis.x(t), h - 1 - int(p * (h - 2))) for t, p in zip(times, values)]
         pygame.draw.lines(image, CURVE, False, points, 2)

@@ -126,8 +126,7 @@ def encode(
     channels = data.shape[1]
     layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
     with av.open(str(path), "w", format=container or _CONTAINERS[path.suffix]) as out:
-        stream = out.add_stream(encoder, rate=sr, layout=layout,
-                                options={"strict": "experimental"})
+        stream = out.add_stream(encoder, rate=sr, layout=layout, options={"strict": "experimental"})
         if bitrate:
             stream.bit_rate = bitrate
         _encode_all(out, stream, data, sr, fmt, layout)

@@ -34,15 +34,23 @@ def make_result(
         ),
         model=ModelInfo(name="default", version="1.0.0", architecture="crnn", sha256="cd" * 32),
         params=PRESETS["default"],
-        segments=[Segment(0.5, 2.25, 0.91), Segment(4.0, 7.125, 0.8765)] if segments is None else segments,
+        segments=[Segment(0.5, 2.25, 0.91), Segment(4.0, 7.125, 0.8765)]
+        if segments is None
+        else segments,
         probabilities=probabilities,
         processing_seconds=processing,
         created="2026-11-25T12:00:00Z",
     )
 
 
-def write_result(path: Path, segments: list[tuple[float, float]], *, duration: float,
-                 media: Path | None = None, sample_rate: int = 16000) -> Path:
+def write_result(
+    path: Path,
+    segments: list[tuple[float, float]],
+    *,
+    duration: float,
+    media: Path | None = None,
+    sample_rate: int = 16000,
+) -> Path:
     """A result JSON at ``path`` for ``media`` (default: ``path`` itself) with confidence 0.9."""
     result = Result(
         input=InputInfo(str(media or path), duration, sample_rate, 1, "0" * 64, False),

@@ -46,9 +46,20 @@ def test_builds_trains_exports_and_loads(arch: str, tmp_path: Path) -> None:
     before = [w.copy() for w in built.model.get_weights()]
     built.model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, built.model.get_weights()))
-    model = built.model if built.window is None else frame_model(built.model, built.window, np.full(MELS, -5.0))
-    path = export_savedmodel(model, tmp_path / arch, name=f"tiny-{arch}", version="0.0.1", architecture=arch,
-                             features=FeatureConfig(), context_frames=built.context_frames)
+    model = (
+        built.model
+        if built.window is None
+        else frame_model(built.model, built.window, np.full(MELS, -5.0))
+    )
+    path = export_savedmodel(
+        model,
+        tmp_path / arch,
+        name=f"tiny-{arch}",
+        version="0.0.1",
+        architecture=arch,
+        features=FeatureConfig(),
+        context_frames=built.context_frames,
+    )
     loaded = load_model(path)
     assert loaded.architecture == arch
     assert loaded.context_frames == built.context_frames
@@ -60,7 +71,11 @@ def test_builds_trains_exports_and_loads(arch: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("arch", ["tcn", "vanilla_conv"])
 def test_context_frames_is_the_exact_receptive_field(arch: str) -> None:
     built = build(arch, MELS, TINY[arch])
-    model = built.model if built.window is None else frame_model(built.model, built.window, np.full(MELS, -5.0))
+    model = (
+        built.model
+        if built.window is None
+        else frame_model(built.model, built.window, np.full(MELS, -5.0))
+    )
     c = built.context_frames
     x = np.random.default_rng(1).normal(-5, 3, (1, 80, MELS)).astype(np.float32)
     base = np.asarray(model(x))[0, 20]
@@ -88,9 +103,15 @@ def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> 
     out = np.asarray(built.model(x))
     assert out.shape == (2, 37)
     np.testing.assert_allclose(out[:, 0:36:2], out[:, 1:36:2], atol=1e-6)  # one decision per 20 ms
-    path = export_savedmodel(built.model, tmp_path / "pooled", name="pooled", version="0.0.1",
-                             architecture="crnn", features=FeatureConfig(),
-                             context_frames=built.context_frames)
+    path = export_savedmodel(
+        built.model,
+        tmp_path / "pooled",
+        name="pooled",
+        version="0.0.1",
+        architecture="crnn",
+        features=FeatureConfig(),
+        context_frames=built.context_frames,
+    )
     np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
     with pytest.raises(ValueError, match="time_pool must be a positive integer, got 0"):
         build("crnn", MELS, {**TINY["crnn"], "time_pool": 0})

@@ -25,12 +25,20 @@ def test_defaults_come_from_default_yaml():
 
 
 def test_file_then_environment_override_in_that_order(tmp_path):
-    config = write(tmp_path / "s.yaml", {"max_deliveries": 5, "output_root": "/data/out",
-                                          "media_roots": ["/a"]})
-    env = {"OCML_CONFIG": str(config), "OCML_MAX_DELIVERIES": "7",
-           "OCML_MEDIA_ROOTS": "/m1:/m2", "OCML_FORMATS": "json, smil,rttm",
-           "OCML_PARAMS": "{min_silence: 2.0}", "OCML_VISIBILITY_TIMEOUT": "90000",
-           "OCML_BROKER_URL": "rediss://:secret@redis.example:6380/1", "PATH": "/bin"}
+    config = write(
+        tmp_path / "s.yaml",
+        {"max_deliveries": 5, "output_root": "/data/out", "media_roots": ["/a"]},
+    )
+    env = {
+        "OCML_CONFIG": str(config),
+        "OCML_MAX_DELIVERIES": "7",
+        "OCML_MEDIA_ROOTS": "/m1:/m2",
+        "OCML_FORMATS": "json, smil,rttm",
+        "OCML_PARAMS": "{min_silence: 2.0}",
+        "OCML_VISIBILITY_TIMEOUT": "90000",
+        "OCML_BROKER_URL": "rediss://:secret@redis.example:6380/1",
+        "PATH": "/bin",
+    }
     settings = load_settings(env=env)
     assert settings.max_deliveries == 7
     assert settings.output_root == Path("/data/out")
@@ -48,22 +56,25 @@ def test_explicit_path_wins_over_ocml_config(tmp_path):
     assert (settings.preset, settings.concurrency) == ("default", 3)
 
 
-@pytest.mark.parametrize(("source", "key", "value", "words"), [
-    ("file", "colour", "red", ["unknown settings key 'colour'"]),
-    ("env", "COLOUR", "red", ["OCML_COLOUR", "unknown settings key 'colour'"]),
-    ("file", "max_deliveries", 0, ["max_deliveries", "at least 1", "0"]),
-    ("env", "MAX_DELIVERIES", "three", ["OCML_MAX_DELIVERIES", "number", "'three'"]),
-    ("file", "concurrency", 1.5, ["concurrency", "whole number", "1.5"]),
-    ("file", "visibility_timeout", "nan", ["visibility_timeout", "finite", "nan"]),
-    ("file", "broker_url", "amqp://localhost", ["broker_url", "Redis URL", "amqp://localhost"]),
-    ("file", "media_roots", "/srv/media", ["media_roots", "list"]),
-    ("env", "MEDIA_ROOTS", "relative/dir", ["OCML_MEDIA_ROOTS", "absolute", "relative/dir"]),
-    ("file", "output_root", "results", ["output_root", "absolute", "results"]),
-    ("file", "formats", [], ["formats", "non-empty"]),
-    ("file", "params", [1, 2], ["params", "mapping"]),
-    ("file", "retry_backoff", True, ["retry_backoff", "number", "True"]),
-    ("file", "visibility_timeout", 25, ["visibility_timeout", "3 x lease_interval", "30"]),
-])
+@pytest.mark.parametrize(
+    ("source", "key", "value", "words"),
+    [
+        ("file", "colour", "red", ["unknown settings key 'colour'"]),
+        ("env", "COLOUR", "red", ["OCML_COLOUR", "unknown settings key 'colour'"]),
+        ("file", "max_deliveries", 0, ["max_deliveries", "at least 1", "0"]),
+        ("env", "MAX_DELIVERIES", "three", ["OCML_MAX_DELIVERIES", "number", "'three'"]),
+        ("file", "concurrency", 1.5, ["concurrency", "whole number", "1.5"]),
+        ("file", "visibility_timeout", "nan", ["visibility_timeout", "finite", "nan"]),
+        ("file", "broker_url", "amqp://localhost", ["broker_url", "Redis URL", "amqp://localhost"]),
+        ("file", "media_roots", "/srv/media", ["media_roots", "list"]),
+        ("env", "MEDIA_ROOTS", "relative/dir", ["OCML_MEDIA_ROOTS", "absolute", "relative/dir"]),
+        ("file", "output_root", "results", ["output_root", "absolute", "results"]),
+        ("file", "formats", [], ["formats", "non-empty"]),
+        ("file", "params", [1, 2], ["params", "mapping"]),
+        ("file", "retry_backoff", True, ["retry_backoff", "number", "True"]),
+        ("file", "visibility_timeout", 25, ["visibility_timeout", "3 x lease_interval", "30"]),
+    ],
+)
 def test_bad_keys_and_values_are_errors_naming_the_key(tmp_path, source, key, value, words):
     if source == "file":
         config = write(tmp_path / "s.yaml", {key: value})
@@ -108,6 +119,9 @@ def test_celery_config_is_crash_safe_and_json_only():
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["broker_transport_options"]["visibility_timeout"] == settings.visibility_timeout
     assert conf["broker_transport_options"]["unacked_restore_interval"] == 2.0
-    assert conf["result_backend_transport_options"]["visibility_timeout"] == settings.visibility_timeout
+    assert (
+        conf["result_backend_transport_options"]["visibility_timeout"]
+        == settings.visibility_timeout
+    )
     assert conf["ocml_lease_interval"] * 3 <= settings.visibility_timeout
     assert conf["worker_send_task_events"] and conf["task_send_sent_event"]

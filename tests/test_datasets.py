@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ocml.models.datasets import LabelError, check_against_audio, frame_labels, load_dataset, read_labels
+from ocml.models.datasets import (
+    LabelError,
+    check_against_audio,
+    frame_labels,
+    load_dataset,
+    read_labels,
+)
 from ocml.pipeline.errors import InputMissing
 from ocml.pipeline.features import FeatureConfig
 
@@ -36,17 +42,38 @@ SMIL = """<?xml version="1.0" encoding="UTF-8"?>
     ("name", "text", "duration"),
     [
         ("simple.json", json.dumps({"duration": 4.0, "speech": [list(s) for s in SPEECH]}), 4.0),
-        ("result.json", json.dumps({"schema": "opencast-ml/segments/v1", "input": {"duration": 4.0},
-                                    "segments": [{"start": s, "end": e, "label": "speech", "confidence": 0.9}
-                                                 for s, e in SPEECH]}), 4.0),
-        ("audacity.txt", "0.5\t1.25\tspeech\n\\\t0\t1000\n1.3\t1.9\tsilence\n2.0\t3.5\tspeech\n", None),
-        ("labels.rttm", "SPEAKER a 1 0.500 0.750 <NA> <NA> s1 <NA> <NA>\n"
-                        "SPEAKER a 1 2.000 1.000 <NA> <NA> s1 <NA> <NA>\n"
-                        "SPEAKER a 1 2.800 0.700 <NA> <NA> s2 <NA> <NA>\n", None),
+        (
+            "result.json",
+            json.dumps(
+                {
+                    "schema": "opencast-ml/segments/v1",
+                    "input": {"duration": 4.0},
+                    "segments": [
+                        {"start": s, "end": e, "label": "speech", "confidence": 0.9}
+                        for s, e in SPEECH
+                    ],
+                }
+            ),
+            4.0,
+        ),
+        (
+            "audacity.txt",
+            "0.5\t1.25\tspeech\n\\\t0\t1000\n1.3\t1.9\tsilence\n2.0\t3.5\tspeech\n",
+            None,
+        ),
+        (
+            "labels.rttm",
+            "SPEAKER a 1 0.500 0.750 <NA> <NA> s1 <NA> <NA>\n"
+            "SPEAKER a 1 2.000 1.000 <NA> <NA> s1 <NA> <NA>\n"
+            "SPEAKER a 1 2.800 0.700 <NA> <NA> s2 <NA> <NA>\n",
+            None,
+        ),
         ("opencast.smil", SMIL, 4.0),
     ],
 )
-def test_every_format_reads_to_the_same_speech(tmp_path: Path, name: str, text: str, duration: float | None) -> None:
+def test_every_format_reads_to_the_same_speech(
+    tmp_path: Path, name: str, text: str, duration: float | None
+) -> None:
     path = tmp_path / name
     path.write_text(text)
     labels = read_labels(path)
@@ -69,7 +96,9 @@ def test_every_format_reads_to_the_same_speech(tmp_path: Path, name: str, text: 
         ("j.csv", "0,1\n", "unknown label format"),
     ],
 )
-def test_bad_labels_are_refused_with_the_file_and_reason(tmp_path: Path, name: str, text: str, message: str) -> None:
+def test_bad_labels_are_refused_with_the_file_and_reason(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(LabelError, match=message) as err:
@@ -90,7 +119,10 @@ def test_dataset_pairs_recordings_with_labels(tmp_path: Path) -> None:
     _write_audio(tmp_path / "two.wav")
     (tmp_path / "two.txt").write_text("1.0\t2.0\tspeech\n")
     items = load_dataset(tmp_path)
-    assert [(i.audio.name, i.labels.speech) for i in items] == [("one.flac", [(0.5, 1.0)]), ("two.wav", [(1.0, 2.0)])]
+    assert [(i.audio.name, i.labels.speech) for i in items] == [
+        ("one.flac", [(0.5, 1.0)]),
+        ("two.wav", [(1.0, 2.0)]),
+    ]
 
 
 def test_label_without_audio_and_audio_without_labels_are_errors(tmp_path: Path) -> None:

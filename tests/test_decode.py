@@ -115,15 +115,30 @@ def test_probe_names_codec_container_and_video(tmp_path):
     assert (wav.codec, wav.container, wav.channels, wav.duration) == ("pcm_16", "wav", 1, 1.0)
     video = probe(write_video_with_audio(tmp_path / "v.mp4", x, 44100))
     assert (video.codec, video.has_video, video.channels, video.sample_rate) == (
-        "aac", True, 1, 44100)
+        "aac",
+        True,
+        1,
+        44100,
+    )
     assert "mp4" in video.container
 
 
 def test_downmix_is_the_channel_mean_in_float(tmp_path):
     sr = 48000
     tone = sine(sr, 1.0, freq=300.0, amplitude=0.8)
-    channels = np.stack([tone, -0.5 * tone, np.full_like(tone, 0.25), np.zeros_like(tone),
-                         0.1 * tone, tone[::-1], np.full_like(tone, -0.125), 0.3 * tone], axis=1)
+    channels = np.stack(
+        [
+            tone,
+            -0.5 * tone,
+            np.full_like(tone, 0.25),
+            np.zeros_like(tone),
+            0.1 * tone,
+            tone[::-1],
+            np.full_like(tone, -0.125),
+            0.3 * tone,
+        ],
+        axis=1,
+    )
     path = write_wav(tmp_path / "eight.wav", channels, sr, subtype="FLOAT")
     assert probe(path).channels == 8
     y = decoded(path, sample_rate=sr)
@@ -134,16 +149,30 @@ def test_stereo_downmix_is_not_ffmpegs_louder_mix(tmp_path):
     """One silent channel halves the level: mean (L+R)/2, not FFmpeg's (L+R)/√2."""
     sr = 48000
     left = sine(sr, 2.0, freq=440.0, amplitude=0.5)
-    path = encode(tmp_path / "left.mp4", np.stack([left, np.zeros_like(left)], axis=1), sr,
-                  codec="aac", bitrate=192000)
+    path = encode(
+        tmp_path / "left.mp4",
+        np.stack([left, np.zeros_like(left)], axis=1),
+        sr,
+        codec="aac",
+        bitrate=192000,
+    )
     y = decoded(path)[OUT // 2 : 3 * OUT // 2]
     assert rms(y) == pytest.approx(0.25 / np.sqrt(2), rel=0.03)
 
 
-@pytest.mark.parametrize("name,sr", [("a.flac", 44100), ("aac.mkv", 48000), ("aac.mp4", 22050),
-                                     ("sf.mp3", 32000), ("wavfloat.wav", 16000),
-                                     ("sf_vorbis.ogg", 44100), ("sf_opus.ogg", 48000),
-                                     ("opus.webm", 48000)])
+@pytest.mark.parametrize(
+    "name,sr",
+    [
+        ("a.flac", 44100),
+        ("aac.mkv", 48000),
+        ("aac.mp4", 22050),
+        ("sf.mp3", 32000),
+        ("wavfloat.wav", 16000),
+        ("sf_vorbis.ogg", 44100),
+        ("sf_opus.ogg", 48000),
+        ("opus.webm", 48000),
+    ],
+)
 def test_resampling_is_seamless_for_any_block_size(tmp_path, name, sr):
     x = np.stack([sine(sr, 3.0, freq=1234.5), sine(sr, 3.0, freq=97.0)], axis=1)
     path = WRITERS[name][0](tmp_path / name, x, sr)
@@ -161,8 +190,9 @@ def test_soundfile_streaming_equals_one_whole_file_read(tmp_path, name):
     x = np.stack([sine(48000, 6.0, freq=440.0), sine(48000, 6.0, freq=3000.0)], axis=1)
     path = WRITERS[name][0](tmp_path / name, x, 48000)
     whole = sf.read(str(path), dtype="float32", always_2d=True)[0]
-    np.testing.assert_allclose(decoded(path, sample_rate=48000, block_seconds=0.5),
-                               whole.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(
+        decoded(path, sample_rate=48000, block_seconds=0.5), whole.mean(axis=1), atol=1e-6
+    )
 
 
 def test_mp3_is_decoded_right_across_many_reads(tmp_path):
@@ -211,13 +241,15 @@ def test_dropped_audio_packets_leave_silence_and_keep_sync(tmp_path):
     """Audio missing from 3 s to 5 s (timestamps jump) is filled with zeros, not closed up."""
     sr = 48000
     x = tone_burst(sr, 14.0, start=ONSET, length=1.0, channels=2) + np.repeat(
-        sine(sr, 14.0, freq=200.0, amplitude=0.05)[:, None], 2, axis=1)
+        sine(sr, 14.0, freq=200.0, amplitude=0.05)[:, None], 2, axis=1
+    )
     path = tmp_path / "gap.mkv"
     with av.open(str(path), "w", format="matroska") as out:
         audio = out.add_stream("aac", rate=sr, layout="stereo")
         for start in [*range(0, 3 * sr, 1024), *range(5 * sr, len(x), 1024)]:
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[start : start + 1024].T),
-                                               format="fltp", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x[start : start + 1024].T), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts, frame.time_base = sr, start, Fraction(1, sr)
             for packet in audio.encode(frame):
                 out.mux(packet)
@@ -267,8 +299,9 @@ def test_empty_file(tmp_path):
     refused(tmp_path / "empty.mp4", InputEmpty)
 
 
-@pytest.mark.parametrize("name", ["noise.wav", "noise.mp3", "noise.mp4", "noise.flac",
-                                  "noise.webm"])
+@pytest.mark.parametrize(
+    "name", ["noise.wav", "noise.mp3", "noise.mp4", "noise.flac", "noise.webm"]
+)
 def test_random_bytes(tmp_path, name):
     (tmp_path / name).write_bytes(np.random.default_rng(7).bytes(40000))
     refused(tmp_path / name, InputUnreadable)
@@ -287,8 +320,9 @@ def test_png_renamed_mp4(tmp_path):
 
 @pytest.mark.parametrize("name", ["a.wav", "a.flac", "a.mp4", "a.webm"])
 def test_header_only_file(tmp_path, name):
-    whole = WRITERS[{"a.wav": "wav16.wav", "a.mp4": "aac.mp4", "a.webm": "opus.webm"}.get(
-        name, name)][0](tmp_path / ("full" + name), np.zeros((48000, 2), np.float32), 48000)
+    whole = WRITERS[
+        {"a.wav": "wav16.wav", "a.mp4": "aac.mp4", "a.webm": "opus.webm"}.get(name, name)
+    ][0](tmp_path / ("full" + name), np.zeros((48000, 2), np.float32), 48000)
     (tmp_path / name).write_bytes(whole.read_bytes()[:30])
     refused(tmp_path / name, InputUnreadable)
 
@@ -307,14 +341,19 @@ def write_cut(tmp_path, name: str, fraction: float = 0.6):
     if name == "cut.mp4":
         with av.open(str(full), "w", format="mp4", options={"movflags": "faststart"}) as out:
             stream_ = out.add_stream("aac", rate=sr, layout="stereo")
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp",
-                                               layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x.T), format="fltp", layout="stereo"
+            )
             frame.sample_rate = sr
             for packet in stream_.encode(frame) + stream_.encode(None):
                 out.mux(packet)
     else:
-        key = {"cut.wav": "wav16.wav", "cut.flac": "a.flac", "cut.mp3": "sf.mp3",
-               "cut.webm": "opus.webm"}[name]
+        key = {
+            "cut.wav": "wav16.wav",
+            "cut.flac": "a.flac",
+            "cut.mp3": "sf.mp3",
+            "cut.webm": "opus.webm",
+        }[name]
         WRITERS[key][0](full, x, sr)
     data = full.read_bytes()
     (tmp_path / name).write_bytes(data[: int(len(data) * fraction)])
@@ -383,8 +422,11 @@ def test_too_short_compressed_refused_before_any_block(tmp_path):
 def test_memory_stays_bounded_by_the_block_size(tmp_path, name):
     """Streaming 60 s of 48 kHz stereo in 1 s blocks never holds more than a few blocks."""
     x = np.repeat(sine(48000, 60.0)[:, None], 2, axis=1)
-    path = (write_wav(tmp_path / name, x, 48000) if name.endswith(".wav")
-            else encode(tmp_path / name, x, 48000, codec="aac"))
+    path = (
+        write_wav(tmp_path / name, x, 48000)
+        if name.endswith(".wav")
+        else encode(tmp_path / name, x, 48000, codec="aac")
+    )
     del x
     tracemalloc.start()
     try:
@@ -401,10 +443,15 @@ def test_exactly_the_minimum_is_enough(tmp_path):
     assert len(decoded(path)) == 1600
 
 
-@pytest.mark.parametrize("code,error", [(errno.EIO, TransientIOError),
-                                        (errno.ESTALE, TransientIOError),
-                                        (errno.ENOENT, InputMissing),
-                                        (errno.EACCES, InputUnreadable)])
+@pytest.mark.parametrize(
+    "code,error",
+    [
+        (errno.EIO, TransientIOError),
+        (errno.ESTALE, TransientIOError),
+        (errno.ENOENT, InputMissing),
+        (errno.EACCES, InputUnreadable),
+    ],
+)
 def test_os_errors_map_to_pipeline_errors(tmp_path, monkeypatch, code, error):
     path = write_wav(tmp_path / "nfs.wav", sine(16000, 1.0), 16000)
     real_stat = os.stat
@@ -418,9 +465,16 @@ def test_os_errors_map_to_pipeline_errors(tmp_path, monkeypatch, code, error):
     refused(path, error)
 
 
-@pytest.mark.parametrize("kwargs", [{"sample_rate": 0}, {"sample_rate": 16000.0},
-                                    {"block_seconds": 0.05}, {"block_seconds": float("nan")},
-                                    {"sample_rate": 10**6}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sample_rate": 0},
+        {"sample_rate": 16000.0},
+        {"block_seconds": 0.05},
+        {"block_seconds": float("nan")},
+        {"sample_rate": 10**6},
+    ],
+)
 def test_bad_parameters(tmp_path, kwargs):
     path = write_wav(tmp_path / "a.wav", sine(16000, 1.0), 16000)
     with pytest.raises(ParamsError, match=repr(next(iter(kwargs.values()))).split(".")[0]):
@@ -431,15 +485,13 @@ def test_bad_parameters(tmp_path, kwargs):
 
 
 def test_all_zero_audio(tmp_path):
-    path = encode(tmp_path / "zeros.mp4", np.zeros((48000 * 2, 2), np.float32), 48000,
-                  codec="aac")
+    path = encode(tmp_path / "zeros.mp4", np.zeros((48000 * 2, 2), np.float32), 48000, codec="aac")
     y = decoded(path)
     assert abs(len(y) - 2 * OUT) <= 1024 // 3 and not np.any(np.abs(y) > 1e-6)
 
 
 def test_eight_channel_flac(tmp_path):
-    x = np.stack([sine(48000, 1.0, freq=200.0 * (k + 1), amplitude=0.1) for k in range(8)],
-                 axis=1)
+    x = np.stack([sine(48000, 1.0, freq=200.0 * (k + 1), amplitude=0.1) for k in range(8)], axis=1)
     path = write_soundfile(tmp_path / "eight.flac", x, 48000, subtype="PCM_24")
     assert probe(path).channels == 8
     np.testing.assert_allclose(decoded(path, sample_rate=48000), x.mean(axis=1), atol=1e-6)
@@ -454,23 +506,26 @@ def test_eight_channel_mkv(tmp_path):
 
 
 def test_384_khz_wav(tmp_path):
-    path = write_wav(tmp_path / "hires.wav", sine(384000, 1.0, freq=1000.0), 384000,
-                     subtype="PCM_24")
+    path = write_wav(
+        tmp_path / "hires.wav", sine(384000, 1.0, freq=1000.0), 384000, subtype="PCM_24"
+    )
     assert probe(path).sample_rate == 384000
     y = decoded(path)
     assert len(y) == OUT and abs(peak_frequency(y, OUT) - 1000.0) < 2.0
 
 
-@pytest.mark.parametrize("name", ["Vorlesung Müller – 第1回.wav", "Vorlesung Müller – 第1回.mp4",
-                                  "  spaces  .webm"])
+@pytest.mark.parametrize(
+    "name", ["Vorlesung Müller – 第1回.wav", "Vorlesung Müller – 第1回.mp4", "  spaces  .webm"]
+)
 def test_unusual_file_names(tmp_path, name):
     writer = {".wav": "wav16.wav", ".mp4": "aac.mp4", ".webm": "opus.webm"}[
-        os.path.splitext(name)[1]]
-    path = WRITERS[writer][0](tmp_path / name, np.repeat(sine(48000, 1.0)[:, None], 2, axis=1),
-                              48000)
+        os.path.splitext(name)[1]
+    ]
+    path = WRITERS[writer][0](
+        tmp_path / name, np.repeat(sine(48000, 1.0)[:, None], 2, axis=1), 48000
+    )
     assert probe(path).path == str(path)
     assert abs(len(decoded(path)) - OUT) <= 1024
-
 
 
 @pytest.mark.parametrize("name", ["wav16.wav", "a.flac", "aac.mp4", "opus.webm", "sf.mp3"])

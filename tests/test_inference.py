@@ -56,8 +56,11 @@ def test_chunking_and_batching_default_to_the_models_hint(tiny_model_dir, tmp_pa
 
     copy = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
     meta = copy / "assets" / "ocml.json"
-    meta.write_text(json.dumps({**json.loads(meta.read_text()),
-                                "inference": {"chunk_frames": 500, "batch_size": 3}}))
+    meta.write_text(
+        json.dumps(
+            {**json.loads(meta.read_text()), "inference": {"chunk_frames": 500, "batch_size": 3}}
+        )
+    )
     hinted = Inference(load_model(copy))
     assert (hinted.chunk_frames, hinted.batch_size) == (500, 3)
     assert Inference(load_model(copy), batch_size=2).batch_size == 2

@@ -18,8 +18,13 @@ def roots(tmp_path):
         d.mkdir()
     (media / "talk.wav").write_bytes(b"RIFF")
     (outside / "secret.wav").write_bytes(b"RIFF")
-    settings = load_settings(env={"OCML_MEDIA_ROOTS": str(media), "OCML_OUTPUT_ROOT": str(output),
-                                  "OCML_PARAMS": "{min_silence: 1.5}"})
+    settings = load_settings(
+        env={
+            "OCML_MEDIA_ROOTS": str(media),
+            "OCML_OUTPUT_ROOT": str(output),
+            "OCML_PARAMS": "{min_silence: 1.5}",
+        }
+    )
     return settings, media, output, outside
 
 
@@ -40,9 +45,18 @@ def test_a_good_job_is_resolved_with_defaults(roots):
 
 def test_job_values_override_the_settings(roots):
     settings, media, output, _ = roots
-    job = parse({"input": str(media / "talk.wav"), "output_dir": str(output / "x" / "y"),
-                 "formats": ["rttm", "json", "rttm"], "preset": "opencast",
-                 "params": {"pad": 0.5}, "model": "tiny"}, settings, model_names=("tiny",))
+    job = parse(
+        {
+            "input": str(media / "talk.wav"),
+            "output_dir": str(output / "x" / "y"),
+            "formats": ["rttm", "json", "rttm"],
+            "preset": "opencast",
+            "params": {"pad": 0.5},
+            "model": "tiny",
+        },
+        settings,
+        model_names=("tiny",),
+    )
     assert job.output_dir == output / "x" / "y"
     assert job.formats == ("rttm", "json")
     assert job.preset == "opencast"
@@ -58,36 +72,43 @@ def test_symlinks_inside_the_roots_are_fine_and_resolved(roots):
     assert job.input == media / "talk.wav"
 
 
-@pytest.mark.parametrize(("make", "code"), [
-    (lambda m, o, x: "{broken", "bad_job"),
-    (lambda m, o, x: "[]", "bad_job"),
-    (lambda m, o, x: 42, "bad_job"),
-    (lambda m, o, x: {}, "bad_job"),
-    (lambda m, o, x: {"input": 5}, "bad_job"),
-    (lambda m, o, x: {"input": ""}, "bad_job"),
-    (lambda m, o, x: {"input": "talk.wav"}, "bad_job"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav\x00"}, "bad_job"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "extra": 1}, "unknown_key"),
-    (lambda m, o, x: {"input": f"{x}/secret.wav"}, "path_outside_roots"),
-    (lambda m, o, x: {"input": f"{m}/../outside/secret.wav"}, "path_outside_roots"),
-    (lambda m, o, x: {"input": f"{m}/link.wav"}, "path_outside_roots"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "output_dir": f"{o}/../outside"},
-     "path_outside_roots"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "output_dir": f"{o}/dirlink/r"},
-     "path_outside_roots"),
-    (lambda m, o, x: {"input": f"{m}/gone.wav"}, "input_missing"),
-    (lambda m, o, x: {"input": f"{m}"}, "input_not_a_file"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "formats": ["pdf"]}, "bad_format"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "formats": []}, "bad_job"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "preset": "whisper"}, "bad_preset"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "preset": 3}, "bad_job"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "params": [1]}, "bad_job"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"threshold": -1}}, "bad_params"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"pad": 1e9}}, "bad_params"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"pad": float("nan")}}, "bad_params"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"nope": 1}}, "bad_params"),
-    (lambda m, o, x: {"input": f"{m}/talk.wav", "model": "huge"}, "unknown_model"),
-])
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda m, o, x: "{broken", "bad_job"),
+        (lambda m, o, x: "[]", "bad_job"),
+        (lambda m, o, x: 42, "bad_job"),
+        (lambda m, o, x: {}, "bad_job"),
+        (lambda m, o, x: {"input": 5}, "bad_job"),
+        (lambda m, o, x: {"input": ""}, "bad_job"),
+        (lambda m, o, x: {"input": "talk.wav"}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav\x00"}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "extra": 1}, "unknown_key"),
+        (lambda m, o, x: {"input": f"{x}/secret.wav"}, "path_outside_roots"),
+        (lambda m, o, x: {"input": f"{m}/../outside/secret.wav"}, "path_outside_roots"),
+        (lambda m, o, x: {"input": f"{m}/link.wav"}, "path_outside_roots"),
+        (
+            lambda m, o, x: {"input": f"{m}/talk.wav", "output_dir": f"{o}/../outside"},
+            "path_outside_roots",
+        ),
+        (
+            lambda m, o, x: {"input": f"{m}/talk.wav", "output_dir": f"{o}/dirlink/r"},
+            "path_outside_roots",
+        ),
+        (lambda m, o, x: {"input": f"{m}/gone.wav"}, "input_missing"),
+        (lambda m, o, x: {"input": f"{m}"}, "input_not_a_file"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "formats": ["pdf"]}, "bad_format"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "formats": []}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "preset": "whisper"}, "bad_preset"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "preset": 3}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "params": [1]}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"threshold": -1}}, "bad_params"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"pad": 1e9}}, "bad_params"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"pad": float("nan")}}, "bad_params"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"nope": 1}}, "bad_params"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "model": "huge"}, "unknown_model"),
+    ],
+)
 def test_bad_jobs_are_refused_with_their_code(roots, make, code):
     settings, media, output, outside = roots
     (media / "link.wav").symlink_to(outside / "secret.wav")
@@ -102,8 +123,9 @@ def test_bad_jobs_are_refused_with_their_code(roots, make, code):
 def test_outside_message_names_the_path_and_what_it_resolves_to(roots):
     settings, media, _, outside = roots
     (media / "link.wav").symlink_to(outside / "secret.wav")
-    with pytest.raises(JobInvalid, match="link.wav .resolves to .*outside/secret.wav.*outside "
-                                         "the allowed"):
+    with pytest.raises(
+        JobInvalid, match="link.wav .resolves to .*outside/secret.wav.*outside the allowed"
+    ):
         parse({"input": str(media / "link.wav")}, settings)
 
 

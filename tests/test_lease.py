@@ -8,8 +8,9 @@ import pytest
 import redis
 
 from ocml.worker.lease import held_delivery_tags, renew
+from tests.worker_support import TEST_REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = TEST_REDIS_URL
 KEY = "unacked_index"
 
 

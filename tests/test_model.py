@@ -116,8 +116,14 @@ def test_unknown_format_version_is_refused(tiny_model_dir, tmp_path):
         ),
         ({"features": {**FeatureConfig().to_dict(), "hop_length": 0}}, "hop_length.*got 0"),
         ({"postprocess": [0.5]}, r"postprocess must be an object, got \[0\.5\]"),
-        ({"inference": {"chunk": 100}}, "inference.chunk is unknown; known: chunk_frames, batch_size"),
-        ({"inference": {"batch_size": 0}}, "inference.batch_size must be a positive integer, got 0"),
+        (
+            {"inference": {"chunk": 100}},
+            "inference.chunk is unknown; known: chunk_frames, batch_size",
+        ),
+        (
+            {"inference": {"batch_size": 0}},
+            "inference.batch_size must be a positive integer, got 0",
+        ),
     ],
 )
 def test_bad_metadata_is_refused_naming_the_problem(tiny_model_dir, tmp_path, changes, message):

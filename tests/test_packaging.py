@@ -25,9 +25,21 @@ TOP_LEVEL = {"ocml", "opencast_ml"}
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(ROOT)],
-        check=True, capture_output=True, cwd=out,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=out,
     )
     (path,) = out.glob("opencast_ml-*.whl")
     return path
@@ -47,27 +59,61 @@ def test_installed_wheel_segments_from_outside_the_checkout(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     fresh_python = venv / "bin" / "python"
-    fresh_site = Path(subprocess.run(
-        [fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip())
+    fresh_site = Path(
+        subprocess.run(
+            [fresh_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (fresh_site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(fresh_python), "install", "--quiet",
-         "--no-deps", "--no-index", str(wheel)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(fresh_python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
     )
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = subprocess.run(
-        [fresh_python, "-c", "import ocml.pipeline, ocml.models.pretrained as p; "
-         "print(ocml.pipeline.__file__); print(p.__file__)"],
-        check=True, capture_output=True, text=True, cwd=work).stdout.split()
+        [
+            fresh_python,
+            "-c",
+            "import ocml.pipeline, ocml.models.pretrained as p; "
+            "print(ocml.pipeline.__file__); print(p.__file__)",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=work,
+    ).stdout.split()
     assert all(path.startswith(str(fresh_site)) for path in where), where
 
     subprocess.run(
-        [venv / "bin" / "ocml", "segment", ROOT / "tests" / "data" / "lecture-sample.flac",
-         "-o", work / "out", "--format", "json,smil"],
-        check=True, capture_output=True, cwd=work, timeout=300,
+        [
+            venv / "bin" / "ocml",
+            "segment",
+            ROOT / "tests" / "data" / "lecture-sample.flac",
+            "-o",
+            work / "out",
+            "--format",
+            "json,smil",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=work,
+        timeout=300,
     )
     result = json.loads((work / "out" / "lecture-sample.json").read_text())
     assert result["model"]["name"] == "default"

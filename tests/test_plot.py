@@ -111,5 +111,9 @@ def test_bad_reference_is_a_clear_error(tmp_path) -> None:
             str(tmp_path / "x.png"),
         ],
     )
-    assert run.exit_code == 1 and "ref.json" in run.output and "must be a list of [start, end] pairs" in run.output
+    assert (
+        run.exit_code == 1
+        and "ref.json" in run.output
+        and "must be a list of [start, end] pairs" in run.output
+    )
     assert not (tmp_path / "x.png").exists()

@@ -62,7 +62,11 @@ def test_from_mapping_overlays_base_and_pad_sets_both():
     explicit = SegmentParams.from_mapping({"pad": 0.3, "pad_after": 0.0})
     assert (explicit.pad_before, explicit.pad_after) == (0.3, 0.0)
     on_opencast = SegmentParams.from_mapping({"threshold": 0.6}, base=preset("opencast"))
-    assert (on_opencast.threshold, on_opencast.min_silence, on_opencast.min_voice) == (0.6, 10.0, 60.0)
+    assert (on_opencast.threshold, on_opencast.min_silence, on_opencast.min_voice) == (
+        0.6,
+        10.0,
+        60.0,
+    )
 
 
 def test_from_mapping_rejects_unknown_keys_naming_them_and_the_known_ones():
@@ -160,7 +164,9 @@ def test_bridge_fills_short_silences_and_short_edges():
     s = spans((300, 1000), (1400, 2000), (2500, 3000), (3100, 3200))
     assert Binarize.bridge(s, 500, duration_ms=10_000).tolist() == [[0, 2000], [2500, 3200]]
     assert Binarize.bridge(s, 150, duration_ms=3250).tolist() == [
-        [300, 1000], [1400, 2000], [2500, 3250],
+        [300, 1000],
+        [1400, 2000],
+        [2500, 3250],
     ]
     assert Binarize.bridge(spans(), 500, duration_ms=1000).tolist() == []
 
@@ -168,7 +174,9 @@ def test_bridge_fills_short_silences_and_short_edges():
 def test_drop_short_voice_keeps_a_stretch_covering_the_whole_recording():
     s = spans((1000, 30_000), (40_000, 100_000))
     assert Binarize.drop_short_voice(s, 60_000, duration_ms=200_000).tolist() == [[40_000, 100_000]]
-    assert Binarize.drop_short_voice(spans((0, 30_000)), 60_000, duration_ms=30_000).tolist() == [[0, 30_000]]
+    assert Binarize.drop_short_voice(spans((0, 30_000)), 60_000, duration_ms=30_000).tolist() == [
+        [0, 30_000]
+    ]
 
 
 def test_pad_then_merge_overlapping_touching_and_nested_spans():
@@ -176,12 +184,16 @@ def test_pad_then_merge_overlapping_touching_and_nested_spans():
     assert padded.tolist() == [[50, 200], [200, 300], [450, 600]]
     assert Binarize.merge(padded).tolist() == [[50, 300], [450, 600]]
     assert Binarize.merge(spans((0, 1000), (100, 200), (900, 1100), (1200, 1300))).tolist() == [
-        [0, 1100], [1200, 1300],
+        [0, 1100],
+        [1200, 1300],
     ]
 
 
 def test_clip_to_duration_drops_spans_left_empty():
-    assert Binarize.clip(spans((-100, 50), (900, 1200), (1000, 1100)), 1000).tolist() == [[0, 50], [900, 1000]]
+    assert Binarize.clip(spans((-100, 50), (900, 1200), (1000, 1100)), 1000).tolist() == [
+        [0, 50],
+        [900, 1000],
+    ]
 
 
 def test_confidence_is_the_mean_over_the_frames_of_each_segment():
@@ -194,18 +206,24 @@ def test_confidence_is_the_mean_over_the_frames_of_each_segment():
 
 
 def test_default_binarize_end_to_end():
-    probs = track((1.0, 0.05), (2.0, 0.9), (0.3, 0.1), (1.0, 0.8), (2.0, 0.0), (0.1, 0.95), (1.0, 0.0))
+    probs = track(
+        (1.0, 0.05), (2.0, 0.9), (0.3, 0.1), (1.0, 0.8), (2.0, 0.0), (0.1, 0.95), (1.0, 0.0)
+    )
     segments = Binarize(PRESETS["default"])(probs, duration=7.4)
     # speech frames [100, 300) and [330, 430) bridged (0.3 s < 0.5 s); the 0.1 s blip is dropped;
     # padded to 0.908–4.408 s, which holds the centres of frames 90–439
-    assert segments == [Segment(start=0.908, end=4.408, confidence=round(float(probs[90:440].mean()), 3))]
+    assert segments == [
+        Segment(start=0.908, end=4.408, confidence=round(float(probs[90:440].mean()), 3))
+    ]
 
 
 def test_segments_are_rounded_sorted_disjoint_and_within_duration():
     rng = np.random.default_rng(3)
     probs = rng.random(6000).astype(np.float32)
     for params in PRESETS.values():
-        segments = Binarize(SegmentParams.from_mapping({"min_silence": 0.05}, base=params))(probs, duration=59.995)
+        segments = Binarize(SegmentParams.from_mapping({"min_silence": 0.05}, base=params))(
+            probs, duration=59.995
+        )
         ends = [0.0] + [s.end for s in segments]
         for seg, prev_end in zip(segments, ends):
             assert prev_end <= seg.start < seg.end <= 59.995
@@ -246,9 +264,17 @@ def test_opencast_cuts_silences_of_10_s_and_keeps_2_s_before_speech():
     # pause | 61 s speech | 15 s silence
     probs = track(
         (15, 0.0),
-        (20, 0.9), (5, 0.0), (20, 0.9), (5, 0.0), (20, 0.9), (5, 0.0), (20, 0.9),
+        (20, 0.9),
+        (5, 0.0),
+        (20, 0.9),
+        (5, 0.0),
+        (20, 0.9),
+        (5, 0.0),
+        (20, 0.9),
         (12, 0.0),
-        (70, 0.9), (9, 0.0), (61, 0.9),
+        (70, 0.9),
+        (9, 0.0),
+        (61, 0.9),
         (15, 0.0),
     )
     segments = opencast(probs, duration=len(probs) / 100)

@@ -16,7 +16,16 @@ from tests.results import make_result
 
 def test_to_dict_is_the_design_form():
     d = make_result().to_dict()
-    assert list(d) == ["schema", "input", "model", "params", "segments", "summary", "timing", "created"]
+    assert list(d) == [
+        "schema",
+        "input",
+        "model",
+        "params",
+        "segments",
+        "summary",
+        "timing",
+        "created",
+    ]
     assert d["schema"] == "opencast-ml/segments/v1"
     assert d["input"] == {
         "path": "/srv/media/lecture 17.flac",
@@ -26,7 +35,12 @@ def test_to_dict_is_the_design_form():
         "sha256": "ab" * 32,
         "has_video": False,
     }
-    assert d["model"] == {"name": "default", "version": "1.0.0", "architecture": "crnn", "sha256": "cd" * 32}
+    assert d["model"] == {
+        "name": "default",
+        "version": "1.0.0",
+        "architecture": "crnn",
+        "sha256": "cd" * 32,
+    }
     assert d["params"] == PRESETS["default"].to_dict()
     assert d["segments"] == [
         {"start": 0.5, "end": 2.25, "label": "speech", "confidence": 0.91},
@@ -85,20 +99,53 @@ def broken(change):
     ("change", "message"),
     [
         (lambda d: d.pop("timing"), r"^\$: 'timing' is a required property"),
-        (lambda d: d.update(schema="opencast-ml/segments/v2"), r"^\$\.schema: 'opencast-ml/segments/v1' was expected"),
-        (lambda d: d["segments"][1].update(start="4.0"), r"^\$\.segments\[1\]\.start: '4\.0' is not of type 'number'"),
-        (lambda d: d["segments"][0].update(label="music"), r"^\$\.segments\[0\]\.label: 'speech' was expected"),
-        (lambda d: d["segments"][0].update(confidence=1.2), r"^\$\.segments\[0\]\.confidence: 1\.2 is greater"),
-        (lambda d: d["segments"][0].update(start=-0.1), r"^\$\.segments\[0\]\.start: -0\.1 is less than the minimum"),
+        (
+            lambda d: d.update(schema="opencast-ml/segments/v2"),
+            r"^\$\.schema: 'opencast-ml/segments/v1' was expected",
+        ),
+        (
+            lambda d: d["segments"][1].update(start="4.0"),
+            r"^\$\.segments\[1\]\.start: '4\.0' is not of type 'number'",
+        ),
+        (
+            lambda d: d["segments"][0].update(label="music"),
+            r"^\$\.segments\[0\]\.label: 'speech' was expected",
+        ),
+        (
+            lambda d: d["segments"][0].update(confidence=1.2),
+            r"^\$\.segments\[0\]\.confidence: 1\.2 is greater",
+        ),
+        (
+            lambda d: d["segments"][0].update(start=-0.1),
+            r"^\$\.segments\[0\]\.start: -0\.1 is less than the minimum",
+        ),
         (lambda d: d["input"].update(sha256="xyz"), r"^\$\.input\.sha256: 'xyz' does not match"),
-        (lambda d: d["params"].pop("min_voice"), r"^\$\.params: 'min_voice' is a required property"),
-        (lambda d: d.update(extra=1), r"^\$: Additional properties are not allowed \('extra' was unexpected\)"),
+        (
+            lambda d: d["params"].pop("min_voice"),
+            r"^\$\.params: 'min_voice' is a required property",
+        ),
+        (
+            lambda d: d.update(extra=1),
+            r"^\$: Additional properties are not allowed \('extra' was unexpected\)",
+        ),
         (lambda d: d.update(created="yesterday"), r"^\$\.created: 'yesterday' does not match"),
-        (lambda d: d["segments"][1].update(start=2.0), r"^\$\.segments\[1\]: start 2\.0 is before the end of the previous segment \(2\.25\)"),
+        (
+            lambda d: d["segments"][1].update(start=2.0),
+            r"^\$\.segments\[1\]: start 2\.0 is before the end of the previous segment \(2\.25\)",
+        ),
         (lambda d: d["segments"].reverse(), r"^\$\.segments\[1\]: start 0\.5 is before the end"),
-        (lambda d: d["segments"][1].update(end=10.001), r"^\$\.segments\[1\]: end 10\.001 is beyond the input duration 10\.0"),
-        (lambda d: d["segments"][0].update(end=0.5), r"^\$\.segments\[0\]: end 0\.5 is not after start 0\.5"),
-        (lambda d: d["summary"].update(segments=3), r"^\$\.summary\.segments: 3 but there are 2 segments"),
+        (
+            lambda d: d["segments"][1].update(end=10.001),
+            r"^\$\.segments\[1\]: end 10\.001 is beyond the input duration 10\.0",
+        ),
+        (
+            lambda d: d["segments"][0].update(end=0.5),
+            r"^\$\.segments\[0\]: end 0\.5 is not after start 0\.5",
+        ),
+        (
+            lambda d: d["summary"].update(segments=3),
+            r"^\$\.summary\.segments: 3 but there are 2 segments",
+        ),
     ],
 )
 def test_validate_names_the_first_problem_with_its_json_path(change, message):

@@ -24,7 +24,9 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(folder / "lecture.wav", speechlike(16000, 31.0, SPEECH, seed=21), 16000)
 
 
-def test_probabilities_equal_one_whole_recording_model_call(lecture: Path, tiny_model: Model) -> None:
+def test_probabilities_equal_one_whole_recording_model_call(
+    lecture: Path, tiny_model: Model
+) -> None:
     result = segment_file(lecture, tiny_model, PRESETS["default"], block_seconds=1.3)
     samples = np.concatenate(list(stream(lecture)))
     whole = tiny_model.predict(logmel(samples, tiny_model.features)[None])[0]
@@ -48,11 +50,17 @@ def test_result_finds_the_speech_and_validates(lecture: Path, tiny_model: Model)
 
 
 def test_progress_rises_to_the_duration(tmp_path: Path, tiny_model: Model) -> None:
-    source = encode(tmp_path / "lecture.mp4", speechlike(48000, 31.0, SPEECH, seed=2), 48000,
-                    codec="aac")
+    source = encode(
+        tmp_path / "lecture.mp4", speechlike(48000, 31.0, SPEECH, seed=2), 48000, codec="aac"
+    )
     calls: list[tuple[float, float]] = []
-    result = segment_file(source, tiny_model, PRESETS["default"], block_seconds=5.0,
-                          progress=lambda done, total: calls.append((done, total)))
+    result = segment_file(
+        source,
+        tiny_model,
+        PRESETS["default"],
+        block_seconds=5.0,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     done = [d for d, _ in calls]
     assert done == sorted(done) and len(calls) >= 2
     assert calls[-1] == (result.input.duration, result.input.duration)
@@ -61,7 +69,9 @@ def test_progress_rises_to_the_duration(tmp_path: Path, tiny_model: Model) -> No
 
 def test_resolve_params_order(tiny_model: Model) -> None:
     tuned = resolve_params(tiny_model)
-    assert tuned.min_silence == tiny_model.postprocess["min_silence"] != PRESETS["default"].min_silence
+    assert (
+        tuned.min_silence == tiny_model.postprocess["min_silence"] != PRESETS["default"].min_silence
+    )
     opencast = resolve_params(tiny_model, preset_name="opencast")
     assert opencast == PRESETS["opencast"]
     overridden = resolve_params(tiny_model, preset_name="opencast", overrides={"min_voice": 5})

@@ -72,8 +72,16 @@ def bad_call(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     first, last = good_recording(root / "first.wav"), good_recording(root / "last.wav")
     cases = bad_inputs(root / "inputs")
     proc = run_ocml(
-        "segment", first, *(path for path, _ in cases.values()), last,
-        "-o", out, "--model", tiny_model_dir, "--format", "json,smil,cutmarks,audacity,rttm",
+        "segment",
+        first,
+        *(path for path, _ in cases.values()),
+        last,
+        "-o",
+        out,
+        "--model",
+        tiny_model_dir,
+        "--format",
+        "json,smil,cutmarks,audacity,rttm",
     )
     return proc, cases, out
 
@@ -89,13 +97,27 @@ def test_good_files_succeed_around_bad_ones(bad_call) -> None:
     for stem in ("first", "last"):
         result = json.loads((out / f"{stem}.json").read_text())
         validate(result)
-        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [(1, 3), (5, 8)]
+        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [
+            (1, 3),
+            (5, 8),
+        ]
     assert "10 of 12 files failed" in proc.stderr
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "directory", "empty", "truncated", "random", "text", "image",
-             "no audio", "nan", "too short"],
+    "case",
+    [
+        "missing",
+        "directory",
+        "empty",
+        "truncated",
+        "random",
+        "text",
+        "image",
+        "no audio",
+        "nan",
+        "too short",
+    ],
 )
 def test_each_bad_input_gets_its_own_message(bad_call, case: str) -> None:
     proc, cases, _ = bad_call
@@ -107,7 +129,9 @@ def test_each_bad_input_gets_its_own_message(bad_call, case: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_unwritable_output_directory_fails_without_output(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_unwritable_output_directory_fails_without_output(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
     source = good_recording(tmp_path / "lecture.wav")
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -139,7 +163,9 @@ def read_only(folder: Path) -> Iterator[None]:
 
 def test_output_directory_is_created(tmp_path: Path, tiny_model_dir: Path) -> None:
     source = good_recording(tmp_path / "lecture.wav")
-    proc = run_ocml("segment", source, "-o", tmp_path / "results" / "2026", "--model", tiny_model_dir)
+    proc = run_ocml(
+        "segment", source, "-o", tmp_path / "results" / "2026", "--model", tiny_model_dir
+    )
     assert proc.returncode == 0, proc.stderr
     validate(json.loads((tmp_path / "results" / "2026" / "lecture.json").read_text()))
 
@@ -163,7 +189,10 @@ def test_odd_but_valid_inputs_succeed(tmp_path: Path, tiny_model_dir: Path) -> N
     for path in (eight, fast, named, aac):
         result = json.loads(path.with_suffix(".json").read_text())
         validate(result)
-        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [(1, 3), (5, 8)]
+        assert [(round(s["start"]), round(s["end"])) for s in result["segments"]] == [
+            (1, 3),
+            (5, 8),
+        ]
         probs = np.load(path.with_suffix(".probs.npy"))
         assert probs.dtype == np.float16 and abs(len(probs) - 898) <= 2
         assert path.with_suffix(".smil").exists()
@@ -172,10 +201,19 @@ def test_odd_but_valid_inputs_succeed(tmp_path: Path, tiny_model_dir: Path) -> N
     assert len(proc.stdout.strip().splitlines()) == 5
 
 
-def test_opencast_preset_and_overrides_reach_the_result(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_opencast_preset_and_overrides_reach_the_result(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
     source = good_recording(tmp_path / "lecture.wav")
     proc = run_ocml(
-        "segment", source, "--model", tiny_model_dir, "--preset", "opencast", "--min-voice", "1",
+        "segment",
+        source,
+        "--model",
+        tiny_model_dir,
+        "--preset",
+        "opencast",
+        "--min-voice",
+        "1",
         "-q",
     )
     assert proc.returncode == 0, proc.stderr
@@ -206,7 +244,9 @@ def test_settings_file_sets_defaults_and_options_override_it(
     proc = run_ocml("segment", source, "--config", settings, "--pad-after", "0.0")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.glob("lecture.*")) == [
-        "lecture.json", "lecture.rttm", "lecture.wav"
+        "lecture.json",
+        "lecture.rttm",
+        "lecture.wav",
     ]
     result = json.loads(source.with_suffix(".json").read_text())
     assert result["model"]["architecture"] == "tiny_conv"

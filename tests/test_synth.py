@@ -21,15 +21,27 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("speech")
     for i in range(5):
         seconds = 0.8 + 0.4 * i
-        x = np.concatenate([np.zeros(SR // 5, np.float32), speechlike(SR, seconds, [(0, seconds)], seed=i),
-                            np.zeros(SR // 5, np.float32)])
+        x = np.concatenate(
+            [
+                np.zeros(SR // 5, np.float32),
+                speechlike(SR, seconds, [(0, seconds)], seed=i),
+                np.zeros(SR // 5, np.float32),
+            ]
+        )
         sf.write(folder / f"utt{i}.wav", x, SR)
     return folder
 
 
 def _cfg(speech_dir: Path, seed: int) -> SynthConfig:
-    return SynthConfig(seed=seed, recordings=2, min_seconds=15, max_seconds=25, tts_utterances=0,
-                       system_sources=False, speech_dirs=(str(speech_dir),))
+    return SynthConfig(
+        seed=seed,
+        recordings=2,
+        min_seconds=15,
+        max_seconds=25,
+        tts_utterances=0,
+        system_sources=False,
+        speech_dirs=(str(speech_dir),),
+    )
 
 
 def test_same_seed_gives_identical_files_and_labels(tmp_path: Path, speech_dir: Path) -> None:
@@ -37,8 +49,12 @@ def test_same_seed_gives_identical_files_and_labels(tmp_path: Path, speech_dir: 
     b = write_dataset(_cfg(speech_dir, 7), tmp_path / "b")
     assert a == b
     for name in ("synth-00000", "synth-00001"):
-        assert (tmp_path / "a" / f"{name}.flac").read_bytes() == (tmp_path / "b" / f"{name}.flac").read_bytes()
-        assert (tmp_path / "a" / f"{name}.json").read_text() == (tmp_path / "b" / f"{name}.json").read_text()
+        assert (tmp_path / "a" / f"{name}.flac").read_bytes() == (
+            tmp_path / "b" / f"{name}.flac"
+        ).read_bytes()
+        assert (tmp_path / "a" / f"{name}.json").read_text() == (
+            tmp_path / "b" / f"{name}.json"
+        ).read_text()
 
 
 def test_other_seed_gives_other_recordings(speech_dir: Path) -> None:
@@ -55,7 +71,9 @@ def test_recording_depends_only_on_seed_and_index(speech_dir: Path) -> None:
     assert np.array_equal(first.samples, again.samples)
 
 
-def test_written_set_loads_and_labels_are_inside_the_audio(tmp_path: Path, speech_dir: Path) -> None:
+def test_written_set_loads_and_labels_are_inside_the_audio(
+    tmp_path: Path, speech_dir: Path
+) -> None:
     manifest = write_dataset(_cfg(speech_dir, 5), tmp_path)
     items = load_dataset(tmp_path)
     assert len(items) == 2

@@ -18,11 +18,15 @@ from ocml.pipeline.model import load_model
 from tests.media import speechlike
 
 SR = 16000
-TINY_TCN = {"name": "tiny", "version": "0.0.1", "arch": "tcn",
-            "model": {"front_filters": [], "front_pools": [], "channels": 8, "dilations": [1, 2]},
-            "data": {"crop": 150, "batch_size": 4, "validation_every": 2},
-            "train": {"epochs": 2, "steps_per_epoch": 2, "patience": 2},
-            "postprocess": {"min_silence": 0.3, "pad": 0.05}}
+TINY_TCN = {
+    "name": "tiny",
+    "version": "0.0.1",
+    "arch": "tcn",
+    "model": {"front_filters": [], "front_pools": [], "channels": 8, "dilations": [1, 2]},
+    "data": {"crop": 150, "batch_size": 4, "validation_every": 2},
+    "train": {"epochs": 2, "steps_per_epoch": 2, "patience": 2},
+    "postprocess": {"min_silence": 0.3, "pad": 0.05},
+}
 
 
 def _recording(folder: Path, name: str, seed: int) -> None:
@@ -32,7 +36,9 @@ def _recording(folder: Path, name: str, seed: int) -> None:
         end = t + float(rng.uniform(0.5, 1.2))
         speech.append([round(t, 3), round(end, 3)])
         t = end + float(rng.uniform(0.4, 1.0))
-    sf.write(folder / f"{name}.flac", speechlike(SR, 7.0, [tuple(s) for s in speech], seed=seed), SR)
+    sf.write(
+        folder / f"{name}.flac", speechlike(SR, 7.0, [tuple(s) for s in speech], seed=seed), SR
+    )
     (folder / f"{name}.json").write_text(json.dumps({"duration": 7.0, "speech": speech}))
 
 
@@ -46,8 +52,21 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     recipe = root / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(TINY_TCN))
     spec = root / "spec"
-    result = CliRunner().invoke(main, ["spectrograms", str(data), str(spec), "--window", "200", "--hop", "100",
-                                       "--per-shard", "4", "--png"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "spectrograms",
+            str(data),
+            str(spec),
+            "--window",
+            "200",
+            "--hop",
+            "100",
+            "--per-shard",
+            "4",
+            "--png",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return {"root": root, "data": data, "spec": spec, "recipe": recipe}
 
@@ -64,8 +83,17 @@ def test_spectrogram_shards_hold_windows_and_frame_labels(workspace: dict[str, P
 def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     runner = CliRunner()
     run = workspace["root"] / "run"
-    args = ["train", "--recipe", str(workspace["recipe"]), "--data", str(workspace["spec"]), "--out", str(run),
-            "--threads", "1"]
+    args = [
+        "train",
+        "--recipe",
+        str(workspace["recipe"]),
+        "--data",
+        str(workspace["spec"]),
+        "--out",
+        str(run),
+        "--threads",
+        "1",
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output
@@ -81,8 +109,20 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
 
     report = workspace["root"] / "report.json"
     plots = workspace["root"] / "plots"
-    result = runner.invoke(main, ["evaluate", str(run), str(workspace["data"]), "--json", str(report),
-                                  "--plots", str(plots), "--threads", "1"])
+    result = runner.invoke(
+        main,
+        [
+            "evaluate",
+            str(run),
+            str(workspace["data"]),
+            "--json",
+            str(report),
+            "--plots",
+            str(plots),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert set(data["files"]) == {f"rec{i}.flac" for i in range(4)}
@@ -90,8 +130,22 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     assert (plots / "precision_recall.png").is_file() and (plots / "rec0.png").is_file()
 
     out = workspace["root"] / "exported"
-    result = runner.invoke(main, ["export", str(run), str(out), "--data", str(workspace["spec"]),
-                                  "--metrics", str(report), "--name", "renamed", "--version", "2.0.0"])
+    result = runner.invoke(
+        main,
+        [
+            "export",
+            str(run),
+            str(out),
+            "--data",
+            str(workspace["spec"]),
+            "--metrics",
+            str(report),
+            "--name",
+            "renamed",
+            "--version",
+            "2.0.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     exported = load_model(out)
     assert (exported.name, exported.version) == ("renamed", "2.0.0")
@@ -100,20 +154,56 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
 
 def test_autoencoder_pretrain_then_few_label_readout(workspace: dict[str, Path]) -> None:
     recipe = workspace["root"] / "ae.yaml"
-    recipe.write_text(yaml.safe_dump({"arch": "autoencoder", "model": {"window": 8, "filters": [4, 4],
-                                      "bottleneck": 8, "readout": 4},
-                                      "data": {"batch_size": 16, "validation_every": 2, "windows_per_example": 4},
-                                      "train": {"epochs": 1, "steps_per_epoch": 2}, "pretrain": {"epochs": 1}}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "arch": "autoencoder",
+                "model": {"window": 8, "filters": [4, 4], "bottleneck": 8, "readout": 4},
+                "data": {"batch_size": 16, "validation_every": 2, "windows_per_example": 4},
+                "train": {"epochs": 1, "steps_per_epoch": 2},
+                "pretrain": {"epochs": 1},
+            }
+        )
+    )
     runner = CliRunner()
     pre = workspace["root"] / "ae-pre"
-    result = runner.invoke(main, ["pretrain", "--recipe", str(recipe), "--data", str(workspace["spec"]),
-                                  "--out", str(pre), "--threads", "1"])
+    result = runner.invoke(
+        main,
+        [
+            "pretrain",
+            "--recipe",
+            str(recipe),
+            "--data",
+            str(workspace["spec"]),
+            "--out",
+            str(pre),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (pre / "encoder.weights.h5").is_file()
     run = workspace["root"] / "ae-20"
-    result = runner.invoke(main, ["train", "--recipe", str(recipe), "--arch", "autoencoder", "--encoder", str(pre),
-                                  "--label-fraction", "0.2", "--data", str(workspace["spec"]), "--out", str(run),
-                                  "--threads", "1"])
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--recipe",
+            str(recipe),
+            "--arch",
+            "autoencoder",
+            "--encoder",
+            str(pre),
+            "--label-fraction",
+            "0.2",
+            "--data",
+            str(workspace["spec"]),
+            "--out",
+            str(run),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     model = load_model(run / "savedmodel")
     assert model.architecture == "autoencoder" and model.context_frames == 4
@@ -122,8 +212,20 @@ def test_autoencoder_pretrain_then_few_label_readout(workspace: dict[str, Path])
 
 
 def test_autoencoder_readout_without_encoder_is_refused(workspace: dict[str, Path]) -> None:
-    result = CliRunner().invoke(main, ["train", "--arch", "autoencoder", "--data", str(workspace["spec"]),
-                                       "--out", str(workspace["root"] / "x"), "--threads", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--arch",
+            "autoencoder",
+            "--data",
+            str(workspace["spec"]),
+            "--out",
+            str(workspace["root"] / "x"),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code != 0
     assert "pre-trained encoder" in result.output
 
@@ -131,12 +233,23 @@ def test_autoencoder_readout_without_encoder_is_refused(workspace: dict[str, Pat
 def test_unlabelled_folder_gives_unlabelled_shards(tmp_path: Path) -> None:
     (tmp_path / "rec").mkdir()
     sf.write(tmp_path / "rec" / "bare.flac", speechlike(SR, 3.0, [(0.5, 2.0)], seed=1), SR)
-    result = CliRunner().invoke(main, ["spectrograms", str(tmp_path / "rec"), str(tmp_path / "spec"),
-                                       "--window", "100", "--unlabelled"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "spectrograms",
+            str(tmp_path / "rec"),
+            str(tmp_path / "spec"),
+            "--window",
+            "100",
+            "--unlabelled",
+        ],
+    )
     assert result.exit_code == 0, result.output
     _, y = load_shard(tmp_path / "spec" / "shard-00000.npz")
     assert (y == UNLABELLED).all()
-    result = CliRunner().invoke(main, ["spectrograms", str(tmp_path / "rec"), str(tmp_path / "spec2")])
+    result = CliRunner().invoke(
+        main, ["spectrograms", str(tmp_path / "rec"), str(tmp_path / "spec2")]
+    )
     assert result.exit_code != 0 and "no label file" in result.output
 
 

@@ -1,6 +1,7 @@
 """The Celery worker against a real Redis with two real worker processes (no eager mode).
 
-Two ``ocml worker`` main processes with one pool process each serve Redis DB 13, flushed here.
+Two ``ocml worker`` main processes with one pool process each serve Redis DB 13 (or
+``OCML_TEST_REDIS_DB``), flushed here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from pathlib import Path
 import pytest
 
 from ocml.pipeline.result import validate
+from ocml.worker import client
+from ocml.worker.app import TASK_NAME, make_app
+from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.worker_support import (
     ROOT,
+    TEST_REDIS_URL,
     flush,
     progress_status,
     recording,
@@ -25,11 +30,8 @@ from tests.worker_support import (
     worker_env,
     write_settings,
 )
-from ocml.worker import client
-from ocml.worker.app import TASK_NAME, make_app
-from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = TEST_REDIS_URL
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +41,25 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     media, output = base / "media", base / "results"
     media.mkdir()
     output.mkdir()
-    config = write_settings(base / "settings.yaml", redis_url=REDIS_URL, media=media,
-                            output=output, model=tiny_model_dir)
+    config = write_settings(
+        base / "settings.yaml",
+        redis_url=REDIS_URL,
+        media=media,
+        output=output,
+        model=tiny_model_dir,
+    )
     flush(REDIS_URL)
     settings = settings_from(config)
     app = make_app(settings)
     with running_workers(config, base, names=("w1", "w2"), concurrency=1) as workers:
-        yield {"config": config, "settings": settings, "app": app, "media": media,
-               "output": output, "workers": workers}
+        yield {
+            "config": config,
+            "settings": settings,
+            "app": app,
+            "media": media,
+            "output": output,
+            "workers": workers,
+        }
     flush(REDIS_URL)
 
 
@@ -66,7 +79,10 @@ def test_twenty_jobs_on_two_processes_each_done_exactly_once(fleet):
     assert [deliveries(app, job_id) for job_id in ids] == [1] * 20
     for path, status in zip(paths, statuses):
         folder = output / path.stem
-        assert sorted(p.name for p in folder.iterdir()) == [f"{path.stem}.json", f"{path.stem}.smil"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"{path.stem}.json",
+            f"{path.stem}.smil",
+        ]
         document = json.loads((folder / f"{path.stem}.json").read_text())
         validate(document)
         assert document["input"]["path"] == str(path)
@@ -82,8 +98,12 @@ def test_same_job_twice_gives_byte_identical_segments(fleet):
         (status,) = client.wait(app, [client.submit(app, settings, job)], timeout=60)
         assert status["state"] == "SUCCESS"
         document = json.loads(Path(status["result"]["outputs"]["json"]).read_text())
-        outputs.append((json.dumps(document["segments"]).encode(),
-                        Path(status["result"]["outputs"]["smil"]).read_bytes()))
+        outputs.append(
+            (
+                json.dumps(document["segments"]).encode(),
+                Path(status["result"]["outputs"]["smil"]).read_bytes(),
+            )
+        )
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0][0])
 
@@ -105,8 +125,10 @@ def _bad_jobs(media: Path, output: Path, outside: Path) -> dict[str, tuple[objec
         "dot-dot escape": ({"input": f"{media}/../outside/secret.wav"}, "path_outside_roots"),
         "symlink escape": ({"input": str(media / "escape.wav")}, "path_outside_roots"),
         "output outside": ({"input": g, "output_dir": str(outside / "r")}, "path_outside_roots"),
-        "output symlink escape": ({"input": g, "output_dir": str(output / "escape-dir" / "r")},
-                                  "path_outside_roots"),
+        "output symlink escape": (
+            {"input": g, "output_dir": str(output / "escape-dir" / "r")},
+            "path_outside_roots",
+        ),
         "missing file": ({"input": str(media / "nope.wav")}, "input_missing"),
         "directory": ({"input": str(media / "folder.wav")}, "input_not_a_file"),
         "unsupported format": ({"input": g, "formats": ["mp4"]}, "bad_format"),
@@ -135,7 +157,8 @@ def test_every_kind_of_bad_job_fails_at_once_with_its_code(fleet, tmp_path):
     (good,) = client.wait(app, [good_id], timeout=60)
 
     assert {name: (s["state"], s["error"]["error"]) for name, s in statuses.items()} == {
-        name: ("FAILURE", code) for name, (_, code) in cases.items()}
+        name: ("FAILURE", code) for name, (_, code) in cases.items()
+    }
     assert all(s["error"]["message"] for s in statuses.values())
     assert [deliveries(app, ids[name], retry=1) for name in cases] == [0] * len(cases)
     assert good["state"] == "SUCCESS"
@@ -153,8 +176,11 @@ def test_a_job_that_kills_its_process_every_time_fails_after_max_deliveries(flee
     assert status["error"]["error"] == "too_many_deliveries"
     assert "max_deliveries = 2" in status["error"]["message"]
     assert deliveries(app, job_id) == settings.max_deliveries + 1
-    (after,) = client.wait(app, [client.submit(app, settings, client.build_job(
-        recording(media / "after-crash.wav", 2.0)))], timeout=90)
+    (after,) = client.wait(
+        app,
+        [client.submit(app, settings, client.build_job(recording(media / "after-crash.wav", 2.0)))],
+        timeout=90,
+    )
     assert after["state"] == "SUCCESS"
 
 
@@ -190,9 +216,14 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
 
 def ocml(*args: str, config: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Runs the installed ``ocml`` console script."""
-    return subprocess.run([str(Path(sys.executable).with_name("ocml")), *args, "--config",
-                           str(config)], cwd=ROOT, env=worker_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ocml")), *args, "--config", str(config)],
+        cwd=ROOT,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
@@ -200,21 +231,44 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
     first = recording(media / "cli-one.wav", 4.0, seed=7)
     second = recording(media / "cli-two.wav", 6.0, seed=8)
 
-    done = ocml("submit", str(first), str(second), "--wait", "-o", str(output / "cli"),
-                "--format", "json", "--format", "smil", config=config)
+    done = ocml(
+        "submit",
+        str(first),
+        str(second),
+        "--wait",
+        "-o",
+        str(output / "cli"),
+        "--format",
+        "json",
+        "--format",
+        "smil",
+        config=config,
+    )
 
     assert done.returncode == 0, done.stderr
     ids = done.stdout.split()
     assert len(ids) == 2
     assert sorted(p.name for p in (output / "cli").iterdir()) == [
-        "cli-one.json", "cli-one.smil", "cli-two.json", "cli-two.smil"]
+        "cli-one.json",
+        "cli-one.smil",
+        "cli-two.json",
+        "cli-two.smil",
+    ]
     assert "100.0% SUCCESS" in done.stderr
     shown = ocml("status", *ids, "--json", config=config)
     assert shown.returncode == 0, shown.stderr
     assert [json.loads(line)["state"] for line in shown.stdout.splitlines()] == ["SUCCESS"] * 2
 
-    single = ocml("submit", str(first), "--wait", "--format", "smil", "--output",
-                  str(output / "cut"), config=config)
+    single = ocml(
+        "submit",
+        str(first),
+        "--wait",
+        "--format",
+        "smil",
+        "--output",
+        str(output / "cut"),
+        config=config,
+    )
     assert single.returncode == 0, single.stderr
     assert (output / "cut").read_bytes() == (output / "cli" / "cli-one.smil").read_bytes()
 
@@ -234,8 +288,17 @@ def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_pa
     recording(inbox / "w-one.wav", 2.0, seed=1)
     recording(inbox / "w-two.wav", 2.0, seed=2)
     (inbox / "w-three.wav.part").write_bytes(b"still uploading")
-    watch = ("watch", str(inbox), "--once", "--settle", "0", "--interval", "0.2",
-             "-o", str(output / "watched"))
+    watch = (
+        "watch",
+        str(inbox),
+        "--once",
+        "--settle",
+        "0",
+        "--interval",
+        "0.2",
+        "-o",
+        str(output / "watched"),
+    )
 
     first = ocml(*watch, config=config)
     again = ocml(*watch, config=config)

@@ -1,5 +1,6 @@
-"""Recovery against a Redis of our own (port 6397, AOF on): a Redis restart, a dead worker host,
-and a job that runs longer than the visibility timeout on a live one.
+"""Recovery against a Redis of our own (port 6397 or ``OCML_TEST_OWN_REDIS_PORT``, AOF on): a
+Redis restart, a dead worker host, and a job that runs longer than the visibility timeout on a
+live one.
 
 This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
 Its workers run a deliberately slow model (an untrained wide convolution, ~45x real time on one
@@ -15,13 +16,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.worker_support import (progress_status, recording, running_workers, settings_from,
-                                  write_settings)
 from ocml.worker import client
 from ocml.worker.app import make_app
 from ocml.worker.tasks import DELIVERY_KEY
+from tests.worker_support import (
+    TEST_OWN_REDIS_PORT,
+    progress_status,
+    recording,
+    running_workers,
+    settings_from,
+    write_settings,
+)
 
-PORT = 6397
+PORT = TEST_OWN_REDIS_PORT
 VISIBILITY = 3.0
 REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
 
@@ -35,9 +42,24 @@ class OwnRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(PORT), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(PORT),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client_ = redis.Redis(port=PORT)
         for _ in range(100):
             try:
@@ -69,9 +91,15 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x = keras.layers.Conv1D(1024, 9, padding="same", activation="relu")(x)
     x = keras.layers.Conv1D(1, 9, padding="same", activation="sigmoid")(x)
     model = keras.Model(inputs, keras.layers.Reshape((-1,))(x), name="slow_conv")
-    return export_savedmodel(model, tmp_path_factory.mktemp("models") / "slow", name="slow",
-                             version="0.0.1", architecture="slow_conv", features=FeatureConfig(),
-                             context_frames=12)
+    return export_savedmodel(
+        model,
+        tmp_path_factory.mktemp("models") / "slow",
+        name="slow",
+        version="0.0.1",
+        architecture="slow_conv",
+        features=FeatureConfig(),
+        context_frames=12,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +110,35 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
     output.mkdir()
     server = OwnRedis(base)
     server.start()
-    config = write_settings(base / "settings.yaml", redis_url=REDIS_URL, media=media,
-                            output=output, model=slow_model_dir, time_limit_max=60.0,
-                            time_limit_grace=3.0, visibility_timeout=VISIBILITY, lease_interval=0.5)
+    config = write_settings(
+        base / "settings.yaml",
+        redis_url=REDIS_URL,
+        media=media,
+        output=output,
+        model=slow_model_dir,
+        time_limit_max=60.0,
+        time_limit_grace=3.0,
+        visibility_timeout=VISIBILITY,
+        lease_interval=0.5,
+    )
     settings = settings_from(config)
     try:
         with running_workers(config, base, names=("r1", "r2"), concurrency=1) as workers:
-            yield {"server": server, "settings": settings, "app": make_app(settings),
-                   "media": media, "output": output, "workers": workers}
+            yield {
+                "server": server,
+                "settings": settings,
+                "app": make_app(settings),
+                "media": media,
+                "output": output,
+                "workers": workers,
+            }
     finally:
         server.stop()
 
 
 def test_jobs_queued_across_a_redis_restart_all_complete(recovery):
     app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
-    paths = [recording(media / f"queued-{i}.wav", 20.0 if i < 2 else 3.0, seed=i)
-             for i in range(8)]
+    paths = [recording(media / f"queued-{i}.wav", 20.0 if i < 2 else 3.0, seed=i) for i in range(8)]
     ids = [client.submit(app, settings, client.build_job(p)) for p in paths]
 
     recovery["server"].stop()
@@ -140,4 +181,6 @@ def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
     assert recovered < settings.time_limit_max, f"took {recovered:.1f} s after the kill"
     assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 2
     assert sorted(p.name for p in (output / "host-crash").iterdir()) == [
-        "host-crash.json", "host-crash.smil"]
+        "host-crash.json",
+        "host-crash.smil",
+    ]

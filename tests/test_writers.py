@@ -37,8 +37,17 @@ from tests.results import make_result
 SMIL = "{http://www.w3.org/ns/SMIL}"
 XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-PREFIXES = {"smil": "s", "head": "h", "body": "b", "meta": "meta", "paramGroup": "pg", "param": "param",
-            "par": "par", "audio": "a", "video": "v"}
+PREFIXES = {
+    "smil": "s",
+    "head": "h",
+    "body": "b",
+    "meta": "meta",
+    "paramGroup": "pg",
+    "param": "param",
+    "par": "par",
+    "audio": "a",
+    "video": "v",
+}
 
 
 def mask_ids(text: str) -> str:
@@ -179,8 +188,18 @@ def test_smil_structure_for_a_video_input_with_two_tracks_and_a_segment_past_the
         has_video=True,
     )
     tracks = [
-        Track(id="t-1", src="https://oc.example/presenter.mp4", flavor="presenter/source", kind="video"),
-        Track(id="t-2", src="https://oc.example/slides.mp4?a=1&b=2", flavor="presentation/source", kind="video"),
+        Track(
+            id="t-1",
+            src="https://oc.example/presenter.mp4",
+            flavor="presenter/source",
+            kind="video",
+        ),
+        Track(
+            id="t-2",
+            src="https://oc.example/slides.mp4?a=1&b=2",
+            flavor="presentation/source",
+            kind="video",
+        ),
     ]
     root = parse_smil(render_smil(result, tracks=tracks))
     head, body = root.find(f"{SMIL}head"), root.find(f"{SMIL}body")
@@ -188,7 +207,10 @@ def test_smil_structure_for_a_video_input_with_two_tracks_and_a_segment_past_the
     assert (meta.get("name"), meta.get("content")) == ("track-duration", "9950ms")
     groups = head.findall(f"{SMIL}paramGroup")
     assert [[(p.get("name"), p.get("value"), p.get("valuetype")) for p in g] for g in groups] == [
-        [(n, v, "data") for n, v in (("track-id", t.id), ("track-src", t.src), ("track-flavor", t.flavor))]
+        [
+            (n, v, "data")
+            for n, v in (("track-id", t.id), ("track-src", t.src), ("track-flavor", t.flavor))
+        ]
         for t in tracks
     ]
     pars = body.findall(f"{SMIL}par")
@@ -294,7 +316,9 @@ def unprivileged(check) -> None:
 
 def test_atomic_write_into_a_read_only_directory_fails_cleanly(readonly_dir):
     def check():
-        with pytest.raises(OutputError, match=re.escape(str(readonly_dir)) + r": cannot create files"):
+        with pytest.raises(
+            OutputError, match=re.escape(str(readonly_dir)) + r": cannot create files"
+        ):
             atomic_write(readonly_dir / "new.json", b"x")
         with pytest.raises(OutputError, match=re.escape(str(readonly_dir))):
             check_writable(readonly_dir)
@@ -361,13 +385,17 @@ def test_write_outputs_writes_every_format(tmp_path):
 def test_write_outputs_removes_what_it_wrote_when_a_later_format_fails(tmp_path):
     (tmp_path / "lecture.rttm").mkdir()
     with pytest.raises(OutputError, match=r"cannot write lecture\.rttm"):
-        write_outputs(make_result(), tmp_path, "lecture", ["json", "smil", "cutmarks", "audacity", "rttm"])
+        write_outputs(
+            make_result(), tmp_path, "lecture", ["json", "smil", "cutmarks", "audacity", "rttm"]
+        )
     assert leftovers(tmp_path) == ["lecture.rttm"]
 
 
 def test_write_outputs_renders_everything_before_writing_anything(tmp_path):
     with pytest.raises(OutputError, match=r"no probabilities"):
-        write_outputs(make_result(probabilities=None), tmp_path, "lecture", ["json", "probabilities"])
+        write_outputs(
+            make_result(probabilities=None), tmp_path, "lecture", ["json", "probabilities"]
+        )
     assert leftovers(tmp_path) == []
 
 

@@ -21,11 +21,18 @@ import redis
 import yaml
 
 from ocml.config.settings import Settings, load_settings
-from tests.media import speechlike, write_wav
 from ocml.worker.app import make_app
+from tests.media import speechlike, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
+
+# Which database of the machine's Redis (127.0.0.1:6379) the worker and lease tests flush and use,
+# and the port of the private Redis the recovery tests start: set both to run two checkouts'
+# suites side by side without one flushing the other's queue.
+TEST_REDIS_DB = int(os.environ.get("OCML_TEST_REDIS_DB", "13"))
+TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+TEST_OWN_REDIS_PORT = int(os.environ.get("OCML_TEST_OWN_REDIS_PORT", "6397"))
 
 # Short limits so redelivery and recovery happen within seconds in tests.
 TEST_SETTINGS: dict[str, Any] = {
@@ -47,12 +54,19 @@ TEST_SETTINGS: dict[str, Any] = {
 }
 
 
-def write_settings(path: Path, *, redis_url: str, media: Path, output: Path, model: Path,
-                   **overrides: Any) -> Path:
+def write_settings(
+    path: Path, *, redis_url: str, media: Path, output: Path, model: Path, **overrides: Any
+) -> Path:
     """A settings YAML for a test worker; returns its path."""
-    data = {**TEST_SETTINGS, "broker_url": redis_url, "result_backend": redis_url,
-            "media_roots": [str(media)], "output_root": str(output), "model": str(model),
-            **overrides}
+    data = {
+        **TEST_SETTINGS,
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "media_roots": [str(media)],
+        "output_root": str(output),
+        "model": str(model),
+        **overrides,
+    }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
@@ -60,15 +74,19 @@ def write_settings(path: Path, *, redis_url: str, media: Path, output: Path, mod
 def recording(path: Path, seconds: float, *, seed: int = 0) -> Path:
     """A 16 kHz WAV of ``seconds`` s: a 20 s speech-like pattern (bursts and pauses) repeated."""
     length = min(seconds, 20.0)
-    bursts = [(a, min(b, length - 0.2)) for a, b in ((0.5, 4.0), (5.5, 9.0), (12.0, 17.5))
-              if a < length - 0.5]
+    bursts = [
+        (a, min(b, length - 0.2))
+        for a, b in ((0.5, 4.0), (5.5, 9.0), (12.0, 17.5))
+        if a < length - 0.5
+    ]
     block = speechlike(SR, length, bursts, seed=seed)
     repeats = int(np.ceil(seconds / 20.0))
     return write_wav(path, np.tile(block, repeats)[: int(seconds * SR)], SR)
 
 
-def progress_status(app: Any, job_id: str, *, timeout: float = 60.0,
-                    other_than_pid: int | None = None) -> dict[str, Any]:
+def progress_status(
+    app: Any, job_id: str, *, timeout: float = 60.0, other_than_pid: int | None = None
+) -> dict[str, Any]:
     """The job's status once a pool process (not ``other_than_pid``) reports progress on it.
 
     Fails (AssertionError with the status) if the job ends or stays silent for ``timeout`` s.
@@ -111,10 +129,25 @@ class WorkerProcess:
         code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
         self._log_handle = open(log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, "--config", str(config), "-c", str(concurrency),
-             "-n", self.name, "-l", "info"],
-            cwd=ROOT, env=worker_env(), stdout=self._log_handle, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-c",
+                code,
+                "--config",
+                str(config),
+                "-c",
+                str(concurrency),
+                "-n",
+                self.name,
+                "-l",
+                "info",
+            ],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, settings: Settings, *, timeout: float = 120.0) -> None:
         """Returns once the worker answers a ping and all its pool processes loaded the model."""
@@ -164,12 +197,15 @@ class WorkerProcess:
 
 
 @contextmanager
-def running_workers(config: Path, log_dir: Path, *, names: tuple[str, ...], concurrency: int
-                    ) -> Iterator[list[WorkerProcess]]:
+def running_workers(
+    config: Path, log_dir: Path, *, names: tuple[str, ...], concurrency: int
+) -> Iterator[list[WorkerProcess]]:
     """Starts one worker per name, waits until all are ready, stops them afterwards."""
     settings = settings_from(config)
-    workers = [WorkerProcess(config, name=n, concurrency=concurrency, log=log_dir / f"{n}.log")
-               for n in names]
+    workers = [
+        WorkerProcess(config, name=n, concurrency=concurrency, log=log_dir / f"{n}.log")
+        for n in names
+    ]
     try:
         for w in workers:
             w.wait_ready(settings)

@@ -28,9 +28,14 @@ WATCH_KEY = "ocml:watch:{inbox}"
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", "~")
 
 
-def build_job(path: str | os.PathLike[str], *, output_dir: str | os.PathLike[str] | None = None,
-              formats: Sequence[str] | None = None, preset: str | None = None,
-              params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_job(
+    path: str | os.PathLike[str],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    formats: Sequence[str] | None = None,
+    preset: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The wire form of a job for ``path`` (made absolute; the worker resolves symlinks)."""
     job: dict[str, Any] = {"input": os.path.abspath(path)}
     if output_dir is not None:
@@ -55,13 +60,15 @@ def duration_of(path: str | os.PathLike[str]) -> float | None:
         return None
 
 
-def submit(app: Celery, settings: Settings, job: Mapping[str, Any], *,
-           job_id: str | None = None) -> str:
+def submit(
+    app: Celery, settings: Settings, job: Mapping[str, Any], *, job_id: str | None = None
+) -> str:
     """Queues ``job`` as ``ocml.segment`` with time limits scaled to its duration; returns its id."""
     soft, hard = settings.time_limits(duration_of(job["input"]))
     job_id = job_id or str(uuid.uuid4())
-    app.send_task(TASK_NAME, args=[dict(job)], task_id=job_id,
-                  soft_time_limit=soft, time_limit=hard)
+    app.send_task(
+        TASK_NAME, args=[dict(job)], task_id=job_id, soft_time_limit=soft, time_limit=hard
+    )
     return job_id
 
 
@@ -91,9 +98,14 @@ def error_of(info: Any) -> dict[str, str]:
     return {"error": "unknown", "message": repr(info)}
 
 
-def wait(app: Celery, job_ids: Sequence[str], *, poll: float = 0.5,
-         on_update: Callable[[list[dict[str, Any]]], None] | None = None,
-         timeout: float | None = None) -> list[dict[str, Any]]:
+def wait(
+    app: Celery,
+    job_ids: Sequence[str],
+    *,
+    poll: float = 0.5,
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
     """Polls until every job has finished (or ``timeout`` s passed); returns the last statuses."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -137,12 +149,22 @@ def scan_inbox(inbox: Path) -> dict[str, InboxFile]:
     return found
 
 
-def settled(previous: Mapping[str, InboxFile], current: Mapping[str, InboxFile], *,
-            now: float, settle: float) -> list[InboxFile]:
+def settled(
+    previous: Mapping[str, InboxFile],
+    current: Mapping[str, InboxFile],
+    *,
+    now: float,
+    settle: float,
+) -> list[InboxFile]:
     """Files fully written: unchanged since the previous scan and untouched for ``settle`` s."""
-    return sorted((f for name, f in current.items()
-                   if previous.get(name) == f and now - f.mtime_ns / 1e9 >= settle),
-                  key=lambda f: f.path.name)
+    return sorted(
+        (
+            f
+            for name, f in current.items()
+            if previous.get(name) == f and now - f.mtime_ns / 1e9 >= settle
+        ),
+        key=lambda f: f.path.name,
+    )
 
 
 def claim(app: Celery, inbox: Path, item: InboxFile, job_id: str) -> bool:
@@ -151,8 +173,13 @@ def claim(app: Celery, inbox: Path, item: InboxFile, job_id: str) -> bool:
     return bool(app.backend.client.hsetnx(key, item.key, job_id))
 
 
-def submit_new(app: Celery, settings: Settings, inbox: Path, ready: Iterable[InboxFile],
-               make_job: Callable[[Path], dict[str, Any]]) -> list[tuple[Path, str]]:
+def submit_new(
+    app: Celery,
+    settings: Settings,
+    inbox: Path,
+    ready: Iterable[InboxFile],
+    make_job: Callable[[Path], dict[str, Any]],
+) -> list[tuple[Path, str]]:
     """Submits each ready file not claimed before; returns (path, job id) of those submitted."""
     submitted = []
     for item in ready:

@@ -61,16 +61,25 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The job in its wire form (what ``parse_job`` accepts)."""
-        out: dict[str, Any] = {"input": str(self.input), "output_dir": str(self.output_dir),
-                               "formats": list(self.formats), "preset": self.preset,
-                               "params": dict(self.params)}
+        out: dict[str, Any] = {
+            "input": str(self.input),
+            "output_dir": str(self.output_dir),
+            "formats": list(self.formats),
+            "preset": self.preset,
+            "params": dict(self.params),
+        }
         if self.model is not None:
             out["model"] = self.model
         return out
 
 
-def parse_job(raw: Any, settings: Settings, *, model_names: Collection[str] = (),
-              formats_known: Collection[str]) -> Job:
+def parse_job(
+    raw: Any,
+    settings: Settings,
+    *,
+    model_names: Collection[str] = (),
+    formats_known: Collection[str],
+) -> Job:
     """``raw`` (a mapping, or JSON text of one) checked against the schema and ``settings``.
 
     ``model_names`` are names the job's ``model`` may use besides ``settings.model``;
@@ -79,8 +88,10 @@ def parse_job(raw: Any, settings: Settings, *, model_names: Collection[str] = ()
     data = _as_mapping(raw)
     unknown = sorted(set(data) - set(JOB_KEYS))
     if unknown:
-        raise JobInvalid("unknown_key", f"unknown job key(s) {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(JOB_KEYS)}")
+        raise JobInvalid(
+            "unknown_key",
+            f"unknown job key(s) {', '.join(map(repr, unknown))}; known: {', '.join(JOB_KEYS)}",
+        )
     if "input" not in data:
         raise JobInvalid("bad_job", "the job has no 'input' path")
     source = resolve_inside(_string(data, "input"), settings.media_roots, "input")
@@ -94,8 +105,14 @@ def parse_job(raw: Any, settings: Settings, *, model_names: Collection[str] = ()
     preset_name = _string(data, "preset") if "preset" in data else settings.preset
     params = _params(data.get("params", {}), preset_name, settings)
     model = _model(data.get("model"), {settings.model, *model_names})
-    return Job(input=source, output_dir=target, formats=formats, preset=preset_name,
-               params=params, model=model)
+    return Job(
+        input=source,
+        output_dir=target,
+        formats=formats,
+        preset=preset_name,
+        params=params,
+        model=model,
+    )
 
 
 def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
@@ -111,8 +128,9 @@ def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
             return resolved
     allowed = ", ".join(str(r) for r in roots)
     shown = text if str(resolved) == text else f"{text} (resolves to {resolved})"
-    raise JobInvalid("path_outside_roots", f"{key} {shown} lies outside the allowed "
-                     f"directories: {allowed}")
+    raise JobInvalid(
+        "path_outside_roots", f"{key} {shown} lies outside the allowed directories: {allowed}"
+    )
 
 
 def _as_mapping(raw: Any) -> Mapping[str, Any]:
@@ -122,8 +140,10 @@ def _as_mapping(raw: Any) -> Mapping[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise JobInvalid("bad_job", f"the job is not valid JSON: {exc}") from None
     if not isinstance(raw, Mapping):
-        raise JobInvalid("bad_job", f"the job must be a JSON object, got {type(raw).__name__}: "
-                         f"{str(raw)[:200]!r}")
+        raise JobInvalid(
+            "bad_job",
+            f"the job must be a JSON object, got {type(raw).__name__}: {str(raw)[:200]!r}",
+        )
     return raw
 
 
@@ -146,8 +166,9 @@ def _formats(value: Any, known: Collection[str]) -> tuple[str, ...]:
         raise JobInvalid("bad_job", f"formats must be a non-empty list of names, got {value!r}")
     for name in value:
         if name not in known:
-            raise JobInvalid("bad_format", f"unknown output format {name!r}; "
-                             f"known: {', '.join(sorted(known))}")
+            raise JobInvalid(
+                "bad_format", f"unknown output format {name!r}; known: {', '.join(sorted(known))}"
+            )
     return tuple(dict.fromkeys(value))
 
 
@@ -170,6 +191,8 @@ def _model(value: Any, accepted: set[str]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value not in accepted:
-        raise JobInvalid("unknown_model", f"this worker does not serve model {value!r}; "
-                         f"it serves: {', '.join(sorted(accepted))}")
+        raise JobInvalid(
+            "unknown_model",
+            f"this worker does not serve model {value!r}; it serves: {', '.join(sorted(accepted))}",
+        )
     return value

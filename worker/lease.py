@@ -32,8 +32,13 @@ def held_delivery_tags(requests: Iterable[Any]) -> list[str]:
     return sorted(str(tag) for tag in tags if tag)
 
 
-def renew(client: redis.Redis, tags: list[str], *, now: float | None = None,
-          key: str = Channel.unacked_index_key) -> int:
+def renew(
+    client: redis.Redis,
+    tags: list[str],
+    *,
+    now: float | None = None,
+    key: str = Channel.unacked_index_key,
+) -> int:
     """Sets the delivery time of each still-unacknowledged tag to ``now``; returns how many.
 
     ``XX`` only updates members that exist, so a message acknowledged meanwhile stays gone.
@@ -56,7 +61,9 @@ class RenewLeases(bootsteps.StartStopStep):
 
     def start(self, c: Any) -> None:
         conf = c.app.conf
-        self.client = redis.Redis.from_url(conf.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.client = redis.Redis.from_url(
+            conf.broker_url, socket_timeout=5, socket_connect_timeout=5
+        )
         self.tref = c.timer.call_repeatedly(conf[LEASE_SETTING], self.renew_held)
 
     def renew_held(self) -> None:

@@ -7,8 +7,12 @@ import click
 from ocml.config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), envvar=CONFIG_ENV,
-    help="YAML settings file (default: $OCML_CONFIG); OCML_* variables override it.")
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=CONFIG_ENV,
+    help="YAML settings file (default: $OCML_CONFIG); OCML_* variables override it.",
+)
 
 
 def cli_settings(config_path: str | None) -> Settings:

@@ -18,6 +18,7 @@ import click
 from ocml.config.settings import CONFIG_ENV, Settings
 from ocml.worker.options import cli_settings, config_option
 
+
 def _client(config_path: str | None) -> tuple[Any, Settings]:
     from ocml.worker.app import make_app
 
@@ -27,13 +28,23 @@ def _client(config_path: str | None) -> tuple[Any, Settings]:
 
 @click.command("worker")
 @config_option
-@click.option("-c", "--concurrency", type=click.IntRange(min=1),
-              help="Worker processes (default: settings' concurrency, 0 there = one per core).")
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Worker processes (default: settings' concurrency, 0 there = one per core).",
+)
 @click.option("-n", "--hostname", help="Node name, e.g. ocml@%h (default: celery@<host>).")
-@click.option("-l", "--loglevel", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(config_path: str | None, concurrency: int | None, hostname: str | None,
-           loglevel: str) -> None:
+@click.option(
+    "-l",
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def worker(
+    config_path: str | None, concurrency: int | None, hostname: str | None, loglevel: str
+) -> None:
     """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit)."""
     if config_path is not None:
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
@@ -41,8 +52,12 @@ def worker(config_path: str | None, concurrency: int | None, hostname: str | Non
     _check_model(settings)
     from ocml.worker.app import app
 
-    argv = ["worker", f"--loglevel={loglevel}", "--events",
-            f"--concurrency={concurrency or settings.concurrency or os.cpu_count() or 1}"]
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        "--events",
+        f"--concurrency={concurrency or settings.concurrency or os.cpu_count() or 1}",
+    ]
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
@@ -53,27 +68,55 @@ def _check_model(settings: Settings) -> None:
     if settings.model == "default":
         return
     if not (Path(settings.model) / "saved_model.pb").is_file():
-        raise click.ClickException(f"model: {settings.model} is not a SavedModel directory "
-                                   "(no saved_model.pb)")
+        raise click.ClickException(
+            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)"
+        )
 
 
 @click.command("submit")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--wait", "wait_", is_flag=True, help="Show progress, exit non-zero if a job failed.")
-@click.option("-f", "--format", "formats", multiple=True,
-              help="Output format (repeatable; default: the settings' formats).")
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    multiple=True,
+    help="Output format (repeatable; default: the settings' formats).",
+)
 @click.option("--preset", help="Segmentation preset (default: the settings' preset).")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Segmentation parameter override, e.g. -p min_silence=2.")
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Directory for the results (default: <output_root>/<file stem>).")
-@click.option("--output", "output_file", type=click.Path(dir_okay=False),
-              help="With --wait, one FILE and one format: copy the result here.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Segmentation parameter override, e.g. -p min_silence=2.",
+)
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Directory for the results (default: <output_root>/<file stem>).",
+)
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False),
+    help="With --wait, one FILE and one format: copy the result here.",
+)
 @click.option("--timeout", type=click.FloatRange(min=0), help="With --wait, give up after S s.")
 @config_option
-def submit(files: tuple[str, ...], wait_: bool, formats: tuple[str, ...], preset: str | None,
-           params: tuple[str, ...], output_dir: str | None, output_file: str | None,
-           timeout: float | None, config_path: str | None) -> None:
+def submit(
+    files: tuple[str, ...],
+    wait_: bool,
+    formats: tuple[str, ...],
+    preset: str | None,
+    params: tuple[str, ...],
+    output_dir: str | None,
+    output_file: str | None,
+    timeout: float | None,
+    config_path: str | None,
+) -> None:
     """Queue FILE... for segmentation; prints one job id per line."""
     from ocml.pipeline.writers import FORMATS
     from ocml.worker import client
@@ -83,8 +126,12 @@ def submit(files: tuple[str, ...], wait_: bool, formats: tuple[str, ...], preset
     if output_file is not None:
         if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
             raise click.UsageError("--output needs --wait, one FILE and one --format")
-    jobs = [client.build_job(f, output_dir=output_dir, formats=formats, preset=preset,
-                             params=_parse_params(params)) for f in files]
+    jobs = [
+        client.build_job(
+            f, output_dir=output_dir, formats=formats, preset=preset, params=_parse_params(params)
+        )
+        for f in files
+    ]
     for job in jobs:
         try:
             parse_job(job, settings, formats_known=FORMATS)
@@ -114,8 +161,9 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
         try:
             params[key] = float(value)
         except ValueError:
-            raise click.BadParameter(f"{key}: not a number: {value!r}",
-                                     param_hint="--param") from None
+            raise click.BadParameter(
+                f"{key}: not a number: {value!r}", param_hint="--param"
+            ) from None
     return params
 
 
@@ -157,7 +205,9 @@ class ProgressDisplay:
         if not self.tty:
             percent = 10 * int(percent // 10)
         filled = int(self.WIDTH * percent / 100)
-        return f"{name:<24.24} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:5.1f}% {state}"
+        return (
+            f"{name:<24.24} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:5.1f}% {state}"
+        )
 
     def finish(self, statuses: list[dict[str, Any]]) -> None:
         """One closing line per job: its result files or its error."""
@@ -193,18 +243,40 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
 
 @click.command("watch")
 @click.argument("inbox", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output-dir", type=click.Path(file_okay=False),
-              help="Put each file's results in DIR/<stem>/ (default: <output_root>/<stem>).")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Put each file's results in DIR/<stem>/ (default: <output_root>/<stem>).",
+)
 @click.option("-f", "--format", "formats", multiple=True, help="Output format (repeatable).")
 @click.option("--preset", help="Segmentation preset.")
-@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between scans.")
-@click.option("--settle", default=5.0, show_default=True, type=click.FloatRange(min=0),
-              help="A file counts as fully written once unchanged for this many seconds.")
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between scans.",
+)
+@click.option(
+    "--settle",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A file counts as fully written once unchanged for this many seconds.",
+)
 @click.option("--once", is_flag=True, help="Scan twice, submit what is ready, exit.")
 @config_option
-def watch(inbox: str, output_dir: str | None, formats: tuple[str, ...], preset: str | None,
-          interval: float, settle: float, once: bool, config_path: str | None) -> None:
+def watch(
+    inbox: str,
+    output_dir: str | None,
+    formats: tuple[str, ...],
+    preset: str | None,
+    interval: float,
+    settle: float,
+    once: bool,
+    config_path: str | None,
+) -> None:
     """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
     from ocml.worker import client
 

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from ocml.pipeline.errors import OcmlError
-from ocml.worker.options import cli_settings, config_option
 from ocml.pipeline.writers import FORMATS as ALL_FORMATS
+from ocml.worker.options import cli_settings, config_option
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 PARAM_OPTIONS = (
@@ -41,29 +41,49 @@ def _formats(
     names = tuple(part.strip() for part in value.split(",") if part.strip())
     unknown = [name for name in names if name not in FORMATS]
     if unknown or not names:
-        raise click.BadParameter(f"{', '.join(unknown) or value!r}: choose from {', '.join(FORMATS)}")
+        raise click.BadParameter(
+            f"{', '.join(unknown) or value!r}: choose from {', '.join(FORMATS)}"
+        )
     return names
 
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "-o", "--output-dir", type=click.Path(path_type=Path), default=None,
+    "-o",
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Write results here, creating the directory if needed (default: beside each input).",
 )
 @click.option(
-    "-f", "--format", "formats", default=None, callback=_formats,
+    "-f",
+    "--format",
+    "formats",
+    default=None,
+    callback=_formats,
     help=f"Comma-separated outputs: {', '.join(FORMATS)} (default from the settings: json,smil).",
 )
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="SavedModel directory (default from the settings: the shipped model).")
-@click.option("--preset", default=None,
-              help="Post-processing preset (default from the settings: 'default'): 'default', or "
-                   "'opencast' for the semantics of "
-                   "Opencast's silence detection (cut silences of 10 s or more, drop voice "
-                   "under 60 s, keep 2 s before speech).")
-@click.option("--probabilities", is_flag=True,
-              help="Also write per-frame speech probabilities (NAME.probs.npy, float16).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SavedModel directory (default from the settings: the shipped model).",
+)
+@click.option(
+    "--preset",
+    default=None,
+    help="Post-processing preset (default from the settings: 'default'): 'default', or "
+    "'opencast' for the semantics of "
+    "Opencast's silence detection (cut silences of 10 s or more, drop voice "
+    "under 60 s, keep 2 s before speech).",
+)
+@click.option(
+    "--probabilities",
+    is_flag=True,
+    help="Also write per-frame speech probabilities (NAME.probs.npy, float16).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
 @config_option
 @_param_options
@@ -170,7 +190,7 @@ class _ProgressBar:
         self._bar = None
         self._shown = 0
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         return self
 
     def update(self, processed: float, duration: float) -> None:

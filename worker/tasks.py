@@ -52,16 +52,28 @@ def process_model() -> Any:
     return _process["model"]
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
-          throws=(JobFailed,))
+@app.task(
+    name=TASK_NAME,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    throws=(JobFailed,),
+)
 def segment(self: Task, job: Any) -> dict[str, Any]:
     """Runs one job (design.md "Job"); returns the written paths and a summary of the result."""
     settings = current_settings()
     deliveries = count_delivery(self, settings)
     if deliveries > settings.max_deliveries:
-        raise JobFailed({"error": "too_many_deliveries", "message": (
-            f"the job was delivered {deliveries - 1} times and each time its worker process "
-            f"died (max_deliveries = {settings.max_deliveries}); input: {_input_of(job)}")})
+        raise JobFailed(
+            {
+                "error": "too_many_deliveries",
+                "message": (
+                    f"the job was delivered {deliveries - 1} times and each time its worker process "
+                    f"died (max_deliveries = {settings.max_deliveries}); input: {_input_of(job)}"
+                ),
+            }
+        )
     try:
         model = process_model()
         parsed = parse_job(job, settings, model_names=(model.name,), formats_known=FORMATS)
@@ -69,17 +81,28 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
         return run_job(self, parsed, model, settings)
     except TransientIOError as exc:
         if self.request.retries >= settings.max_retries:
-            raise JobFailed({"error": exc.code, "message": (
-                f"{exc} (gave up after {settings.max_retries} retries)")}) from None
-        delay = backoff_delay(self.request.retries, base=settings.retry_backoff,
-                              cap=settings.retry_backoff_max)
+            raise JobFailed(
+                {
+                    "error": exc.code,
+                    "message": (f"{exc} (gave up after {settings.max_retries} retries)"),
+                }
+            ) from None
+        delay = backoff_delay(
+            self.request.retries, base=settings.retry_backoff, cap=settings.retry_backoff_max
+        )
         raise self.retry(countdown=delay) from None
     except OcmlError as exc:
         raise JobFailed(exc.to_dict()) from None
     except SoftTimeLimitExceeded:
-        raise JobFailed({"error": "time_limit", "message": (
-            f"the job exceeded its soft time limit of {_soft_limit(self)} s; "
-            f"input: {_input_of(job)}")}) from None
+        raise JobFailed(
+            {
+                "error": "time_limit",
+                "message": (
+                    f"the job exceeded its soft time limit of {_soft_limit(self)} s; "
+                    f"input: {_input_of(job)}"
+                ),
+            }
+        ) from None
 
 
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
@@ -93,9 +116,13 @@ def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, A
     result = segment_file(job.input, model, params, progress=reporter)
     paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
     document = result.to_dict()
-    return {"outputs": {fmt: str(path) for fmt, path in paths.items()},
-            "duration": document["input"]["duration"], "summary": document["summary"],
-            "model": document["model"], "timing": document["timing"]}
+    return {
+        "outputs": {fmt: str(path) for fmt, path in paths.items()},
+        "duration": document["input"]["duration"],
+        "summary": document["summary"],
+        "model": document["model"],
+        "timing": document["timing"],
+    }
 
 
 class ProgressReporter:
@@ -112,9 +139,16 @@ class ProgressReporter:
             return
         self.last = now
         percent = min(100.0, 100.0 * processed_seconds / duration) if duration > 0 else 0.0
-        self.task.update_state(state=PROGRESS, meta={
-            "processed_seconds": round(processed_seconds, 3), "duration": round(duration, 3),
-            "percent": round(percent, 1), "worker": socket.gethostname(), "pid": os.getpid()})
+        self.task.update_state(
+            state=PROGRESS,
+            meta={
+                "processed_seconds": round(processed_seconds, 3),
+                "duration": round(duration, 3),
+                "percent": round(percent, 1),
+                "worker": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
 
 
 def count_delivery(task: Task, settings: Settings) -> int:
@@ -125,8 +159,9 @@ def count_delivery(task: Task, settings: Settings) -> int:
         try:
             return _increment(client, key, settings.result_expires)
         except (redis.ConnectionError, redis.TimeoutError):
-            log.warning("Redis unavailable while counting deliveries of %s; retrying",
-                        task.request.id)
+            log.warning(
+                "Redis unavailable while counting deliveries of %s; retrying", task.request.id
+            )
             time.sleep(min(5.0, 0.1 * 2**attempt))
     return _increment(client, key, settings.result_expires)
 
@@ -138,10 +173,11 @@ def _increment(client: redis.Redis, key: str, ttl: int) -> int:
     return int(pipe.execute()[0])
 
 
-def backoff_delay(retries: int, *, base: float, cap: float,
-                  rng: random.Random | None = None) -> float:
+def backoff_delay(
+    retries: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
     """Seconds before retry number ``retries + 1``: exponential, capped, with 'equal jitter'."""
-    ceiling = min(cap, base * 2.0 ** retries)
+    ceiling = min(cap, base * 2.0**retries)
     return ceiling / 2.0 + (rng or random).uniform(0.0, ceiling / 2.0)
 
 
