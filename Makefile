@@ -40,9 +40,11 @@ bench: $(STAMP)
 
 ## Rebuild the default model from nothing (~40 min on 2 cores): installs the Debian packages that
 ## `ocml-train synth` draws speech, noise and music from, then runs models/reproduce_default.sh.
-TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-us-slt-hts festvox-italp16k \
-  festvox-itapc16k festvox-ca-ona-hts asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \
-  alsa-utils sound-theme-freedesktop fluidsynth fluid-soundfont-gm
+TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+  festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-ru festvox-suopuhe-lj \
+  festvox-suopuhe-mv festvox-hi-nsk festvox-mr-nsk festvox-te-nsk \
+  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 alsa-utils sound-theme-freedesktop \
+  tuxpaint-stamps-default ktuberling-data hedgewars-data fluidsynth fluid-soundfont-gm
 model: $(STAMP)
 	apt-get install -y -q $(TRAIN_SOURCES)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(CURDIR)/$(BIN)/python models/reproduce_default.sh data/reproduce

@@ -53,25 +53,32 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
-    "--seed",
-    default=2,
+    "--recipe",
+    default="default",
     show_default=True,
-    help="Same seed, same installed sources: same data set (the defaults build the default model's data).",
+    help="Recipe whose `synth:` section gives the data set (name in models/recipes or a YAML path).",
 )
-@click.option("--recordings", default=100, show_default=True, help="Number of recordings to mix.")
-@click.option("--min-seconds", default=60.0, show_default=True, help="Shortest recording.")
-@click.option("--max-seconds", default=240.0, show_default=True, help="Longest recording.")
+@click.option("--seed", type=int, help="Same seed, same installed sources: same data set.")
+@click.option("--recordings", type=int, help="Number of recordings to mix.")
+@click.option("--min-seconds", type=float, help="Shortest recording.")
+@click.option("--max-seconds", type=float, help="Longest recording.")
 @click.option(
-    "--tts-utterances",
-    default=3000,
-    show_default=True,
-    help="Utterances to synthesise with espeak-ng/flite/festival (0: no TTS).",
+    "--tts-utterances", type=int, help="Utterances to synthesise with espeak-ng/flite/festival."
+)
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    metavar="SOURCE=W",
+    help="How often SOURCE gives a recording's speaker, relative to the others (repeatable; "
+    "0 leaves it out). Sources: espeak-ng, flite, festival, asterisk, alsa, freedesktop, "
+    "tuxpaint, ktuberling, hedgewars, dir.",
 )
 @click.option(
     "--speech-dir",
     multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Folder of speech recordings to draw utterances from (repeatable).",
+    help="Folder of speech recordings to draw utterances from (repeatable; source `dir`).",
 )
 @click.option(
     "--noise-dir",
@@ -82,55 +89,70 @@ def main(verbose: bool) -> None:
 @click.option(
     "--no-system-sources",
     is_flag=True,
-    help="Do not use installed Debian sounds (Asterisk, ALSA, freedesktop, MIDI via fluidsynth).",
+    help="Use no installed Debian sounds (recorded voices, alerts, MIDI via fluidsynth).",
 )
 def synth(
     out: Path,
-    seed: int,
-    recordings: int,
-    min_seconds: float,
-    max_seconds: float,
-    tts_utterances: int,
+    recipe: str,
+    seed: int | None,
+    recordings: int | None,
+    min_seconds: float | None,
+    max_seconds: float | None,
+    tts_utterances: int | None,
+    weights: tuple[str, ...],
     speech_dir: tuple[str, ...],
     noise_dir: tuple[str, ...],
     no_system_sources: bool,
 ) -> None:
     """Mix a labelled, lecture-like training set into OUT.
 
-    Utterances come from text-to-speech (espeak-ng in all its languages with random speed, pitch
-    and word gaps, speaking texts from the system's gettext catalogues; flite; festival), from
-    the installed Asterisk and ALSA voice prompts, and from --speech-dir folders. Each recording
-    has pauses of 0.2–10 s, quiet stretches at both ends, room tone, hum, clicks, alerts, MIDI
-    music, reverberation (tails unlabelled), telephone-band speech, SNRs of 0–30 dB and levels
-    of −60 to −5 dBFS. Missing TTS engines are skipped with a warning.
+    What goes in is the recipe's `synth:` section (the default recipe builds the default model's
+    data); options override it. Speakers come from text-to-speech (espeak-ng in all its languages
+    and voice variants, speaking texts from the system's gettext catalogues; flite; festival in
+    English, Catalan, Italian, Russian, Finnish, Hindi, Marathi and Telugu), from recorded voices
+    in Debian packages (Asterisk's English prompts, ALSA and freedesktop, Tux Paint's stamp
+    descriptions and KTuberling's words in the allowed languages, Hedgewars' voice packs) and
+    from --speech-dir folders, each source drawn by its weight. Recorded clips are trimmed by
+    energy and labelled sentence by sentence. Each recording has pauses of 0.2–10 s, quiet
+    stretches at both ends, room tone, fans, hum, lecture-hall events (knocks, doors, applause,
+    coughs, chairs, keyboards, steps), MIDI music in every General MIDI family with drums, sung
+    melodies, reverberation (tails unlabelled), telephone-band speech, SNRs of 0–30 dB and levels
+    of −60 to −5 dBFS. Missing sources are skipped with a warning.
 
     Writes synth-NNNNN.flac with synth-NNNNN.json labels ({"duration", "speech": [[s, e], ...]})
-    and manifest.json.
+    and manifest.json (with clips per source and language).
 
     \b
-    Example:
-      ocml-train synth data/synth --recordings 100 --seed 2
+    Examples:
+      ocml-train synth data/synth
+      ocml-train synth data/synth-small --recordings 10 --weight tuxpaint=0
     """
-    from ocml.models.synth import SynthConfig, write_dataset
+    from ocml.models.synth import config_from_recipe, write_dataset
+    from ocml.models.train import RecipeError, load_recipe
 
+    options = {
+        "seed": seed,
+        "recordings": recordings,
+        "min_seconds": min_seconds,
+        "max_seconds": max_seconds,
+        "tts_utterances": tts_utterances,
+    }
     try:
-        cfg = SynthConfig(
-            seed=seed,
-            recordings=recordings,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-            tts_utterances=tts_utterances,
+        cfg = config_from_recipe(
+            load_recipe(recipe)["synth"],
+            overrides={k: v for k, v in options.items() if v is not None},
+            weights=_kv(weights, option="--weight"),
             system_sources=not no_system_sources,
             speech_dirs=speech_dir,
             noise_dirs=noise_dir,
         )
-        with click.progressbar(length=recordings, label="mixing") as bar:
+        with click.progressbar(length=cfg.recordings, label="mixing") as bar:
             manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
-    except (ValueError, OcmlError) as err:
+    except (ValueError, OcmlError, RecipeError) as err:
         raise _fail(err) from err
     click.echo(
-        f"{out}: {recordings} recordings, {manifest['hours']} h, speech {manifest['speech_fraction']:.0%}; "
-        f"sources {json.dumps(manifest['pools'])}"
+        f"{out}: {cfg.recordings} recordings, {manifest['hours']} h, "
+        f"speech {manifest['speech_fraction']:.0%}; sources {json.dumps(manifest['pools'])}"
     )
 
 
@@ -384,17 +406,18 @@ def evaluate(
         as_json.write_text(json.dumps(report, indent=1))
 
 
-def _kv(pairs: tuple[str, ...]) -> dict[str, float]:
+def _kv(pairs: tuple[str, ...], *, option: str = "--param") -> dict[str, float]:
+    """``KEY=NUMBER`` strings as a mapping; a malformed one is a usage error naming ``option``."""
     out = {}
     for p in pairs:
         key, sep, value = p.partition("=")
         if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint="--param")
+            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint=option)
         try:
             out[key] = float(value)
         except ValueError as err:
             raise click.BadParameter(
-                f"{key}: {value!r} is not a number", param_hint="--param"
+                f"{key}: {value!r} is not a number", param_hint=option
             ) from err
     return out
 

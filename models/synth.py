@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +24,20 @@ from ocml.models import sources
 from ocml.models.sources import Clip
 
 log = logging.getLogger(__name__)
+
+
+# Every source of speech, by the group its clips are weighted by.
+SPEECH_GROUPS = (
+    "espeak-ng", "flite", "festival", "asterisk", "alsa", "freedesktop",
+    "tuxpaint", "ktuberling", "hedgewars", "dir",
+)  # fmt: skip
+# How often each source provides a recording's main speaker (and its second). Real recorded voices
+# carry half the weight: text-to-speech alone taught the model a narrow idea of a voice.
+DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("espeak-ng", 0.18), ("flite", 0.04), ("festival", 0.12), ("asterisk", 0.12),
+    ("alsa", 0.01), ("freedesktop", 0.01), ("tuxpaint", 0.28), ("ktuberling", 0.12),
+    ("hedgewars", 0.12), ("dir", 1.0),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,8 @@ class SynthConfig:
     tts_utterances: int = 1500
     tts_engines: tuple[str, ...] = ("espeak-ng", "flite", "festival")
     system_sources: bool = True
+    recorded_speech: tuple[str, ...] = tuple(sources.RECORDED_SOURCES)
+    source_weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS
     midi_pieces: int = 60
     speech_dirs: tuple[str, ...] = ()
     noise_dirs: tuple[str, ...] = ()
@@ -56,6 +73,18 @@ class SynthConfig:
         for d in (*self.speech_dirs, *self.noise_dirs):
             if not Path(d).is_dir():
                 raise ValueError(f"source folder {d!r} does not exist")
+        for name, weight in self.source_weights:
+            if name not in SPEECH_GROUPS or not weight >= 0:
+                raise ValueError(
+                    f"source weight {name}={weight!r}: need a weight >= 0 for one of "
+                    f"{', '.join(SPEECH_GROUPS)}"
+                )
+        if unknown := set(self.recorded_speech) - set(sources.RECORDED_SOURCES):
+            raise ValueError(f"unknown recorded speech source(s) {sorted(unknown)}")
+
+    def weight(self, group: str) -> float:
+        """How often a speaker is drawn from ``group`` relative to the others (unlisted: 0)."""
+        return dict(self.source_weights).get(group, 0.0)
 
 
 @dataclass
@@ -80,6 +109,21 @@ class Pools:
         }
 
 
+def config_from_recipe(
+    section: Mapping[str, Any],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    weights: Mapping[str, float] | None = None,
+    **fields: Any,
+) -> SynthConfig:
+    """A ``SynthConfig`` from a recipe's ``synth:`` section, then ``overrides`` and ``weights``."""
+    values = {**section, **(overrides or {})}
+    merged = {**dict(DEFAULT_WEIGHTS), **values.pop("source_weights", {}), **(weights or {})}
+    if "recorded_speech" in values:
+        values["recorded_speech"] = tuple(values["recorded_speech"])
+    return SynthConfig(**values, source_weights=tuple(sorted(merged.items())), **fields)
+
+
 def build_pools(cfg: SynthConfig) -> Pools:
     """Decode folders and system sounds and render TTS and MIDI, deterministically by seed."""
     rng = np.random.default_rng([cfg.seed, 1])
@@ -92,7 +136,8 @@ def build_pools(cfg: SynthConfig) -> Pools:
             sources.audio_files(d), sr, source=f"dir:{Path(d).name}"
         )
     if cfg.system_sources:
-        pools.speech += sources.load_clips(sources.system_speech_files(), sr, source="system")
+        files = sources.recorded_speech_files(cfg.recorded_speech)
+        pools.speech += sources.load_speech(files, sr)
         pools.effects += sources.load_clips(sources.system_effect_files(), sr, source="system")
         pools.music += sources.midi_clips(rng, count=cfg.midi_pieces, sample_rate=sr)
     if cfg.tts_utterances and cfg.tts_engines:
@@ -103,9 +148,9 @@ def build_pools(cfg: SynthConfig) -> Pools:
             )
         )
     pools.speech = [
-        Clip(trimmed, c.source, c.voice, c.language)
+        Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr))
         for c in pools.speech
-        if (trimmed := trim(c.samples, sr)).size >= sr // 20
+        if (trimmed := trim(c.samples, sr)).size >= sr // 20 and cfg.weight(c.group) > 0
     ]
     if not pools.speech:
         raise ValueError("no speech source found: pass speech folders or install a TTS engine")
@@ -121,6 +166,30 @@ def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
     energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
     loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
     return x[loud[0] * hop : (loud[-1] + 1) * hop] if loud.size else x[:0]
+
+
+def utterance_spans(
+    x: np.ndarray, sr: int, *, floor_db: float = -40.0, min_gap: float = 0.3
+) -> tuple[tuple[int, int], ...]:
+    """Spans of a trimmed clip split at pauses of at least ``min_gap`` s quieter than ``floor_db``.
+
+    A recorded description of several sentences is labelled sentence by sentence, as a listener
+    would, not as one block that teaches the model to bridge half-second pauses.
+    """
+    hop = sr // 100
+    n = x.size // hop
+    if n == 0:
+        return ((0, x.size),)
+    energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
+    loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    if loud.size == 0:
+        return ((0, x.size),)
+    breaks = np.flatnonzero(np.diff(loud) > round(min_gap * 100))
+    starts = np.concatenate([[loud[0]], loud[breaks + 1]])
+    ends = np.concatenate([loud[breaks], [loud[-1]]]) + 1
+    spans = [(int(s) * hop, int(e) * hop) for s, e in zip(starts, ends)]
+    spans[-1] = (spans[-1][0], max(spans[-1][1], x.size))
+    return tuple(spans)
 
 
 def rms(x: np.ndarray) -> float:
@@ -198,23 +267,134 @@ def _pause(rng: np.random.Generator) -> float:
     return float(rng.uniform(3.0, 10.0))
 
 
+EVENTS = (
+    "click", "tap", "burst", "knock", "door", "applause", "cough", "chair", "keyboard", "steps",
+)  # fmt: skip
+
+
+def _decaying(
+    rng: np.random.Generator, sr: int, f: float, seconds: float, decay: float
+) -> np.ndarray:
+    """A damped resonance at ``f`` Hz with a noisy attack: the body of a knock, step or thump."""
+    t = np.arange(int(sr * seconds)) / sr
+    tone = np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) * np.exp(-t * decay)
+    attack = rng.standard_normal(t.size) * np.exp(-t * decay * 6)
+    return (tone + 0.5 * attack).astype(np.float32)
+
+
+def _train_of(
+    rng: np.random.Generator, sr: int, seconds: float, rate: float, hit: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """``hit()`` repeated at random times, about ``rate`` per second, over ``seconds``."""
+    out = np.zeros(int(sr * seconds) + sr, np.float32)
+    t = 0.0
+    while t < seconds:
+        x = hit()
+        start = int(t * sr)
+        out[start : start + x.size] += x[: out.size - start]
+        t += float(rng.exponential(1 / rate))
+    return out
+
+
+def _bandpass_noise(rng: np.random.Generator, n: int, lo: float, hi: float, sr: int) -> np.ndarray:
+    """White noise limited to ``lo``–``hi`` Hz, unit RMS."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    spec[(f < lo) | (f > hi)] = 0
+    y = np.fft.irfft(spec, n)
+    return (y / rms(y)).astype(np.float32)
+
+
 def _event(rng: np.random.Generator, kind: str, sr: int) -> np.ndarray:
-    """Short synthetic non-speech events: clicks, pen taps, noise bursts, door knocks."""
+    """A short synthetic lecture-hall sound (``EVENTS``), float32; all of them are non-speech."""
+    return _event_samples(rng, kind, sr).astype(np.float32, copy=False)
+
+
+def _event_samples(rng: np.random.Generator, kind: str, sr: int) -> np.ndarray:
+    """The samples of one ``_event``, in whatever float type its recipe produced."""
     if kind == "click":
         n = int(sr * rng.uniform(0.002, 0.02))
         return (rng.standard_normal(n) * np.exp(-np.arange(n) / (n / 4))).astype(np.float32)
     if kind == "tap":
-        out = np.zeros(int(sr * rng.uniform(0.2, 0.6)), np.float32)
-        for _ in range(int(rng.integers(1, 5))):
-            n = int(sr * 0.03)
-            start = int(rng.integers(0, out.size - n))
-            f = rng.uniform(800, 4000)
-            t = np.arange(n) / sr
-            out[start : start + n] += np.sin(2 * np.pi * f * t) * np.exp(-t * 150)
-        return out
+        return _train_of(
+            rng,
+            sr,
+            rng.uniform(0.1, 0.5),
+            8.0,
+            lambda: _decaying(rng, sr, rng.uniform(800, 4000), 0.03, 150),
+        )
+    if kind == "knock":  # two to five knocks on a door or desk, 4–8 per second
+        f, count = rng.uniform(90, 400), int(rng.integers(2, 6))
+        return _train_of(
+            rng,
+            sr,
+            count / rng.uniform(4, 8),
+            6.0,
+            lambda: _decaying(rng, sr, f * rng.uniform(0.95, 1.05), 0.15, 40),
+        )
+    if kind == "door":  # a thump and the rattle after it
+        thump = _decaying(rng, sr, rng.uniform(50, 120), 0.5, 12)
+        rattle = _bandpass_noise(rng, thump.size, 800, 5000, sr) * np.exp(
+            -np.arange(thump.size) / sr * 8
+        )
+        return thump + 0.3 * rattle
+    if kind == "applause":  # many clappers, each clap a bright noise burst
+        seconds, clappers = rng.uniform(1.5, 8.0), int(rng.integers(5, 60))
+        out = _train_of(
+            rng,
+            sr,
+            seconds,
+            4.0 * clappers,
+            lambda: (
+                _bandpass_noise(rng, int(sr * 0.012), 600, 6000, sr)
+                * np.exp(-np.arange(int(sr * 0.012)) / (sr * 0.003))
+            ),
+        )
+        return out * np.sin(np.linspace(0, np.pi, out.size)) ** 0.3
+    if kind == "cough":  # an explosive broadband burst shaped by a random vocal tract, 1–3 times
+
+        def one() -> np.ndarray:
+            n = int(sr * rng.uniform(0.15, 0.4))
+            env = np.exp(-np.arange(n) / (n / 5)) * (1 - np.exp(-np.arange(n) / (sr * 0.005)))
+            return _bandpass_noise(rng, n, rng.uniform(200, 500), rng.uniform(2500, 6000), sr) * env
+
+        return _train_of(rng, sr, rng.uniform(0.01, 1.0), 2.5, one)
+    if kind == "chair":  # a scrape: narrow-band noise whose centre glides
+        n = int(sr * rng.uniform(0.3, 1.5))
+        centre = np.linspace(rng.uniform(300, 1500), rng.uniform(300, 1500), n)
+        carrier = np.sin(2 * np.pi * np.cumsum(centre) / sr)
+        return (carrier * _bandpass_noise(rng, n, 50, 600, sr) * np.hanning(n)).astype(np.float32)
+    if kind == "keyboard":
+        return _train_of(
+            rng,
+            sr,
+            rng.uniform(1, 6),
+            rng.uniform(4, 10),
+            lambda: _decaying(rng, sr, rng.uniform(1500, 5000), 0.02, 300),
+        )
+    if kind == "steps":
+        return _train_of(
+            rng,
+            sr,
+            rng.uniform(1, 5),
+            rng.uniform(1.5, 2.5),
+            lambda: _decaying(rng, sr, rng.uniform(60, 200), 0.12, 35),
+        )
     n = int(sr * rng.uniform(0.1, 0.8))
     env = np.sin(np.linspace(0, np.pi, n)) ** 2
     return (colored_noise(rng, n, rng.uniform(0, 2)) * env).astype(np.float32)
+
+
+def fan(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    """A projector fan or HVAC: broadband noise with a blade-pass tone and its harmonics, slowly
+    modulated; unit RMS."""
+    t = np.arange(n) / sr
+    blade = rng.uniform(80, 400)
+    tones = sum(rng.uniform(0.1, 1) / k * np.sin(2 * np.pi * blade * k * t) for k in range(1, 5))
+    air = colored_noise(rng, n, float(rng.uniform(0.5, 2.0)))
+    y = air + rng.uniform(0.1, 0.6) * tones
+    y = y * (1 + rng.uniform(0, 0.3) * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
+    return (y / rms(y)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -232,11 +412,16 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     sr = cfg.sample_rate
     duration = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
     n = int(duration * sr)
-    voices = sorted({(c.source.split(":")[0], c.voice) for c in pools.speech})
+    by_group = _clips_by_group(pools.speech)
+    groups = sorted(by_group)
+    weights = np.array([cfg.weight(g) for g in groups])
+    weights /= weights.sum()
+    group = groups[rng.choice(len(groups), p=weights)]
+    voices = sorted({c.voice for c in by_group[group]})
     main = voices[rng.integers(len(voices))]
-    main_clips = [c for c in pools.speech if (c.source.split(":")[0], c.voice) == main]
+    main_clips = [c for c in by_group[group] if c.voice == main]
     if len(main_clips) < 5 or rng.random() < 0.3:
-        main_clips = pools.speech
+        main_clips = by_group[group]
     second_share = float(rng.choice([0.0, 0.1, 0.3]))
     speech = np.zeros(n, np.float32)
     labels: list[list[float]] = []
@@ -244,18 +429,24 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     end = duration - float(rng.uniform(0.3, min(25.0, duration / 6)))
     phone = rng.random() < 0.2
     while True:
-        pick = pools.speech if rng.random() < second_share else main_clips
-        clip = pick[rng.integers(len(pick))].samples
+        if rng.random() < second_share:
+            pick = by_group[groups[rng.choice(len(groups), p=weights)]]
+        else:
+            pick = main_clips
+        chosen = pick[rng.integers(len(pick))]
+        clip, spans = chosen.samples, chosen.spans or ((0, chosen.samples.size),)
+        if rng.random() < 0.5:
+            factor = float(rng.uniform(0.85, 1.15))
+            clip = change_speed(clip, factor)
+            spans = tuple((int(a / factor), min(int(b / factor), clip.size)) for a, b in spans)
         start = int(t * sr)
         if start + clip.size > int(end * sr):
             break
-        if rng.random() < 0.5:
-            clip = change_speed(clip, float(rng.uniform(0.85, 1.15)))
         gain = 10 ** (rng.uniform(-4, 4) / 20) / rms(clip)
         if phone or rng.random() < 0.05:
             clip = telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
-        labels.append([round(start / sr, 4), round((start + clip.size) / sr, 4)])
+        labels += [[round((start + a) / sr, 4), round((start + b) / sr, 4)] for a, b in spans]
         t = (start + clip.size) / sr + _pause(rng)
     active = (
         np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]) if labels else speech
@@ -287,10 +478,18 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         "level_dbfs": round(level_db, 1),
         "telephone": phone,
         "clipped": clipped,
-        "main_voice": "/".join(main),
+        "main_voice": f"{group}/{main}",
         "utterances": len(labels),
     }
     return Mixture(y.astype(np.float32), _merge(labels), meta)
+
+
+def _clips_by_group(clips: list[Clip]) -> dict[str, list[Clip]]:
+    """Speech clips keyed by the source group they are weighted by."""
+    out: dict[str, list[Clip]] = {}
+    for c in clips:
+        out.setdefault(c.group, []).append(c)
+    return out
 
 
 def _merge(labels: list[list[float]]) -> list[list[float]]:
@@ -311,6 +510,8 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
         parts.append(colored_noise(rng, n, 2.5) * rng.uniform(0.3, 1.0))
     if rng.random() < 0.35:
         parts.append(hum(rng, n, sr) * 10 ** (rng.uniform(-15, 0) / 20))
+    if rng.random() < 0.35:
+        parts.append(fan(rng, n, sr) * 10 ** (rng.uniform(-10, 3) / 20))
     if pools.effects and rng.random() < 0.15:
         loop = pools.effects[rng.integers(len(pools.effects))].samples
         parts.append(np.resize(loop, n) / rms(loop) * rng.uniform(0.1, 0.5))
@@ -323,21 +524,28 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
 def _events_and_music(
     rng: np.random.Generator, n: int, sr: int, pools: Pools, labels: list[list[float]]
 ) -> np.ndarray:
-    """Clicks, taps, bursts, alerts and music placed mostly in pauses (relative to speech RMS 1)."""
+    """Lecture-hall events, alerts and music placed anywhere (relative to speech RMS 1).
+
+    Music is MIDI (every General MIDI family, often with drums), synthetic tones or a wordless
+    sung melody, often as an intro or outro before the first or after the last word.
+    """
     out = np.zeros(n, np.float32)
-    for _ in range(int(rng.integers(0, 12))):
-        if pools.effects and rng.random() < 0.35:
+    for _ in range(int(rng.integers(0, 16))):
+        if pools.effects and rng.random() < 0.25:
             x = pools.effects[rng.integers(len(pools.effects))].samples
         else:
-            x = _event(rng, str(rng.choice(["click", "tap", "burst"])), sr)
+            x = _event(rng, str(rng.choice(EVENTS)), sr)
         x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20)
         start = int(rng.integers(0, n - x.size))
         out[start : start + x.size] += x
     if rng.random() < 0.7:
         for _ in range(int(rng.integers(1, 4))):
             seconds = float(rng.uniform(3, 40))
-            if pools.music and rng.random() < 0.8:
+            r = rng.random()
+            if pools.music and r < 0.7:
                 x = pools.music[rng.integers(len(pools.music))].samples[: int(seconds * sr)]
+            elif r < 0.85:
+                x = sources.sung_tones(rng, seconds, sr)
             else:
                 x = sources.tone_music(rng, seconds, sr)
             x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-20, 0) / 20)

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 16,
         "validation_every": 8,
         "gain_jitter_db": 6.0,
+        "eq_jitter_db": 0.0,
         "windows_per_example": 32,
     },
     "train": {
@@ -52,6 +53,16 @@ DEFAULTS: dict[str, Any] = {
     "pretrain": {"epochs": 10, "learning_rate": 0.002},
     "postprocess": {},
     "inference": {},
+    "synth": {
+        "seed": 2,
+        "recordings": 100,
+        "min_seconds": 60.0,
+        "max_seconds": 240.0,
+        "tts_utterances": 3000,
+        "midi_pieces": 60,
+        "recorded_speech": ["system", "tuxpaint", "ktuberling", "hedgewars"],
+        "source_weights": {},
+    },
 }
 Echo = Callable[[str], None]
 
@@ -98,7 +109,8 @@ def _update(base: dict[str, Any], new: Mapping[str, Any], where: str) -> None:
             raise RecipeError(
                 f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}"
             )
-        if isinstance(base[key], dict) and key not in ("model", "postprocess", "inference"):
+        free_form = ("model", "postprocess", "inference", "source_weights")
+        if isinstance(base[key], dict) and key not in free_form:
             if not isinstance(value, Mapping):
                 raise RecipeError(f"{where}: {key} must be a mapping, got {value!r}")
             _update(base[key], value, f"{where}:{key}")
@@ -182,11 +194,10 @@ class Examples:
                 if not weight[i].any():
                     continue
                 xi = x[i]
-                if self.training and data["gain_jitter_db"]:
-                    db = self.rng.uniform(-data["gain_jitter_db"], data["gain_jitter_db"])
-                    xi = np.logaddexp(
-                        xi + np.float32(db / 10 * math.log(10)), math.log(1e-6)
-                    ).astype(np.float32)
+                if self.training and (data["gain_jitter_db"] or data["eq_jitter_db"]):
+                    xi = level_jitter(
+                        xi, self.rng, gain_db=data["gain_jitter_db"], eq_db=data["eq_jitter_db"]
+                    )
                 yield from self._cut(xi, target[i], weight[i])
 
     def _cut(
@@ -208,6 +219,22 @@ class Examples:
         for c in centres:
             if w[c]:
                 yield x[c - half : c - half + width], np.float32(y[c]), np.float32(1.0)
+
+
+def level_jitter(
+    x: np.ndarray, rng: np.random.Generator, *, gain_db: float, eq_db: float
+) -> np.ndarray:
+    """Log-mel ``x`` played up to ``gain_db`` louder or softer and through a random smooth
+    equaliser of up to ``eq_db`` per band (a tilt plus a broad bump: another microphone, another
+    room). The log floor of the features (1e-6) stays where it is."""
+    bands = np.linspace(0.0, 1.0, x.shape[-1])
+    curve = rng.uniform(-gain_db, gain_db) if gain_db else 0.0
+    if eq_db:
+        tilt = rng.uniform(-1, 1) * (bands - 0.5)
+        bump = rng.uniform(-0.5, 0.5) * np.cos(np.pi * rng.uniform(1, 3) * bands)
+        curve = curve + eq_db * (tilt + bump)
+    shift = (np.asarray(curve) / 10 * math.log(10)).astype(np.float32)
+    return np.logaddexp(x + shift, math.log(1e-6)).astype(np.float32)
 
 
 def _label_mask_seed(recipe: dict[str, Any]) -> Callable[[Path, tuple[int, ...]], np.ndarray]:

@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ocml.models import sources
 from ocml.models.datasets import load_dataset
-from ocml.models.synth import SynthConfig, build_pools, mix, trim, write_dataset
+from ocml.models.synth import (
+    EVENTS,
+    SynthConfig,
+    _event,
+    build_pools,
+    config_from_recipe,
+    mix,
+    trim,
+    utterance_spans,
+    write_dataset,
+)
 from tests.media import speechlike
 
 SR = 16000
@@ -103,3 +114,92 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         SynthConfig(speech_dirs=(str(tmp_path / "nope"),))
     with pytest.raises(ValueError, match="no speech source"):
         build_pools(SynthConfig(tts_utterances=0, system_sources=False))
+
+
+def test_a_clip_is_labelled_sentence_by_sentence() -> None:
+    one = speechlike(SR, 1.0, [(0, 1.0)], seed=1)
+    two = speechlike(SR, 0.6, [(0, 0.6)], seed=2)
+    x = np.concatenate([one, np.zeros(SR // 2, np.float32), two, np.zeros(SR // 10), one])
+    spans = utterance_spans(x, SR)
+    assert len(spans) == 2, "the 0.5 s pause splits, the 0.1 s pause does not"
+    (a0, a1), (b0, b1) = spans
+    assert a0 == 0 and abs(a1 - SR) <= SR // 50
+    assert abs(b0 - int(1.5 * SR)) <= SR // 50 and b1 == x.size
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_recorded_sources_read_only_the_allowed_languages(tmp_path: Path) -> None:
+    tux = tmp_path / "tuxpaint"
+    for lang in ("fr", "ro", "bg", "el", "da"):
+        _touch(tux / "animals" / f"cat_desc_{lang}.ogg")
+    _touch(tux / "animals" / "cat_desc.ogg")
+    _touch(tux / "animals" / "cat_ro.ogg")  # a spoken stamp name, not a description
+    found = {(f.language, f.path.name) for f in sources.tuxpaint_files(tux)}
+    assert found == {("fr", "cat_desc_fr.ogg"), ("da", "cat_desc_da.ogg"), ("en", "cat_desc.ogg")}
+
+    kt = tmp_path / "ktuberling"
+    for lang in ("ca", "ro", "el", "da", "fr", "sr@latin"):
+        _touch(kt / lang / "hat.ogg")
+    assert {f.voice for f in sources.ktuberling_files(kt)} == {
+        "ktuberling-ca",
+        "ktuberling-sr@latin",
+    }
+
+    hw = tmp_path / "hedgewars"
+    _touch(hw / "Default_ru" / "Hello.ogg")
+    _touch(hw / "Pirate" / "Ahoy.ogg")
+    assert {(f.voice, f.language) for f in sources.hedgewars_files(hw)} == {
+        ("hedgewars-Default_ru", "ru"),
+        ("hedgewars-Pirate", "en"),
+    }
+
+
+def test_val_and_reserved_languages_are_not_in_the_allow_lists() -> None:
+    val = {"ro", "bg", "el"}
+    reserved_ktuberling = {"de", "fr", "nl", "cs", "ru", "uk", "it", "es", "da", "hu"}
+    assert not val & set(sources.TUXPAINT_LANGUAGES)
+    assert not (val | reserved_ktuberling) & set(sources.KTUBERLING_LANGUAGES)
+    assert all("/en" in d or "alsa" in d for d in sources.SPEECH_DIRS)
+
+
+@pytest.mark.parametrize("kind", EVENTS)
+def test_every_lecture_hall_event_is_finite_and_audible(kind: str) -> None:
+    x = _event(np.random.default_rng(0), kind, SR)
+    assert x.dtype == np.float32 and x.size >= SR // 500
+    assert np.isfinite(x).all() and np.abs(x).max() > 0
+
+
+def test_music_sources_are_finite_and_the_midi_file_is_well_formed() -> None:
+    rng = np.random.default_rng(3)
+    sung = sources.sung_tones(rng, 2.0, SR)
+    assert (
+        sung.size == 2 * SR and np.isfinite(sung).all() and np.abs(sung).max() == pytest.approx(1)
+    )
+    midi = sources._midi_file(rng, 8.0)
+    assert midi[:4] == b"MThd" and midi[14:18] == b"MTrk"
+    assert int.from_bytes(midi[18:22], "big") == len(midi) - 22
+    assert midi.endswith(b"\x00\xff\x2f\x00")
+
+
+def test_source_weights_choose_the_speakers(tmp_path: Path, speech_dir: Path) -> None:
+    cfg = config_from_recipe(
+        {"recordings": 1, "min_seconds": 15, "max_seconds": 20, "tts_utterances": 0},
+        weights={"dir": 2.0},
+        system_sources=False,
+        speech_dirs=(str(speech_dir),),
+    )
+    assert cfg.weight("dir") == 2.0 and cfg.weight("tuxpaint") > 0
+    assert mix(build_pools(cfg), 0, cfg).meta["main_voice"].startswith("dir/")
+    with pytest.raises(ValueError, match="source weight"):
+        config_from_recipe({}, weights={"klettres": 1.0})
+    silenced = config_from_recipe(
+        {"tts_utterances": 0}, weights={"dir": 0.0}, system_sources=False,
+        speech_dirs=(str(speech_dir),),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no speech source"):
+        build_pools(silenced)
