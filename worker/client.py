@@ -40,7 +40,9 @@ def build_job(
 ) -> dict[str, Any]:
     """The wire form of a job for ``path`` (made absolute; the worker resolves symlinks).
 
-    ``track`` holds the given ones of ``id``, ``flavor``, ``src`` (the Opencast track the SMIL names).
+    Keys left ``None`` are left out (the worker's defaults; ``no_speech``: keep), so a job that
+    needs nothing new also runs on workers that do not know the newer keys. ``track`` holds the
+    given ones of ``id``, ``flavor``, ``src`` (the Opencast track the SMIL names).
     """
     job: dict[str, Any] = {"input": os.path.abspath(path)}
     if output_dir is not None:

@@ -153,7 +153,7 @@ def submit(
             formats=formats,
             preset=preset,
             params=_parse_params(params),
-            no_speech=no_speech,
+            no_speech=None if no_speech == "keep" else no_speech,
             track=given_track,
         )
         for f in files
