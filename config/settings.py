@@ -18,6 +18,8 @@ import yaml
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")
 ENV_PREFIX = "OCML_"
 CONFIG_ENV = "OCML_CONFIG"
+TEST_ENV_PREFIX = "OCML_TEST_"
+"""Variables the test suite reads (its Redis DB and port); not settings, so not checked here."""
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
 
 
@@ -88,7 +90,11 @@ def load_settings(
             raw[key] = value
             sources[key] = str(path)
     for name, text in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name == CONFIG_ENV
+            or name.startswith(TEST_ENV_PREFIX)
+        ):
             continue
         key = name[len(ENV_PREFIX) :].lower()
         _known(key, f"environment variable {name}")

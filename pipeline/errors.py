@@ -65,6 +65,12 @@ class BadSampleRate(InputError):
     code = "bad_sample_rate"
 
 
+class NoSpeech(OcmlError):
+    """No speech was found and the job asked to fail then (``no_speech = "fail"``)."""
+
+    code = "no_speech"
+
+
 class OutputError(OcmlError):
     """The results cannot be written (directory missing, not writable, disk full)."""
 
@@ -81,6 +87,12 @@ class ParamsError(OcmlError, ValueError):
     """A post-processing parameter or preset is unknown or out of range."""
 
     code = "bad_params"
+
+
+class TrackError(OcmlError, ValueError):
+    """A track identity for the SMIL (id, flavor, URI) is malformed."""
+
+    code = "bad_track"
 
 
 class TransientIOError(OcmlError):

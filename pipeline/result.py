@@ -1,14 +1,17 @@
 """The result of segmenting one recording, and its ``opencast-ml/segments/v1`` JSON form.
 
-``Result.to_dict`` writes the form of docs/design.md (with ``input.has_video`` and every
-``SegmentParams`` field); ``validate`` checks a dict against the shipped JSON Schema and then
-the cross-item rules the schema cannot express; ``Result.from_dict`` reads a result file back.
+``Result.to_dict`` writes the form of docs/design.md (with ``input.has_video``, every
+``SegmentParams`` field and ``summary.no_speech``); ``validate`` checks a dict against the shipped
+JSON Schema and then the cross-item rules the schema cannot express; ``Result.from_dict`` reads a
+result file back. ``TrackIdentity`` is the Opencast track a caller says the recording is (for the
+SMIL only); ``require_speech`` applies the ``no_speech`` choice.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.errors import NoSpeech, OcmlError, ParamsError, TrackError
 from ocml.pipeline.postprocess import Segment, SegmentParams
 
 SCHEMA_ID = "opencast-ml/segments/v1"
 SCHEMA_RESOURCE = "segments-v1.schema.json"
+NO_SPEECH_CHOICES = ("keep", "fail")
+_FLAVOR = re.compile(r"[^/\s]+/[^/\s]+")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
 
 class InvalidResult(OcmlError, ValueError):
@@ -52,6 +58,33 @@ class ModelInfo:
     sha256: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrackIdentity:
+    """The Opencast track a recording is, as far as the caller knows; ``None`` keeps our default.
+
+    Opencast's ``process-smil`` picks a SMIL's tracks by ``track-flavor`` and finds them by a
+    ``src`` equal to the track's URI in the media package, so only a caller that knows the media
+    package can make a SMIL it accepts. Not part of the JSON result.
+    """
+
+    id: str | None = None
+    flavor: str | None = None
+    src: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("id", "flavor", "src"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TrackError(f"track {name} must be a non-empty string, got {value!r}")
+        if self.flavor is not None and not _FLAVOR.fullmatch(self.flavor):
+            raise TrackError(f"track flavor must look like 'type/subtype', got {self.flavor!r}")
+        if self.src is not None and not _URI.fullmatch(self.src):
+            raise TrackError(
+                f"track src must be an absolute URI without spaces (the track's URI in the media "
+                f"package, e.g. https://…/track.mp4), got {self.src!r}"
+            )
+
+
 @dataclass(frozen=True)
 class Result:
     """Everything one job produces; ``probabilities`` (per 10 ms frame) is not part of the JSON."""
@@ -63,6 +96,7 @@ class Result:
     probabilities: np.ndarray | None = field(compare=False)
     processing_seconds: float
     created: str
+    track: TrackIdentity = TrackIdentity()
 
     @property
     def speech_seconds(self) -> float:
@@ -103,6 +137,7 @@ class Result:
                 "speech_seconds": speech,
                 "speech_ratio": round(min(speech / duration, 1.0), 4) if duration > 0 else 0.0,
                 "segments": len(self.segments),
+                "no_speech": not self.segments,
             },
             "timing": {
                 "processing_seconds": round(self.processing_seconds, 3),
@@ -141,6 +176,22 @@ class Result:
             probabilities=None,
             processing_seconds=float(d["timing"]["processing_seconds"]),
             created=d["created"],
+        )
+
+
+def require_speech(result: Result, *, no_speech: str) -> None:
+    """Raises ``NoSpeech`` when ``result`` has no segments and ``no_speech`` is ``"fail"``.
+
+    With ``"keep"`` such a result stands: every writer renders it as "cut nothing".
+    """
+    if no_speech not in NO_SPEECH_CHOICES:
+        raise ParamsError(
+            f"no_speech must be one of {', '.join(map(repr, NO_SPEECH_CHOICES))}, got {no_speech!r}"
+        )
+    if no_speech == "fail" and not result.segments:
+        raise NoSpeech(
+            f"no speech found in {result.input.duration:.1f} s (no_speech = 'fail')",
+            path=result.input.path,
         )
 
 
@@ -192,4 +243,9 @@ def validate(d: Any) -> None:
     if d["summary"]["segments"] != len(d["segments"]):
         raise InvalidResult(
             f"$.summary.segments: {d['summary']['segments']!r} but there are {len(d['segments'])} segments"
+        )
+    no_speech = d["summary"].get("no_speech", not d["segments"])
+    if no_speech != (not d["segments"]):
+        raise InvalidResult(
+            f"$.summary.no_speech: {no_speech!r} but there are {len(d['segments'])} segments"
         )

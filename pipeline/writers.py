@@ -150,7 +150,10 @@ def render_json(result: Result) -> bytes:
 
 
 def render_cutmarks(result: Result) -> bytes:
-    """Opencast cut marks: the kept segments as ``[{"begin": ms, "duration": ms}]``."""
+    """Opencast cut marks: the kept segments as ``[{"begin": ms, "duration": ms}]``.
+
+    Without speech that is ``[]``, on which ``cut-marks-to-smil`` skips: nothing is cut.
+    """
     marks = [{"begin": begin, "duration": end - begin} for begin, end in _segments_ms(result)]
     return (json.dumps(marks, indent=2) + "\n").encode("utf-8")
 
@@ -198,13 +201,18 @@ class Track:
 
 
 def default_tracks(result: Result) -> list[Track]:
-    """The input itself as the one track: flavor ``presenter/source``, a deterministic UUID as id."""
+    """The input as the one track, with what ``result.track`` names of its Opencast identity.
+
+    Defaults for what it leaves out: a deterministic UUID as id, the input's ``file://`` URI as
+    src, ``presenter/source`` as flavor.
+    """
     path = result.input.path
+    given = result.track
     return [
         Track(
-            id=_IdMaker(result).uuid("track", 0),
-            src=path if "://" in path else Path(path).absolute().as_uri(),
-            flavor="presenter/source",
+            id=given.id or _IdMaker(result).uuid("track", 0),
+            src=given.src or (path if "://" in path else Path(path).absolute().as_uri()),
+            flavor=given.flavor or "presenter/source",
             kind="video" if result.input.has_video else "audio",
         )
     ]
@@ -213,7 +221,8 @@ def default_tracks(result: Result) -> list[Track]:
 def render_smil(result: Result, *, tracks: Sequence[Track] | None = None) -> bytes:
     """The segments as the SMIL Opencast's silence detection writes: one ``par`` per segment.
 
-    Element ids are ``<prefix>-<uuid5>`` derived from the input's sha256 and the element's
+    Without speech it keeps the whole recording in one ``par``: Opencast's ``editor`` operation
+    fails on a SMIL without clips ("Smil does not define any elements"). Element ids are ``<prefix>-<uuid5>`` derived from the input's sha256 and the element's
     position, so the same job always renders byte-identical files.
     """
     tracks = list(default_tracks(result) if tracks is None else tracks)
@@ -242,7 +251,8 @@ def render_smil(result: Result, *, tracks: Sequence[Track] | None = None) -> byt
             )
         lines.append("    </paramGroup>")
     lines += ["  </head>", f'  <body xml:id="{ids("b", "body")}">']
-    for n, (begin, end) in enumerate(_segments_ms(result)):
+    kept = _segments_ms(result) or ([(0, duration_ms)] if duration_ms > 0 else [])
+    for n, (begin, end) in enumerate(kept):
         lines.append(f'    <par xml:id="{ids("par", "par", n)}">')
         for t, track in enumerate(tracks):
             prefix = "v" if track.kind == "video" else "a"

@@ -207,3 +207,27 @@ def write_video_with_audio(
         for packet in audio.encode(None):
             out.mux(packet)
     return path
+
+
+def jingle(sr: int, duration: float, *, seed: int = 0) -> np.ndarray:
+    """A music intro: a drum hit every 0.5 s and a high bell note every 1.5 s (mono float32).
+
+    Short tonal and percussive bursts: a speech detector may flag a few of them, never seconds
+    of them in a row.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * sr))
+    t = np.arange(n) / sr
+    out = np.zeros(n)
+    notes = (1046.5, 1318.5, 1568.0, 2093.0, 1760.0, 1396.9)
+    for k in range(int(duration / 0.5)):
+        a = int(k * 0.5 * sr)
+        hit = min(n, a + int(0.08 * sr)) - a
+        out[a : a + hit] += 0.4 * rng.standard_normal(hit) * np.exp(-np.arange(hit) / sr * 40)
+        if k % 3 == 0:
+            b = min(n, a + int(0.25 * sr))
+            tt = t[a:b] - t[a]
+            out[a:b] += (
+                0.3 * np.sin(2 * np.pi * notes[(k // 3) % len(notes)] * tt) * np.exp(-4 * tt)
+            )
+    return out.astype(np.float32)

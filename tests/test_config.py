@@ -37,6 +37,7 @@ def test_file_then_environment_override_in_that_order(tmp_path):
         "OCML_PARAMS": "{min_silence: 2.0}",
         "OCML_VISIBILITY_TIMEOUT": "90000",
         "OCML_BROKER_URL": "rediss://:secret@redis.example:6380/1",
+        "OCML_TEST_REDIS_DB": "6",
         "PATH": "/bin",
     }
     settings = load_settings(env=env)

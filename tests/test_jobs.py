@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ocml.config.settings import load_settings
+from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS
 from ocml.worker.jobs import Job, JobFailed, JobInvalid, parse_job
 
@@ -40,6 +41,7 @@ def test_a_good_job_is_resolved_with_defaults(roots):
     assert job.formats == ("json", "smil")
     assert (job.preset, job.model) == ("default", None)
     assert job.params == {"min_silence": 1.5}
+    assert (job.no_speech, job.track) == ("keep", TrackIdentity())
     assert parse(json.dumps(job.to_dict()), settings) == job
 
 
@@ -53,10 +55,15 @@ def test_job_values_override_the_settings(roots):
             "preset": "opencast",
             "params": {"pad": 0.5},
             "model": "tiny",
+            "no_speech": "fail",
+            "track": {"id": "t-7", "src": "https://oc.example/files/t-7/presenter.mp4"},
         },
         settings,
         model_names=("tiny",),
     )
+    assert job.no_speech == "fail"
+    assert job.track == TrackIdentity(id="t-7", src="https://oc.example/files/t-7/presenter.mp4")
+    assert parse(job.to_dict(), settings, model_names=("tiny",)) == job
     assert job.output_dir == output / "x" / "y"
     assert job.formats == ("rttm", "json")
     assert job.preset == "opencast"
@@ -107,6 +114,21 @@ def test_symlinks_inside_the_roots_are_fine_and_resolved(roots):
         (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"pad": float("nan")}}, "bad_params"),
         (lambda m, o, x: {"input": f"{m}/talk.wav", "params": {"nope": 1}}, "bad_params"),
         (lambda m, o, x: {"input": f"{m}/talk.wav", "model": "huge"}, "unknown_model"),
+        (
+            lambda m, o, x: {
+                "input": f"{m}/talk.wav",
+                "preset": "trim",
+                "params": {"trim_window": 1},
+            },
+            "bad_params",
+        ),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "no_speech": "skip"}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "no_speech": None}, "bad_job"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "track": "presenter/source"}, "bad_track"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "track": {"uri": "https://x/y"}}, "bad_track"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "track": {"flavor": "presenter"}}, "bad_track"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "track": {"src": "/srv/x.mp4"}}, "bad_track"),
+        (lambda m, o, x: {"input": f"{m}/talk.wav", "track": {"id": 7}}, "bad_track"),
     ],
 )
 def test_bad_jobs_are_refused_with_their_code(roots, make, code):
@@ -134,3 +156,12 @@ def test_job_failed_carries_the_error_document():
     assert failed.code == "bad_job"
     assert str(failed) == "bad_job: why"
     assert failed.args == ({"error": "bad_job", "message": "why"},)
+
+
+def test_track_and_no_speech_messages_quote_the_bad_value(roots):
+    settings, media, _, _ = roots
+    talk = str(media / "talk.wav")
+    with pytest.raises(JobInvalid, match=r"unknown track key\(s\) 'uri'; known: id, flavor, src"):
+        parse({"input": talk, "track": {"uri": "x"}}, settings)
+    with pytest.raises(JobInvalid, match=r"no_speech must be one of 'keep', 'fail', got 'skip'"):
+        parse({"input": talk, "no_speech": "skip"}, settings)

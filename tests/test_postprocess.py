@@ -51,8 +51,11 @@ def test_default_params_and_to_dict_lists_every_field():
         "min_voice": 0.0,
         "pad_before": 0.1,
         "pad_after": 0.1,
+        "trim_min_speech": 0.0,
+        "trim_window": 0.0,
     }
     assert PRESETS["default"] == SegmentParams()
+    assert not SegmentParams().trims and PRESETS["trim"].trims
 
 
 def test_from_mapping_overlays_base_and_pad_sets_both():
@@ -289,3 +292,53 @@ def test_opencast_cuts_silences_of_10_s_and_keeps_2_s_before_speech():
 def test_opencast_keeps_a_recording_without_any_long_silence_whole():
     probs = track((3, 0.0), (20, 0.9), (4, 0.0), (10, 0.9))
     assert [(s.start, s.end) for s in opencast(probs, duration=37.0)] == [(0.0, 37.0)]
+
+
+# --- trim preset ---------------------------------------------------------------------------------
+
+
+def test_trim_window_must_hold_the_minimum_speech():
+    with pytest.raises(
+        ParamsError, match=r"trim_window \(2\.0 s\) must be at least trim_min_speech \(3"
+    ):
+        SegmentParams(trim_min_speech=3, trim_window=2)
+    assert SegmentParams(trim_min_speech=0, trim_window=0).trim_window == 0.0
+
+
+def test_trim_keeps_one_span_from_the_first_to_the_last_sustained_speech():
+    # a 0.5 s cough, 20 s later a lecture of 2 s phrases with 1 s pauses, a lone 1 s remark at the end
+    lecture = [(30_000 + 3000 * k, 32_000 + 3000 * k) for k in range(10)]
+    got = Binarize.trim(spans((10_000, 10_500), *lecture, (80_000, 81_000)), 3000, 10_000)
+    assert got.tolist() == [[30_000, 59_000]]
+
+
+def test_trim_counts_speech_across_the_window_exactly():
+    # 1 s + 1 s + 1 s of speech: 3 s within 10 s only when the window reaches the third piece
+    pieces = spans((0, 1000), (4000, 5000), (9000, 10_000))
+    assert Binarize.trim(pieces, 3000, 10_000).tolist() == [[0, 10_000]]
+    assert Binarize.trim(pieces, 3000, 9999).tolist() == []
+    assert Binarize.trim(pieces, 3001, 10_000).tolist() == []
+    assert Binarize.trim(spans(), 3000, 10_000).tolist() == []
+
+
+def test_trim_preset_end_to_end_pads_the_one_segment():
+    # 60 s silence | 0.6 s cough | 30 s silence | 40 s speech with 1 s pauses | 1 s blip | 50 s
+    probs = track(
+        (60, 0.0),
+        (0.6, 0.9),
+        (30, 0.0),
+        *[part for _ in range(10) for part in ((3, 0.9), (1, 0.1))],
+        (20, 0.0),
+        (1, 0.9),
+        (50, 0.0),
+    )
+    segments = Binarize(preset("trim"))(probs, duration=len(probs) / 100)
+    # speech frames [9060, 13060) minus the last pause; 2 s of padding on either side
+    assert [(round(s.start * 1000), round(s.end * 1000)) for s in segments] == [
+        (frame_ms(9060) - 2000, frame_ms(13060 - 100) + 2000)
+    ]
+
+
+def test_trim_without_sustained_speech_finds_nothing():
+    probs = track((10, 0.0), (1, 0.9), (5, 0.0), (1.5, 0.9), (20, 0.0))
+    assert Binarize(preset("trim"))(probs, duration=37.5) == []

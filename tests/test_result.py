@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from ocml.pipeline.errors import NoSpeech, ParamsError
 from ocml.pipeline.postprocess import PRESETS, Binarize, preset
-from ocml.pipeline.result import InvalidResult, Result, schema, utc_now, validate
+from ocml.pipeline.result import (
+    InvalidResult,
+    Result,
+    require_speech,
+    schema,
+    utc_now,
+    validate,
+)
 from tests.results import make_result
 
 
@@ -46,7 +54,12 @@ def test_to_dict_is_the_design_form():
         {"start": 0.5, "end": 2.25, "label": "speech", "confidence": 0.91},
         {"start": 4.0, "end": 7.125, "label": "speech", "confidence": 0.8765},
     ]
-    assert d["summary"] == {"speech_seconds": 4.875, "speech_ratio": 0.4875, "segments": 2}
+    assert d["summary"] == {
+        "speech_seconds": 4.875,
+        "speech_ratio": 0.4875,
+        "segments": 2,
+        "no_speech": False,
+    }
     assert d["timing"] == {"processing_seconds": 2.5, "realtime_factor": 0.25}
     assert d["created"] == "2026-11-25T12:00:00Z"
     validate(d)
@@ -74,7 +87,12 @@ def test_round_trip_of_real_binarize_output_for_every_preset():
 
 def test_empty_result_and_zero_duration_are_valid():
     d = make_result([], duration=0.0).to_dict()
-    assert d["summary"] == {"speech_seconds": 0.0, "speech_ratio": 0.0, "segments": 0}
+    assert d["summary"] == {
+        "speech_seconds": 0.0,
+        "speech_ratio": 0.0,
+        "segments": 0,
+        "no_speech": True,
+    }
     assert d["timing"]["realtime_factor"] == 0.0
     validate(d)
 
@@ -146,6 +164,14 @@ def broken(change):
             lambda d: d["summary"].update(segments=3),
             r"^\$\.summary\.segments: 3 but there are 2 segments",
         ),
+        (
+            lambda d: d["summary"].update(no_speech=True),
+            r"^\$\.summary\.no_speech: True but there are 2 segments",
+        ),
+        (
+            lambda d: d["params"].update(trim_window=-1),
+            r"^\$\.params\.trim_window: -1 is less than the minimum",
+        ),
     ],
 )
 def test_validate_names_the_first_problem_with_its_json_path(change, message):
@@ -163,3 +189,21 @@ def test_validate_refuses_a_non_object():
 def test_from_dict_validates_first():
     with pytest.raises(InvalidResult, match=r"segments\[0\]"):
         Result.from_dict(broken(lambda d: d["segments"][0].update(end=99.0)))
+
+
+def test_a_result_written_before_no_speech_and_trim_existed_still_reads():
+    d = make_result().to_dict()
+    del d["summary"]["no_speech"], d["params"]["trim_min_speech"], d["params"]["trim_window"]
+    back = Result.from_dict(d)
+    assert back.params == PRESETS["default"]
+    assert back.to_dict()["summary"]["no_speech"] is False
+
+
+def test_require_speech_fails_only_a_result_without_speech_when_asked():
+    require_speech(make_result(), no_speech="fail")
+    require_speech(make_result([]), no_speech="keep")
+    with pytest.raises(NoSpeech, match=r"lecture 17\.flac: no speech found in 10\.0 s") as caught:
+        require_speech(make_result([]), no_speech="fail")
+    assert caught.value.to_dict()["error"] == "no_speech"
+    with pytest.raises(ParamsError, match=r"no_speech must be one of 'keep', 'fail', got 'drop'"):
+        require_speech(make_result(), no_speech="drop")

@@ -254,6 +254,88 @@ def test_settings_file_sets_defaults_and_options_override_it(
     assert (result["params"]["pad_before"], result["params"]["pad_after"]) == (0.2, 0.0)
 
 
+def test_no_speech_keeps_everything_or_fails_as_asked(tmp_path: Path, tiny_model_dir: Path) -> None:
+    quiet = write_wav(tmp_path / "empty-room.wav", speechlike(16000, 6.0, [], seed=5), 16000)
+    kept = run_ocml(
+        "segment", quiet, "--model", tiny_model_dir, "--format", "json,smil,cutmarks", "-q"
+    )
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(quiet.with_suffix(".json").read_text())["summary"]["no_speech"] is True
+    assert json.loads(tmp_path.joinpath("empty-room.cutmarks.json").read_text()) == []
+    assert 'clipBegin="0ms" clipEnd="6000ms"' in quiet.with_suffix(".smil").read_text()
+
+    out = tmp_path / "failed"
+    failed = run_ocml(
+        "segment",
+        quiet,
+        good_recording(tmp_path / "talk.wav"),
+        "--model",
+        tiny_model_dir,
+        "-o",
+        out,
+        "--no-speech",
+        "fail",
+        "-q",
+    )
+    assert failed.returncode == 1
+    assert "empty-room.wav: no speech found in 6.0 s" in failed.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["talk.json", "talk.smil"]
+
+
+def test_track_identity_reaches_the_smil_of_one_input(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    src = "https://oc.example/files/mediapackage/mp-1/track-7/presenter.mp4"
+    proc = run_ocml(
+        "segment",
+        source,
+        "--model",
+        tiny_model_dir,
+        "--format",
+        "smil",
+        "-q",
+        "--track-id",
+        "track-7",
+        "--track-flavor",
+        "presentation/source",
+        "--track-src",
+        src,
+    )
+    assert proc.returncode == 0, proc.stderr
+    smil = source.with_suffix(".smil").read_text()
+    assert f'name="track-src" value="{src}"' in smil and f'src="{src}"' in smil
+    assert 'name="track-id" value="track-7"' in smil
+    assert 'name="track-flavor" value="presentation/source"' in smil
+    assert "file://" not in smil
+
+    two = run_ocml("segment", source, source, "--model", tiny_model_dir, "--track-id", "x")
+    bad = run_ocml("segment", source, "--model", tiny_model_dir, "--track-src", "/srv/x.mp4")
+    assert two.returncode == 2 and "need exactly one input, got 2" in two.stderr
+    assert bad.returncode == 2 and "got '/srv/x.mp4'" in bad.stderr
+
+
+def test_trim_preset_and_its_options_reach_the_result(tmp_path: Path, tiny_model_dir: Path) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    proc = run_ocml(
+        "segment",
+        source,
+        "--model",
+        tiny_model_dir,
+        "--preset",
+        "trim",
+        "--trim-min-speech",
+        "2",
+        "--pad",
+        "0",
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(source.with_suffix(".json").read_text())
+    assert (result["params"]["trim_min_speech"], result["params"]["trim_window"]) == (2.0, 10.0)
+    (segment,) = result["segments"]
+    assert segment["start"] == pytest.approx(SPEECH[0][0], abs=0.15)
+    assert segment["end"] == pytest.approx(SPEECH[-1][1], abs=0.15)
+
+
 def test_bad_settings_key_is_named(tmp_path: Path) -> None:
     settings = tmp_path / "ocml.yaml"
     settings.write_text("min_silense: 3\n")

@@ -19,6 +19,7 @@ from ocml.pipeline.result import validate
 from ocml.worker import client
 from ocml.worker.app import TASK_NAME, make_app
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
+from tests.media import speechlike, write_wav
 from tests.worker_support import (
     ROOT,
     TEST_REDIS_URL,
@@ -279,6 +280,45 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
     failed = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
     assert failed.returncode == 1
     assert "input_unreadable" in failed.stderr
+
+
+def test_ocml_submit_passes_preset_no_speech_and_track_to_the_worker(fleet, tmp_path):
+    media, output, config = fleet["media"], fleet["output"], fleet["config"]
+    talk = recording(media / "oc-talk.wav", 20.0, seed=9)
+    src = "https://oc.example/files/mediapackage/mp-9/track-3/presenter.mp4"
+    trimmed = ocml(
+        "submit",
+        str(talk),
+        "--wait",
+        "--preset",
+        "trim",
+        "--format",
+        "smil",
+        "--output",
+        str(output / "oc-talk.smil"),
+        "-o",
+        str(output / "oc"),
+        "--track-id",
+        "track-3",
+        "--track-flavor",
+        "presenter/source",
+        "--track-src",
+        src,
+        config=config,
+    )
+    assert trimmed.returncode == 0, trimmed.stderr
+    smil = (output / "oc-talk.smil").read_text()
+    assert smil.count("<par ") == 1
+    assert f'name="track-src" value="{src}"' in smil and 'value="track-3"' in smil
+
+    quiet = media / "oc-empty-room.wav"
+    write_wav(quiet, speechlike(16000, 5.0, [], seed=3), 16000)
+    failed = ocml("submit", str(quiet), "--wait", "--no-speech", "fail", config=config)
+    assert failed.returncode == 1
+    assert "no_speech" in failed.stdout + failed.stderr
+    assert not (output / "oc-empty-room").exists() or not any((output / "oc-empty-room").iterdir())
+    refused = ocml("submit", str(talk), str(quiet), "--track-id", "x", config=config)
+    assert refused.returncode == 2 and "need exactly one input, got 2" in refused.stderr
 
 
 def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_path):

@@ -10,14 +10,15 @@ import sys
 import tempfile
 import traceback
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ocml.pipeline.errors import OutputError
+from ocml.pipeline.errors import OutputError, TrackError
 from ocml.pipeline.postprocess import Segment
-from ocml.pipeline.result import Result, validate
+from ocml.pipeline.result import Result, TrackIdentity, validate
 from ocml.pipeline.writers import (
     FORMATS,
     Track,
@@ -85,7 +86,9 @@ def test_render_json_matches_the_expected_text():
     "min_silence": 0.5,
     "min_voice": 0.0,
     "pad_before": 0.1,
-    "pad_after": 0.1
+    "pad_after": 0.1,
+    "trim_min_speech": 0.0,
+    "trim_window": 0.0
   },
   "segments": [
     {
@@ -104,7 +107,8 @@ def test_render_json_matches_the_expected_text():
   "summary": {
     "speech_seconds": 4.875,
     "speech_ratio": 0.4875,
-    "segments": 2
+    "segments": 2,
+    "no_speech": false
   },
   "timing": {
     "processing_seconds": 2.5,
@@ -236,9 +240,69 @@ def test_smil_ids_are_deterministic_and_depend_on_the_input():
     assert other != render_smil(make_result())
 
 
-def test_smil_of_an_empty_result_has_a_body_without_pars():
-    root = parse_smil(render_smil(make_result(segments=[])))
-    assert root.find(f"{SMIL}body").findall(f"{SMIL}par") == []
+def test_no_speech_keeps_everything_in_every_format():
+    result = make_result(segments=[], duration=9.95)
+    root = parse_smil(render_smil(result))
+    (par,) = root.find(f"{SMIL}body").findall(f"{SMIL}par")
+    (clip,) = list(par)
+    assert (clip.get("clipBegin"), clip.get("clipEnd")) == ("0ms", "9950ms")
+    assert render_cutmarks(result) == b"[]\n"
+    document = json.loads(render_json(result))
+    assert document["segments"] == []
+    assert document["summary"] == {
+        "speech_seconds": 0.0,
+        "speech_ratio": 0.0,
+        "segments": 0,
+        "no_speech": True,
+    }
+    assert render_audacity(result) == b"" and render_rttm(result) == b""
+
+
+def test_a_segment_shorter_than_a_millisecond_counts_as_no_speech_in_the_smil():
+    root = parse_smil(
+        render_smil(make_result(segments=[Segment(9.9504, 9.9506, 0.9)], duration=9.95))
+    )
+    (par,) = root.find(f"{SMIL}body").findall(f"{SMIL}par")
+    assert (par[0].get("clipBegin"), par[0].get("clipEnd")) == ("0ms", "9950ms")
+
+
+def test_track_identity_given_for_the_result_goes_into_the_smil():
+    src = "https://oc.example/files/mediapackage/mp-1/track-7/presenter.mp4"
+    result = replace(
+        make_result(has_video=True),
+        track=TrackIdentity(id="track-7", flavor="presenter/source", src=src),
+    )
+    root = parse_smil(render_smil(result))
+    (group,) = root.find(f"{SMIL}head").findall(f"{SMIL}paramGroup")
+    assert {p.get("name"): p.get("value") for p in group} == {
+        "track-id": "track-7",
+        "track-src": src,
+        "track-flavor": "presenter/source",
+    }
+    videos = root.find(f"{SMIL}body").iter(f"{SMIL}video")
+    assert {(v.get("src"), v.get("paramGroup")) for v in videos} == {(src, group.get(XML_ID))}
+    partly = replace(make_result(), track=TrackIdentity(flavor="presentation/source"))
+    (group,) = parse_smil(render_smil(partly)).find(f"{SMIL}head").findall(f"{SMIL}paramGroup")
+    values = {p.get("name"): p.get("value") for p in group}
+    assert values["track-flavor"] == "presentation/source"
+    assert values["track-src"] == "file:///srv/media/lecture%2017.flac"
+    assert re.fullmatch(UUID, values["track-id"])
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"id": ""}, r"track id must be a non-empty string, got ''"),
+        ({"flavor": "presenter"}, r"track flavor must look like 'type/subtype', got 'presenter'"),
+        ({"flavor": "a/b/c"}, r"got 'a/b/c'"),
+        ({"src": "/srv/media/x.mp4"}, r"absolute URI .* got '/srv/media/x.mp4'"),
+        ({"src": "https://oc.example/a b.mp4"}, r"got 'https://oc.example/a b.mp4'"),
+    ],
+)
+def test_a_malformed_track_identity_is_refused_quoting_it(given, message):
+    with pytest.raises(TrackError, match=message) as caught:
+        TrackIdentity(**given)
+    assert caught.value.code == "bad_track"
 
 
 def test_track_kind_is_checked():

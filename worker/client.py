@@ -35,8 +35,15 @@ def build_job(
     formats: Sequence[str] | None = None,
     preset: str | None = None,
     params: Mapping[str, Any] | None = None,
+    no_speech: str | None = None,
+    track: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The wire form of a job for ``path`` (made absolute; the worker resolves symlinks)."""
+    """The wire form of a job for ``path`` (made absolute; the worker resolves symlinks).
+
+    Keys left ``None`` are left out (the worker's defaults; ``no_speech``: keep), so a job that
+    needs nothing new also runs on workers that do not know the newer keys. ``track`` holds the
+    given ones of ``id``, ``flavor``, ``src`` (the Opencast track the SMIL names).
+    """
     job: dict[str, Any] = {"input": os.path.abspath(path)}
     if output_dir is not None:
         job["output_dir"] = os.path.abspath(output_dir)
@@ -46,6 +53,10 @@ def build_job(
         job["preset"] = preset
     if params:
         job["params"] = dict(params)
+    if no_speech is not None:
+        job["no_speech"] = no_speech
+    if track:
+        job["track"] = dict(track)
     return job
 
 

@@ -1,7 +1,8 @@
 """The job a worker runs (design.md, "Job"): its schema and its validation before any work.
 
-A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters, and
-resolves both paths (symlinks too) into the configured roots; anything wrong is a ``JobInvalid``
+A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters, the
+``no_speech`` choice and the optional Opencast ``track`` identity, and resolves both paths
+(symlinks too) into the configured roots; anything wrong is a ``JobInvalid``
 with a stable code, and the task fails at once without a retry.
 """
 
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ocml.config.settings import Settings
-from ocml.pipeline.errors import OcmlError, ParamsError
+from ocml.pipeline.errors import OcmlError, ParamsError, TrackError
 from ocml.pipeline.postprocess import SegmentParams, preset
+from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 
-JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset")
+JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset", "no_speech", "track")
+TRACK_KEYS = ("id", "flavor", "src")
 
 
 class JobInvalid(OcmlError):
@@ -58,6 +61,8 @@ class Job:
     preset: str
     params: Mapping[str, Any]
     model: str | None
+    no_speech: str = "keep"
+    track: TrackIdentity = TrackIdentity()
 
     def to_dict(self) -> dict[str, Any]:
         """The job in its wire form (what ``parse_job`` accepts)."""
@@ -70,6 +75,10 @@ class Job:
         }
         if self.model is not None:
             out["model"] = self.model
+        out["no_speech"] = self.no_speech
+        track = {key: getattr(self.track, key) for key in TRACK_KEYS}
+        if any(track.values()):
+            out["track"] = {key: value for key, value in track.items() if value is not None}
         return out
 
 
@@ -112,6 +121,8 @@ def parse_job(
         preset=preset_name,
         params=params,
         model=model,
+        no_speech=_no_speech(data.get("no_speech", "keep")),
+        track=_track(data.get("track", {})),
     )
 
 
@@ -185,6 +196,30 @@ def _params(value: Any, preset_name: str, settings: Settings) -> dict[str, Any]:
     except ParamsError as exc:
         raise JobInvalid(exc.code, str(exc)) from None
     return merged
+
+
+def _no_speech(value: Any) -> str:
+    if value not in NO_SPEECH_CHOICES:
+        raise JobInvalid(
+            "bad_job",
+            f"no_speech must be one of {', '.join(map(repr, NO_SPEECH_CHOICES))}, got {value!r}",
+        )
+    return value
+
+
+def _track(value: Any) -> TrackIdentity:
+    if not isinstance(value, Mapping):
+        raise JobInvalid("bad_track", f"track must be a JSON object, got {value!r}")
+    unknown = sorted(set(value) - set(TRACK_KEYS))
+    if unknown:
+        raise JobInvalid(
+            "bad_track",
+            f"unknown track key(s) {', '.join(map(repr, unknown))}; known: {', '.join(TRACK_KEYS)}",
+        )
+    try:
+        return TrackIdentity(**value)
+    except TrackError as exc:
+        raise JobInvalid(exc.code, str(exc)) from None
 
 
 def _model(value: Any, accepted: set[str]) -> str | None:

@@ -16,7 +16,13 @@ from typing import Any
 import click
 
 from ocml.config.settings import CONFIG_ENV, Settings
-from ocml.worker.options import cli_settings, config_option
+from ocml.worker.options import (
+    cli_settings,
+    config_option,
+    no_speech_option,
+    track_identity,
+    track_options,
+)
 
 
 def _client(config_path: str | None) -> tuple[Any, Settings]:
@@ -105,6 +111,8 @@ def _check_model(settings: Settings) -> None:
     help="With --wait, one FILE and one format: copy the result here.",
 )
 @click.option("--timeout", type=click.FloatRange(min=0), help="With --wait, give up after S s.")
+@no_speech_option
+@track_options
 @config_option
 def submit(
     files: tuple[str, ...],
@@ -115,9 +123,17 @@ def submit(
     output_dir: str | None,
     output_file: str | None,
     timeout: float | None,
+    no_speech: str,
+    track_id: str | None,
+    track_flavor: str | None,
+    track_src: str | None,
     config_path: str | None,
 ) -> None:
-    """Queue FILE... for segmentation; prints one job id per line."""
+    """Queue FILE... for segmentation; prints one job id per line.
+
+    --preset trim keeps one segment from the first to the last sustained speech; tune it with
+    -p trim_min_speech=S -p trim_window=S.
+    """
     from ocml.pipeline.writers import FORMATS
     from ocml.worker import client
     from ocml.worker.jobs import JobInvalid, parse_job
@@ -126,9 +142,19 @@ def submit(
     if output_file is not None:
         if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
             raise click.UsageError("--output needs --wait, one FILE and one --format")
+    track = track_identity(
+        track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(files)
+    )
+    given_track = {k: v for k, v in vars(track).items() if v is not None}
     jobs = [
         client.build_job(
-            f, output_dir=output_dir, formats=formats, preset=preset, params=_parse_params(params)
+            f,
+            output_dir=output_dir,
+            formats=formats,
+            preset=preset,
+            params=_parse_params(params),
+            no_speech=None if no_speech == "keep" else no_speech,
+            track=given_track,
         )
         for f in files
     ]

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS as ALL_FORMATS
-from ocml.worker.options import cli_settings, config_option
+from ocml.worker.options import (
+    cli_settings,
+    config_option,
+    no_speech_option,
+    track_identity,
+    track_options,
+)
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 PARAM_OPTIONS = (
@@ -22,6 +30,12 @@ PARAM_OPTIONS = (
     ("pad", "Seconds added before and after each segment."),
     ("pad_before", "Seconds added before each segment (overrides --pad)."),
     ("pad_after", "Seconds added after each segment (overrides --pad)."),
+    (
+        "trim_min_speech",
+        "Seconds: keep one segment, from the first to the last point where this much speech "
+        "falls within --trim-window (set by --preset trim: 3; 0 = off).",
+    ),
+    ("trim_window", "Seconds: the window for --trim-min-speech (--preset trim: 10)."),
 )
 
 
@@ -74,10 +88,10 @@ def _formats(
 @click.option(
     "--preset",
     default=None,
-    help="Post-processing preset (default from the settings: 'default'): 'default', or "
-    "'opencast' for the semantics of "
-    "Opencast's silence detection (cut silences of 10 s or more, drop voice "
-    "under 60 s, keep 2 s before speech).",
+    help="Post-processing preset (default from the settings: 'default'): 'default'; "
+    "'opencast' for the semantics of Opencast's silence detection (cut silences of 10 s or "
+    "more, drop voice under 60 s, keep 2 s before speech); 'trim' for one segment from the "
+    "first to the last sustained speech (3 s within 10 s), padded by 2 s: cuts only the ends.",
 )
 @click.option(
     "--probabilities",
@@ -85,6 +99,8 @@ def _formats(
     help="Also write per-frame speech probabilities (NAME.probs.npy, float16).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
+@no_speech_option
+@track_options
 @config_option
 @_param_options
 def segment(
@@ -95,6 +111,10 @@ def segment(
     preset: str | None,
     probabilities: bool,
     quiet: bool,
+    no_speech: str,
+    track_id: str | None,
+    track_flavor: str | None,
+    track_src: str | None,
     config_path: str | None,
     **overrides: float | None,
 ) -> None:
@@ -116,10 +136,14 @@ def segment(
       ocml segment lecture.mp4
       ocml segment *.flac -o results/ --format json,smil,cutmarks
       ocml segment lecture.mp4 --preset opencast --min-silence 5
+      ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
     from ocml.pipeline.model import load_model
     from ocml.pipeline.segment import resolve_params
 
+    track = track_identity(
+        track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
+    )
     settings = cli_settings(config_path)
     if model_path is None and settings.model != "default":
         model_path = Path(settings.model)
@@ -134,27 +158,41 @@ def segment(
         raise click.ClickException(str(exc)) from None
     wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
     show_progress = not quiet and sys.stderr.isatty()
+    options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
     failures = sum(
-        not _segment_one(path, output_dir, wanted, model, params, show_progress) for path in inputs
+        not _segment_one(path, output_dir, wanted, model, params, options) for path in inputs
     )
     if failures:
         click.echo(f"{failures} of {len(inputs)} files failed", err=True)
         sys.exit(1)
 
 
-def _segment_one(path, output_dir, formats, model, params, show_progress) -> bool:
+@dataclass(frozen=True)
+class _Options:
+    """What ``segment`` does with each result besides the parameters: the no-speech choice, the
+    Opencast track identity for the SMIL, progress bars."""
+
+    no_speech: str
+    track: TrackIdentity
+    show_progress: bool
+
+
+def _segment_one(path, output_dir, formats, model, params, options: _Options) -> bool:
     """Segment and write one file; report a failure on one line and return whether it worked."""
+    from ocml.pipeline.result import require_speech
     from ocml.pipeline.segment import segment_file
     from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     out_dir = output_dir if output_dir is not None else path.parent
     try:
         ensure_output_dir(out_dir)
-        if show_progress:
+        if options.show_progress:
             with _ProgressBar(path.name) as bar:
                 result = segment_file(path, model, params, progress=bar.update)
         else:
             result = segment_file(path, model, params)
+        result = replace(result, track=options.track)
+        require_speech(result, no_speech=options.no_speech)
         written = write_outputs(result, out_dir, path.stem, formats)
     except OcmlError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -107,13 +108,15 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
 
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
+    from ocml.pipeline.result import require_speech
     from ocml.pipeline.segment import resolve_params, segment_file
     from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     ensure_output_dir(job.output_dir)
     params = resolve_params(model, preset_name=job.preset, overrides=job.params)
     reporter = ProgressReporter(task, interval=settings.progress_interval)
-    result = segment_file(job.input, model, params, progress=reporter)
+    result = replace(segment_file(job.input, model, params, progress=reporter), track=job.track)
+    require_speech(result, no_speech=job.no_speech)
     paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
     document = result.to_dict()
     return {

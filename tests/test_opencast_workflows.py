@@ -1,0 +1,197 @@
+"""The Opencast workflow definitions in docs/opencast/ against facts read from Opencast's source.
+
+``tests/data/opencast-operations.json`` lists, for the Opencast commit named there and in
+docs/opencast.md, every operation id and configuration key these workflows use; the checks here
+also run each ``ocml`` command line through the real ``ocml submit`` option parser and follow the
+cutting SMIL from where it is made to the editor and the non-interactive cut.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shlex
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ocml.pipeline.postprocess import preset
+from ocml.pipeline.result import NO_SPEECH_CHOICES
+from ocml.worker.queue_cmd import submit
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / "docs" / "opencast").glob("*.xml"))
+FACTS = json.loads((ROOT / "tests" / "data" / "opencast-operations.json").read_text())
+OPS = FACTS["operations"]
+NS = "{http://workflow.opencastproject.org}"
+VARIABLE = re.compile(r"\$\{([^}:]+)\}")
+PLACEHOLDER = re.compile(r"#\{([^{}()]+)(?:\(([^{}()]+)\))?\}")
+
+
+def operations(path: Path) -> list[tuple[ET.Element, dict[str, str]]]:
+    """Each ``<operation>`` of a definition with its configuration as a dict."""
+    root = ET.parse(path).getroot()
+    return [
+        (op, {c.get("key"): (c.text or "").strip() for c in op.iter(f"{NS}configuration")})
+        for op in root.find(f"{NS}operations")
+    ]
+
+
+def defaults(path: Path) -> dict[str, str]:
+    return {
+        k: v for op, cfg in operations(path) if op.get("id") == "defaults" for k, v in cfg.items()
+    }
+
+
+def flavor_matches(pattern: str, flavor: str) -> bool:
+    """Opencast's MediaPackageElementFlavor.matches: '*' matches any type or subtype."""
+    return all(p in ("*", f) for p, f in zip(pattern.split("/"), flavor.split("/")))
+
+
+def condition(expression: str | None, values: dict[str, bool]) -> bool:
+    """An ``if`` of ``${var}``, AND, OR, NOT and parentheses; unset variables are false."""
+    if expression is None:
+        return True
+    text = VARIABLE.sub(lambda m: str(values.get(m[1], False)), expression)
+    tokens = re.findall(r"\(|\)|\w+", text)
+    assert set(tokens) <= {"(", ")", "True", "False", "AND", "OR", "NOT"}, expression
+    python = " ".join({"AND": "and", "OR": "or", "NOT": "not"}.get(t, t) for t in tokens)
+    return bool(eval(python, {"__builtins__": {}}))  # noqa: S307 - only booleans and operators
+
+
+def test_there_are_both_workflows():
+    assert [p.name for p in WORKFLOWS] == ["ocml-cutmarks.xml", "ocml-smil.xml"]
+
+
+def test_opencast_version_checked_is_named_in_the_docs():
+    text = (ROOT / "docs" / "opencast.md").read_text()
+    assert FACTS["opencast"]["commit"][:8] in text and FACTS["opencast"]["version"] in text
+    for path in WORKFLOWS:
+        assert FACTS["opencast"]["commit"][:8] in path.read_text()
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_a_whole_definition_of_known_elements(path: Path):
+    root = ET.parse(path).getroot()
+    assert root.tag == f"{NS}definition"
+    assert {child.tag.removeprefix(NS) for child in root} <= set(FACTS["definition_elements"])
+    assert root.findtext(f"{NS}id") == path.stem
+    assert root.findtext(f"{NS}title").strip()
+    json.loads(root.findtext(f"{NS}configuration_panel_json"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_operation_id_and_key_exists_in_opencast(path: Path):
+    shipped = set(FACTS["shipped_workflows"])
+    for op, cfg in operations(path):
+        name = op.get("id")
+        assert name in OPS, f"{path.name}: operation {name!r} is not in the list from Opencast"
+        assert set(op.attrib) <= set(FACTS["operation_attributes"]), (name, op.attrib)
+        if OPS[name]["keys"] != "any":
+            unknown = set(cfg) - set(OPS[name]["keys"])
+            assert not unknown, f"{path.name}: {name} has no configuration key(s) {unknown}"
+        if name == "include":
+            assert cfg["workflow-id"] in shipped
+        assert op.get("exception-handler-workflow", "partial-error") in shipped
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_each_ocml_command_line_is_one_ocml_submit_accepts(path: Path, tmp_path: Path):
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("{}\n")
+    variables = defaults(path)
+    runs = [cfg for op, cfg in operations(path) if op.get("id") == "execute-once"]
+    assert runs
+    for cfg in runs:
+        assert Path(cfg["exec"]).name == "ocml"
+        params = cfg["params"]
+        used = set(VARIABLE.findall(params))
+        assert used <= set(variables), f"{used - set(variables)} have no default"
+        placeholders = PLACEHOLDER.findall(params)
+        assert {name for name, _ in placeholders} <= set(OPS["execute-once"]["placeholders"])
+        text = VARIABLE.sub(lambda m: variables[m[1]], params)
+        text = PLACEHOLDER.sub(
+            lambda m: (
+                {"id": "mp-1", "out": "/srv/oc/ws/out", "org_id": "org"}.get(m[1])
+                or f"/srv/oc/ws/{m[2].replace('/', '-')}.mp4"
+            ),
+            text,
+        )
+        args = shlex.split(text.replace("/etc/opencast-ml/settings.yaml", str(settings)))
+        assert args[0] == "submit"
+        ctx = submit.make_context("submit", args[1:])
+        given = ctx.params
+        assert given["wait_"] and given["output_file"] == "/srv/oc/ws/out"
+        assert len(given["files"]) == 1 and len(given["formats"]) == 1
+        kind = {"cutmarks": "Attachment", "smil": "Catalog"}[given["formats"][0]]
+        assert cfg["expected-type"] == kind
+        assert cfg["output-filename"]
+        preset(given["preset"])
+        assert given["no_speech"] in NO_SPEECH_CHOICES
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_a_missing_track_flavor_skips_instead_of_failing(path: Path):
+    """#{flavor(F)} throws when no element has F: every run is guarded by F's _exists
+    variable from an earlier analyze-mediapackage, and exactly one detection runs per event."""
+    seen: list[str] = []
+    runs = []
+    for op, cfg in operations(path):
+        if op.get("id") == "analyze-mediapackage":
+            seen += [f.strip() for f in cfg["source-flavors"].split(",")]
+        if op.get("id") == "execute-once":
+            for _, flavor in PLACEHOLDER.findall(cfg["params"]):
+                if flavor:
+                    assert any(flavor_matches(p, flavor) for p in seen), flavor
+                    variable = flavor.replace("/", "_") + "_exists"
+                    assert condition(op.get("if"), {variable: True, "smil_cutting_exists": False})
+                    others = {"presenter_source_exists", "presentation_source_exists"} - {variable}
+                    assert not condition(op.get("if"), dict.fromkeys(others, True))
+            runs.append(op.get("if"))
+    for presenter, presentation in itertools.product([True, False], repeat=2):
+        values = {"presenter_source_exists": presenter, "presentation_source_exists": presentation}
+        assert sum(condition(c, values) for c in runs) == int(presenter or presentation)
+        assert not any(condition(c, {**values, "smil_cutting_exists": True}) for c in runs)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_cuts_reach_the_editor_and_the_non_interactive_cut(path: Path):
+    facts = FACTS["facts"]
+    assert facts["partial_publish_cuts_on"] == facts["editor_ui_reads"][0] == "smil/cutting"
+    ops = operations(path)
+    made = [
+        n
+        for n, (op, cfg) in enumerate(ops)
+        if (op.get("id") == "cut-marks-to-smil" and cfg["target-smil-flavor"] == "smil/cutting")
+        or (op.get("id") == "execute-once" and cfg.get("target-flavor") == "smil/cutting")
+    ]
+    assert made
+    for n in made:
+        op, cfg = ops[n]
+        assert OPS[op.get("id")]["target_tags"] == "literal"
+        assert "archive" in [t.strip() for t in cfg["target-tags"].split(",")]
+        archived = [
+            m
+            for m, (later, lcfg) in enumerate(ops)
+            if m > n and later.get("id") == "snapshot" and "archive" in lcfg.get("source-tags", "")
+        ]
+        assert archived, "the editor reads the archived event: the SMIL must be archived"
+    publish = [n for n, (op, cfg) in enumerate(ops) if cfg.get("workflow-id") == "partial-publish"]
+    assert publish and min(publish) > max(made)
+
+
+def test_the_cut_marks_attachment_is_read_once_and_never_archived():
+    ops = operations(ROOT / "docs" / "opencast" / "ocml-cutmarks.xml")
+    attachments = {
+        cfg["target-flavor"]
+        for op, cfg in ops
+        if op.get("id") == "execute-once" and cfg["expected-type"] == "Attachment"
+    }
+    assert len(attachments) == 1
+    for op, cfg in ops:
+        if op.get("id") == "execute-once":
+            assert "archive" not in cfg.get("target-tags", "")
+        if op.get("id") == "cut-marks-to-smil":
+            assert {cfg["source-json-flavor"]} == attachments
