@@ -428,6 +428,8 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     t = float(rng.uniform(0.3, min(30.0, duration / 5)))
     end = duration - float(rng.uniform(0.3, min(25.0, duration / 6)))
     phone = rng.random() < 0.2
+    by_source: dict[str, float] = {}
+    by_language: dict[str, float] = {}
     while True:
         if rng.random() < second_share:
             pick = by_group[groups[rng.choice(len(groups), p=weights)]]
@@ -447,6 +449,10 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
             clip = telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
         labels += [[round((start + a) / sr, 4), round((start + b) / sr, 4)] for a, b in spans]
+        said = sum(b - a for a, b in spans) / sr
+        by_source[chosen.group] = by_source.get(chosen.group, 0.0) + said
+        language = chosen.language or "none"
+        by_language[language] = by_language.get(language, 0.0) + said
         t = (start + clip.size) / sr + _pause(rng)
     active = (
         np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]) if labels else speech
@@ -480,6 +486,8 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         "clipped": clipped,
         "main_voice": f"{group}/{main}",
         "utterances": len(labels),
+        "speech_seconds_by_source": {k: round(v, 2) for k, v in sorted(by_source.items())},
+        "speech_seconds_by_language": {k: round(v, 2) for k, v in sorted(by_language.items())},
     }
     return Mixture(y.astype(np.float32), _merge(labels), meta)
 
@@ -571,6 +579,16 @@ def _drift(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     return (10 ** (db / 20)).astype(np.float32)
 
 
+def speech_minutes(metas: list[dict[str, Any]], key: str) -> dict[str, float]:
+    """Minutes of labelled speech per source (or language) over a data set's recordings,
+    most first: what the model card reports as the training data's make-up."""
+    total: dict[str, float] = {}
+    for meta in metas:
+        for name, seconds in meta[key].items():
+            total[name] = total.get(name, 0.0) + seconds
+    return {k: round(v / 60, 1) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
 def write_dataset(
     cfg: SynthConfig, out: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, object]:
@@ -594,6 +612,8 @@ def write_dataset(
         "pools": pools.summary(),
         "hours": round(total_s / 3600, 3),
         "speech_fraction": round(speech_s / max(total_s, 1e-9), 4),
+        "speech_minutes_by_source": speech_minutes(metas, "speech_seconds_by_source"),
+        "speech_minutes_by_language": speech_minutes(metas, "speech_seconds_by_language"),
         "recordings": metas,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -98,6 +98,13 @@ def test_written_set_loads_and_labels_are_inside_the_audio(
         x, _ = sf.read(item.audio, dtype="float32")
         assert np.abs(x).max() <= 1.0
     assert manifest["pools"]["speech_clips"] == {"dir": 5}
+    labelled = sum(e - s for item in items for s, e in item.labels.speech) / 60
+    assert list(manifest["speech_minutes_by_source"]) == ["dir"]
+    assert manifest["speech_minutes_by_source"]["dir"] == pytest.approx(labelled, abs=0.15)
+    assert (
+        manifest["speech_minutes_by_language"]["none"]
+        == manifest["speech_minutes_by_source"]["dir"]
+    )
     assert json.loads((tmp_path / "manifest.json").read_text())["speech_fraction"] > 0.1
 
 
