@@ -300,7 +300,7 @@ def section(runs: list[FileRun], counts: Sequence[Counts]) -> dict[str, Any]:
 
 
 TUNE_GRID: dict[str, Sequence[float]] = {
-    "threshold": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "threshold": tuple(round(0.1 + 0.05 * i, 2) for i in range(17)),
     "neg_threshold_ratio": (0.6, 0.8, 1.0),
     "min_speech": (0.05, 0.15, 0.25),
     "min_silence": (0.1, 0.2, 0.25, 0.3, 0.35, 0.5),
@@ -309,17 +309,22 @@ TUNE_GRID: dict[str, Sequence[float]] = {
 TUNE_OBJECTIVE = "pooled frame F1 minus pooled DER (0.25 s collar)"
 
 
-def tune_params(runs: list[FileRun], base: Any) -> tuple[dict[str, float], dict[str, float]]:
+def tune_params(
+    runs: list[FileRun], base: Any, *, grid: Mapping[str, Sequence[float]] = TUNE_GRID
+) -> tuple[dict[str, float], dict[str, float]]:
     """Grid search of post-processing parameters maximising pooled F1 minus collar DER.
 
     Pooled over every frame of every run (all folders together); the model's probabilities are
     the ones stored in ``runs``, so each candidate only re-runs post-processing and counting.
+    ``grid`` holds the candidate values of each key of ``TUNE_GRID``; the first best wins.
     """
     from ocml.pipeline.postprocess import SegmentParams
 
+    if set(grid) != set(TUNE_GRID) or not all(grid[k] for k in TUNE_GRID):
+        raise ValueError(f"grid must give values for each of {list(TUNE_GRID)}, got {dict(grid)!r}")
     best: tuple[float, dict[str, float], dict[str, float]] = (-np.inf, {}, {})
     keys = list(TUNE_GRID)
-    for values in itertools.product(*(TUNE_GRID[k] for k in keys)):
+    for values in itertools.product(*(grid[k] for k in keys)):
         v = dict(zip(keys, values, strict=True))
         chosen = {
             "threshold": v["threshold"],
