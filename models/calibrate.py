@@ -303,7 +303,8 @@ def format_summary(report: dict[str, Any]) -> str:
     """Before/after lines of a calibration report."""
     cal = report["calibration"]
     lines = [
-        f"calibration on {report['data']}: p' = sigmoid({cal['a']:.4g} * logit(p) + {cal['b']:.4g})"
+        f"calibration on {report['data']}: p' = sigmoid({cal['a']:.4g} * logit(p) "
+        f"{'-' if cal['b'] < 0 else '+'} {abs(cal['b']):.4g})"
     ]
     for when in ("before", "after"):
         part = report[when]
@@ -312,14 +313,16 @@ def format_summary(report: dict[str, Any]) -> str:
             f"DER(collar) {part['default']['der_collar']:.4f}"
         )
         if "tuned" in part:
+            gap = part["tuned"]["f1"] - part["default"]["f1"]
             line += (
                 f"   tuned: F1 {part['tuned']['f1']:.4f}  DER(collar) "
-                f"{part['tuned']['der_collar']:.4f}  gap {part['tuned']['f1'] - part['default']['f1']:+.4f}"
+                f"{part['tuned']['der_collar']:.4f}   tuned - defaults: {gap:+.4f} F1"
             )
         lines.append(line)
     if "tuned_params" in report["after"]:
         lines.append(
-            f"  recommended post-processing (tuned after calibration): {report['after']['tuned_params']}"
+            "  recommended post-processing (tuned on the calibrated probabilities): "
+            f"{report['after']['tuned_params']}"
         )
     lines.append(f"wrote {report['path']}")
     return "\n".join(lines)

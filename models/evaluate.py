@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ocml.models.datasets import Item, frame_labels, load_dataset
-from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.features import FeatureConfig, frame_times
 
 COLLAR = 0.25
 BOUNDARY_CAP = 1.0
@@ -89,8 +89,6 @@ def collar_mask(
     collar: float = COLLAR,
 ) -> np.ndarray:
     """True for frames scored under the collar rule: farther than collar/2 from every reference boundary."""
-    from ocml.pipeline.features import frame_times
-
     t = frame_times(n_frames, cfg)
     bounds = np.sort(np.fromiter(itertools.chain.from_iterable(reference), float))
     if bounds.size == 0:
@@ -199,9 +197,19 @@ class FileRun:
         """``set/file`` name of the file in a report."""
         return f"{self.dataset}/{self.item.audio.name}"
 
+    @cached_property
+    def centres(self) -> np.ndarray:
+        """Centre time of each frame (seconds)."""
+        return frame_times(len(self.probabilities), self.cfg)
+
     def hypothesis(self, spans: Sequence[tuple[float, float]]) -> np.ndarray:
-        """Hypothesis speech per frame (bool) for ``spans`` in seconds."""
-        return spans_to_frames(spans, len(self.probabilities), self.cfg) > 0
+        """Hypothesis speech per frame (bool) for sorted, disjoint ``spans`` in seconds: frames
+        whose centre lies in a span, as ``spans_to_frames``, found by a search per span edge."""
+        edges = np.searchsorted(self.centres, np.asarray(spans, float).reshape(-1, 2))
+        steps = np.zeros(len(self.centres) + 1, np.int32)
+        np.add.at(steps, edges[:, 0], 1)
+        np.add.at(steps, edges[:, 1], -1)
+        return np.cumsum(steps[:-1]) > 0
 
     def score(self, spans: Sequence[tuple[float, float]]) -> Counts:
         """``Counts`` of ``spans`` against this file's reference."""
@@ -300,7 +308,7 @@ def section(runs: list[FileRun], counts: Sequence[Counts]) -> dict[str, Any]:
 
 
 TUNE_GRID: dict[str, Sequence[float]] = {
-    "threshold": tuple(round(0.1 + 0.05 * i, 2) for i in range(17)),
+    "threshold": (0.02, 0.05, *(round(0.1 + 0.05 * i, 2) for i in range(17)), 0.95, 0.98),
     "neg_threshold_ratio": (0.6, 0.8, 1.0),
     "min_speech": (0.05, 0.15, 0.25),
     "min_silence": (0.1, 0.2, 0.25, 0.3, 0.35, 0.5),

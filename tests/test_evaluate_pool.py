@@ -19,6 +19,7 @@ from ocml.models.evaluate import (
     load_data_sets,
     pool,
     rescore,
+    spans_to_frames,
     tune_params,
 )
 from ocml.pipeline.features import FeatureConfig
@@ -214,3 +215,14 @@ def test_a_folder_given_twice_is_refused_and_same_names_are_told_apart(
     assert [s.name for s in sets] == ["a", "a-2"]
     with pytest.raises(ValueError, match="at least one"):
         load_data_sets([])
+
+
+def test_hypothesis_frames_match_spans_to_frames() -> None:
+    rng = np.random.default_rng(7)
+    run = _run([(1.0, 2.0)], np.zeros(2000))
+    for _ in range(50):
+        cuts = np.sort(rng.choice(np.round(np.arange(0, 20.5, 0.005), 3), 12, replace=False))
+        spans = [(float(a), float(b)) for a, b in cuts.reshape(-1, 2)]
+        expected = spans_to_frames(spans, 2000, CFG) > 0
+        np.testing.assert_array_equal(run.hypothesis(spans), expected)
+    assert not run.hypothesis([]).any()
