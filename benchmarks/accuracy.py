@@ -50,7 +50,15 @@ from benchmarks.peers import (  # noqa: E402
     silero_probabilities,
     webrtc_probabilities,
 )
-from ocml.models.evaluate import COLLAR, Counts, DataSet, compare, load_data_sets, pool  # noqa: E402
+from ocml.models.conditions import by_condition, load_conditions  # noqa: E402
+from ocml.models.evaluate import (  # noqa: E402
+    COLLAR,
+    Counts,
+    DataSet,
+    FileRun,
+    load_data_sets,
+    pool,
+)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_DATA = (SHARED / "dev", SHARED / "val")
@@ -88,24 +96,38 @@ def smoothed_spans(probs: np.ndarray, duration: float, params: Any = None) -> Sp
 
 
 class Bench:
-    """Frame counts and seconds of every system on every file, collected per data set."""
+    """Frame counts, decisions and seconds of every system on every file, per data set."""
 
     def __init__(self, sets: Sequence[DataSet]) -> None:
         from ocml.pipeline.decode import probe
 
         self.sets = list(sets)
         self.duration = {i.audio: probe(str(i.audio)).duration for ds in sets for i in ds.items}
+        self.runs = {
+            i.audio: FileRun(i, np.zeros(self.frames(i)), self.duration[i.audio], [], ds.name, CFG)
+            for ds in sets
+            for i in ds.items
+        }
         self.counts: dict[str, dict[str, list[Counts]]] = {}
+        self.spans: dict[str, dict[Path, Spans]] = {}
         self.seconds: dict[str, dict[str, float]] = {}
 
-    def add(self, system: str, dataset: str, item: Any, spans: Spans, seconds: float) -> None:
+    def frames(self, item: Any) -> int:
+        """Frames of the pipeline's grid in ``item``'s recording."""
+        return CFG.frames(int(round(self.duration[item.audio] * SR)))
+
+    def add(self, system: str, item: Any, spans: Spans, seconds: float) -> None:
         """Score ``spans`` of ``item`` for ``system`` and count ``seconds`` of processing."""
-        n = CFG.frames(int(round(self.duration[item.audio] * SR)))
-        self.counts.setdefault(system, {}).setdefault(dataset, []).append(
-            compare(item.labels.speech, spans, n, CFG)
-        )
+        run = self.runs[item.audio]
+        self.counts.setdefault(system, {}).setdefault(run.dataset, []).append(run.score(spans))
+        self.spans.setdefault(system, {})[item.audio] = spans
         per_set = self.seconds.setdefault(system, {})
-        per_set[dataset] = per_set.get(dataset, 0.0) + seconds
+        per_set[run.dataset] = per_set.get(run.dataset, 0.0) + seconds
+
+    def by_condition(self, system: str, conditions: dict[str, Any]) -> dict[str, Any]:
+        """Pooled metrics of ``system`` by recording condition (``models.conditions``)."""
+        runs = list(self.runs.values())
+        return by_condition(runs, [self.spans[system][r.item.audio] for r in runs], conditions)
 
     def audio_seconds(self, dataset: str | None = None) -> float:
         """Seconds of audio in one data set (None: in all)."""
@@ -168,28 +190,38 @@ def run(sets: Sequence[DataSet], model_path: str | None) -> dict[str, Any]:
                 t = time.perf_counter()
                 result = segment_file(item.audio, model, params)
                 spans = [(s.start, s.end) for s in result.segments]
-                bench.add(names[key], ds.name, item, spans, time.perf_counter() - t)
+                bench.add(names[key], item, spans, time.perf_counter() - t)
             t = time.perf_counter()
             spans = opencast_silencedetect(item.audio, duration)
-            bench.add(names["ffmpeg"], ds.name, item, spans, time.perf_counter() - t)
+            bench.add(names["ffmpeg"], item, spans, time.perf_counter() - t)
             audio = load_audio(item.audio)
             for key, peer in peers.items():
                 t = time.perf_counter()
                 probs = peer(audio)
                 seconds = time.perf_counter() - t
-                bench.add(names[key], ds.name, item, raw_spans(probs), seconds)
+                bench.add(names[key], item, raw_spans(probs), seconds)
                 t = time.perf_counter()
                 spans = smoothed_spans(probs, duration)
                 pp_seconds = seconds + time.perf_counter() - t
-                bench.add(names[f"{key}_pp"], ds.name, item, spans, pp_seconds)
+                bench.add(names[f"{key}_pp"], item, spans, pp_seconds)
                 if key == "silero":
                     t = time.perf_counter()
                     spans = smoothed_spans(probs, duration, silero_own)
                     own_seconds = seconds + time.perf_counter() - t
-                    bench.add(names["silero_own"], ds.name, item, spans, own_seconds)
+                    bench.add(names["silero_own"], item, spans, own_seconds)
     rows = {key: bench.row(name) for key, name in names.items()}
+    for key, short in SHORT.items():
+        rows[key]["short"] = short
+    conditions = load_conditions(sets)
+    if conditions:
+        for key, row in rows.items():
+            row["by_condition"] = bench.by_condition(names[key], conditions)
     best = max(range(4), key=lambda m: rows[f"webrtc{m}"]["pool"]["f1"])
-    rows["webrtc_best"] = {**rows[f"webrtc{best}"], "system": f"WebRTC VAD, best mode ({best})"}
+    rows["webrtc_best"] = {
+        **rows[f"webrtc{best}"],
+        "system": f"WebRTC VAD, best mode ({best})",
+        "short": f"WebRTC mode {best}",
+    }
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
@@ -225,6 +257,17 @@ def run(sets: Sequence[DataSet], model_path: str | None) -> dict[str, Any]:
         ],
         "systems": rows,
     }
+
+
+SHORT = {
+    "shipped": "ours, shipped",
+    "generic": "ours, generic",
+    "silero": "Silero 0.5",
+    "silero_own": "Silero, own defaults",
+    "silero_pp": "Silero + ours",
+    "ffmpeg": "ffmpeg",
+}
+"""Column headings of the by-condition table."""
 
 
 def _cell(value: float, column: str) -> str:
@@ -263,6 +306,7 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join(f"{c['f1']:.3f} | {c['der_collar']:.3f}" for c in cells)
             + f" | {_cell(row['pool']['x_realtime'], 'x_realtime')} |"
         )
+    lines += _condition_table(report)
     lines += ["", "All systems, every set and the pool:", ""]
     lines.append("| system | set | " + " | ".join(COLUMNS) + " |")
     lines.append("| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " |")
@@ -277,6 +321,37 @@ def markdown(report: dict[str, Any]) -> str:
                 + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _condition_table(report: dict[str, Any]) -> list[str]:
+    """F1 by recording condition on the pool for the systems of the summary table; in groups
+    without speech the false-alarm rate instead (``FA``)."""
+    keys = [k for k in report["table"] if "by_condition" in report["systems"][k]]
+    if not keys:
+        return []
+    first = report["systems"][keys[0]]["by_condition"]
+    lines = [
+        "",
+        "F1 by recording condition on the pool (`models/conditions.py`; FA: false-alarm rate "
+        "where a group has no speech):",
+        "",
+        "| condition | group | minutes | "
+        + " | ".join(report["systems"][k]["short"] for k in keys)
+        + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
+    ]
+    for axis, groups in first.items():
+        for group, m in groups.items():
+            cells = []
+            for k in keys:
+                g = report["systems"][k]["by_condition"][axis][group]
+                cells.append(
+                    f"FA {g['false_alarm_rate']:.3f}" if g["f1"] is None else f"{g['f1']:.3f}"
+                )
+            lines.append(
+                f"| {axis} | {group} | {m['seconds'] / 60:.1f} | " + " | ".join(cells) + " |"
+            )
+    return lines
 
 
 def _params(params: dict[str, float]) -> str:
