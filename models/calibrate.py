@@ -97,6 +97,10 @@ def fit_calibration(
     """
     if not runs:
         raise ValueError("no recordings to calibrate on")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be an integer >= 0, got {refine!r}")
+    if not a_grid or not b_grid:
+        raise ValueError(f"a_grid and b_grid must not be empty, got {a_grid!r} and {b_grid!r}")
     params = SegmentParams() if params is None else params
     logits = [logit(r.probabilities) for r in runs]
 

@@ -115,6 +115,8 @@ def error_rows(
 ) -> Path:
     """The whole file in rows of ``seconds_per_row``: speech probability against the thresholds,
     reference, decisions, false alarms and misses — for reading where a file goes wrong."""
+    if not (isinstance(seconds_per_row, (int, float)) and seconds_per_row > 0):
+        raise ValueError(f"seconds_per_row must be a positive number, got {seconds_per_row!r}")
     plt = _pyplot()
     hop = cfg.hop_length / cfg.sample_rate
     n = len(run.probabilities)

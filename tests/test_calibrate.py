@@ -103,6 +103,10 @@ def test_fit_moves_the_default_thresholds_between_the_classes() -> None:
     assert low < SegmentParams().neg_threshold and high >= SegmentParams().threshold
     with pytest.raises(ValueError, match="no recordings"):
         fit_calibration([])
+    with pytest.raises(ValueError, match="refine must be an integer >= 0, got -1"):
+        fit_calibration(runs, refine=-1)
+    with pytest.raises(ValueError, match="a must be > 0"):
+        fit_calibration(runs, a_grid=(0.0, 1.0), refine=0)
 
 
 def test_calibrate_command_end_to_end(

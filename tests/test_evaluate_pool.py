@@ -205,6 +205,26 @@ def test_plots_of_each_folder_and_the_worst_files(
     assert all(p.stat().st_size > 10_000 for p in plots.glob("worst-*.png"))
 
 
+def test_error_rows_refuse_a_bad_row_length(tmp_path: Path) -> None:
+    from ocml.models.plots import error_rows
+
+    run = _run([(1.0, 2.0)], np.zeros(500))
+    with pytest.raises(ValueError, match="seconds_per_row must be a positive number, got 0"):
+        error_rows(
+            run,
+            CFG,
+            tmp_path / "x.png",
+            decisions=[],
+            params=SegmentParams(),
+            title="t",
+            seconds_per_row=0,
+        )
+    path = error_rows(
+        run, CFG, tmp_path / "y.png", decisions=[(1.0, 1.5)], params=SegmentParams(), title="t"
+    )
+    assert path.stat().st_size > 5_000
+
+
 def test_a_folder_given_twice_is_refused_and_same_names_are_told_apart(
     folders: dict[str, Path], tmp_path: Path
 ) -> None:
