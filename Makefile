@@ -32,11 +32,13 @@ redis:
 	       redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no; sleep 1; }
 
 ## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency).
+## Accuracy runs on ../shared/data/dev and val and rewrites benchmarks/results/accuracy.{md,json}.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m pip install --quiet --no-deps silero-vad
 	$(BIN)/python benchmarks/speed.py
-	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/accuracy.py --markdown benchmarks/results/accuracy.md \
+	  --json benchmarks/results/accuracy.json
 
 ## Rebuild the default model from nothing (~40 min on 2 cores): installs the Debian packages that
 ## `ocml-train synth` draws speech, noise and music from, then runs models/reproduce_default.sh.

@@ -1,13 +1,25 @@
-"""Accuracy of our model against the peers on the same labelled recordings, in one table.
+"""Accuracy of our model against the peers on the labelled validation sets, each and pooled, in one run.
 
-Peers: FFmpeg ``silencedetect`` with Opencast's shipped settings (−40 dB, 10 s silences, voice
-under 60 s dropped, 2 s kept before speech), WebRTC VAD modes 0–3 (``webrtcvad-wheels``) and
-Silero VAD (its ONNX model from the installed ``silero-vad`` package, run with onnxruntime the way
-its ``OnnxWrapper`` does: 512-sample chunks at 16 kHz with 64 samples of context and a state).
-Every system is scored by ``models.evaluate.compare`` on the same 10 ms frame grid; VAD decisions
-are also shown after our default post-processing (hysteresis, minimum durations, padding).
+Systems, all scored by ``models.evaluate.compare`` on the same 10 ms frame grid (F1, precision,
+recall, DER with no collar and with a 0.25 s collar), on every folder and on the pool of all:
 
-Run:  python benchmarks/accuracy.py [DATA] [--model PATH] [--json out.json]
+- our model through the whole pipeline with its shipped post-processing (``ocml segment``'s
+  default), and with the pipeline's generic defaults (``SegmentParams()``, threshold 0.5);
+- Silero VAD (its ONNX model from the installed ``silero-vad`` package, run with onnxruntime the
+  way its ``OnnxWrapper`` does), thresholded at 0.5, through the defaults of its own
+  ``get_speech_timestamps`` (``SILERO_OWN``, applied by our post-processing) and through our
+  generic post-processing;
+- WebRTC VAD (``webrtcvad-wheels``) modes 0–3, raw and through our generic post-processing; the
+  table shows the best mode by pooled F1, the JSON all of them;
+- FFmpeg ``silencedetect`` with Opencast's shipped settings (−40 dB, 10 s silences, voice under
+  60 s dropped, 2 s kept before speech).
+
+× real time is audio seconds ÷ processing seconds over each folder, one thread each. Our rows
+include decoding (the whole ``segment_file``); the peers get decoded 16 kHz samples (decoding is
+outside their timed region), except ffmpeg, which decodes for itself.
+
+Run:  python benchmarks/accuracy.py [DATA ...] [--model PATH] [--markdown OUT.md] [--json OUT.json]
+      (default DATA: ../shared/data/dev and ../shared/data/val)
 Needs: ``pip install webrtcvad-wheels onnxruntime imageio-ffmpeg`` (or an ``ffmpeg`` on PATH)
 and ``silero-vad`` installed with ``--no-deps`` (its torch code is never imported).
 """
@@ -16,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,19 +41,28 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.peers import (
+from benchmarks.peers import (  # noqa: E402
     CFG,
     SR,
     Spans,
     load_audio,
-    opencast_silencedetect,  # noqa: E402
+    opencast_silencedetect,
     silero_probabilities,
     webrtc_probabilities,
 )
-from ocml.models.datasets import Item, load_dataset  # noqa: E402
-from ocml.models.evaluate import Counts, compare  # noqa: E402
+from ocml.models.conditions import by_condition, load_conditions  # noqa: E402
+from ocml.models.evaluate import (  # noqa: E402
+    COLLAR,
+    Counts,
+    DataSet,
+    FileRun,
+    load_data_sets,
+    pool,
+)
 
-DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = (SHARED / "dev", SHARED / "val")
+COLUMNS = ("f1", "precision", "recall", "der", "der_collar", "x_realtime")
 
 
 def raw_spans(probs: np.ndarray, threshold: float = 0.5) -> Spans:
@@ -50,104 +73,311 @@ def raw_spans(probs: np.ndarray, threshold: float = 0.5) -> Spans:
     return [(off + a * hop, off + b * hop) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def smoothed_spans(probs: np.ndarray, duration: float) -> Spans:
-    """Our default post-processing applied to a peer's probabilities."""
-    from ocml.pipeline.postprocess import Binarize, preset
+SILERO_OWN = {
+    "threshold": 0.5,
+    "neg_threshold": 0.35,
+    "min_speech": 0.25,
+    "min_silence": 0.1,
+    "pad": 0.03,
+}
+"""The defaults of Silero's own ``get_speech_timestamps`` (threshold 0.5, neg_threshold
+threshold − 0.15, min_speech_duration_ms 250, min_silence_duration_ms 100, speech_pad_ms 30) as
+our post-processing parameters."""
 
-    segs = Binarize(preset("default"))(probs, duration=duration, offset=CFG.win_length / 2 / SR)
+
+def smoothed_spans(probs: np.ndarray, duration: float, params: Any = None) -> Spans:
+    """Post-processing (default: our generic defaults) applied to a peer's probabilities."""
+    from ocml.pipeline.postprocess import Binarize, SegmentParams
+
+    segs = Binarize(SegmentParams() if params is None else params)(
+        probs, duration=duration, hop=CFG.hop_length / SR, offset=CFG.win_length / 2 / SR
+    )
     return [(s.start, s.end) for s in segs]
 
 
-def score(items: list[Item], system: Callable[[Item], Spans]) -> tuple[dict[str, float], float]:
-    """Pooled metrics of ``system`` over ``items`` and its seconds of processing."""
-    total = Counts(0, 0, 0, 0, 0, 0, 0, ())
-    seconds = 0.0
-    for item in items:
-        t = time.perf_counter()
-        hyp = system(item)
-        seconds += time.perf_counter() - t
-        n = CFG.frames(int(round(_duration(item) * SR)))
-        total = total + compare(item.labels.speech, hyp, n, CFG)
-    return total.metrics(), seconds
+class Bench:
+    """Frame counts, decisions and seconds of every system on every file, per data set."""
 
-
-_DURATIONS: dict[Path, float] = {}
-
-
-def _duration(item: Item) -> float:
-    if item.audio not in _DURATIONS:
+    def __init__(self, sets: Sequence[DataSet]) -> None:
         from ocml.pipeline.decode import probe
 
-        _DURATIONS[item.audio] = probe(str(item.audio)).duration
-    return _DURATIONS[item.audio]
+        self.sets = list(sets)
+        self.duration = {i.audio: probe(str(i.audio)).duration for ds in sets for i in ds.items}
+        self.runs = {
+            i.audio: FileRun(i, np.zeros(self.frames(i)), self.duration[i.audio], [], ds.name, CFG)
+            for ds in sets
+            for i in ds.items
+        }
+        self.counts: dict[str, dict[str, list[Counts]]] = {}
+        self.spans: dict[str, dict[Path, Spans]] = {}
+        self.seconds: dict[str, dict[str, float]] = {}
+
+    def frames(self, item: Any) -> int:
+        """Frames of the pipeline's grid in ``item``'s recording."""
+        return CFG.frames(int(round(self.duration[item.audio] * SR)))
+
+    def add(self, system: str, item: Any, spans: Spans, seconds: float) -> None:
+        """Score ``spans`` of ``item`` for ``system`` and count ``seconds`` of processing."""
+        run = self.runs[item.audio]
+        self.counts.setdefault(system, {}).setdefault(run.dataset, []).append(run.score(spans))
+        self.spans.setdefault(system, {})[item.audio] = spans
+        per_set = self.seconds.setdefault(system, {})
+        per_set[run.dataset] = per_set.get(run.dataset, 0.0) + seconds
+
+    def by_condition(self, system: str, conditions: dict[str, Any]) -> dict[str, Any]:
+        """Pooled metrics of ``system`` by recording condition (``models.conditions``)."""
+        runs = list(self.runs.values())
+        return by_condition(runs, [self.spans[system][r.item.audio] for r in runs], conditions)
+
+    def audio_seconds(self, dataset: str | None = None) -> float:
+        """Seconds of audio in one data set (None: in all)."""
+        return sum(
+            self.duration[i.audio]
+            for ds in self.sets
+            if dataset in (None, ds.name)
+            for i in ds.items
+        )
+
+    def row(self, system: str) -> dict[str, Any]:
+        """Metrics and × real time of ``system`` per data set and pooled."""
+        out: dict[str, Any] = {"system": system, "sets": {}}
+        for ds in self.sets:
+            seconds = self.seconds[system][ds.name]
+            out["sets"][ds.name] = {
+                **pool(self.counts[system][ds.name]).metrics(),
+                "x_realtime": round(self.audio_seconds(ds.name) / max(seconds, 1e-9), 1),
+            }
+        total = sum(self.seconds[system].values())
+        out["pool"] = {
+            **pool(c for cs in self.counts[system].values() for c in cs).metrics(),
+            "x_realtime": round(self.audio_seconds() / max(total, 1e-9), 1),
+        }
+        return out
+
+
+def run(sets: Sequence[DataSet], model_path: str | None) -> dict[str, Any]:
+    """Every system on every file of ``sets``; the report with one row per system."""
+    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.postprocess import SegmentParams
+    from ocml.pipeline.segment import resolve_params, segment_file
+
+    configure_tensorflow(1)
+    model = load_model(model_path)
+    shipped, generic = resolve_params(model), SegmentParams()
+    silero_own = SegmentParams.from_mapping(SILERO_OWN)
+    bench = Bench(sets)
+    ours = f"opencast-ml {model.name} {model.version}"
+    names = {
+        "shipped": f"{ours}, shipped post-processing",
+        "generic": f"{ours}, generic defaults (threshold 0.5)",
+        "silero": "Silero VAD (ONNX), threshold 0.5",
+        "silero_pp": "Silero VAD (ONNX) + our generic post-processing",
+        "silero_own": "Silero VAD (ONNX) + its own get_speech_timestamps defaults",
+        "ffmpeg": "ffmpeg silencedetect (Opencast defaults)",
+    }
+    peers: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "silero": silero_probabilities,
+        **{f"webrtc{m}": (lambda x, m=m: webrtc_probabilities(x, m)) for m in range(4)},
+    }
+    for m in range(4):
+        names[f"webrtc{m}"] = f"WebRTC VAD mode {m}"
+        names[f"webrtc{m}_pp"] = f"WebRTC VAD mode {m} + our generic post-processing"
+    for ds in sets:
+        for item in ds.items:
+            duration = bench.duration[item.audio]
+            print(f"  {ds.name}/{item.audio.name}: {duration:.1f} s", file=sys.stderr)
+            for key, params in (("shipped", shipped), ("generic", generic)):
+                t = time.perf_counter()
+                result = segment_file(item.audio, model, params)
+                spans = [(s.start, s.end) for s in result.segments]
+                bench.add(names[key], item, spans, time.perf_counter() - t)
+            t = time.perf_counter()
+            spans = opencast_silencedetect(item.audio, duration)
+            bench.add(names["ffmpeg"], item, spans, time.perf_counter() - t)
+            audio = load_audio(item.audio)
+            for key, peer in peers.items():
+                t = time.perf_counter()
+                probs = peer(audio)
+                seconds = time.perf_counter() - t
+                bench.add(names[key], item, raw_spans(probs), seconds)
+                t = time.perf_counter()
+                spans = smoothed_spans(probs, duration)
+                pp_seconds = seconds + time.perf_counter() - t
+                bench.add(names[f"{key}_pp"], item, spans, pp_seconds)
+                if key == "silero":
+                    t = time.perf_counter()
+                    spans = smoothed_spans(probs, duration, silero_own)
+                    own_seconds = seconds + time.perf_counter() - t
+                    bench.add(names["silero_own"], item, spans, own_seconds)
+    rows = {key: bench.row(name) for key, name in names.items()}
+    for key, short in SHORT.items():
+        rows[key]["short"] = short
+    conditions = load_conditions(sets)
+    if conditions:
+        for key, row in rows.items():
+            row["by_condition"] = bench.by_condition(names[key], conditions)
+    best = max(range(4), key=lambda m: rows[f"webrtc{m}"]["pool"]["f1"])
+    rows["webrtc_best"] = {
+        **rows[f"webrtc{best}"],
+        "system": f"WebRTC VAD, best mode ({best})",
+        "short": f"WebRTC mode {best}",
+    }
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "architecture": model.architecture,
+            "sha256": model.sha256,
+            "calibration": model.metadata.get("calibration"),
+        },
+        "data": {
+            ds.name: {
+                "folder": str(ds.path),
+                "files": len(ds.items),
+                "minutes": round(bench.audio_seconds(ds.name) / 60, 2),
+            }
+            for ds in sets
+        },
+        "collar": COLLAR,
+        "params": {
+            "shipped": shipped.to_dict(),
+            "generic": generic.to_dict(),
+            "silero_own": silero_own.to_dict(),
+        },
+        "table": [
+            "shipped",
+            "generic",
+            "silero",
+            "silero_own",
+            "silero_pp",
+            "webrtc_best",
+            "ffmpeg",
+        ],
+        "systems": rows,
+    }
+
+
+SHORT = {
+    "shipped": "ours, shipped",
+    "generic": "ours, generic",
+    "silero": "Silero 0.5",
+    "silero_own": "Silero, own defaults",
+    "silero_pp": "Silero + ours",
+    "ffmpeg": "ffmpeg",
+}
+"""Column headings of the by-condition table."""
+
+
+def _cell(value: float, column: str) -> str:
+    return f"{value:,.0f}" if column == "x_realtime" else f"{value:.3f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary table (F1 and DER@0.25 s per set and pooled, × real time) and the details."""
+    sets = list(report["data"])
+    parts = [*sets, "pool"]
+    data = ", ".join(
+        f"`{name}` ({d['files']} files, {d['minutes']:.1f} min)"
+        for name, d in report["data"].items()
+    )
+    m = report["model"]
+    lines = [
+        f"# Accuracy: {m['name']} {m['version']} ({m['architecture']}) and the peers",
+        "",
+        f"Run {report['created']} on {report['machine']} by `benchmarks/accuracy.py`; data {data}, "
+        "scored on 10 ms frames; DER@0.25 = (false alarm + miss) / reference speech outside a "
+        f"{report['collar']} s collar (±{report['collar'] / 2} s) around reference boundaries; "
+        "pool = all files of all sets together. × real time over the pool, one thread.",
+        "",
+        f"Shipped post-processing: `{_params(report['params']['shipped'])}`; generic defaults: "
+        f"`{_params(report['params']['generic'])}`."
+        + (f" Calibration: `{m['calibration']}`." if m.get("calibration") else ""),
+        "",
+        "| system | " + " | ".join(f"{p} F1 | {p} DER@0.25" for p in parts) + " | × real time |",
+        "| --- | " + " | ".join("---: | ---:" for _ in parts) + " | ---: |",
+    ]
+    for key in report["table"]:
+        row = report["systems"][key]
+        cells = [row["sets"][p] if p in sets else row["pool"] for p in parts]
+        lines.append(
+            f"| {row['system']} | "
+            + " | ".join(f"{c['f1']:.3f} | {c['der_collar']:.3f}" for c in cells)
+            + f" | {_cell(row['pool']['x_realtime'], 'x_realtime')} |"
+        )
+    lines += _condition_table(report)
+    lines += ["", "All systems, every set and the pool:", ""]
+    lines.append("| system | set | " + " | ".join(COLUMNS) + " |")
+    lines.append("| --- | --- | " + " | ".join("---:" for _ in COLUMNS) + " |")
+    for key, row in report["systems"].items():
+        if key == "webrtc_best":
+            continue
+        for p in parts:
+            c = row["sets"][p] if p in sets else row["pool"]
+            lines.append(
+                f"| {row['system']} | {p} | "
+                + " | ".join(_cell(c[col], col) for col in COLUMNS)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _condition_table(report: dict[str, Any]) -> list[str]:
+    """F1 by recording condition on the pool for the systems of the summary table; in groups
+    without speech the false-alarm rate instead (``FA``)."""
+    keys = [k for k in report["table"] if "by_condition" in report["systems"][k]]
+    if not keys:
+        return []
+    first = report["systems"][keys[0]]["by_condition"]
+    lines = [
+        "",
+        "F1 by recording condition on the pool (`models/conditions.py`; FA: false-alarm rate "
+        "where a group has no speech):",
+        "",
+        "| condition | group | minutes | "
+        + " | ".join(report["systems"][k]["short"] for k in keys)
+        + " |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in keys) + " |",
+    ]
+    for axis, groups in first.items():
+        for group, m in groups.items():
+            cells = []
+            for k in keys:
+                g = report["systems"][k]["by_condition"][axis][group]
+                cells.append(
+                    f"FA {g['false_alarm_rate']:.3f}" if g["f1"] is None else f"{g['f1']:.3f}"
+                )
+            lines.append(
+                f"| {axis} | {group} | {m['seconds'] / 60:.1f} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _params(params: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in params.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "data", nargs="?", type=Path, default=DEV, help="labelled folder (default: shared dev set)"
+        "data",
+        nargs="*",
+        type=Path,
+        default=list(DEFAULT_DATA),
+        help="labelled folders (default: the shared dev and val sets)",
     )
     parser.add_argument("--model", help="SavedModel (default: the shipped default model)")
-    parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    parser.add_argument("--json", type=Path, help="also write the full report as JSON here")
     args = parser.parse_args(argv)
-
-    from ocml.pipeline.model import configure_tensorflow, load_model
-    from ocml.pipeline.postprocess import preset
-    from ocml.pipeline.segment import resolve_params, segment_file
-
-    configure_tensorflow(1)
-    items = load_dataset(args.data)
-    audio_seconds = sum(_duration(i) for i in items)
-    cache: dict[Path, np.ndarray] = {}
-
-    def audio(item: Item) -> np.ndarray:
-        if item.audio not in cache:
-            cache[item.audio] = load_audio(item.audio)
-        return cache[item.audio]
-
-    model = load_model(args.model)
-    params = resolve_params(model)
-    systems: dict[str, Callable[[Item], Spans]] = {
-        f"opencast-ml {model.name} {model.version} ({model.architecture})": lambda i: [
-            (s.start, s.end) for s in segment_file(i.audio, model, params).segments
-        ],
-        "ffmpeg silencedetect (Opencast defaults)": lambda i: opencast_silencedetect(
-            i.audio, _duration(i)
-        ),
-    }
-    for mode in range(4):
-        systems[f"WebRTC VAD mode {mode}"] = lambda i, m=mode: raw_spans(
-            webrtc_probabilities(audio(i), m)
-        )
-        systems[f"WebRTC VAD mode {mode} + our post-processing"] = lambda i, m=mode: smoothed_spans(
-            webrtc_probabilities(audio(i), m), _duration(i)
-        )
-    systems["Silero VAD (ONNX), threshold 0.5"] = lambda i: raw_spans(
-        silero_probabilities(audio(i))
-    )
-    systems["Silero VAD (ONNX) + our post-processing"] = lambda i: smoothed_spans(
-        silero_probabilities(audio(i)), _duration(i)
-    )
-    for item in items:  # decode outside the timed region for the peers that take samples
-        audio(item)
-    rows = []
-    for name, system in systems.items():
-        m, seconds = score(items, system)
-        rows.append(
-            {"system": name, **m, "x_realtime": round(audio_seconds / max(seconds, 1e-9), 1)}
-        )
-    print(
-        f"{len(items)} files, {audio_seconds / 60:.1f} min of {args.data}; frame metrics on 10 ms frames, "
-        f"DER collar {0.25} s (pyannote convention: ±0.125 s); default post-processing "
-        f"{preset('default').to_dict()}"
-    )
-    cols = ("f1", "precision", "recall", "der", "der_collar", "boundary_error", "x_realtime")
-    print(f"| {'system':<52} | " + " | ".join(f"{c:>14}" for c in cols) + " |")
-    print(f"|{'-' * 54}|" + "|".join("-" * 16 for _ in cols) + "|")
-    for r in rows:
-        print(f"| {r['system']:<52} | " + " | ".join(f"{r[c]:>14}" for c in cols) + " |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    report = run(load_data_sets(args.data), args.model)
+    text = markdown(report)
+    print(text)
+    for path, content in ((args.markdown, text), (args.json, json.dumps(report, indent=1))):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content if content.endswith("\n") else content + "\n")
     return 0
 
 

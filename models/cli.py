@@ -39,7 +39,8 @@ def main(verbose: bool) -> None:
       ocml-train synth data/synth
       ocml-train spectrograms data/synth data/spec
       ocml-train train --recipe default --data data/spec --out runs/default
-      ocml-train evaluate runs/default ../shared/data/dev --tune
+      ocml-train evaluate runs/default ../shared/data/dev ../shared/data/val --tune
+      ocml-train calibrate runs/default ../shared/data/dev ../shared/data/val --out runs/cal
 
     Every exported model is a SavedModel with its feature configuration in assets/ocml.json, so
     the pipeline computes exactly the features it was trained on.
@@ -346,16 +347,31 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
         raise _fail(err) from err
 
 
+_data_args = click.argument(
+    "data", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_data_args
 @click.option(
     "--plots",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write a timeline PNG per file and a precision/recall curve here.",
+    help="Write a timeline PNG per file (DIR/SET/), a precision/recall curve and, for the worst "
+    "file of each folder and of the pool, its errors in 30 s rows (DIR/worst-*.png).",
 )
 @click.option(
-    "--tune", is_flag=True, help="Search post-processing parameters on DATA and report the best."
+    "--tune",
+    is_flag=True,
+    help="Search post-processing parameters on all DATA folders pooled; report each and the "
+    "pool with the tuned values.",
+)
+@click.option(
+    "--by-condition",
+    is_flag=True,
+    help="Also print frame metrics by recording condition (SNR, reverberation, level, music, "
+    "noise events, speaker) from the folders' manifest.json (always in --json).",
 )
 @click.option(
     "--param",
@@ -368,37 +384,115 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     "--json",
     "as_json",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the full report (per file and overall) as JSON.",
+    help="Also write the full report (per file, per folder, pooled, by condition) as JSON.",
 )
 @_threads_opt
 def evaluate(
     model: Path,
-    data: Path,
+    data: tuple[Path, ...],
     plots: Path | None,
     tune: bool,
+    by_condition: bool,
     params: tuple[str, ...],
     as_json: Path | None,
     threads: int,
 ) -> None:
-    """Score MODEL on the labelled recordings in DATA through the real pipeline.
+    """Score MODEL on the labelled recordings in one or more DATA folders through the real pipeline.
 
     Each file is decoded, featurised, run through the model and post-processed exactly as the
     worker does, then compared with its labels at 10 ms frames: precision, recall, F1,
     accuracy, detection error rate ((false alarm + miss) / reference speech) with no collar and
     with a 0.25 s collar around reference boundaries, and the mean boundary error. Numbers are
-    given per file and duration-weighted overall. MODEL is a SavedModel or a training run's
-    directory (its savedmodel/ is used).
+    given per file, per folder and pooled over all frames of all folders. The model runs once
+    per file; tuning re-runs only the post-processing on its stored probabilities. MODEL is a
+    SavedModel or a training run's directory (its savedmodel/ is used).
 
     \b
-    Example:
-      ocml-train evaluate runs/default ../shared/data/dev --plots plots/ --tune
+    Examples:
+      ocml-train evaluate runs/default ../shared/data/dev
+      ocml-train evaluate runs/default ../shared/data/dev ../shared/data/val --tune \\
+          --by-condition --plots plots/ --json pool.json
     """
     from ocml.models import evaluate as ev
 
     _threads(threads)
     try:
-        report = ev.evaluate_dir(
-            model, data, overrides=_kv(params), plots=plots, tune=tune, echo=click.echo
+        report = ev.evaluate_dirs(
+            model,
+            data,
+            overrides=_kv(params),
+            plots=plots,
+            tune=tune,
+            by_condition=by_condition,
+            echo=click.echo,
+        )
+    except (ValueError, OcmlError) as err:
+        raise _fail(err) from err
+    if as_json:
+        as_json.write_text(json.dumps(report, indent=1))
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_data_args
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the calibrated SavedModel (a new directory).",
+)
+@click.option(
+    "--no-tune",
+    is_flag=True,
+    help="Do not tune post-processing after calibrating; the model then recommends the "
+    "generic defaults.",
+)
+@click.option("--version", "version", help="Version of the calibrated model (default: MODEL's).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--json",
+    "as_json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report (pooled F1 before and after) as JSON.",
+)
+@_threads_opt
+def calibrate(
+    model: Path,
+    data: tuple[Path, ...],
+    out: Path,
+    no_tune: bool,
+    version: str | None,
+    overwrite: bool,
+    as_json: Path | None,
+    threads: int,
+) -> None:
+    """Calibrate MODEL's probabilities on the DATA folders pooled and write it to OUT.
+
+    Fits p' = sigmoid(a * logit(p) + b) so that the pipeline's generic post-processing defaults
+    (threshold 0.5, neg_threshold 0.35, min_speech 0.25 s, min_silence 0.5 s, pad 0.1 s) give
+    the highest pooled frame F1, and writes the model again with the transform inside the
+    SavedModel (same signature) and a `calibration` record (a, b, fitted_on, F1 before/after)
+    in assets/ocml.json. Then, unless --no-tune, post-processing is tuned on the calibrated
+    probabilities (pool) and stored as the model's recommended values with the pooled metrics.
+    Prints pooled F1 with the defaults and tuned, before and after.
+
+    \b
+    Example:
+      ocml-train calibrate runs/default/savedmodel ../shared/data/dev ../shared/data/val \\
+          --out runs/default/calibrated --json calibration.json
+    """
+    from ocml.models.calibrate import calibrate_dirs
+
+    _threads(threads)
+    try:
+        report = calibrate_dirs(
+            model,
+            data,
+            out,
+            tune=not no_tune,
+            version=version,
+            overwrite=overwrite,
+            echo=click.echo,
         )
     except (ValueError, OcmlError) as err:
         raise _fail(err) from err
@@ -481,6 +575,7 @@ def export(
                 "collar": report["collar"],
                 "params": report["params"],
                 **report["overall"],
+                "sets": {name: s["overall"] for name, s in report.get("sets", {}).items()},
             }
         pp = json.loads(pp_file.read_text()) if pp_file else None
         path = export_checkpoint(

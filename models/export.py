@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ocml.pipeline.model import (
 )
 from ocml.pipeline.result import utc_now
 
-__all__ = ["export_savedmodel", "read_metadata", "build_metadata"]
+__all__ = ["export_savedmodel", "read_metadata", "build_metadata", "write_checked"]
 
 PROBE_FRAMES = 97
 """Length of the random probe batch that checks the export against the Keras model."""
@@ -110,22 +111,12 @@ def export_savedmodel(
         metrics=metrics,
         inference=inference,
     )
-    text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise OutputError(
-            "export target already exists (pass overwrite=True to replace it)", path=str(out)
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
     n_mels = features.n_mels
 
     def serve(log_mels):
         return tf.reshape(keras_model(log_mels, training=False), tf.shape(log_mels)[:2])
 
-    probe = np.random.default_rng(0).normal(-5.0, 3.0, (2, PROBE_FRAMES, n_mels)).astype(np.float32)
-    expected = _keras_probabilities(keras_model, probe)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    def save(staging: Path) -> None:
         archive = keras.export.ExportArchive()
         archive.track(keras_model)
         archive.add_endpoint(
@@ -134,12 +125,53 @@ def export_savedmodel(
             input_signature=[tf.TensorSpec([None, None, n_mels], tf.float32, name="log_mels")],
         )
         archive.write_out(str(staging), verbose=False)
+
+    probe = probe_batch(n_mels)
+    return write_checked(
+        out_dir,
+        save=save,
+        metadata=metadata,
+        probe=probe,
+        expected=_keras_probabilities(keras_model, probe),
+        what="the Keras model",
+        overwrite=overwrite,
+    )
+
+
+def probe_batch(n_mels: int) -> np.ndarray:
+    """The random log-mel batch ``[2, PROBE_FRAMES, n_mels]`` an export is checked on."""
+    return np.random.default_rng(0).normal(-5.0, 3.0, (2, PROBE_FRAMES, n_mels)).astype(np.float32)
+
+
+def write_checked(
+    out_dir: str | os.PathLike[str],
+    *,
+    save: Callable[[Path], None],
+    metadata: dict[str, Any],
+    probe: np.ndarray,
+    expected: np.ndarray,
+    what: str,
+    overwrite: bool = False,
+) -> Path:
+    """``save`` a SavedModel into a temporary directory beside ``out_dir``, add ``metadata`` as
+    ``assets/ocml.json``, load it back and compare its output on ``probe`` with ``expected``
+    (``what`` names their source), then rename it into place: a failed export leaves nothing."""
+    text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise OutputError(
+            "export target already exists (pass overwrite=True to replace it)", path=str(out)
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        save(staging)
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(text, encoding="utf-8")
         got = open_savedmodel(staging).predict(probe)
         if not np.allclose(got, expected, atol=1e-5):
             raise ModelError(
-                f"exported model differs from the Keras model by {np.abs(got - expected).max():.3g}",
+                f"exported model differs from {what} by {np.abs(got - expected).max():.3g}",
                 path=str(out),
             )
         staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user

@@ -12,6 +12,8 @@ from ocml.pipeline.features import FeatureConfig
 
 POOLED_COLUMNS = 2000
 """Spectrogram columns drawn per timeline: long files are max-pooled down to this (fast, small)."""
+ROW_SECONDS = 30.0
+"""Seconds of recording per row of the worst-file error figure."""
 
 
 def _pyplot() -> Any:
@@ -29,8 +31,11 @@ def _spans(mask: np.ndarray, hop: float) -> list[tuple[float, float]]:
     return [(a * hop, (b - a) * hop) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def timeline(run: Any, cfg: FeatureConfig, path: Path) -> Path:
-    """Spectrogram, speech probability, predicted and reference speech of one evaluated file."""
+def timeline(
+    run: Any, cfg: FeatureConfig, path: Path, *, decisions: list[tuple[float, float]] | None = None
+) -> Path:
+    """Spectrogram, speech probability, predicted (``decisions``, default: the run's segments) and
+    reference speech of one evaluated file."""
     from ocml.models.spectrograms import recording_features
 
     plt = _pyplot()
@@ -40,7 +45,7 @@ def timeline(run: Any, cfg: FeatureConfig, path: Path) -> Path:
     pooled = x[: len(x) // step * step].reshape(-1, step, x.shape[1]).max(axis=1)
     n = len(run.probabilities)
     ref = frame_labels(run.item.labels.speech, n, cfg)
-    hyp = frame_labels(run.segments, n, cfg)
+    hyp = frame_labels(run.segments if decisions is None else decisions, n, cfg)
     t = np.arange(n) * hop
     fig, axes = plt.subplots(
         3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [4, 2, 1]}
@@ -98,8 +103,98 @@ def pr_curve(runs: list[Any], cfg: FeatureConfig, path: Path) -> Path:
     return path
 
 
-def write_plots(runs: list[Any], cfg: FeatureConfig, out: Path) -> list[Path]:
-    """One timeline per file plus the precision/recall curve; returns the written paths."""
-    paths = [timeline(r, cfg, out / f"{r.item.audio.stem}.png") for r in runs]
+def error_rows(
+    run: Any,
+    cfg: FeatureConfig,
+    path: Path,
+    *,
+    decisions: list[tuple[float, float]],
+    params: Any,
+    title: str,
+    seconds_per_row: float = ROW_SECONDS,
+) -> Path:
+    """The whole file in rows of ``seconds_per_row``: speech probability against the thresholds,
+    reference, decisions, false alarms and misses — for reading where a file goes wrong."""
+    if not (isinstance(seconds_per_row, (int, float)) and seconds_per_row > 0):
+        raise ValueError(f"seconds_per_row must be a positive number, got {seconds_per_row!r}")
+    plt = _pyplot()
+    hop = cfg.hop_length / cfg.sample_rate
+    n = len(run.probabilities)
+    ref = frame_labels(run.item.labels.speech, n, cfg).astype(bool)
+    hyp = frame_labels(decisions, n, cfg).astype(bool)
+    t = np.arange(n) * hop + cfg.win_length / 2 / cfg.sample_rate
+    rows = max(1, int(np.ceil(n * hop / seconds_per_row)))
+    fig, axes = plt.subplots(rows, 1, figsize=(16, 1.9 * rows + 0.6), squeeze=False)
+    bars = (
+        ("reference", ref, "tab:green"),
+        ("decision", hyp, "tab:blue"),
+        ("false alarm", hyp & ~ref, "tab:red"),
+        ("miss", ref & ~hyp, "tab:orange"),
+    )
+    for row, ax in enumerate(axes[:, 0]):
+        lo, hi = row * seconds_per_row, (row + 1) * seconds_per_row
+        sel = (t >= lo) & (t < hi)
+        ax.plot(t[sel], run.probabilities[sel], lw=0.7, color="black")
+        ax.axhline(params.threshold, lw=0.6, ls="--", color="tab:purple")
+        ax.axhline(params.neg_threshold, lw=0.6, ls=":", color="tab:purple")
+        start = t[sel][0] - hop / 2 if sel.any() else lo
+        for k, (_, mask, color) in enumerate(bars):
+            spans = [(start + a, w) for a, w in _spans(mask[sel], hop)]
+            ax.broken_barh(spans, (-0.14 * (k + 1), 0.11), color=color)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(-0.14 * len(bars) - 0.02, 1.02)
+        ax.set_yticks(
+            [0, 0.5, 1, *(-0.14 * (k + 1) + 0.055 for k in range(len(bars)))],
+            ["0", "0.5", "1", *(label for label, _, _ in bars)],
+            fontsize=6,
+        )
+        ax.margins(x=0)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("seconds")
+    handles = [
+        plt.Line2D([], [], color="black", lw=0.7, label="P(speech)"),
+        plt.Line2D([], [], color="tab:purple", ls="--", lw=0.6, label="threshold"),
+        plt.Line2D([], [], color="tab:purple", ls=":", lw=0.6, label="neg_threshold"),
+        *(plt.Rectangle((0, 0), 1, 1, color=c, label=label) for label, _, c in bars),
+    ]
+    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_plots(runs: list[Any], cfg: FeatureConfig, out: Path, *, params: Any) -> list[Path]:
+    """A timeline per file (in a folder per data set), the precision/recall curve over all files,
+    and for the worst file by F1 of each set (and of the pool) the error rows; decisions are
+    ``params`` applied to the stored probabilities. Returns the written paths."""
+    decisions = [r.binarize(params) for r in runs]
+    scores = [r.score(d).metrics() for r, d in zip(runs, decisions, strict=True)]
+    paths = [
+        timeline(r, cfg, out / r.dataset / f"{r.item.audio.stem}.png", decisions=d)
+        for r, d in zip(runs, decisions, strict=True)
+    ]
     paths.append(pr_curve(runs, cfg, out / "precision_recall.png"))
+    worst: dict[str, int] = {}
+    for i, (r, m) in enumerate(zip(runs, scores, strict=True)):
+        for group in (r.dataset, "pool"):
+            if group not in worst or m["f1"] < scores[worst[group]]["f1"]:
+                worst[group] = i
+    for group, i in worst.items():
+        if group == "pool" and len({r.dataset for r in runs}) < 2:
+            continue
+        r, m = runs[i], scores[i]
+        paths.append(
+            error_rows(
+                r,
+                cfg,
+                out / f"worst-{group}-{r.item.audio.stem}.png",
+                decisions=decisions[i],
+                params=params,
+                title=f"worst file of {group}: {r.key} — F1 {m['f1']:.3f}, precision "
+                f"{m['precision']:.3f}, recall {m['recall']:.3f}, DER (collar) "
+                f"{m['der_collar']:.3f}",
+            )
+        )
     return paths

@@ -126,9 +126,10 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    assert set(data["files"]) == {f"rec{i}.flac" for i in range(4)}
+    assert set(data["sets"]["data"]["files"]) == {f"rec{i}.flac" for i in range(4)}
     assert 0 <= data["overall"]["f1"] <= 1 and data["overall"]["hours"] > 0
-    assert (plots / "precision_recall.png").is_file() and (plots / "rec0.png").is_file()
+    assert (plots / "precision_recall.png").is_file() and (plots / "data" / "rec0.png").is_file()
+    assert data["worst_file"].startswith("data/rec")
 
     out = workspace["root"] / "exported"
     result = runner.invoke(
