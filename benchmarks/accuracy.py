@@ -69,7 +69,7 @@ def raw_spans(probs: np.ndarray, threshold: float = 0.5) -> Spans:
     """Frames at or above ``threshold`` as intervals (each frame covers its 10 ms)."""
     mask = np.concatenate([[0], (probs >= threshold).astype(np.int8), [0]])
     edges = np.flatnonzero(np.diff(mask))
-    hop, off = CFG.hop_length / SR, CFG.win_length / 2 / SR - CFG.hop_length / SR / 2
+    hop, off = CFG.grid.hop, CFG.grid.offset - CFG.grid.hop / 2
     return [(off + a * hop, off + b * hop) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
@@ -90,7 +90,7 @@ def smoothed_spans(probs: np.ndarray, duration: float, params: Any = None) -> Sp
     from ocml.pipeline.postprocess import Binarize, SegmentParams
 
     segs = Binarize(SegmentParams() if params is None else params)(
-        probs, duration=duration, hop=CFG.hop_length / SR, offset=CFG.win_length / 2 / SR
+        probs, duration=duration, grid=CFG.grid
     )
     return [(s.start, s.end) for s in segs]
 

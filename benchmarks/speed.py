@@ -345,12 +345,9 @@ def stage_costs(
         "inference (Inference, from features in memory)",
         lambda: np.concatenate(list(Inference(model)(iter(feats)))),
     )
-    hop = cfg.hop_length / cfg.sample_rate
     timed(
         "post-processing (Binarize)",
-        lambda: Binarize(params)(
-            probs, duration=rec.duration, hop=hop, offset=cfg.win_length / 2 / cfg.sample_rate
-        ),
+        lambda: Binarize(params)(probs, duration=rec.duration, grid=cfg.grid),
     )
     timed("hashing (sha256 of the file)", lambda: file_sha256(path))
     result = timed("segment_file, all overlapped", lambda: segment_file(path, model, params))

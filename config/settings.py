@@ -21,6 +21,8 @@ CONFIG_ENV = "OCML_CONFIG"
 TEST_ENV_PREFIX = "OCML_TEST_"
 """Variables the test suite reads (its Redis DB and port); not settings, so not checked here."""
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
+DEFAULT_MODEL = "default"
+"""The ``model`` setting that names the shipped model; any other value is a SavedModel path."""
 
 
 class SettingsError(ValueError):
@@ -54,6 +56,11 @@ class Settings:
     progress_interval: float
     result_expires: int
     debug_crash_marker: str | None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The SavedModel directory to load; None for the shipped model (``model: default``)."""
+        return None if self.model == DEFAULT_MODEL else Path(self.model)
 
     def time_limits(self, duration: float | None) -> tuple[float, float]:
         """(soft, hard) time limits in seconds for a recording of ``duration`` s (None: unknown)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ocml.pipeline.errors import OcmlError
+from ocml.worker.options import param_options, parse_assignments
 
 ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 
@@ -142,7 +143,7 @@ def synth(
         cfg = config_from_recipe(
             load_recipe(recipe)["synth"],
             overrides={k: v for k, v in options.items() if v is not None},
-            weights=_kv(weights, option="--weight"),
+            weights=parse_assignments(weights, option="--weight"),
             system_sources=not no_system_sources,
             speech_dirs=speech_dir,
             noise_dirs=noise_dir,
@@ -373,13 +374,7 @@ _data_args = click.argument(
     help="Also print frame metrics by recording condition (SNR, reverberation, level, music, "
     "noise events, speaker) from the folders' manifest.json (always in --json).",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Post-processing override, e.g. --param min_silence=0.3 (repeatable).",
-)
+@param_options
 @click.option(
     "--json",
     "as_json",
@@ -393,7 +388,7 @@ def evaluate(
     plots: Path | None,
     tune: bool,
     by_condition: bool,
-    params: tuple[str, ...],
+    params: dict[str, float],
     as_json: Path | None,
     threads: int,
 ) -> None:
@@ -405,11 +400,13 @@ def evaluate(
     with a 0.25 s collar around reference boundaries, and the mean boundary error. Numbers are
     given per file, per folder and pooled over all frames of all folders. The model runs once
     per file; tuning re-runs only the post-processing on its stored probabilities. MODEL is a
-    SavedModel or a training run's directory (its savedmodel/ is used).
+    SavedModel or a training run's directory (its savedmodel/ is used). The post-processing
+    options are those of `ocml segment`; what is not given comes from the model's tuned values.
 
     \b
     Examples:
       ocml-train evaluate runs/default ../shared/data/dev
+      ocml-train evaluate runs/default ../shared/data/dev --min-silence 0.3
       ocml-train evaluate runs/default ../shared/data/dev ../shared/data/val --tune \\
           --by-condition --plots plots/ --json pool.json
     """
@@ -420,7 +417,7 @@ def evaluate(
         report = ev.evaluate_dirs(
             model,
             data,
-            overrides=_kv(params),
+            overrides=params,
             plots=plots,
             tune=tune,
             by_condition=by_condition,
@@ -498,22 +495,6 @@ def calibrate(
         raise _fail(err) from err
     if as_json:
         as_json.write_text(json.dumps(report, indent=1))
-
-
-def _kv(pairs: tuple[str, ...], *, option: str = "--param") -> dict[str, float]:
-    """``KEY=NUMBER`` strings as a mapping; a malformed one is a usage error naming ``option``."""
-    out = {}
-    for p in pairs:
-        key, sep, value = p.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint=option)
-        try:
-            out[key] = float(value)
-        except ValueError as err:
-            raise click.BadParameter(
-                f"{key}: {value!r} is not a number", param_hint=option
-            ) from err
-    return out
 
 
 @main.command()

@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ocml.pipeline import postprocess
 from ocml.pipeline.decode import probe, stream
 from ocml.pipeline.errors import InputTooShort
 from ocml.pipeline.features import stream_logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
-from ocml.pipeline.postprocess import Binarize, SegmentParams, preset
+from ocml.pipeline.postprocess import Binarize, SegmentParams
 from ocml.pipeline.prefetch import prefetch
 from ocml.pipeline.result import InputInfo, ModelInfo, Result, utc_now
 
@@ -29,15 +30,10 @@ BLOCK_SECONDS = 30.0
 def resolve_params(
     model: Model, *, preset_name: str = "default", overrides: Mapping[str, Any] | None = None
 ) -> SegmentParams:
-    """Post-processing parameters: the preset, then the model's tuned values, then ``overrides``.
-
-    The model's recommended values (tuned on the dev set at export) refine only the ``default``
-    preset; a named preset such as ``opencast`` keeps its documented semantics.
-    """
-    params = preset(preset_name)
-    if preset_name == "default" and model.postprocess:
-        params = SegmentParams.from_mapping(model.postprocess, base=params)
-    return SegmentParams.from_mapping(dict(overrides or {}), base=params)
+    """``postprocess.resolve_params`` with ``model``'s tuned values."""
+    return postprocess.resolve_params(
+        preset_name=preset_name, tuned=model.postprocess, overrides=overrides
+    )
 
 
 def segment_file(
@@ -62,7 +58,7 @@ def segment_file(
     counter = _SampleCounter()
     blocks = counter.count(stream(path, sample_rate=cfg.sample_rate, block_seconds=block_seconds))
     features = prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=2)
-    hop = cfg.hop_length / cfg.sample_rate
+    hop = cfg.grid.hop
     chunks: list[np.ndarray] = []
     frames_done = 0
     for chunk in Inference(model)(features):
@@ -76,12 +72,7 @@ def segment_file(
             f"too short: {duration:.3f} s of audio, at least {MIN_DURATION} s needed", path=path
         )
     probabilities = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    segments = Binarize(params)(
-        probabilities,
-        duration=duration,
-        hop=hop,
-        offset=cfg.win_length / 2 / cfg.sample_rate,
-    )
+    segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid)
     if progress is not None:
         progress(duration, duration)
     return Result(
@@ -108,7 +99,7 @@ def segment_file(
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's content, read in 1 MiB pieces."""
+    """Hex SHA-256 of a file's content (``hashlib.file_digest`` reads it in 256 KiB pieces)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.errors import ParamsError
+from ocml.pipeline.features import FeatureConfig, FrameGrid
 from ocml.pipeline.postprocess import PRESETS, Binarize, Segment, SegmentParams, preset
 
 
@@ -84,7 +85,7 @@ def test_from_mapping_rejects_unknown_keys_naming_them_and_the_known_ones():
         ({"threshold": 1.5}, r"threshold must lie in \[0, 1\], got 1\.5"),
         ({"neg_threshold": -0.1}, r"neg_threshold must lie in \[0, 1\], got -0\.1"),
         ({"threshold": 0.3}, r"neg_threshold \(0\.35\) must not exceed threshold \(0\.3\)"),
-        ({"min_speech": -1}, r"min_speech must be a duration in \[0, 3600\] seconds, got -1\.0"),
+        ({"min_speech": -1}, r"min_speech must lie in \[0, 3600\] seconds, got -1\.0"),
         ({"pad_before": 3601}, r"pad_before .* got 3601\.0"),
         ({"min_silence": math.nan}, r"min_silence must be finite, got nan"),
         ({"min_voice": math.inf}, r"min_voice must be finite, got inf"),
@@ -151,9 +152,10 @@ def test_hysteresis_equals_the_frame_by_frame_state_machine():
 
 
 def test_to_ms_maps_frame_spans_around_their_centres():
-    got = Binarize.to_ms(spans((0, 1), (3, 10)), hop=0.01, offset=0.0125)
+    got = Binarize.to_ms(spans((0, 1), (3, 10)), FeatureConfig().grid)
     assert got.tolist() == [[8, 18], [38, 108]]
-    assert Binarize.to_ms(spans((2, 4)), hop=0.02, offset=0.0).tolist() == [[30, 70]]
+    grid = FrameGrid(hop_length=320, centre=0.0, sample_rate=16000)  # 20 ms hop, centre at 0
+    assert Binarize.to_ms(spans((2, 4)), grid).tolist() == [[30, 70]]
 
 
 def test_drop_short_keeps_spans_of_exactly_the_minimum():
@@ -201,7 +203,7 @@ def test_clip_to_duration_drops_spans_left_empty():
 
 def test_confidence_is_the_mean_over_the_frames_of_each_segment():
     probs = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.0], np.float32)
-    got = Binarize.confidence(probs, spans((8, 28), (38, 48), (1, 2)), hop=0.01, offset=0.0125)
+    got = Binarize.confidence(probs, spans((8, 28), (38, 48), (1, 2)), FeatureConfig().grid)
     np.testing.assert_allclose(got, [0.3, 0.8, 0.2], rtol=1e-6)
 
 

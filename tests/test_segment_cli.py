@@ -15,13 +15,14 @@ import pytest
 
 from ocml.pipeline.result import validate
 from tests.media import encode, speechlike, write_video_without_audio, write_wav
+from tests.worker_support import settings_free_env
 
 OCML = str(Path(sys.executable).with_name("ocml"))
 SPEECH = [(1.0, 3.0), (5.0, 7.5)]
 
 
 def run_ocml(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = settings_free_env(TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
         [OCML, *map(str, args)], capture_output=True, text=True, timeout=300, env=env
     )
@@ -214,12 +215,17 @@ def test_opencast_preset_and_overrides_reach_the_result(
         "opencast",
         "--min-voice",
         "1",
+        "--param",
+        "min_voice=7",
+        "-p",
+        "pad_after=0.5",
         "-q",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(source.with_suffix(".json").read_text())
     assert result["params"]["min_silence"] == 10.0
     assert result["params"]["min_voice"] == 1.0
+    assert result["params"]["pad_after"] == 0.5
     assert result["params"]["pad_before"] == 2.0
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 9.0)]
 
@@ -357,7 +363,7 @@ def run_on_terminal(*args: str | Path) -> str:
     import pty
 
     leader, follower = pty.openpty()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "100"}
+    env = settings_free_env(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="100")
     proc = subprocess.Popen(
         [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=follower, env=env
     )

@@ -240,9 +240,11 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
         "-o",
         str(output / "cli"),
         "--format",
-        "json",
-        "--format",
-        "smil",
+        "json,smil",
+        "--min-silence",
+        "3",
+        "-p",
+        "pad=0.2",
         config=config,
     )
 
@@ -256,6 +258,8 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
         "cli-two.smil",
     ]
     assert "100.0% SUCCESS" in done.stderr
+    params = json.loads((output / "cli" / "cli-one.json").read_text())["params"]
+    assert (params["min_silence"], params["pad_before"], params["pad_after"]) == (3.0, 0.2, 0.2)
     shown = ocml("status", *ids, "--json", config=config)
     assert shown.returncode == 0, shown.stderr
     assert [json.loads(line)["state"] for line in shown.stdout.splitlines()] == ["SUCCESS"] * 2

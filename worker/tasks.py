@@ -48,8 +48,7 @@ def process_model() -> Any:
         from ocml.pipeline.model import configure_tensorflow, load_model
 
         configure_tensorflow(1)
-        name = current_settings().model
-        _process["model"] = load_model(None if name == "default" else name)
+        _process["model"] = load_model(current_settings().model_path)
     return _process["model"]
 
 
@@ -77,7 +76,13 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
         )
     try:
         model = process_model()
-        parsed = parse_job(job, settings, model_names=(model.name,), formats_known=FORMATS)
+        parsed = parse_job(
+            job,
+            settings,
+            model_names=(model.name,),
+            tuned=model.postprocess,
+            formats_known=FORMATS,
+        )
         _debug_crash(settings, parsed)
         return run_job(self, parsed, model, settings)
     except TransientIOError as exc:
@@ -109,13 +114,14 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
     from ocml.pipeline.result import require_speech
-    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.segment import segment_file
     from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     ensure_output_dir(job.output_dir)
-    params = resolve_params(model, preset_name=job.preset, overrides=job.params)
     reporter = ProgressReporter(task, interval=settings.progress_interval)
-    result = replace(segment_file(job.input, model, params, progress=reporter), track=job.track)
+    result = replace(
+        segment_file(job.input, model, job.segment_params, progress=reporter), track=job.track
+    )
     require_speech(result, no_speech=job.no_speech)
     paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
     document = result.to_dict()
