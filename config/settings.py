@@ -55,7 +55,6 @@ class Settings:
     lease_interval: float
     progress_interval: float
     result_expires: int
-    debug_crash_marker: str | None
 
     @property
     def model_path(self) -> Path | None:
@@ -150,8 +149,6 @@ def _from_env(key: str, text: str, name: str) -> Any:
             raise SettingsError(
                 f"environment variable {name}: not a YAML mapping: {text!r}"
             ) from exc
-    if key == "debug_crash_marker":
-        return text or None
     return text
 
 
@@ -209,8 +206,6 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 f"{where} must be a mapping of segmentation parameters, got {value!r}"
             )
         return dict(value)
-    if key == "debug_crash_marker":
-        return None if value is None else _text(value, where)
     return _text(value, where)
 
 

@@ -83,7 +83,6 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
             tuned=model.postprocess,
             formats_known=FORMATS,
         )
-        _debug_crash(settings, parsed)
         return run_job(self, parsed, model, settings)
     except TransientIOError as exc:
         if self.request.retries >= settings.max_retries:
@@ -188,13 +187,6 @@ def backoff_delay(
     """Seconds before retry number ``retries + 1``: exponential, capped, with 'equal jitter'."""
     ceiling = min(cap, base * 2.0**retries)
     return ceiling / 2.0 + (rng or random).uniform(0.0, ceiling / 2.0)
-
-
-def _debug_crash(settings: Settings, job: Job) -> None:
-    """Test aid (``debug_crash_marker``): this process dies as a segfaulting decoder would."""
-    marker = settings.debug_crash_marker
-    if marker and marker in job.input.name:
-        os._exit(70)
 
 
 def _soft_limit(task: Task) -> float:
