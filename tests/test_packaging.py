@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker_support import settings_free_env
+
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = {"ocml", "opencast_ml"}
 
@@ -113,6 +115,7 @@ def test_installed_wheel_segments_from_outside_the_checkout(wheel, tmp_path):
         check=True,
         capture_output=True,
         cwd=work,
+        env=settings_free_env(),
         timeout=300,
     )
     result = json.loads((work / "out" / "lecture-sample.json").read_text())
