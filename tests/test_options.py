@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,11 @@ def test_evaluate_hands_the_options_to_the_evaluation(monkeypatch, tmp_path: Pat
     )
     assert got.exit_code == 0, got.output
     assert seen["overrides"] == {"min_silence": 0.3, "pad": 0.0}
+
+
+def test_watch_refuses_a_bad_parameter_before_watching(tmp_path: Path, monkeypatch) -> None:
+    for name in [n for n in os.environ if n.startswith("OCML_")]:
+        monkeypatch.delenv(name)
+    got = CliRunner().invoke(ocml, ["watch", str(tmp_path), "--min-silence", "-1", "--once"])
+    assert got.exit_code == 1
+    assert "min_silence must lie in [0, 3600] seconds, got -1.0" in got.output
