@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker_support import settings_free_env
-
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = {"ocml", "opencast_ml"}
 
@@ -115,7 +113,6 @@ def test_installed_wheel_segments_from_outside_the_checkout(wheel, tmp_path):
         check=True,
         capture_output=True,
         cwd=work,
-        env=settings_free_env(),
         timeout=300,
     )
     result = json.loads((work / "out" / "lecture-sample.json").read_text())

@@ -15,14 +15,13 @@ import pytest
 
 from ocml.pipeline.result import validate
 from tests.media import encode, speechlike, write_video_without_audio, write_wav
-from tests.worker_support import settings_free_env
 
 OCML = str(Path(sys.executable).with_name("ocml"))
 SPEECH = [(1.0, 3.0), (5.0, 7.5)]
 
 
 def run_ocml(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = settings_free_env(TF_CPP_MIN_LOG_LEVEL="3")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(
         [OCML, *map(str, args)], capture_output=True, text=True, timeout=300, env=env
     )
@@ -363,7 +362,7 @@ def run_on_terminal(*args: str | Path) -> str:
     import pty
 
     leader, follower = pty.openpty()
-    env = settings_free_env(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="100")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "100"}
     proc = subprocess.Popen(
         [str(a) for a in args], stdout=subprocess.DEVNULL, stderr=follower, env=env
     )

@@ -112,15 +112,11 @@ def flush(url: str) -> None:
     client.close()
 
 
-def settings_free_env(**extra: str) -> dict[str, str]:
-    """This environment without OCML_* variables (the test's own OCML_TEST_* included, which a
-    subprocess would take for unknown settings), plus ``extra``."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("OCML_")}, **extra}
-
-
 def worker_env() -> dict[str, str]:
     """The environment for a worker subprocess: no inherited OCML_* settings."""
-    return settings_free_env(PYTHONPATH=str(ROOT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
 
 
 class WorkerProcess:
