@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from ocml.models.recipe import ARCHITECTURES
 from ocml.pipeline.checks import check_int
 
-ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 RNN_CONTEXT_FRAMES = 200
 """Context declared for recurrent models, whose receptive field is unbounded: 2 s each side.
 

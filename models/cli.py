@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
 from ocml.pipeline.errors import OcmlError
 from ocml.worker.options import param_options, parse_assignments
-
-ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 
 
 def _threads(threads: int) -> None:
@@ -130,7 +130,6 @@ def synth(
       ocml-train synth data/synth-small --recordings 10 --weight tuxpaint=0
     """
     from ocml.models.synth import config_from_recipe, write_dataset
-    from ocml.models.train import RecipeError, load_recipe
 
     options = {
         "seed": seed,
@@ -141,7 +140,7 @@ def synth(
     }
     try:
         cfg = config_from_recipe(
-            load_recipe(recipe)["synth"],
+            load_recipe(recipe).to_dict()["synth"],
             overrides={k: v for k, v in options.items() if v is not None},
             weights=parse_assignments(weights, option="--weight"),
             system_sources=not no_system_sources,
@@ -221,13 +220,12 @@ def _recipe(
     label_fraction: float | None,
     epochs: int | None,
     teacher: str | None,
-) -> dict:
-    from ocml.models.train import load_recipe
-
-    overrides: dict = {}
+) -> Recipe:
+    """The named recipe with the command-line overrides laid over it (checked)."""
+    overrides: dict[str, Any] = {}
     if arch:
         overrides["arch"] = arch
-    train: dict = {}
+    train: dict[str, Any] = {}
     if label_fraction is not None:
         train["label_fraction"] = label_fraction
     if epochs is not None:
@@ -262,7 +260,9 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
 
 
 @main.command()
-@click.option("--arch", type=click.Choice(ARCHS), help="Architecture (overrides the recipe's).")
+@click.option(
+    "--arch", type=click.Choice(ARCHITECTURES), help="Architecture (overrides the recipe's)."
+)
 @_recipe_opt
 @_data_opt
 @_out_opt
@@ -308,7 +308,6 @@ def train(
           --data data/spec --out runs/ae-5
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from ocml.models.train import RecipeError
     from ocml.models.train import train as run
 
     try:
@@ -333,7 +332,6 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     a readout on few labels with `ocml-train train --arch autoencoder --encoder OUT`.
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from ocml.models.train import RecipeError
     from ocml.models.train import pretrain as run
 
     try:

@@ -40,6 +40,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 LAZY: dict[str, tuple[str, ...]] = {
     # Command modules import their heavy parts when a command runs, so --help stays instant.
     "ocml.models.cli": TENSORFLOW + ("matplotlib",),
+    "ocml.models.recipe": TENSORFLOW,
     "ocml.player.cli": ("pygame", "matplotlib"),
     "ocml.worker.cli": ("pygame", "matplotlib") + TENSORFLOW,
 }
