@@ -32,62 +32,62 @@ Check = Callable[[Any, str], Any]
 """``check(value, name)``: the value to store, or a ``RecipeError`` naming ``name``."""
 
 
-def positive_int(value: Any, name: str) -> int:
+def _positive_int(value: Any, name: str) -> int:
     return check_int(value, name=name, error=RecipeError)
 
 
-def count(value: Any, name: str) -> int:
+def _count(value: Any, name: str) -> int:
     return check_int(value, name=name, minimum=0, error=RecipeError)
 
 
-def optional_positive_int(value: Any, name: str) -> int | None:
-    return None if value is None else positive_int(value, name)
+def _optional_positive_int(value: Any, name: str) -> int | None:
+    return None if value is None else _positive_int(value, name)
 
 
-def positive(value: Any, name: str) -> float:
+def _positive(value: Any, name: str) -> float:
     number = check_number(value, name=name, error=RecipeError)
     if number <= 0:
         raise RecipeError(f"{name} must be > 0, got {value!r}")
     return number
 
 
-def non_negative(value: Any, name: str) -> float:
+def _non_negative(value: Any, name: str) -> float:
     return check_number(value, name=name, minimum=0.0, error=RecipeError)
 
 
-def weight(value: Any, name: str) -> float:
+def _weight(value: Any, name: str) -> float:
     return check_number(value, name=name, minimum=0.0, maximum=1.0, error=RecipeError)
 
 
-def fraction(value: Any, name: str) -> float:
-    number = weight(value, name)
+def _fraction(value: Any, name: str) -> float:
+    number = _weight(value, name)
     if number == 0:
         raise RecipeError(f"{name} must lie in (0, 1], got {value!r}")
     return number
 
 
-def text(value: Any, name: str) -> str:
+def _text(value: Any, name: str) -> str:
     return check_text(value, name=name, error=RecipeError)
 
 
-def optional_text(value: Any, name: str) -> str | None:
-    return None if value is None else text(value, name)
+def _optional_text(value: Any, name: str) -> str | None:
+    return None if value is None else _text(value, name)
 
 
-def architecture(value: Any, name: str) -> str:
+def _architecture(value: Any, name: str) -> str:
     if value not in ARCHITECTURES:
         raise RecipeError(f"{name} {value!r} is unknown; choose one of {', '.join(ARCHITECTURES)}")
     return value
 
 
-def mapping(value: Any, name: str) -> dict[str, Any]:
+def _mapping(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise RecipeError(f"{name} must be a mapping, got {value!r}")
     return dict(value)
 
 
-def postprocess(value: Any, name: str) -> dict[str, Any]:
-    params = mapping(value, name)
+def _postprocess(value: Any, name: str) -> dict[str, Any]:
+    params = _mapping(value, name)
     try:
         SegmentParams.from_mapping(params)
     except ParamsError as exc:
@@ -95,8 +95,8 @@ def postprocess(value: Any, name: str) -> dict[str, Any]:
     return params
 
 
-def inference(value: Any, name: str) -> dict[str, int]:
-    hint = mapping(value, name)
+def _inference(value: Any, name: str) -> dict[str, int]:
+    hint = _mapping(value, name)
     problem = inference_hint_problem(hint)
     if problem:
         raise RecipeError(problem.replace("inference", name, 1))
@@ -124,37 +124,37 @@ class _Checked:
 class DataRecipe(_Checked):
     """How training examples are cut from the spectrogram shards."""
 
-    crop: int = _field(800, positive_int)
-    batch_size: int = _field(16, positive_int)
-    validation_every: int = _field(8, positive_int)
-    gain_jitter_db: float = _field(6.0, non_negative)
-    eq_jitter_db: float = _field(0.0, non_negative)
-    windows_per_example: int = _field(32, positive_int)
+    crop: int = _field(800, _positive_int)
+    batch_size: int = _field(16, _positive_int)
+    validation_every: int = _field(8, _positive_int)
+    gain_jitter_db: float = _field(6.0, _non_negative)
+    eq_jitter_db: float = _field(0.0, _non_negative)
+    windows_per_example: int = _field(32, _positive_int)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainRecipe(_Checked):
     """The optimiser, early stopping, label fraction and distillation."""
 
-    epochs: int = _field(30, positive_int)
-    learning_rate: float = _field(0.002, positive)
-    patience: int = _field(5, count)
-    seed: int = _field(0, count)
-    steps_per_epoch: int | None = _field(None, optional_positive_int)
-    label_fraction: float = _field(1.0, fraction)
-    teacher: str | None = _field(None, optional_text)
-    distill_weight: float = _field(0.5, weight)
+    epochs: int = _field(30, _positive_int)
+    learning_rate: float = _field(0.002, _positive)
+    patience: int = _field(5, _count)
+    seed: int = _field(0, _count)
+    steps_per_epoch: int | None = _field(None, _optional_positive_int)
+    label_fraction: float = _field(1.0, _fraction)
+    teacher: str | None = _field(None, _optional_text)
+    distill_weight: float = _field(0.5, _weight)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PretrainRecipe(_Checked):
     """The autoencoder's pre-training without labels."""
 
-    epochs: int = _field(10, positive_int)
-    learning_rate: float = _field(0.002, positive)
+    epochs: int = _field(10, _positive_int)
+    learning_rate: float = _field(0.002, _positive)
 
 
-def speech_sources(value: Any, name: str) -> list[str]:
+def _speech_sources(value: Any, name: str) -> list[str]:
     """Names of recorded-speech sources (``models.sources.RECORDED_SOURCES``)."""
     from ocml.models.sources import RECORDED_SOURCES
 
@@ -169,17 +169,17 @@ def speech_sources(value: Any, name: str) -> list[str]:
     return list(value)
 
 
-def source_weights(value: Any, name: str) -> dict[str, float]:
+def _source_weights(value: Any, name: str) -> dict[str, float]:
     """Speaker source → relative weight >= 0 (``models.synth.SPEECH_GROUPS``)."""
     from ocml.models.synth import SPEECH_GROUPS
 
-    weights = mapping(value, name)
+    weights = _mapping(value, name)
     for source, given in weights.items():
         if source not in SPEECH_GROUPS:
             raise RecipeError(
                 f"{name}: unknown source {source!r}; known: {', '.join(SPEECH_GROUPS)}"
             )
-        weights[source] = non_negative(given, f"{name}.{source}")
+        weights[source] = _non_negative(given, f"{name}.{source}")
     return weights
 
 
@@ -187,16 +187,16 @@ def source_weights(value: Any, name: str) -> dict[str, float]:
 class SynthRecipe(_Checked):
     """The training data ``ocml-train synth`` mixes (``models.synth.SynthConfig``)."""
 
-    seed: int = _field(2, count)
-    recordings: int = _field(100, positive_int)
-    min_seconds: float = _field(60.0, positive)
-    max_seconds: float = _field(240.0, positive)
-    tts_utterances: int = _field(3000, count)
-    midi_pieces: int = _field(60, count)
+    seed: int = _field(2, _count)
+    recordings: int = _field(100, _positive_int)
+    min_seconds: float = _field(60.0, _positive)
+    max_seconds: float = _field(240.0, _positive)
+    tts_utterances: int = _field(3000, _count)
+    midi_pieces: int = _field(60, _count)
     recorded_speech: list[str] = _field(
-        ["system", "tuxpaint", "ktuberling", "hedgewars"], speech_sources
+        ["system", "tuxpaint", "ktuberling", "hedgewars"], _speech_sources
     )
-    source_weights: dict[str, float] = _field({}, source_weights)
+    source_weights: dict[str, float] = _field({}, _source_weights)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -211,15 +211,15 @@ class SynthRecipe(_Checked):
 class Recipe(_Checked):
     """Every hyper-parameter of one model; ``model`` goes to the architecture's builder as is."""
 
-    name: str = _field("custom", text)
-    version: str = _field("0.1.0", text)
-    arch: str = _field("tcn", architecture)
-    model: dict[str, Any] = _field({}, mapping)
+    name: str = _field("custom", _text)
+    version: str = _field("0.1.0", _text)
+    arch: str = _field("tcn", _architecture)
+    model: dict[str, Any] = _field({}, _mapping)
     data: DataRecipe = field(default_factory=DataRecipe)
     train: TrainRecipe = field(default_factory=TrainRecipe)
     pretrain: PretrainRecipe = field(default_factory=PretrainRecipe)
-    postprocess: dict[str, Any] = _field({}, postprocess)
-    inference: dict[str, int] = _field({}, inference)
+    postprocess: dict[str, Any] = _field({}, _postprocess)
+    inference: dict[str, int] = _field({}, _inference)
     synth: SynthRecipe = field(default_factory=SynthRecipe)
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,11 +241,11 @@ def load_recipe(
             data = yaml.safe_load(file.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise RecipeError(f"{file}: cannot read recipe: {err}") from err
-        recipe = updated(recipe, data, str(file))
-    return updated(recipe, overrides or {}, "overrides")
+        recipe = _updated(recipe, data, where=str(file))
+    return _updated(recipe, overrides or {}, where="overrides")
 
 
-def updated(section: Any, changes: Any, where: str, prefix: str = "") -> Any:
+def _updated(section: Any, changes: Any, *, where: str, prefix: str = "") -> Any:
     """``section`` with ``changes`` laid over it, checked; errors name ``where`` and the key."""
     if not isinstance(changes, Mapping):
         raise RecipeError(
@@ -260,7 +260,9 @@ def updated(section: Any, changes: Any, where: str, prefix: str = "") -> Any:
             )
         current = getattr(section, key)
         new[key] = (
-            updated(current, value, where, f"{prefix}{key}.") if is_dataclass(current) else value
+            _updated(current, value, where=where, prefix=f"{prefix}{key}.")
+            if is_dataclass(current)
+            else value
         )
     try:
         return replace(section, **new)
