@@ -48,10 +48,10 @@ def test_default_params_and_to_dict_lists_every_field():
         "threshold": 0.5,
         "neg_threshold": 0.35,
         "min_speech": 0.25,
-        "min_silence": 0.5,
+        "min_silence": 0.1,
         "min_voice": 0.0,
-        "pad_before": 0.1,
-        "pad_after": 0.1,
+        "pad_before": 0.03,
+        "pad_after": 0.03,
         "trim_min_speech": 0.0,
         "trim_window": 0.0,
     }
@@ -215,9 +215,15 @@ def test_default_binarize_end_to_end():
         (1.0, 0.05), (2.0, 0.9), (0.3, 0.1), (1.0, 0.8), (2.0, 0.0), (0.1, 0.95), (1.0, 0.0)
     )
     segments = Binarize(PRESETS["default"])(probs, duration=7.4)
-    # speech frames [100, 300) and [330, 430) bridged (0.3 s < 0.5 s); the 0.1 s blip is dropped;
-    # padded to 0.908–4.408 s, which holds the centres of frames 90–439
+    # speech frames [100, 300) and [330, 430) stay apart (0.3 s > 0.1 s); the 0.1 s blip is
+    # dropped; padded by 0.03 s to 0.978–3.038 and 3.278–4.338 s (centres of frames 97–302, 327–432)
     assert segments == [
+        Segment(start=0.978, end=3.038, confidence=round(float(probs[97:303].mean()), 3)),
+        Segment(start=3.278, end=4.338, confidence=round(float(probs[327:433].mean()), 3)),
+    ]
+    bridged = Binarize(SegmentParams(min_silence=0.5, pad_before=0.1, pad_after=0.1))
+    # with 0.5 s silences bridged and 0.1 s pads: one segment, 0.908–4.408 s (frames 90–439)
+    assert bridged(probs, duration=7.4) == [
         Segment(start=0.908, end=4.408, confidence=round(float(probs[90:440].mean()), 3))
     ]
 
