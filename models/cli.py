@@ -17,9 +17,11 @@ ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 
 
 def _threads(threads: int) -> None:
-    from ocml.pipeline.model import configure_tensorflow
+    """This process's TensorFlow threads, from the command's option, applied before any op."""
+    from ocml.pipeline.model import configure_tensorflow, import_tensorflow
 
     configure_tensorflow(threads)
+    import_tensorflow()
 
 
 def _fail(err: Exception) -> click.ClickException:

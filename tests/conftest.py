@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.features import FeatureConfig, frame_times, logmel
-from ocml.pipeline.model import Model, configure_tensorflow, load_model
+from ocml.pipeline.model import Model, configure_tensorflow, import_tensorflow, load_model
 from tests.media import speechlike
 
 SR = 16000
@@ -76,6 +76,7 @@ def _training_set(cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
 def _train_tiny_model(cfg: FeatureConfig):
     """A 2-layer Conv1D model over [B, T, n_mels] log-mels → [B, T] speech probabilities."""
     configure_tensorflow()
+    import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(0)
