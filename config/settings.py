@@ -23,6 +23,10 @@ TEST_ENV_PREFIX = "OCML_TEST_"
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
 
 
+RUNTIMES = ("tensorflow", "litert")
+"""Where the model runs (``pipeline.model.RUNTIMES``): TensorFlow, or LiteRT for a tflite asset."""
+
+
 class SettingsError(ValueError):
     """A settings key is unknown or its value is unusable; the message names key and source."""
 
@@ -36,6 +40,7 @@ class Settings:
     media_roots: tuple[Path, ...]
     output_root: Path
     model: str
+    runtime: str
     preset: str
     formats: tuple[str, ...]
     params: Mapping[str, Any]
@@ -202,6 +207,14 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 f"{where} must be a mapping of segmentation parameters, got {value!r}"
             )
         return dict(value)
+    if key == "runtime":
+        if value not in RUNTIMES:
+            raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
+        return value
+    if key == "runtime":
+        if value not in RUNTIMES:
+            raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
+        return value
     if key == "debug_crash_marker":
         return None if value is None else _text(value, where)
     return _text(value, where)

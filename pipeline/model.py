@@ -9,6 +9,7 @@ imports TensorFlow; the SavedModel stays the contract and TensorFlow the referen
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.resources
@@ -117,7 +118,8 @@ def _native_noise_filtered() -> Iterator[None]:
     """Drop `_NATIVE_NOISE` lines from file descriptor 2 while the block runs.
 
     The block may run in a background thread (model loading) while the main thread reports on
-    stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null.
+    stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null;
+    should the process exit meanwhile, an atexit hook restores fd 2 and passes on what is left.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -133,13 +135,21 @@ def _native_noise_filtered() -> Iterator[None]:
 
     thread = threading.Thread(target=forward, name="ocml-stderr", daemon=True)
     thread.start()
+    restored = threading.Lock()
+
+    def restore() -> None:
+        if restored.acquire(blocking=False):
+            sys.stderr.flush()
+            os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder sees its end
+            thread.join()
+            os.close(saved)
+
+    atexit.register(restore)
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder sees its end
-        thread.join()
-        os.close(saved)
+        atexit.unregister(restore)
+        restore()
 
 
 def import_tensorflow():

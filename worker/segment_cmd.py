@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.errors import ModelError, OcmlError
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 from ocml.worker.options import (
@@ -86,6 +86,13 @@ def _formats(
     help="SavedModel directory (default from the settings: the shipped model).",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["tensorflow", "litert"]),
+    default=None,
+    help="Run the model on TensorFlow (default from the settings) or on LiteRT, for a model "
+    "exported with a TFLite asset: starts 3 s faster in ~600 MB less, but infers slower.",
+)
+@click.option(
     "--preset",
     default=None,
     help="Post-processing preset (default from the settings: 'default'): 'default'; "
@@ -108,6 +115,7 @@ def segment(
     output_dir: Path | None,
     formats: tuple[str, ...] | None,
     model_path: Path | None,
+    runtime: str | None,
     preset: str | None,
     probabilities: bool,
     quiet: bool,
@@ -138,7 +146,7 @@ def segment(
       ocml segment lecture.mp4 --preset opencast --min-silence 5
       ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
-    from ocml.pipeline.model import load_model
+    from ocml.pipeline.model import configure_tensorflow, load_model
     from ocml.pipeline.segment import resolve_params
 
     track = track_identity(
@@ -147,8 +155,10 @@ def segment(
     settings = cli_settings(config_path)
     if model_path is None and settings.model != "default":
         model_path = Path(settings.model)
+    configure_tensorflow(1)  # one inference thread per process; run one process per core
     try:
-        model = load_model(model_path)
+        # The network loads while the first file decodes; its errors surface at first use.
+        model = load_model(model_path, runtime=runtime or settings.runtime, background=True)
         params = resolve_params(
             model,
             preset_name=preset or settings.preset,
@@ -159,9 +169,12 @@ def segment(
     wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
     show_progress = not quiet and sys.stderr.isatty()
     options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
-    failures = sum(
-        not _segment_one(path, output_dir, wanted, model, params, options) for path in inputs
-    )
+    try:
+        failures = sum(
+            not _segment_one(path, output_dir, wanted, model, params, options) for path in inputs
+        )
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
     if failures:
         click.echo(f"{failures} of {len(inputs)} files failed", err=True)
         sys.exit(1)
@@ -194,6 +207,8 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
         result = replace(result, track=options.track)
         require_speech(result, no_speech=options.no_speech)
         written = write_outputs(result, out_dir, path.stem, formats)
+    except ModelError:
+        raise  # the model, not this file: every other file would fail the same way
     except OcmlError as exc:
         click.echo(f"error: {exc}", err=True)
         return False

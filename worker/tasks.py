@@ -48,8 +48,11 @@ def process_model() -> Any:
         from ocml.pipeline.model import configure_tensorflow, load_model
 
         configure_tensorflow(1)
-        name = current_settings().model
-        _process["model"] = load_model(None if name == "default" else name)
+        settings = current_settings()
+        name = settings.model
+        _process["model"] = load_model(
+            None if name == "default" else name, runtime=settings.runtime
+        )
     return _process["model"]
 
 
