@@ -544,6 +544,12 @@ def _kv(pairs: tuple[str, ...], *, option: str = "--param") -> dict[str, float]:
 )
 @click.option("--name", help="Model name (default: the recipe's).")
 @click.option("--version", "version", help="Model version (default: the recipe's).")
+@click.option(
+    "--tflite",
+    is_flag=True,
+    help="Also write a TFLite flatbuffer to assets/ (checked within 1e-4 of the Keras model), "
+    "so `ocml segment --runtime litert` can run the model without TensorFlow.",
+)
 def export(
     run_dir: Path,
     out: Path,
@@ -553,6 +559,7 @@ def export(
     pp_file: Path | None,
     name: str | None,
     version: str | None,
+    tflite: bool,
 ) -> None:
     """Export a training run's checkpoint as a SavedModel at OUT.
 
@@ -589,6 +596,7 @@ def export(
             postprocess=pp,
             name=name,
             version=version,
+            tflite=tflite,
         )
     except (ValueError, KeyError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err

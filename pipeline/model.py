@@ -114,8 +114,8 @@ _NATIVE_NOISE = re.compile(
 
 
 @contextlib.contextmanager
-def _native_noise_filtered() -> Iterator[None]:
-    """Drop `_NATIVE_NOISE` lines from file descriptor 2 while the block runs.
+def native_noise_filtered() -> Iterator[None]:
+    """Drop TensorFlow's and LiteRT's start-up lines (`_NATIVE_NOISE`) from file descriptor 2 while the block runs.
 
     The block may run in a background thread (model loading) while the main thread reports on
     stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null;
@@ -159,7 +159,7 @@ def import_tensorflow():
         if "tensorflow" not in sys.modules:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             # absl logs to stderr before it is initialised, ignoring TF_CPP_MIN_LOG_LEVEL.
-            with _native_noise_filtered():
+            with native_noise_filtered():
                 import tensorflow  # noqa: F401
         tf = sys.modules["tensorflow"]
         if "threads" in _threads and _threads.get("applied") != _threads["threads"]:
@@ -436,8 +436,9 @@ def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
         ) from exc
     file = root / "assets" / metadata["tflite"]["file"]
     try:
-        with _native_noise_filtered():
+        with native_noise_filtered():  # the first allocation announces its XNNPACK delegate
             interpreter = Interpreter(model_path=str(file), num_threads=_threads.get("threads", 1))
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load the TFLite asset: {exc}", path=str(file)) from exc
     (source,) = interpreter.get_input_details()
