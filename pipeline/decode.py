@@ -3,7 +3,9 @@
 libsndfile (soundfile) reads what it can (wav, flac, ogg/vorbis, ogg/opus, aiff, ...) with exact
 sample counts; PyAV (FFmpeg) reads the rest (mp3, mp4/m4a/mov AAC, mkv, webm, ...) and places every
 frame by its timestamp. Channels are averaged in float, then resampled by one
-``soxr.ResampleStream`` per file, so block boundaries leave no seams.
+``soxr.ResampleStream`` per file, so block boundaries leave no seams. A `Recording` opens a file
+once and reads it once: its header info, its audio, its length and the sha256 of its bytes all
+come from that one pass.
 """
 
 from __future__ import annotations
