@@ -23,8 +23,9 @@ TEST_ENV_PREFIX = "OCML_TEST_"
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
 
 
-RUNTIMES = ("tensorflow", "litert")
-"""Where the model runs (``pipeline.model.RUNTIMES``): TensorFlow, or LiteRT for a tflite asset."""
+RUNTIMES = ("tensorflow", "litert", "auto")
+"""Where the model runs (``pipeline.model.choose_runtime``): TensorFlow, LiteRT for a model with a
+TFLite asset, or whichever is faster for the job."""
 
 
 class SettingsError(ValueError):

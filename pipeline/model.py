@@ -47,6 +47,10 @@ PIPELINE_FEATURES = FeatureConfig()
 SIGNATURES = ("serve", "serving_default")
 RUNTIMES = ("tensorflow", "litert")
 """Where ``Model.predict`` runs: TensorFlow (the reference) or LiteRT (needs a ``tflite`` asset)."""
+LITERT_MAX_SECONDS = 1200.0
+"""``choose_runtime`` picks LiteRT for jobs with at most this much audio (docs/performance.md:
+TensorFlow starts ~3.5 s later, LiteRT infers the CRNN ~6–7 s per hour slower; below ~30 min of
+audio one process on LiteRT finishes first, 20 min keeps a margin)."""
 INFERENCE_DEFAULTS = {"chunk_frames": 3000, "batch_size": 8}
 """How ``Inference`` runs a model whose metadata has no ``inference`` hint (right for convolutions)."""
 
@@ -322,6 +326,19 @@ class Model:
                 path=str(self.path),
             )
         return out.astype(np.float32, copy=False)
+
+
+def choose_runtime(requested: str, metadata: Mapping[str, Any], audio_seconds: float) -> str:
+    """The runtime for a job: ``requested``, or for ``"auto"`` the faster one for this much audio.
+
+    ``auto`` is LiteRT when the model has a TFLite asset and the job (one process's whole work)
+    holds at most `LITERT_MAX_SECONDS` of audio, else TensorFlow; a worker, whose model serves
+    job after job, passes ``math.inf``.
+    """
+    if requested != "auto":
+        return requested
+    small = audio_seconds <= LITERT_MAX_SECONDS
+    return "litert" if small and metadata.get("tflite") else "tensorflow"
 
 
 def load_model(

@@ -5,6 +5,8 @@ importing TensorFlow."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from ocml.models.export import TFLITE_FILE, export_savedmodel
 from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import FeatureConfig, logmel
 from ocml.pipeline.inference import Inference
-from ocml.pipeline.model import load_model
+from ocml.pipeline.model import LITERT_MAX_SECONDS, choose_runtime, load_model
 from ocml.pipeline.postprocess import PRESETS
 from ocml.pipeline.segment import segment_file
 from tests.conftest import synthetic_recording
@@ -133,3 +135,33 @@ def test_damaged_asset_is_a_model_error(tiny_tflite_model_dir: Path, tmp_path: P
     (copy / "assets" / TFLITE_FILE).write_bytes(b"not a flatbuffer")
     with pytest.raises(ModelError, match="cannot load the TFLite asset"):
         load_model(copy, runtime="litert")
+
+
+def test_auto_picks_litert_only_for_short_jobs_of_models_with_the_asset() -> None:
+    lite = {"tflite": {"file": TFLITE_FILE, "batch_size": 1}}
+    assert choose_runtime("auto", lite, 600.0) == "litert"
+    assert choose_runtime("auto", lite, LITERT_MAX_SECONDS + 1) == "tensorflow"
+    assert choose_runtime("auto", lite, math.inf) == "tensorflow"  # a worker's steady state
+    assert choose_runtime("auto", {}, 600.0) == "tensorflow"
+    assert choose_runtime("litert", {}, math.inf) == "litert"  # asked for: load_model decides
+
+
+def test_ocml_segment_runtime_auto_and_litert(lecture: Path, tiny_tflite_model_dir: Path, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
+    results = {}
+    for runtime in ("tensorflow", "litert", "auto"):
+        out = tmp_path / runtime
+        subprocess.run(
+            [str(Path(sys.executable).with_name("ocml")), "segment", str(lecture), "-o", str(out)]
+            + ["--model", str(tiny_tflite_model_dir), "--runtime", runtime, "-q"],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=300,
+        )
+        result = json.loads((out / "lecture.json").read_text())
+        spans = [(s["start"], s["end"]) for s in result["segments"]]
+        results[runtime] = (spans, result["input"], result["model"])
+        confidences = [s["confidence"] for s in result["segments"]]
+        np.testing.assert_allclose(confidences, results.setdefault("conf", confidences), atol=2e-4)
+    assert results["tensorflow"] == results["litert"] == results["auto"]

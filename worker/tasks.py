@@ -8,6 +8,7 @@ The SavedModel is loaded once per worker process, after the fork (``worker_proce
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -45,14 +46,19 @@ def load_model_in_child(**_: Any) -> None:
 def process_model() -> Any:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        from ocml.pipeline.model import configure_tensorflow, load_model
+        from ocml.pipeline.model import (
+            choose_runtime,
+            configure_tensorflow,
+            default_model_path,
+            load_model,
+            read_metadata,
+        )
 
         configure_tensorflow(1)
         settings = current_settings()
-        name = settings.model
-        _process["model"] = load_model(
-            None if name == "default" else name, runtime=settings.runtime
-        )
+        path = default_model_path() if settings.model == "default" else settings.model
+        runtime = choose_runtime(settings.runtime, read_metadata(path), math.inf)
+        _process["model"] = load_model(path, runtime=runtime)
     return _process["model"]
 
 
