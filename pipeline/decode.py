@@ -259,12 +259,16 @@ class Recording:
         return self._counted(resampled)
 
     def _counted(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Count ``blocks``; a read error that a decoder reported as a broken file, or let
+        through as a bare ``OSError``, becomes the pipeline error for it (often transient)."""
         try:
             for block in blocks:
                 self.samples += len(block)
                 yield block
         except InputUnreadable as exc:
             raise self._reader.failure() or exc from exc
+        except OSError as exc:
+            raise _os_error(self.path, exc) from exc
 
     def sha256(self) -> str:
         """Hex SHA-256 of the file's bytes: what decoding read, plus any bytes it skipped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -64,11 +65,15 @@ def segment_file(
     started = time.perf_counter()
     path = os.fspath(path)
     cfg = model.features
-    with Recording(path) as recording:
+    ahead = max(2, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
+    with contextlib.ExitStack() as stack:
+        recording = stack.enter_context(Recording(path))
         info = recording.info
         blocks = recording.blocks(sample_rate=cfg.sample_rate, block_seconds=block_seconds)
-        ahead = max(2, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
-        features = prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=ahead)
+        # Closed first on the way out, so the decoding thread stops before the file closes.
+        features = stack.enter_context(
+            contextlib.closing(prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=ahead))
+        )
         hop = cfg.hop_length / cfg.sample_rate
         chunks: list[np.ndarray] = []
         frames_done = 0

@@ -134,3 +134,26 @@ def test_recording_hashes_bytes_the_decoder_skipped(tmp_path: Path) -> None:
     with Recording(path) as recording:
         assert recording.info == probe(path)
         assert recording.sha256() == file_sha256(path)  # nothing decoded: all read by the hash
+
+
+def test_a_model_failing_to_load_in_the_background_stops_decoding_cleanly(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Decoding starts before the model is there; when loading fails, the error comes out of
+    segment_file and the decoding threads are stopped before the file is closed."""
+    import shutil
+    import threading
+
+    from ocml.pipeline.errors import ModelError
+    from ocml.pipeline.model import load_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 64)
+    source = encode(
+        tmp_path / "long.mp4", speechlike(48000, 90.0, SPEECH, seed=3), 48000, codec="aac"
+    )
+    model = load_model(broken, background=True)
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        segment_file(source, model, PRESETS["default"], block_seconds=2.0)
+    assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
