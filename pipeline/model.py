@@ -429,14 +429,28 @@ def _open_tensorflow(root: Path, metadata: dict[str, Any]) -> Runner:
             path=str(root),
         )
     signature = loaded.signatures[name]
-    input_name = _check_input(signature, metadata, str(root))
-    output_key = _check_output(signature, str(root))
+    return _TensorFlowRunner(
+        tf,
+        loaded,
+        signature,
+        _check_input(signature, metadata, str(root)),
+        _check_output(signature, str(root)),
+    )
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        _ = loaded  # keeps the signature's variables alive
-        return signature(**{input_name: tf.constant(batch)})[output_key].numpy()
 
-    return run
+class _TensorFlowRunner:
+    """A SavedModel's serving signature as a `Runner`."""
+
+    def __init__(self, tf: Any, loaded: Any, signature: Any, input_name: str, output: str) -> None:
+        self._tf = tf
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._signature = signature
+        self._input_name = input_name
+        self._output = output
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self._tf.constant(batch)
+        return self._signature(**{self._input_name: tensor})[self._output].numpy()
 
 
 def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
@@ -458,23 +472,31 @@ def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load the TFLite asset: {exc}", path=str(file)) from exc
-    (source,) = interpreter.get_input_details()
-    (target,) = interpreter.get_output_details()
-    shape = [0]
+    return _LiteRTRunner(interpreter)
 
-    def run(batch: np.ndarray) -> np.ndarray:
+
+class _LiteRTRunner:
+    """A LiteRT interpreter of a batch-1, any-length flatbuffer as a `Runner`, window by window."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self._interpreter = interpreter
+        (source,) = interpreter.get_input_details()
+        (target,) = interpreter.get_output_details()
+        self._source, self._target = source["index"], target["index"]
+        self._frames = -1
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         out = np.empty(batch.shape[:2], np.float32)
+        interpreter = self._interpreter
         for row, window in enumerate(batch):
-            if shape[0] != len(window):
-                interpreter.resize_tensor_input(source["index"], [1, *window.shape])
+            if len(window) != self._frames:  # re-plan for a new length (the last window)
+                interpreter.resize_tensor_input(self._source, [1, *window.shape])
                 interpreter.allocate_tensors()
-                shape[0] = len(window)
-            interpreter.set_tensor(source["index"], window[None])
+                self._frames = len(window)
+            interpreter.set_tensor(self._source, window[None])
             interpreter.invoke()
-            out[row] = interpreter.get_tensor(target["index"]).reshape(-1)
+            out[row] = interpreter.get_tensor(self._target).reshape(-1)
         return out
-
-    return run
 
 
 def _check_input(signature: Any, metadata: dict[str, Any], where: str) -> str:
