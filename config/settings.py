@@ -212,10 +212,6 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if value not in RUNTIMES:
             raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
         return value
-    if key == "runtime":
-        if value not in RUNTIMES:
-            raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
-        return value
     if key == "debug_crash_marker":
         return None if value is None else _text(value, where)
     return _text(value, where)
