@@ -119,36 +119,46 @@ _NATIVE_NOISE = re.compile(
 
 @contextlib.contextmanager
 def native_noise_filtered() -> Iterator[None]:
-    """Drop TensorFlow's and LiteRT's start-up lines (`_NATIVE_NOISE`) from file descriptor 2 while the block runs.
+    """Drop TensorFlow's and LiteRT's start-up lines (`_NATIVE_NOISE`) from file descriptor 2
+    while the block runs.
 
     The block may run in a background thread (model loading) while the main thread reports on
-    stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null;
-    should the process exit meanwhile, an atexit hook restores fd 2 and passes on what is left.
+    stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null.
+    Should the process exit meanwhile, an atexit hook (registered before fd 2 is touched, and
+    waiting for a redirection under way) restores fd 2 and passes on what is left.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    read, write = os.pipe()
-    os.dup2(write, 2)
-    os.close(write)
+    lock = threading.Lock()
+    state: dict[str, Any] = {}
 
-    def forward() -> None:
+    def forward(read: int, saved: int) -> None:
         with os.fdopen(read, "rb") as pipe:
             for line in pipe:
                 if not _NATIVE_NOISE.match(line):
                     os.write(saved, line)
 
-    thread = threading.Thread(target=forward, name="ocml-stderr", daemon=True)
-    thread.start()
-    restored = threading.Lock()
-
     def restore() -> None:
-        if restored.acquire(blocking=False):
-            sys.stderr.flush()
-            os.dup2(saved, 2)  # closes the pipe's last write end: the forwarder sees its end
-            thread.join()
-            os.close(saved)
+        with lock:
+            if state.get("saved") is not None:
+                sys.stderr.flush()
+                os.dup2(state["saved"], 2)  # closes the pipe's last write end
+                state["forwarder"].join()  # ... so the forwarder passes on the rest and ends
+                os.close(state["saved"])
+            state["saved"] = None
+            state["done"] = True
 
     atexit.register(restore)
+    with lock:
+        if not state.get("done"):
+            sys.stderr.flush()
+            saved = os.dup(2)
+            read, write = os.pipe()
+            os.dup2(write, 2)
+            os.close(write)
+            forwarder = threading.Thread(
+                target=forward, args=(read, saved), name="ocml-stderr", daemon=True
+            )
+            forwarder.start()
+            state.update(saved=saved, forwarder=forwarder)
     try:
         yield
     finally:

@@ -276,3 +276,28 @@ def test_importing_the_pipeline_does_not_import_tensorflow():
         cwd=Path(__file__).parent.parent,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_stderr_of_other_threads_survives_a_model_loading_at_exit():
+    """While a model loads in the background, fd 2 runs through a noise filter; a process that
+    reports an error and exits meanwhile must still show the report (it once lost it)."""
+    code = """
+import sys, threading, time
+from ocml.pipeline.model import native_noise_filtered
+
+def load():
+    with native_noise_filtered():
+        print("I0000 00:00:1.0 port.cc:153] oneDNN noise", file=sys.stderr, flush=True)
+        time.sleep(5)
+
+threading.Thread(target=load, daemon=True).start()
+time.sleep(float(sys.argv[1]))
+print("error: reported", file=sys.stderr)
+sys.exit(1)
+"""
+    for delay in ("0", "0.001", "0.2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, delay], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 1
+        assert out.stderr == "error: reported\n", delay
