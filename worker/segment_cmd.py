@@ -157,6 +157,8 @@ def segment(
     if model_path is None and settings.model != "default":
         model_path = Path(settings.model)
     configure_tensorflow(1)  # one inference thread per process; run one process per core
+    # Asked before the model loads: its background import runs fd 2 through a filter for a while.
+    show_progress = not quiet and sys.stderr.isatty()
     try:
         runtime = _runtime(runtime or settings.runtime, model_path, inputs)
         # The network loads while the first file decodes; its errors surface at first use.
@@ -169,7 +171,6 @@ def segment(
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
     wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
-    show_progress = not quiet and sys.stderr.isatty()
     options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
     try:
         failures = sum(
