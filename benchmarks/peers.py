@@ -227,7 +227,7 @@ def run_on_file(peer: str, path: str, *, mode: int = 3) -> dict[str, float]:
         raise ValueError(f"unknown peer {peer!r}: choose webrtc or silero")
     return {
         "duration": counted.samples / SR,
-        "speech_seconds": round(float((probs >= 0.5).sum()) * CFG.hop_length / SR, 2),
+        "speech_seconds": round(CFG.grid.seconds(int((probs >= 0.5).sum())), 2),
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -438,12 +438,9 @@ def stage_costs(
             f"{np.abs(lite_probs - probs).max():.2g}",
             file=sys.stderr,
         )
-    hop = cfg.hop_length / cfg.sample_rate
     timed(
         "post-processing (Binarize)",
-        lambda: Binarize(params)(
-            probs, duration=rec.duration, hop=hop, offset=cfg.win_length / 2 / cfg.sample_rate
-        ),
+        lambda: Binarize(params)(probs, duration=rec.duration, grid=cfg.grid),
     )
     timed("a separate sha256 pass (what Recording saves)", lambda: file_sha256(path))
     result = timed("segment_file, all overlapped", lambda: segment_file(path, model, params))

@@ -21,6 +21,8 @@ CONFIG_ENV = "OCML_CONFIG"
 TEST_ENV_PREFIX = "OCML_TEST_"
 """Variables the test suite reads (its Redis DB and port); not settings, so not checked here."""
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
+DEFAULT_MODEL = "default"
+"""The ``model`` setting that names the shipped model; any other value is a SavedModel path."""
 
 
 RUNTIMES = ("tensorflow", "litert", "auto")
@@ -59,7 +61,11 @@ class Settings:
     lease_interval: float
     progress_interval: float
     result_expires: int
-    debug_crash_marker: str | None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The SavedModel directory to load; None for the shipped model (``model: default``)."""
+        return None if self.model == DEFAULT_MODEL else Path(self.model)
 
     def time_limits(self, duration: float | None) -> tuple[float, float]:
         """(soft, hard) time limits in seconds for a recording of ``duration`` s (None: unknown)."""
@@ -149,8 +155,6 @@ def _from_env(key: str, text: str, name: str) -> Any:
             raise SettingsError(
                 f"environment variable {name}: not a YAML mapping: {text!r}"
             ) from exc
-    if key == "debug_crash_marker":
-        return text or None
     return text
 
 
@@ -212,8 +216,6 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if value not in RUNTIMES:
             raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
         return value
-    if key == "debug_crash_marker":
-        return None if value is None else _text(value, where)
     return _text(value, where)
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
+from ocml.models.recipe import ARCHITECTURES
+from ocml.pipeline.checks import check_int
+
 RNN_CONTEXT_FRAMES = 200
 """Context declared for recurrent models, whose receptive field is unbounded: 2 s each side.
 
@@ -120,8 +122,7 @@ def build_crnn(
     ``time_pool`` > 1 runs everything after the first convolution at 1/time_pool of the frame rate
     (the recurrent layer steps through fewer frames) and repeats each decision back to every frame.
     """
-    if isinstance(time_pool, bool) or not isinstance(time_pool, int) or time_pool < 1:
-        raise ValueError(f"time_pool must be a positive integer, got {time_pool!r}")
+    check_int(time_pool, name="time_pool")
     inp = keras.Input((None, n_mels), name="logmel")
     x = normalizer(n_mels, mean, std)(inp)
     x = _front_end(x, front_filters, front_pools, "front", time_pool=time_pool)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
 from ocml.pipeline.errors import OcmlError
-
-ARCHS = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
+from ocml.worker.options import param_options, parse_assignments
 
 
 def _threads(threads: int) -> None:
@@ -131,7 +132,6 @@ def synth(
       ocml-train synth data/synth-small --recordings 10 --weight tuxpaint=0
     """
     from ocml.models.synth import config_from_recipe, write_dataset
-    from ocml.models.train import RecipeError, load_recipe
 
     options = {
         "seed": seed,
@@ -142,9 +142,9 @@ def synth(
     }
     try:
         cfg = config_from_recipe(
-            load_recipe(recipe)["synth"],
+            load_recipe(recipe).to_dict()["synth"],
             overrides={k: v for k, v in options.items() if v is not None},
-            weights=_kv(weights, option="--weight"),
+            weights=parse_assignments(weights, option="--weight"),
             system_sources=not no_system_sources,
             speech_dirs=speech_dir,
             noise_dirs=noise_dir,
@@ -222,13 +222,12 @@ def _recipe(
     label_fraction: float | None,
     epochs: int | None,
     teacher: str | None,
-) -> dict:
-    from ocml.models.train import load_recipe
-
-    overrides: dict = {}
+) -> Recipe:
+    """The named recipe with the command-line overrides laid over it (checked)."""
+    overrides: dict[str, Any] = {}
     if arch:
         overrides["arch"] = arch
-    train: dict = {}
+    train: dict[str, Any] = {}
     if label_fraction is not None:
         train["label_fraction"] = label_fraction
     if epochs is not None:
@@ -263,7 +262,9 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
 
 
 @main.command()
-@click.option("--arch", type=click.Choice(ARCHS), help="Architecture (overrides the recipe's).")
+@click.option(
+    "--arch", type=click.Choice(ARCHITECTURES), help="Architecture (overrides the recipe's)."
+)
 @_recipe_opt
 @_data_opt
 @_out_opt
@@ -309,7 +310,6 @@ def train(
           --data data/spec --out runs/ae-5
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from ocml.models.train import RecipeError
     from ocml.models.train import train as run
 
     try:
@@ -334,7 +334,6 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     a readout on few labels with `ocml-train train --arch autoencoder --encoder OUT`.
     """
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
-    from ocml.models.train import RecipeError
     from ocml.models.train import pretrain as run
 
     try:
@@ -375,13 +374,7 @@ _data_args = click.argument(
     help="Also print frame metrics by recording condition (SNR, reverberation, level, music, "
     "noise events, speaker) from the folders' manifest.json (always in --json).",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Post-processing override, e.g. --param min_silence=0.3 (repeatable).",
-)
+@param_options
 @click.option(
     "--json",
     "as_json",
@@ -395,7 +388,7 @@ def evaluate(
     plots: Path | None,
     tune: bool,
     by_condition: bool,
-    params: tuple[str, ...],
+    params: dict[str, float],
     as_json: Path | None,
     threads: int,
 ) -> None:
@@ -407,11 +400,13 @@ def evaluate(
     with a 0.25 s collar around reference boundaries, and the mean boundary error. Numbers are
     given per file, per folder and pooled over all frames of all folders. The model runs once
     per file; tuning re-runs only the post-processing on its stored probabilities. MODEL is a
-    SavedModel or a training run's directory (its savedmodel/ is used).
+    SavedModel or a training run's directory (its savedmodel/ is used). The post-processing
+    options are those of `ocml segment`; what is not given comes from the model's tuned values.
 
     \b
     Examples:
       ocml-train evaluate runs/default ../shared/data/dev
+      ocml-train evaluate runs/default ../shared/data/dev --min-silence 0.3
       ocml-train evaluate runs/default ../shared/data/dev ../shared/data/val --tune \\
           --by-condition --plots plots/ --json pool.json
     """
@@ -422,7 +417,7 @@ def evaluate(
         report = ev.evaluate_dirs(
             model,
             data,
-            overrides=_kv(params),
+            overrides=params,
             plots=plots,
             tune=tune,
             by_condition=by_condition,
@@ -471,7 +466,7 @@ def calibrate(
     """Calibrate MODEL's probabilities on the DATA folders pooled and write it to OUT.
 
     Fits p' = sigmoid(a * logit(p) + b) so that the pipeline's generic post-processing defaults
-    (threshold 0.5, neg_threshold 0.35, min_speech 0.25 s, min_silence 0.5 s, pad 0.1 s) give
+    (threshold 0.5, neg_threshold 0.35, min_speech 0.25 s, min_silence 0.1 s, pad 0.03 s) give
     the highest pooled frame F1, and writes the model again with the transform inside the
     SavedModel (same signature) and a `calibration` record (a, b, fitted_on, F1 before/after)
     in assets/ocml.json. Then, unless --no-tune, post-processing is tuned on the calibrated
@@ -500,22 +495,6 @@ def calibrate(
         raise _fail(err) from err
     if as_json:
         as_json.write_text(json.dumps(report, indent=1))
-
-
-def _kv(pairs: tuple[str, ...], *, option: str = "--param") -> dict[str, float]:
-    """``KEY=NUMBER`` strings as a mapping; a malformed one is a usage error naming ``option``."""
-    out = {}
-    for p in pairs:
-        key, sep, value = p.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {p!r}", param_hint=option)
-        try:
-            out[key] = float(value)
-        except ValueError as err:
-            raise click.BadParameter(
-                f"{key}: {value!r} is not a number", param_hint=option
-            ) from err
-    return out
 
 
 @main.command()

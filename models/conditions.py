@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from ocml.models.evaluate import Counts, FileRun, count_frames, pool
-from ocml.pipeline.features import frame_times
 
 MANIFEST_FILE = "manifest.json"
 NEAR_SPEECH = 1.0
@@ -136,7 +135,7 @@ def speaker_groups(
 def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     """For each axis, the frames of ``run`` in each group, from its manifest ``entry``."""
     n = len(run.probabilities)
-    t = frame_times(n, run.cfg)
+    t = run.cfg.grid.times(n)
     whole = np.ones(n, bool)
     music = [(float(m["start"]), float(m["end"])) for m in entry.get("music") or []]
     in_music = _inside(t, music)
@@ -202,7 +201,7 @@ def by_condition(
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Pooled frame metrics of ``hypotheses`` (spans per run) by axis and group."""
     totals: dict[str, dict[str, list[Any]]] = {axis: {} for axis in AXES}
-    hop = runs[0].cfg.hop_length / runs[0].cfg.sample_rate if runs else 0.0
+    hop = runs[0].cfg.grid.hop if runs else 0.0
     for run, spans in zip(runs, hypotheses, strict=True):
         entry = conditions.get(run.key)
         if entry is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ocml.pipeline.errors import InputMissing
-from ocml.pipeline.features import FeatureConfig, frame_times
+from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.labels import LABEL_SUFFIXES, TOLERANCE, LabelError, Labels, read_labels
 
 AUDIO_SUFFIXES = (
@@ -101,7 +101,7 @@ def frame_labels(
     speech: list[tuple[float, float]], n_frames: int, cfg: FeatureConfig
 ) -> np.ndarray:
     """1 for frames whose centre lies inside a speech interval, else 0 (uint8 ``[n_frames]``)."""
-    centres = frame_times(n_frames, cfg)
+    centres = cfg.grid.times(n_frames)
     if not speech:
         return np.zeros(n_frames, np.uint8)
     starts, ends = np.array(speech, np.float64).T

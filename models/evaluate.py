@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ocml.models.datasets import Item, frame_labels, load_dataset
-from ocml.pipeline.features import FeatureConfig, frame_times
+from ocml.pipeline.features import FeatureConfig
 
 COLLAR = 0.25
 BOUNDARY_CAP = 1.0
@@ -71,7 +71,7 @@ class Counts:
             "boundary_error": round(float(np.mean(self.boundary_errors)), 4)
             if self.boundary_errors
             else 0.0,
-            "hours": round((tp + fp + fn + tn) / 360000, 4),
+            "hours": round(FeatureConfig().grid.seconds(tp + fp + fn + tn) / 3600, 4),
         }
 
 
@@ -89,7 +89,7 @@ def collar_mask(
     collar: float = COLLAR,
 ) -> np.ndarray:
     """True for frames scored under the collar rule: farther than collar/2 from every reference boundary."""
-    t = frame_times(n_frames, cfg)
+    t = cfg.grid.times(n_frames)
     bounds = np.sort(np.fromiter(itertools.chain.from_iterable(reference), float))
     if bounds.size == 0:
         return np.ones(n_frames, bool)
@@ -200,7 +200,7 @@ class FileRun:
     @cached_property
     def centres(self) -> np.ndarray:
         """Centre time of each frame (seconds)."""
-        return frame_times(len(self.probabilities), self.cfg)
+        return self.cfg.grid.times(len(self.probabilities))
 
     def hypothesis(self, spans: Sequence[tuple[float, float]]) -> np.ndarray:
         """Hypothesis speech per frame (bool) for sorted, disjoint ``spans`` in seconds: frames
@@ -227,8 +227,7 @@ class FileRun:
         segs = Binarize(params)(
             self.probabilities if probabilities is None else probabilities,
             duration=self.duration,
-            hop=self.cfg.hop_length / self.cfg.sample_rate,
-            offset=self.cfg.win_length / 2 / self.cfg.sample_rate,
+            grid=self.cfg.grid,
         )
         return [(s.start, s.end) for s in segs]
 
@@ -414,7 +413,8 @@ def evaluate_dirs(
     report["frames_per_second"] = model_speed(model)
     echo(
         f"model speed: {report['frames_per_second']:,.0f} frames/s "
-        f"({report['frames_per_second'] / 100:,.0f}x real time) through Inference, "
+        f"({model.features.grid.seconds(report['frames_per_second']):,.0f}x real time) "
+        "through Inference, "
         f"{model.inference['batch_size']} x {model.inference['chunk_frames']}-frame chunks "
         f"+ {model.context_frames} frames of context each side"
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ocml.pipeline.checks import check_int, check_text
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.model import (
@@ -55,16 +56,10 @@ def build_metadata(
 ) -> dict[str, Any]:
     """The ``assets/ocml.json`` content (format_version 1), validated by ``pipeline.model``'s rules."""
     for key, value in (("name", name), ("version", version), ("architecture", architecture)):
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+        check_text(value, name=key)
     if not isinstance(features, FeatureConfig):
         raise ValueError(f"features must be a FeatureConfig, got {features!r}")
-    if (
-        isinstance(context_frames, bool)
-        or not isinstance(context_frames, int)
-        or context_frames < 0
-    ):
-        raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
+    check_int(context_frames, name="context_frames", minimum=0)
     metadata = {
         "format_version": FORMAT_VERSION,
         "name": name,

@@ -39,14 +39,14 @@ def timeline(
     from ocml.models.spectrograms import recording_features
 
     plt = _pyplot()
-    hop = cfg.hop_length / cfg.sample_rate
+    hop = cfg.grid.hop
     x = recording_features(run.item.audio, cfg)
     step = max(1, len(x) // POOLED_COLUMNS)
     pooled = x[: len(x) // step * step].reshape(-1, step, x.shape[1]).max(axis=1)
     n = len(run.probabilities)
     ref = frame_labels(run.item.labels.speech, n, cfg)
     hyp = frame_labels(run.segments if decisions is None else decisions, n, cfg)
-    t = np.arange(n) * hop
+    t = cfg.grid.times(n)
     fig, axes = plt.subplots(
         3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [4, 2, 1]}
     )
@@ -118,11 +118,11 @@ def error_rows(
     if not (isinstance(seconds_per_row, (int, float)) and seconds_per_row > 0):
         raise ValueError(f"seconds_per_row must be a positive number, got {seconds_per_row!r}")
     plt = _pyplot()
-    hop = cfg.hop_length / cfg.sample_rate
+    hop = cfg.grid.hop
     n = len(run.probabilities)
     ref = frame_labels(run.item.labels.speech, n, cfg).astype(bool)
     hyp = frame_labels(decisions, n, cfg).astype(bool)
-    t = np.arange(n) * hop + cfg.win_length / 2 / cfg.sample_rate
+    t = cfg.grid.times(n)
     rows = max(1, int(np.ceil(n * hop / seconds_per_row)))
     fig, axes = plt.subplots(rows, 1, figsize=(16, 1.9 * rows + 0.6), squeeze=False)
     bars = (

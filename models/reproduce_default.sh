@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (CRNN 1.0.0) from nothing: about 40 minutes on 2 cores.
+# Rebuild the shipped default model (CRNN 2.0.0) from nothing: about 2 hours on 2 cores.
 # Needs the Debian sources listed in models/pretrained/default/MODEL.md and ocml-train on PATH.
-# Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/dev-tuned.json with MODEL.md.
+# Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/calibration.json with MODEL.md.
 set -euo pipefail
 WORK=${1:-data/reproduce}
 T=${OCML_TRAIN:-ocml-train}
-PY=${PYTHON:-python}
 DEV=${DEV:-../shared/data/dev}
+VAL=${VAL:-../shared/data/val}
 mkdir -p "$WORK"
 
-$T synth "$WORK/synth" --seed 2 --recordings 100 --tts-utterances 3000
-$T spectrograms "$WORK/synth" "$WORK/spec"
+# The recipe's synth: section (160 recordings: TTS and recorded voices), then 80 recordings of
+# recorded voices only (no TTS), for more real speakers.
+$T synth "$WORK/synth" --recipe default
+$T synth "$WORK/synth-voices" --recipe default --seed 21 --recordings 80 --tts-utterances 0
+$T spectrograms "$WORK/synth" "$WORK/synth-voices" "$WORK/spec"
 $T train --recipe default --data "$WORK/spec" --out "$WORK/default"
 
-# Tune post-processing on the dev set, score with the tuned values, export with the metrics.
-$T evaluate "$WORK/default" "$DEV" --tune --threads 1 --json "$WORK/dev.json"
-$PY -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['tuned']['params'], open(sys.argv[2], 'w'))" \
-    "$WORK/dev.json" "$WORK/tuned.json"
-read -r -a PARAMS <<< "$($PY -c "import json,sys; print(' '.join(f'--param {k}={v}' for k, v in json.load(open(sys.argv[1])).items()))" "$WORK/tuned.json")"
-$T evaluate "$WORK/default" "$DEV" --threads 1 "${PARAMS[@]}" --json "$WORK/dev-tuned.json"
-$T export "$WORK/default" "$WORK/export" --data "$WORK/spec" --metrics "$WORK/dev-tuned.json" \
-    --postprocess "$WORK/tuned.json" --name default --version 1.0.0
+# Calibrate on dev + val pooled (for the generic defaults), tune post-processing on the pool,
+# and write the model with its metrics: dev and val are never trained on.
+$T calibrate "$WORK/default" "$DEV" "$VAL" --out "$WORK/export" --json "$WORK/calibration.json" \
+    --threads 1
 echo "model in $WORK/export; copy it and MODEL.md to models/pretrained/default to ship it"

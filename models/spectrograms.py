@@ -3,8 +3,9 @@
 Features come from the pipeline's own chunked generator (``pipeline.decode.stream`` →
 ``pipeline.features.stream_logmel``), so training sees exactly what inference sees. A shard holds
 ``x`` float16 ``[windows, frames, n_mels]``, ``y`` uint8 ``[windows, frames]`` (255 where the
-recording is unlabelled) and ``source`` (the recording each window came from); ``shards()`` streams
-them back through ``tf.data`` so data sets larger than memory work.
+recording is unlabelled) and ``source`` (the recording each window came from); training streams
+them back one shard at a time (``load_shard`` in ``models.train.Examples``, fed to ``tf.data``), so
+data sets larger than memory work.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ocml.models.datasets import Item, check_against_audio, frame_labels
+from ocml.pipeline.checks import check_int
 from ocml.pipeline.features import FeatureConfig, stream_logmel
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,7 @@ class ShardSpec:
 
     def __post_init__(self) -> None:
         for name in ("window", "hop", "per_shard"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(getattr(self, name), name=name)
 
 
 def recording_features(path: Path, cfg: FeatureConfig) -> np.ndarray:

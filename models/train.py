@@ -1,6 +1,7 @@
 """Training from spectrogram shards: recipe → Keras model → checkpoints → exported SavedModel.
 
-A recipe (``models/recipes/*.yaml``) holds every hyper-parameter. Every ``validation_every``-th
+A recipe (``models/recipes/*.yaml``, read and checked by ``models.recipe``) holds every
+hyper-parameter. Every ``validation_every``-th
 shard is held out for validation; training examples are random crops of the shard windows with a
 random gain change, streamed through ``tf.data``. ``MODEL_DIR`` receives ``recipe.yaml``,
 ``history.csv``, ``checkpoints/`` (last and best weights, the epoch reached) and ``savedmodel/``.
@@ -8,114 +9,24 @@ random gain change, streamed through ``tf.data``. ``MODEL_DIR`` receives ``recip
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from ocml.models.architectures import ARCHITECTURES, Built, build, frame_model
+from ocml.models.architectures import Built, build, frame_model
+from ocml.models.recipe import Recipe, RecipeError, load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
 from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model import inference_hint_problem
 
-RECIPES = Path(__file__).parent / "recipes"
-DEFAULTS: dict[str, Any] = {
-    "name": "custom",
-    "version": "0.1.0",
-    "arch": "tcn",
-    "model": {},
-    "data": {
-        "crop": 800,
-        "batch_size": 16,
-        "validation_every": 8,
-        "gain_jitter_db": 6.0,
-        "eq_jitter_db": 0.0,
-        "windows_per_example": 32,
-    },
-    "train": {
-        "epochs": 30,
-        "learning_rate": 0.002,
-        "patience": 5,
-        "seed": 0,
-        "steps_per_epoch": None,
-        "label_fraction": 1.0,
-        "teacher": None,
-        "distill_weight": 0.5,
-    },
-    "pretrain": {"epochs": 10, "learning_rate": 0.002},
-    "postprocess": {},
-    "inference": {},
-    "synth": {
-        "seed": 2,
-        "recordings": 100,
-        "min_seconds": 60.0,
-        "max_seconds": 240.0,
-        "tts_utterances": 3000,
-        "midi_pieces": 60,
-        "recorded_speech": ["system", "tuxpaint", "ktuberling", "hedgewars"],
-        "source_weights": {},
-    },
-}
 Echo = Callable[[str], None]
-
-
-class RecipeError(ValueError):
-    """A recipe key or value is unknown or out of range."""
-
-
-def load_recipe(
-    path: Path | str | None = None, *, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The defaults, updated by the YAML file at ``path``, then by ``overrides``; unknown keys fail."""
-    recipe = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        p = Path(path)
-        if not p.is_file() and (RECIPES / f"{path}.yaml").is_file():
-            p = RECIPES / f"{path}.yaml"
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise RecipeError(f"{p}: cannot read recipe: {err}") from err
-        _update(recipe, data, str(p))
-    _update(recipe, dict(overrides or {}), "overrides")
-    if recipe["arch"] not in ARCHITECTURES:
-        raise RecipeError(
-            f"arch {recipe['arch']!r} is unknown; choose one of {', '.join(ARCHITECTURES)}"
-        )
-    frac = recipe["train"]["label_fraction"]
-    if not 0 < float(frac) <= 1:
-        raise RecipeError(f"train.label_fraction must be in (0, 1], got {frac!r}")
-    for key in ("crop", "batch_size", "validation_every", "windows_per_example"):
-        v = recipe["data"][key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise RecipeError(f"data.{key} must be a positive integer, got {v!r}")
-    problem = inference_hint_problem(recipe["inference"] or {})
-    if problem:
-        raise RecipeError(problem)
-    return recipe
-
-
-def _update(base: dict[str, Any], new: Mapping[str, Any], where: str) -> None:
-    for key, value in new.items():
-        if key not in base:
-            raise RecipeError(
-                f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(base))}"
-            )
-        free_form = ("model", "postprocess", "inference", "source_weights")
-        if isinstance(base[key], dict) and key not in free_form:
-            if not isinstance(value, Mapping):
-                raise RecipeError(f"{where}: {key} must be a mapping, got {value!r}")
-            _update(base[key], value, f"{where}:{key}")
-        else:
-            base[key] = copy.deepcopy(value)
 
 
 @dataclass(frozen=True)
@@ -166,7 +77,7 @@ class Examples:
     def __init__(
         self,
         shards: list[Path],
-        recipe: dict[str, Any],
+        recipe: Recipe,
         *,
         built: Built,
         training: bool,
@@ -175,11 +86,11 @@ class Examples:
     ) -> None:
         self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
         self.soft = soft
-        self.rng = np.random.default_rng([recipe["train"]["seed"], epoch_seed])
+        self.rng = np.random.default_rng([recipe.train.seed, epoch_seed])
         self.keep = _label_mask_seed(recipe)
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        data = self.recipe["data"]
+        data = self.recipe.data
         order = self.rng.permutation(len(self.shards)) if self.training else range(len(self.shards))
         for si in order:
             path = self.shards[si]
@@ -187,16 +98,16 @@ class Examples:
             weight = (y != UNLABELLED).astype(np.float32) * self.keep(path, y.shape)
             target = np.where(y == UNLABELLED, 0, y).astype(np.float32)
             if self.soft is not None:
-                a = float(self.recipe["train"]["distill_weight"])
+                a = self.recipe.train.distill_weight
                 target = (1 - a) * target + a * self.soft[path]
             idx = self.rng.permutation(len(x)) if self.training else range(len(x))
             for i in idx:
                 if not weight[i].any():
                     continue
                 xi = x[i]
-                if self.training and (data["gain_jitter_db"] or data["eq_jitter_db"]):
+                if self.training and (data.gain_jitter_db or data.eq_jitter_db):
                     xi = level_jitter(
-                        xi, self.rng, gain_db=data["gain_jitter_db"], eq_db=data["eq_jitter_db"]
+                        xi, self.rng, gain_db=data.gain_jitter_db, eq_db=data.eq_jitter_db
                     )
                 yield from self._cut(xi, target[i], weight[i])
 
@@ -204,13 +115,13 @@ class Examples:
         self, x: np.ndarray, y: np.ndarray, w: np.ndarray
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         if self.built.window is None:
-            crop = min(self.recipe["data"]["crop"], len(x)) if self.training else len(x)
+            crop = min(self.recipe.data.crop, len(x)) if self.training else len(x)
             s = int(self.rng.integers(0, len(x) - crop + 1))
             yield x[s : s + crop], y[s : s + crop], w[s : s + crop]
             return
         width = self.built.window
         half = width // 2
-        count = self.recipe["data"]["windows_per_example"]
+        count = self.recipe.data.windows_per_example
         centres = (
             self.rng.integers(half, len(x) - (width - half) + 1, count)
             if self.training
@@ -237,10 +148,10 @@ def level_jitter(
     return np.logaddexp(x + shift, math.log(1e-6)).astype(np.float32)
 
 
-def _label_mask_seed(recipe: dict[str, Any]) -> Callable[[Path, tuple[int, ...]], np.ndarray]:
+def _label_mask_seed(recipe: Recipe) -> Callable[[Path, tuple[int, ...]], np.ndarray]:
     """Which windows keep their labels under ``label_fraction`` (fixed per shard and seed)."""
-    fraction = float(recipe["train"]["label_fraction"])
-    seed = int(recipe["train"]["seed"])
+    fraction = recipe.train.label_fraction
+    seed = recipe.train.seed
 
     def keep(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         if fraction >= 1:
@@ -272,7 +183,7 @@ def make_dataset(examples: Examples, *, n_mels: int, batch_size: int, frame: boo
         )
     ds = tf.data.Dataset.from_generator(examples, output_signature=sig)
     if examples.training:
-        ds = ds.shuffle(2048 if not frame else 64, seed=int(examples.recipe["train"]["seed"]))
+        ds = ds.shuffle(2048 if not frame else 64, seed=examples.recipe.train.seed)
     return ds.batch(batch_size).prefetch(2)
 
 
@@ -417,15 +328,13 @@ def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict
     return out
 
 
-def prepare(
-    data: Path, recipe: dict[str, Any], *, teacher: Any = None
-) -> tuple[ShardSet, Built, Any, Any]:
+def prepare(data: Path, recipe: Recipe, *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
     """Split the shards, build the model with the data's feature statistics, make both datasets."""
-    shards = split_shards(data, recipe["data"]["validation_every"])
+    shards = split_shards(data, recipe.data.validation_every)
     mean, std = feature_stats(shards.train)
-    built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
+    built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     frame = built.window is None
-    bs = recipe["data"]["batch_size"]
+    bs = recipe.data.batch_size
     soft = teacher_targets(shards.train, teacher) if teacher is not None else None
     train_ds = make_dataset(
         Examples(shards.train, recipe, built=built, training=True, soft=soft),
@@ -448,7 +357,7 @@ def export_model(
     built: Built,
     out_dir: Path,
     *,
-    recipe: dict[str, Any],
+    recipe: Recipe,
     shards: ShardSet,
     history: dict[str, Any],
     metrics: dict[str, Any] | None = None,
@@ -466,20 +375,20 @@ def export_model(
     training = {
         "data": {k: shards.index[k] for k in ("hours", "recordings", "speech_fraction", "frames")},
         "data_folder": shards.folder.name,
-        "recipe": recipe,
+        "recipe": recipe.to_dict(),
         "history": history,
         "params": int(built.model.count_params()),
     }
     return export_savedmodel(
         model,
         out_dir,
-        name=recipe["name"],
-        version=str(recipe["version"]),
-        architecture=recipe["arch"],
+        name=recipe.name,
+        version=recipe.version,
+        architecture=recipe.arch,
         features=shards.features,
         context_frames=built.context_frames,
-        postprocess=recipe["postprocess"] or None,
-        inference=recipe["inference"] or None,
+        postprocess=recipe.postprocess or None,
+        inference=recipe.inference or None,
         training=training,
         metrics=metrics,
         tflite=tflite,
@@ -488,7 +397,7 @@ def export_model(
 
 
 def train(
-    recipe: dict[str, Any],
+    recipe: Recipe,
     data: Path,
     out: Path,
     *,
@@ -499,19 +408,19 @@ def train(
     """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path."""
     import keras
 
-    keras.utils.set_random_seed(int(recipe["train"]["seed"]))
+    keras.utils.set_random_seed(recipe.train.seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     teacher = None
-    if recipe["train"]["teacher"]:
+    if recipe.train.teacher:
         from ocml.pipeline.model import load_model
 
-        teacher = load_model(recipe["train"]["teacher"])
+        teacher = load_model(recipe.train.teacher)
         echo(
-            f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe['train']['distill_weight']}"
+            f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe.train.distill_weight}"
         )
     shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher)
-    if recipe["arch"] == "autoencoder":
+    if recipe.arch == "autoencoder":
         if encoder_weights is None:
             raise ValueError(
                 "the autoencoder readout needs a pre-trained encoder: run `ocml-train pretrain` "
@@ -520,20 +429,20 @@ def train(
         built.encoder.load_weights(encoder_weights)
         built.encoder.trainable = False
     echo(
-        f"{recipe['arch']}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
+        f"{recipe.arch}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
         f"{len(shards.train)} training / {len(shards.validation)} validation shards"
     )
-    _compile(built.model, float(recipe["train"]["learning_rate"]))
+    _compile(built.model, recipe.train.learning_rate)
     history = fit(
         built.model,
         train_ds,
         val_ds,
         out=out,
-        epochs=int(recipe["train"]["epochs"]),
-        patience=int(recipe["train"]["patience"]),
+        epochs=recipe.train.epochs,
+        patience=recipe.train.patience,
         resume=resume,
         echo=echo,
-        steps=recipe["train"]["steps_per_epoch"],
+        steps=recipe.train.steps_per_epoch,
     )
     path = export_model(built, out / "savedmodel", recipe=recipe, shards=shards, history=history)
     echo(f"exported {path}")
@@ -541,33 +450,31 @@ def train(
 
 
 def pretrain(
-    recipe: dict[str, Any], data: Path, out: Path, *, resume: bool = False, echo: Echo = print
+    recipe: Recipe, data: Path, out: Path, *, resume: bool = False, echo: Echo = print
 ) -> Path:
     """Train the autoencoder to reconstruct standardised windows (no labels); save the encoder's weights."""
     import keras
 
-    if recipe["arch"] != "autoencoder":
-        raise RecipeError(f"pretrain needs arch autoencoder, the recipe says {recipe['arch']!r}")
-    keras.utils.set_random_seed(int(recipe["train"]["seed"]))
+    if recipe.arch != "autoencoder":
+        raise RecipeError(f"pretrain needs arch autoencoder, the recipe says {recipe.arch!r}")
+    keras.utils.set_random_seed(recipe.train.seed)
     out.mkdir(parents=True, exist_ok=True)
-    unlabelled = {**recipe, "train": {**recipe["train"], "label_fraction": 1.0, "teacher": None}}
+    unlabelled = replace(recipe, train=replace(recipe.train, label_fraction=1.0, teacher=None))
     shards, built, train_ds, val_ds = prepare(data, unlabelled)
     as_pairs = _reconstruction_pairs
     auto = reconstruction_model(built)
-    auto.compile(
-        optimizer=keras.optimizers.Adam(float(recipe["pretrain"]["learning_rate"])), loss="mse"
-    )
+    auto.compile(optimizer=keras.optimizers.Adam(recipe.pretrain.learning_rate), loss="mse")
     echo(f"autoencoder: {auto.count_params():,} parameters, pre-training without labels")
     fit(
         auto,
         as_pairs(train_ds),
         as_pairs(val_ds) if val_ds is not None else None,
         out=out,
-        epochs=int(recipe["pretrain"]["epochs"]),
-        patience=int(recipe["train"]["patience"]),
+        epochs=recipe.pretrain.epochs,
+        patience=recipe.train.patience,
         resume=resume,
         echo=echo,
-        steps=recipe["train"]["steps_per_epoch"],
+        steps=recipe.train.steps_per_epoch,
     )
     path = out / "encoder.weights.h5"
     built.encoder.save_weights(path)
@@ -604,19 +511,17 @@ def export_checkpoint(
     tflite: bool = False,
 ) -> Path:
     """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``."""
-    recipe = load_recipe(run_dir / "recipe.yaml")
-    if name:
-        recipe["name"] = name
-    if version:
-        recipe["version"] = version
-    if postprocess is not None:
-        recipe["postprocess"] = postprocess
+    changes = {"name": name, "version": version, "postprocess": postprocess}
+    recipe = load_recipe(
+        run_dir / "recipe.yaml",
+        overrides={key: value for key, value in changes.items() if value is not None},
+    )
     weights = run_dir / "checkpoints" / f"{checkpoint}.weights.h5"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint")
-    shards = split_shards(data, recipe["data"]["validation_every"])
+    shards = split_shards(data, recipe.data.validation_every)
     mean, std = feature_stats(shards.train)
-    built = build(recipe["arch"], shards.features.n_mels, recipe["model"], mean=mean, std=std)
+    built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     built.model.load_weights(weights)
     return export_model(
         built,

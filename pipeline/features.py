@@ -7,6 +7,7 @@ carrying the unconsumed samples between blocks, so memory does not grow with the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from ocml.pipeline.checks import check_int, check_number
 
 SUB_BLOCK_FRAMES = 512
 """Frames transformed at a time, so the FFT, power and filterbank buffers stay in cache."""
@@ -44,13 +47,9 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "win_length", "n_fft", "hop_length", "n_mels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"feature {name} must be a positive integer, got {value!r}")
+            check_int(getattr(self, name), name=f"feature {name}")
         for name in ("fmin", "fmax", "log_offset"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"feature {name} must be a number, got {value!r}")
+            check_number(getattr(self, name), name=f"feature {name}")
         if self.window not in WINDOWS:
             raise ValueError(f"feature window must be one of {WINDOWS}, got {self.window!r}")
         if self.mel_scale not in MEL_SCALES:
@@ -95,6 +94,13 @@ class FeatureConfig:
             if getattr(self, f.name) != getattr(other, f.name)
         ]
 
+    @property
+    def grid(self) -> FrameGrid:
+        """Where this configuration's frames lie in time (hop and centre of frame 0)."""
+        return FrameGrid(
+            hop_length=self.hop_length, centre=self.win_length / 2, sample_rate=self.sample_rate
+        )
+
     def frames(self, n_samples: int) -> int:
         """Number of whole windows in ``n_samples`` samples (0 when shorter than one window)."""
         return (
@@ -102,6 +108,58 @@ class FeatureConfig:
             if n_samples < self.win_length
             else 1 + (n_samples - self.win_length) // self.hop_length
         )
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """The time of every frame: frame i starts at sample i × hop_length, its time is its centre.
+
+    With the pipeline's features that is i × 10 ms + 12.5 ms. Post-processing, evaluation, the
+    player and the plots all place frames with this one definition, taken from ``FeatureConfig``.
+    """
+
+    hop_length: int
+    centre: float
+    """Samples from a frame's first sample to its centre (half the window)."""
+    sample_rate: int
+
+    @property
+    def hop(self) -> float:
+        """Seconds between frames."""
+        return self.hop_length / self.sample_rate
+
+    @property
+    def offset(self) -> float:
+        """Seconds from the start of the recording to the centre of frame 0."""
+        return self.centre / self.sample_rate
+
+    def times(self, n_frames: int, *, first: int = 0) -> np.ndarray:
+        """Centre time in seconds of each of ``n_frames`` frames, starting with frame ``first``."""
+        return (
+            np.arange(first, first + n_frames) * self.hop_length + self.centre
+        ) / self.sample_rate
+
+    def seconds(self, n_frames: int) -> float:
+        """How long ``n_frames`` frames last (``n_frames`` hops)."""
+        return n_frames * self.hop
+
+    def count(self, seconds: float) -> int:
+        """Whole frames (hops) in ``seconds``."""
+        return max(math.floor(seconds / self.hop + 1e-9), 0)
+
+    def index(self, t: float) -> int:
+        """The frame whose centre is nearest to time ``t`` (0 before the first centre)."""
+        return max(round((t - self.offset) / self.hop), 0)
+
+    def covering(self, t0: float, t1: float, n_frames: int) -> slice:
+        """The frames that draw ``t0..t1`` edge to edge, within ``n_frames``.
+
+        From the last frame centred at or before ``t0`` to the first centred at or after ``t1``,
+        so a curve through the frame centres spans the whole window.
+        """
+        first = min(max(math.floor((t0 - self.offset) / self.hop), 0), n_frames)
+        last = min(math.ceil((t1 - self.offset) / self.hop) + 1, n_frames)
+        return slice(first, max(last, first))
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -205,8 +263,3 @@ def stream_logmel(blocks: Iterable[np.ndarray], cfg: FeatureConfig) -> Iterator[
         if n_frames:
             yield _frames_logmel(buffer, n_frames, cfg)
         tail = buffer[n_frames * cfg.hop_length :].copy()
-
-
-def frame_times(n_frames: int, cfg: FeatureConfig) -> np.ndarray:
-    """Centre time in seconds of each of ``n_frames`` frames: (i × hop + win / 2) / sample_rate."""
-    return (np.arange(n_frames) * cfg.hop_length + cfg.win_length / 2) / cfg.sample_rate

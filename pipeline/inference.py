@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ocml.pipeline.checks import check_int
 from ocml.pipeline.model import Model
 
 
@@ -27,9 +28,8 @@ class Inference:
         """``chunk_frames`` and ``batch_size`` default to the model's own ``inference`` hint."""
         chunk_frames = model.inference["chunk_frames"] if chunk_frames is None else chunk_frames
         batch_size = model.inference["batch_size"] if batch_size is None else batch_size
-        for name, value in (("chunk_frames", chunk_frames), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_int(chunk_frames, name="chunk_frames")
+        check_int(batch_size, name="batch_size")
         self.model = model
         self.chunk_frames = chunk_frames
         self.batch_size = batch_size

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.times import round_ms
 
 LABEL_SUFFIXES = (".json", ".txt", ".rttm", ".smil")
 NON_SPEECH_LABELS = {
@@ -223,9 +224,9 @@ def render_audacity_labels(speech: list[tuple[float, float]]) -> bytes:
 
 
 def render_labels_json(speech: list[tuple[float, float]], *, duration: float) -> bytes:
-    """The simple labels JSON ``{"duration", "speech": [[s, e], ...]}``, times in milliseconds."""
+    """The simple labels JSON ``{"duration", "speech": [[s, e], ...]}``, seconds to the millisecond."""
     doc = {
-        "duration": round(duration, 3),
-        "speech": [[round(s, 3), round(e, 3)] for s, e in speech],
+        "duration": round_ms(duration),
+        "speech": [[round_ms(s), round_ms(e)] for s, e in speech],
     }
     return (json.dumps(doc, indent=1) + "\n").encode("utf-8")

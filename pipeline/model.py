@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ocml.pipeline.checks import check_int
 from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import FeatureConfig
 
@@ -62,8 +63,10 @@ def inference_hint_problem(hint: Mapping[str, Any]) -> str | None:
     for key, value in hint.items():
         if key not in INFERENCE_DEFAULTS:
             return f"inference.{key} is unknown; known: {', '.join(INFERENCE_DEFAULTS)}"
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return f"inference.{key} must be a positive integer, got {value!r}"
+        try:
+            check_int(value, name=f"inference.{key}")
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -79,8 +82,7 @@ def configure_tensorflow(threads: int = 1) -> None:
     once if TensorFlow is already imported. Once TensorFlow has run an op its pools can no longer
     change; then the existing setting is kept and a warning logged.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    check_int(threads, name="threads")
     _threads.clear()
     _threads["threads"] = threads
     if "tensorflow" in sys.modules:
@@ -194,7 +196,12 @@ def default_model_path() -> Path:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The validated ``assets/ocml.json`` of the SavedModel at ``path``; ``ModelError`` if unusable."""
-    file = Path(path) / METADATA_FILE
+    return _read_metadata(Path(path))[0]
+
+
+def _read_metadata(path: Path) -> tuple[dict[str, Any], FeatureConfig]:
+    """The validated metadata and its feature configuration, parsed once."""
+    file = path / METADATA_FILE
     if not file.is_file():
         raise ModelError(
             f"no model metadata: {METADATA_FILE} is missing (not an opencast-ml model)",
@@ -204,11 +211,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"unreadable model metadata: {exc}", path=str(file)) from exc
-    _check_metadata(data, str(file))
-    return data
+    return data, _check_metadata(data, str(file))
 
 
-def _check_metadata(data: Any, file: str) -> None:
+def _check_metadata(data: Any, file: str) -> FeatureConfig:
+    """Refuses unusable metadata with a ``ModelError``; returns its feature configuration."""
     if not isinstance(data, dict):
         raise ModelError(
             f"model metadata must be a JSON object, got {type(data).__name__}", path=file
@@ -228,12 +235,13 @@ def _check_metadata(data: Any, file: str) -> None:
                 f"metadata {key} must be a non-empty string, got {data[key]!r}", path=file
             )
     try:
-        FeatureConfig.from_dict(data["features"])
+        features = FeatureConfig.from_dict(data["features"])
     except ValueError as exc:
         raise ModelError(f"bad feature configuration: {exc}", path=file) from exc
-    context = data["context_frames"]
-    if isinstance(context, bool) or not isinstance(context, int) or context < 0:
-        raise ModelError(f"context_frames must be an integer >= 0, got {context!r}", path=file)
+    try:
+        check_int(data["context_frames"], name="context_frames", minimum=0)
+    except ValueError as exc:
+        raise ModelError(str(exc), path=file) from None
     if data["labels"] != LABELS:
         raise ModelError(f"labels must be {LABELS}, got {data['labels']!r}", path=file)
     for key in ("postprocess", "training", "metrics", "inference"):
@@ -245,6 +253,7 @@ def _check_metadata(data: Any, file: str) -> None:
     problem = _tflite_problem(data.get("tflite"))
     if problem:
         raise ModelError(f"metadata {problem}", path=file)
+    return features
 
 
 def _tflite_problem(entry: Any) -> str | None:
@@ -292,12 +301,13 @@ class Model:
         metadata: dict[str, Any],
         runtime: str,
         runner: Future[Runner],
+        features: FeatureConfig,
         sha256: str,
     ) -> None:
         self.path = path
         self.metadata = metadata
         self.runtime = runtime
-        self.features = FeatureConfig.from_dict(metadata["features"])
+        self.features = features
         self.context_frames: int = metadata["context_frames"]
         self.name: str = metadata["name"]
         self.version: str = metadata["version"]
@@ -365,13 +375,13 @@ def load_model(
     forked while it loads (worker processes load after the fork, in the foreground).
     """
     root = default_model_path() if path is None else Path(path)
-    metadata = read_metadata(_check_directory(root))
-    problems = FeatureConfig.from_dict(metadata["features"]).mismatches(PIPELINE_FEATURES)
+    metadata, features = _read_metadata(_check_directory(root))
+    problems = features.mismatches(PIPELINE_FEATURES)
     if problems:
         raise ModelError(
             "model features differ from the pipeline's: " + "; ".join(problems), path=str(root)
         )
-    return _model(root, metadata, runtime=runtime, background=background)
+    return _model(root, metadata, features, runtime=runtime, background=background)
 
 
 def open_savedmodel(path: str | os.PathLike[str], *, runtime: str = "tensorflow") -> Model:
@@ -380,7 +390,7 @@ def open_savedmodel(path: str | os.PathLike[str], *, runtime: str = "tensorflow"
     For export checks and tools; segmenting uses ``load_model``, which also checks the features.
     """
     root = _check_directory(Path(path))
-    return _model(root, read_metadata(root), runtime=runtime, background=False)
+    return _model(root, *_read_metadata(root), runtime=runtime, background=False)
 
 
 def _check_directory(root: Path) -> Path:
@@ -391,7 +401,14 @@ def _check_directory(root: Path) -> Path:
     return root
 
 
-def _model(root: Path, metadata: dict[str, Any], *, runtime: str, background: bool) -> Model:
+def _model(
+    root: Path,
+    metadata: dict[str, Any],
+    features: FeatureConfig,
+    *,
+    runtime: str,
+    background: bool,
+) -> Model:
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "litert" and not metadata.get("tflite"):
@@ -418,6 +435,7 @@ def _model(root: Path, metadata: dict[str, Any], *, runtime: str, background: bo
         metadata=metadata,
         runtime=runtime,
         runner=runner,
+        features=features,
         sha256=directory_sha256(root),
     )
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ocml.pipeline.errors import NoSpeech, OcmlError, ParamsError, TrackError
 from ocml.pipeline.postprocess import Segment, SegmentParams
+from ocml.pipeline.times import round_ms
 
 SCHEMA_ID = "opencast-ml/segments/v1"
 SCHEMA_RESOURCE = "segments-v1.schema.json"
@@ -101,7 +102,7 @@ class Result:
     @property
     def speech_seconds(self) -> float:
         """Total speech, seconds rounded to the millisecond."""
-        return round(sum(s.end - s.start for s in self.segments), 3)
+        return round_ms(sum(s.end - s.start for s in self.segments))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``opencast-ml/segments/v1`` document, keys in a stable order."""
@@ -111,7 +112,7 @@ class Result:
             "schema": SCHEMA_ID,
             "input": {
                 "path": self.input.path,
-                "duration": round(duration, 3),
+                "duration": round_ms(duration),
                 "sample_rate": int(self.input.sample_rate),
                 "channels": int(self.input.channels),
                 "sha256": self.input.sha256,
@@ -126,8 +127,8 @@ class Result:
             "params": self.params.to_dict(),
             "segments": [
                 {
-                    "start": round(s.start, 3),
-                    "end": round(s.end, 3),
+                    "start": round_ms(s.start),
+                    "end": round_ms(s.end),
                     "label": "speech",
                     "confidence": round(float(s.confidence), 4),
                 }
@@ -140,7 +141,7 @@ class Result:
                 "no_speech": not self.segments,
             },
             "timing": {
-                "processing_seconds": round(self.processing_seconds, 3),
+                "processing_seconds": round_ms(self.processing_seconds),
                 "realtime_factor": round(self.processing_seconds / duration, 6)
                 if duration > 0
                 else 0.0,

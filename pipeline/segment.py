@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ocml.pipeline import postprocess
 from ocml.pipeline.decode import Recording
 from ocml.pipeline.errors import InputTooShort
 from ocml.pipeline.features import stream_logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
-from ocml.pipeline.postprocess import Binarize, SegmentParams, preset
+from ocml.pipeline.postprocess import Binarize, SegmentParams
 from ocml.pipeline.prefetch import prefetch
 from ocml.pipeline.result import InputInfo, ModelInfo, Result, utc_now
 
@@ -33,15 +34,10 @@ FEATURE_AHEAD_SECONDS = 600.0
 def resolve_params(
     model: Model, *, preset_name: str = "default", overrides: Mapping[str, Any] | None = None
 ) -> SegmentParams:
-    """Post-processing parameters: the preset, then the model's tuned values, then ``overrides``.
-
-    The model's recommended values (tuned on the dev set at export) refine only the ``default``
-    preset; a named preset such as ``opencast`` keeps its documented semantics.
-    """
-    params = preset(preset_name)
-    if preset_name == "default" and model.postprocess:
-        params = SegmentParams.from_mapping(model.postprocess, base=params)
-    return SegmentParams.from_mapping(dict(overrides or {}), base=params)
+    """``postprocess.resolve_params`` with ``model``'s tuned values."""
+    return postprocess.resolve_params(
+        preset_name=preset_name, tuned=model.postprocess, overrides=overrides
+    )
 
 
 def segment_file(
@@ -74,7 +70,7 @@ def segment_file(
         features = stack.enter_context(
             contextlib.closing(prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=ahead))
         )
-        hop = cfg.hop_length / cfg.sample_rate
+        hop = cfg.grid.hop
         chunks: list[np.ndarray] = []
         frames_done = 0
         for chunk in Inference(model)(features):
@@ -89,13 +85,8 @@ def segment_file(
                 path=path,
             )
         sha256 = recording.sha256()
-    probs = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    segments = Binarize(params)(
-        probs,
-        duration=duration,
-        hop=hop,
-        offset=cfg.win_length / 2 / cfg.sample_rate,
-    )
+    probabilities = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid)
     if progress is not None:
         progress(duration, duration)
     return Result(
@@ -115,13 +106,13 @@ def segment_file(
         ),
         params=params,
         segments=segments,
-        probabilities=probs,
+        probabilities=probabilities,
         processing_seconds=time.perf_counter() - started,
         created=utc_now(),
     )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's content, read in 1 MiB pieces."""
+    """Hex SHA-256 of a file's content (``hashlib.file_digest`` reads it in 256 KiB pieces)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import io
 import json
-import math
 import os
 import tempfile
 import uuid
@@ -43,6 +42,7 @@ import numpy as np
 from ocml.pipeline.errors import OcmlError, OutputError, TransientIOError
 from ocml.pipeline.labels import render_audacity_labels
 from ocml.pipeline.result import Result, validate
+from ocml.pipeline.times import floor_ms, to_ms
 
 SMIL_NS = "http://www.w3.org/ns/SMIL"
 OC_SMIL_NS = "http://smil.opencastproject.org"
@@ -228,7 +228,7 @@ def render_smil(result: Result, *, tracks: Sequence[Track] | None = None) -> byt
     tracks = list(default_tracks(result) if tracks is None else tracks)
     if not tracks:
         raise ValueError("a SMIL needs at least one track")
-    duration_ms = _duration_ms(result)
+    duration_ms = floor_ms(result.input.duration)
     ids = _IdMaker(result)
     lines = [
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
@@ -278,22 +278,12 @@ class _IdMaker:
         return f"{prefix}-{self.uuid(*position)}"
 
 
-def _duration_ms(result: Result) -> int:
-    """The input duration in whole milliseconds (float noise such as 4.35 × 1000 = 4349.999… ignored)."""
-    return int(math.floor(result.input.duration * 1000 + 1e-6))
-
-
-def _ms(seconds: float) -> int:
-    """Whole milliseconds, the same ones the JSON shows (it rounds seconds to 3 decimals)."""
-    return round(round(seconds, 3) * 1000)
-
-
 def _segments_ms(result: Result) -> list[tuple[int, int]]:
     """Segments as integer milliseconds, never beyond the input duration, empty ones left out."""
-    limit = _duration_ms(result)
+    limit = floor_ms(result.input.duration)
     out = []
     for s in result.segments:
-        begin, end = _ms(s.start), min(_ms(s.end), limit)
+        begin, end = to_ms(s.start), min(to_ms(s.end), limit)
         if end > begin:
             out.append((begin, end))
     return out

@@ -20,7 +20,7 @@ from ocml.pipeline.features import FeatureConfig, stream_logmel
 from ocml.pipeline.labels import merge_intervals
 from ocml.player.labels import difference
 from ocml.player.session import Session
-from ocml.player.timeline import FRAME_HOP, FRAME_OFFSET, pool
+from ocml.player.timeline import curve, pipeline_grid
 
 COLUMNS = 2000
 DETAIL_SECONDS = 60.0
@@ -46,13 +46,13 @@ def spectrograms(
     columns: list[np.ndarray] = []
     carry: np.ndarray | None = None
     kept: dict[tuple[float, float], list[np.ndarray]] = {w: [] for w in windows}
+    grid = pipeline_grid()
     done = 0
     for chunk in chunks:
         for (t0, t1), parts in kept.items():
-            a = max(int((t0 - FRAME_OFFSET) / FRAME_HOP) - done, 0)
-            b = min(int((t1 - FRAME_OFFSET) / FRAME_HOP) + 1 - done, len(chunk))
-            if b > a:
-                parts.append(chunk[a:b])
+            window = grid.covering(t0, t1, done + len(chunk))
+            if window.stop > max(window.start, done):
+                parts.append(chunk[max(window.start - done, 0) : window.stop - done])
         done += len(chunk)
         data = chunk if carry is None else np.concatenate([carry, chunk])
         whole = len(data) // per_column * per_column
@@ -88,7 +88,7 @@ def detail_windows(
                 score[i] += min(end, (i + 1) * DETAIL_SECONDS) - max(start, i * DETAIL_SECONDS)
     elif session.probabilities is not None and len(session.probabilities):
         near = np.abs(np.asarray(session.probabilities, np.float32) - session.threshold) < UNCERTAIN
-        per = int(DETAIL_SECONDS / FRAME_HOP)
+        per = pipeline_grid().count(DETAIL_SECONDS)
         usable = min(len(near), n * per)
         score[: math.ceil(usable / per)] = np.add.reduceat(near[:usable], np.arange(0, usable, per))
     if not score.any():
@@ -106,7 +106,6 @@ def plot_session(
     out: Path,
     *,
     reference: list[tuple[float, float]] | None = None,
-    cfg: FeatureConfig | None = None,
 ) -> Path:
     """Draw the session (and its comparison with ``reference``) to ``out``; returns ``out``."""
     import matplotlib
@@ -117,10 +116,10 @@ def plot_session(
     from ocml.pipeline.decode import stream
     from ocml.pipeline.writers import atomic_write
 
-    cfg = cfg or FeatureConfig()
+    cfg = FeatureConfig()
     long = session.duration > DETAIL_SECONDS * 1.5
     windows = detail_windows(session, reference) if long else []
-    n_frames = int(session.duration / FRAME_HOP)
+    n_frames = pipeline_grid().count(session.duration)
     blocks = stream(str(session.media), sample_rate=cfg.sample_rate, block_seconds=30.0)
     specs = spectrograms(stream_logmel(blocks, cfg), n_frames=n_frames, windows=windows)
     panels = [(0.0, session.duration, specs.overview, specs.frames_per_column)]
@@ -149,7 +148,7 @@ def plot_session(
 def _spectrogram(ax, spec: np.ndarray, t0: float, per_column: int, title: str) -> None:
     """Log-mel image with its time axis in seconds."""
     if len(spec):
-        seconds = len(spec) * per_column * FRAME_HOP
+        seconds = pipeline_grid().seconds(len(spec) * per_column)
         ax.imshow(
             spec.T,
             origin="lower",
@@ -168,12 +167,7 @@ def _decisions(
     """Probability curve and threshold above; predicted, reference and error rows below."""
     probs = session.probabilities
     if probs is not None and len(probs):
-        first = max(int((t0 - FRAME_OFFSET) / FRAME_HOP), 0)
-        last = min(int((t1 - FRAME_OFFSET) / FRAME_HOP) + 1, len(probs))
-        values = np.asarray(probs[first:last], np.float32)
-        times = first * FRAME_HOP + FRAME_OFFSET + np.arange(len(values)) * FRAME_HOP
-        if len(values) > COLUMNS:
-            values, times = pool(values, COLUMNS), pool(times, COLUMNS)
+        times, values = curve(probs, pipeline_grid(), t0, t1, points=COLUMNS)
         ax.plot(times, values, color="black", linewidth=0.7, label="speech probability")
     ax.axhline(session.threshold, color="grey", linestyle="--", linewidth=0.7, label="threshold")
     predicted = merge_intervals(session.segments)

@@ -15,6 +15,7 @@ import numpy as np
 from ocml.pipeline.errors import InputMissing, InputUnreadable
 from ocml.pipeline.result import InvalidResult, Result
 from ocml.player.labels import Labels
+from ocml.player.timeline import pipeline_grid
 
 FRAME_SLACK = 0.05  # seconds of difference allowed between probabilities and duration
 
@@ -62,7 +63,7 @@ def read_probabilities(path: Path, *, duration: float) -> np.ndarray:
         raise InputUnreadable(f"not a probabilities .npy file: {exc}", path=str(path)) from exc
     if probs.ndim != 1:
         raise InputUnreadable(f"probabilities must be 1-D, got shape {probs.shape}", path=str(path))
-    covered = len(probs) * 0.01
+    covered = pipeline_grid().seconds(len(probs))
     if abs(covered - duration) > max(FRAME_SLACK, 0.03 + 0.001 * duration):
         raise InputUnreadable(
             f"{len(probs)} frames cover {covered:.2f} s but the result says {duration:.2f} s",

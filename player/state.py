@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocml.pipeline.times import to_ms
 from ocml.player.labels import Labels
-from ocml.player.timeline import detail_window, frame_index
+from ocml.player.timeline import detail_window, pipeline_grid
 
 ZOOM_LEVELS = (2.0, 5.0, 10.0, 20.0, 30.0, 60.0)  # detail view spans, seconds
 
@@ -100,7 +101,7 @@ class PlayerState:
         """The model's speech probability at ``t`` (default: the cursor), if probabilities exist."""
         if self.probabilities is None or len(self.probabilities) == 0:
             return None
-        i = min(frame_index(self.cursor if t is None else t), len(self.probabilities) - 1)
+        i = min(pipeline_grid().index(self.cursor if t is None else t), len(self.probabilities) - 1)
         return float(self.probabilities[i])
 
     def decision(self) -> tuple[bool, float | None]:
@@ -181,7 +182,7 @@ class PlayerState:
 
 def format_time(t: float) -> str:
     """``H:MM:SS.mmm`` (hours only when needed)."""
-    ms = int(round(max(t, 0.0) * 1000))
+    ms = to_ms(max(t, 0.0))
     h, rest = divmod(ms, 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)

@@ -5,12 +5,21 @@ Pure arithmetic, no pygame, so layout and hit-testing are unit-tested without a 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_HOP = 0.01  # seconds between probability frames
-FRAME_OFFSET = 0.0125  # centre of frame 0, seconds
+from ocml.pipeline.features import FeatureConfig, FrameGrid
+
+
+@functools.cache
+def pipeline_grid() -> FrameGrid:
+    """The frames of the pipeline's features, which every result's probabilities lie on.
+
+    ``load_model`` refuses models with other features, so a result file needs no grid of its own.
+    """
+    return FeatureConfig().grid
 
 
 @dataclass(frozen=True)
@@ -97,11 +106,6 @@ def detail_window(cursor: float, span: float, duration: float) -> tuple[float, f
     return start, start + span
 
 
-def frame_index(t: float) -> int:
-    """The probability frame whose centre is nearest to time ``t``."""
-    return max(int(round((t - FRAME_OFFSET) / FRAME_HOP)), 0)
-
-
 def pool(values: np.ndarray, columns: int, *, how: str = "mean") -> np.ndarray:
     """Reduce a 1-D array to ``columns`` values (mean, max or min of equal runs), float32.
 
@@ -122,3 +126,19 @@ def pool(values: np.ndarray, columns: int, *, how: str = "mean") -> np.ndarray:
     if how == "mean":
         out = out / np.maximum(np.diff(np.append(starts, len(v))), 1)
     return out.astype(np.float32)
+
+
+def curve(
+    probabilities: np.ndarray, grid: FrameGrid, t0: float, t1: float, *, points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values) of the probabilities that draw ``t0..t1`` edge to edge.
+
+    The player's detail view and ``ocml plot`` both draw this; more than ``points`` frames are
+    pooled (mean) to ``points``.
+    """
+    window = grid.covering(t0, t1, len(probabilities))
+    values = np.asarray(probabilities[window], dtype=np.float32)
+    times = grid.times(len(values), first=window.start)
+    if len(values) > points:
+        return pool(times, points), pool(values, points)
+    return times, values

@@ -17,7 +17,7 @@ from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed
 from ocml.player.labels import save_labels
 from ocml.player.session import Session
 from ocml.player.state import PlayerState, action_for, format_time
-from ocml.player.timeline import FRAME_HOP, FRAME_OFFSET, Axis, Layout, Rect, pool
+from ocml.player.timeline import Axis, Layout, Rect, curve, pipeline_grid, pool
 
 SPEECH = (40, 170, 70)
 NON_SPEECH = (190, 50, 50)
@@ -202,17 +202,11 @@ class PlayerUI:
         probs = self.session.probabilities
         if probs is None or len(probs) == 0:
             return
-        first = max(int((axis.t0 - FRAME_OFFSET) / FRAME_HOP), 0)
-        last = min(int((axis.t1 - FRAME_OFFSET) / FRAME_HOP) + 2, len(probs))
-        if last - first < 2:
+        times, values = curve(
+            probs, pipeline_grid(), axis.t0, axis.t1, points=2 * image.get_width()
+        )
+        if len(values) < 2:
             return
-        values = np.asarray(probs[first:last], dtype=np.float32)
-        times = first * FRAME_HOP + FRAME_OFFSET + np.arange(len(values)) * FRAME_HOP
-        if len(values) > 2 * image.get_width():
-            values, times = (
-                pool(values, image.get_width(), how="mean"),
-                pool(times, image.get_width()),
-            )
         points = [(axis.x(t), h - 1 - int(p * (h - 2))) for t, p in zip(times, values)]
         pygame.draw.lines(image, CURVE, False, points, 2)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.pipeline.features import FeatureConfig, frame_times, logmel
+from ocml.pipeline.features import FeatureConfig, logmel
 from ocml.pipeline.model import Model, configure_tensorflow, import_tensorflow, load_model
 from tests.media import speechlike
 
@@ -53,7 +53,7 @@ def frame_labels(
     n_frames: int, segments: list[tuple[float, float]], cfg: FeatureConfig
 ) -> np.ndarray:
     """1.0 for frames whose centre lies inside a segment, else 0.0."""
-    centres = frame_times(n_frames, cfg)
+    centres = cfg.grid.times(n_frames)
     labels = np.zeros(n_frames, dtype=np.float32)
     for start, end in segments:
         labels[(centres >= start) & (centres < end)] = 1.0

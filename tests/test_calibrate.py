@@ -96,8 +96,9 @@ def test_fit_moves_the_default_thresholds_between_the_classes() -> None:
     assert fit_calibration(runs, a_grid=(1.0,), b_grid=(0.0,), refine=0)[1] == pytest.approx(
         2 * speech_fraction / (1 + speech_fraction), abs=1e-3
     )
-    # after it, only the 0.1 s of default padding on each side of a 2 s block is wrong
-    precision = 2.0 / 2.2
+    # after it, only the default padding on each side of a 2 s block is wrong
+    generic = SegmentParams()
+    precision = 2.0 / (2.0 + generic.pad_before + generic.pad_after)
     assert f1 == pytest.approx(2 * precision / (1 + precision), abs=1e-3)
     low, high = cal(np.array([0.7, 0.9]))
     assert low < SegmentParams().neg_threshold and high >= SegmentParams().threshold

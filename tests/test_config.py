@@ -24,6 +24,13 @@ def test_defaults_come_from_default_yaml():
     assert settings.media_roots == (Path("/srv/media"),)
 
 
+def test_the_model_setting_names_the_shipped_model_or_a_path():
+    assert load_settings(env={}).model_path is None
+    assert load_settings(env={"OCML_MODEL": "/srv/models/mine"}).model_path == Path(
+        "/srv/models/mine"
+    )
+
+
 def test_file_then_environment_override_in_that_order(tmp_path):
     config = write(
         tmp_path / "s.yaml",

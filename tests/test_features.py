@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocml.pipeline.features import FeatureConfig, frame_times, logmel, mel_filterbank, stream_logmel
+from ocml.pipeline.features import FeatureConfig, logmel, mel_filterbank, stream_logmel
 
 CFG = FeatureConfig()
 
@@ -111,9 +111,32 @@ def test_rejects_multichannel_samples():
         logmel(np.zeros((1000, 2), np.float32), CFG)
 
 
-def test_frame_times_are_frame_centres():
-    np.testing.assert_allclose(frame_times(3, CFG), [0.0125, 0.0225, 0.0325])
-    assert frame_times(0, CFG).shape == (0,)
+def test_frame_grid_puts_frames_at_their_centres():
+    grid = CFG.grid
+    assert (grid.hop, grid.offset) == (0.01, 0.0125)
+    np.testing.assert_allclose(grid.times(3), [0.0125, 0.0225, 0.0325])
+    assert grid.times(0).shape == (0,)
+    assert grid.seconds(100) == pytest.approx(1.0) and grid.count(1.0) == 100
+    assert [grid.index(t) for t in (0.0, 0.0125, 0.017, 1.0125)] == [0, 0, 0, 100]
+
+
+def test_frame_grid_follows_the_configuration():
+    grid = FeatureConfig(
+        sample_rate=8000, fmax=4000.0, win_length=200, n_fft=256, hop_length=80
+    ).grid
+    assert (grid.hop, grid.offset) == (0.01, 0.0125)
+    grid = FeatureConfig(hop_length=320).grid
+    np.testing.assert_allclose(grid.times(2), [0.0125, 0.0325])
+
+
+def test_frames_covering_a_window_reach_both_edges():
+    grid = CFG.grid
+    window = grid.covering(1.0, 2.0, 1000)
+    centres = grid.times(1000)[window]
+    assert centres[0] <= 1.0 < centres[1] and centres[-2] < 2.0 <= centres[-1]
+    assert grid.covering(0.0, 0.05, 1000) == slice(0, 5)
+    assert grid.covering(9.0, 20.0, 1000) == slice(898, 1000)
+    assert grid.covering(20.0, 30.0, 1000) == slice(1000, 1000)
 
 
 def test_other_configurations_compute():

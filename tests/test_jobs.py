@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from ocml.config.settings import load_settings
+from ocml.pipeline.postprocess import PRESETS, SegmentParams
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS
 from ocml.worker.jobs import Job, JobFailed, JobInvalid, parse_job
@@ -69,6 +71,19 @@ def test_job_values_override_the_settings(roots):
     assert job.preset == "opencast"
     assert job.params == {"min_silence": 1.5, "pad": 0.5}
     assert job.model == "tiny"
+
+
+def test_parameters_are_resolved_once_with_the_models_tuned_values(roots):
+    settings, media, _, _ = roots
+    tuned = {"min_silence": 0.3, "threshold": 0.6}
+    job = parse({"input": str(media / "talk.wav")}, settings, tuned=tuned)
+    assert job.segment_params == SegmentParams(min_silence=1.5, threshold=0.6)
+    bare = parse({"input": str(media / "talk.wav"), "params": {"pad": 0.0}}, settings)
+    assert bare.segment_params == SegmentParams(min_silence=1.5, pad_before=0.0, pad_after=0.0)
+    opencast = parse(
+        {"input": str(media / "talk.wav"), "preset": "opencast"}, settings, tuned=tuned
+    )
+    assert opencast.segment_params == replace(PRESETS["opencast"], min_silence=1.5)
 
 
 def test_symlinks_inside_the_roots_are_fine_and_resolved(roots):

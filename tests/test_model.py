@@ -47,6 +47,16 @@ def test_metadata_attributes(tiny_model, tiny_model_dir):
     assert tiny_model.path == tiny_model_dir
 
 
+def test_a_load_parses_the_feature_configuration_once(tiny_model_dir, monkeypatch):
+    calls = []
+    parse = FeatureConfig.from_dict
+    monkeypatch.setattr(
+        FeatureConfig, "from_dict", classmethod(lambda cls, d: calls.append(d) or parse(d))
+    )
+    assert load_model(tiny_model_dir).features == FeatureConfig()
+    assert len(calls) == 1
+
+
 def test_sha256_is_stable_and_follows_the_files(tiny_model, tiny_model_dir, tmp_path):
     assert len(tiny_model.sha256) == 64
     copy = _copy(tiny_model_dir, tmp_path)

@@ -16,7 +16,7 @@ from ocml.pipeline.labels import (
 )
 from ocml.player.labels import Labels, difference, save_labels
 from ocml.player.state import PlayerState, action_for, format_time
-from ocml.player.timeline import Axis, Layout, detail_window, frame_index, pool
+from ocml.player.timeline import Axis, Layout, curve, detail_window, pipeline_grid, pool
 
 
 def labels() -> Labels:
@@ -96,7 +96,18 @@ def test_geometry() -> None:
     assert detail_window(50.0, 30.0, 100.0) == (40.0, 70.0)
     assert detail_window(99.0, 30.0, 100.0) == (70.0, 100.0)
     assert detail_window(5.0, 30.0, 8.0) == (0.0, 8.0)
-    assert frame_index(0.0125) == 0 and frame_index(1.0125) == 100
+    grid = pipeline_grid()
+    assert grid.index(0.0125) == 0 and grid.index(1.0125) == 100
+
+
+def test_the_player_and_the_plots_draw_the_same_frames_of_a_window() -> None:
+    probs = np.linspace(0, 1, 1000, dtype=np.float32)
+    times, values = curve(probs, pipeline_grid(), 1.0, 2.0, points=1000)
+    assert times[0] <= 1.0 < times[1] and times[-2] < 2.0 <= times[-1]
+    np.testing.assert_allclose(values, probs[(times * 100 - 1.25).round().astype(int)])
+    pooled_times, pooled = curve(probs, pipeline_grid(), 0.0, 10.0, points=100)
+    assert len(pooled) == len(pooled_times) == 100
+    assert pooled_times[0] == pytest.approx(0.0575) and pooled[-1] == pytest.approx(0.995, abs=1e-3)
 
 
 def test_pool() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.errors import ParamsError
+from ocml.pipeline.features import FeatureConfig, FrameGrid
 from ocml.pipeline.postprocess import PRESETS, Binarize, Segment, SegmentParams, preset
 
 
@@ -47,10 +48,10 @@ def test_default_params_and_to_dict_lists_every_field():
         "threshold": 0.5,
         "neg_threshold": 0.35,
         "min_speech": 0.25,
-        "min_silence": 0.5,
+        "min_silence": 0.1,
         "min_voice": 0.0,
-        "pad_before": 0.1,
-        "pad_after": 0.1,
+        "pad_before": 0.03,
+        "pad_after": 0.03,
         "trim_min_speech": 0.0,
         "trim_window": 0.0,
     }
@@ -84,7 +85,7 @@ def test_from_mapping_rejects_unknown_keys_naming_them_and_the_known_ones():
         ({"threshold": 1.5}, r"threshold must lie in \[0, 1\], got 1\.5"),
         ({"neg_threshold": -0.1}, r"neg_threshold must lie in \[0, 1\], got -0\.1"),
         ({"threshold": 0.3}, r"neg_threshold \(0\.35\) must not exceed threshold \(0\.3\)"),
-        ({"min_speech": -1}, r"min_speech must be a duration in \[0, 3600\] seconds, got -1\.0"),
+        ({"min_speech": -1}, r"min_speech must lie in \[0, 3600\] seconds, got -1\.0"),
         ({"pad_before": 3601}, r"pad_before .* got 3601\.0"),
         ({"min_silence": math.nan}, r"min_silence must be finite, got nan"),
         ({"min_voice": math.inf}, r"min_voice must be finite, got inf"),
@@ -151,9 +152,10 @@ def test_hysteresis_equals_the_frame_by_frame_state_machine():
 
 
 def test_to_ms_maps_frame_spans_around_their_centres():
-    got = Binarize.to_ms(spans((0, 1), (3, 10)), hop=0.01, offset=0.0125)
+    got = Binarize.to_ms(spans((0, 1), (3, 10)), FeatureConfig().grid)
     assert got.tolist() == [[8, 18], [38, 108]]
-    assert Binarize.to_ms(spans((2, 4)), hop=0.02, offset=0.0).tolist() == [[30, 70]]
+    grid = FrameGrid(hop_length=320, centre=0.0, sample_rate=16000)  # 20 ms hop, centre at 0
+    assert Binarize.to_ms(spans((2, 4)), grid).tolist() == [[30, 70]]
 
 
 def test_drop_short_keeps_spans_of_exactly_the_minimum():
@@ -201,7 +203,7 @@ def test_clip_to_duration_drops_spans_left_empty():
 
 def test_confidence_is_the_mean_over_the_frames_of_each_segment():
     probs = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.0], np.float32)
-    got = Binarize.confidence(probs, spans((8, 28), (38, 48), (1, 2)), hop=0.01, offset=0.0125)
+    got = Binarize.confidence(probs, spans((8, 28), (38, 48), (1, 2)), FeatureConfig().grid)
     np.testing.assert_allclose(got, [0.3, 0.8, 0.2], rtol=1e-6)
 
 
@@ -213,9 +215,15 @@ def test_default_binarize_end_to_end():
         (1.0, 0.05), (2.0, 0.9), (0.3, 0.1), (1.0, 0.8), (2.0, 0.0), (0.1, 0.95), (1.0, 0.0)
     )
     segments = Binarize(PRESETS["default"])(probs, duration=7.4)
-    # speech frames [100, 300) and [330, 430) bridged (0.3 s < 0.5 s); the 0.1 s blip is dropped;
-    # padded to 0.908–4.408 s, which holds the centres of frames 90–439
+    # speech frames [100, 300) and [330, 430) stay apart (0.3 s > 0.1 s); the 0.1 s blip is
+    # dropped; padded by 0.03 s to 0.978–3.038 and 3.278–4.338 s (centres of frames 97–302, 327–432)
     assert segments == [
+        Segment(start=0.978, end=3.038, confidence=round(float(probs[97:303].mean()), 3)),
+        Segment(start=3.278, end=4.338, confidence=round(float(probs[327:433].mean()), 3)),
+    ]
+    bridged = Binarize(SegmentParams(min_silence=0.5, pad_before=0.1, pad_after=0.1))
+    # with 0.5 s silences bridged and 0.1 s pads: one segment, 0.908–4.408 s (frames 90–439)
+    assert bridged(probs, duration=7.4) == [
         Segment(start=0.908, end=4.408, confidence=round(float(probs[90:440].mean()), 3))
     ]
 

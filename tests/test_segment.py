@@ -87,7 +87,7 @@ def _three_pass_result(path: Path, model: Model, params: SegmentParams, created:
     samples = np.concatenate(list(stream(path, sample_rate=cfg.sample_rate)))
     probs = np.concatenate(list(Inference(model)(stream_logmel([samples], cfg))))
     duration = len(samples) / cfg.sample_rate
-    segments = Binarize(params)(probs, duration=duration, hop=0.01, offset=0.0125)
+    segments = Binarize(params)(probs, duration=duration, grid=cfg.grid)
     return Result(
         input=InputInfo(
             str(path), duration, info.sample_rate, info.channels, file_sha256(path), info.has_video

@@ -214,12 +214,17 @@ def test_opencast_preset_and_overrides_reach_the_result(
         "opencast",
         "--min-voice",
         "1",
+        "--param",
+        "min_voice=7",
+        "-p",
+        "pad_after=0.5",
         "-q",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(source.with_suffix(".json").read_text())
     assert result["params"]["min_silence"] == 10.0
     assert result["params"]["min_voice"] == 1.0
+    assert result["params"]["pad_after"] == 0.5
     assert result["params"]["pad_before"] == 2.0
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 9.0)]
 

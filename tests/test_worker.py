@@ -20,6 +20,7 @@ from ocml.worker import client
 from ocml.worker.app import TASK_NAME, make_app
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.media import speechlike, write_wav
+from tests.worker_bootstrap import CRASH_MARKER
 from tests.worker_support import (
     ROOT,
     TEST_REDIS_URL,
@@ -168,7 +169,7 @@ def test_every_kind_of_bad_job_fails_at_once_with_its_code(fleet, tmp_path):
 
 def test_a_job_that_kills_its_process_every_time_fails_after_max_deliveries(fleet):
     app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
-    path = recording(media / "CRASHME-lecture.wav", 2.0)
+    path = recording(media / f"{CRASH_MARKER}-lecture.wav", 2.0)
     job_id = client.submit(app, settings, client.build_job(path))
 
     (status,) = client.wait(app, [job_id], timeout=90)
@@ -240,9 +241,11 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
         "-o",
         str(output / "cli"),
         "--format",
-        "json",
-        "--format",
-        "smil",
+        "json,smil",
+        "--min-silence",
+        "3",
+        "-p",
+        "pad=0.2",
         config=config,
     )
 
@@ -256,6 +259,8 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
         "cli-two.smil",
     ]
     assert "100.0% SUCCESS" in done.stderr
+    params = json.loads((output / "cli" / "cli-one.json").read_text())["params"]
+    assert (params["min_silence"], params["pad_before"], params["pad_after"]) == (3.0, 0.2, 0.2)
     shown = ocml("status", *ids, "--json", config=config)
     assert shown.returncode == 0, shown.stderr
     assert [json.loads(line)["state"] for line in shown.stdout.splitlines()] == ["SUCCESS"] * 2
@@ -266,6 +271,10 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
         "--wait",
         "--format",
         "smil",
+        "--min-silence",
+        "3",
+        "--pad",
+        "0.2",
         "--output",
         str(output / "cut"),
         config=config,

@@ -83,10 +83,10 @@ def test_render_json_matches_the_expected_text():
     "threshold": 0.5,
     "neg_threshold": 0.35,
     "min_speech": 0.25,
-    "min_silence": 0.5,
+    "min_silence": 0.1,
     "min_voice": 0.0,
-    "pad_before": 0.1,
-    "pad_after": 0.1,
+    "pad_before": 0.03,
+    "pad_after": 0.03,
     "trim_min_speech": 0.0,
     "trim_window": 0.0
   },

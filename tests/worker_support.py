@@ -49,7 +49,6 @@ TEST_SETTINGS: dict[str, Any] = {
     "retry_backoff_max": 1.0,
     "progress_interval": 0.2,
     "result_expires": 3600,
-    "debug_crash_marker": "CRASHME",
     "formats": ["json", "smil"],
 }
 
@@ -126,7 +125,7 @@ class WorkerProcess:
     def __init__(self, config: Path, *, name: str, concurrency: int, log: Path) -> None:
         self.name = f"{name}@test"
         self.log = log
-        code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
+        code = "import sys; from tests.worker_bootstrap import main; main(sys.argv[1:])"
         self._log_handle = open(log, "ab")
         self.proc = subprocess.Popen(
             [

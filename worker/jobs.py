@@ -17,7 +17,7 @@ from typing import Any
 
 from ocml.config.settings import Settings
 from ocml.pipeline.errors import OcmlError, ParamsError, TrackError
-from ocml.pipeline.postprocess import SegmentParams, preset
+from ocml.pipeline.postprocess import SegmentParams, preset, resolve_params
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 
 JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset", "no_speech", "track")
@@ -53,7 +53,11 @@ class JobFailed(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """A validated job: resolved paths inside the roots, known formats and preset, valid params."""
+    """A validated job: resolved paths inside the roots, known formats and preset, valid params.
+
+    ``params`` are the overrides as sent (with the settings' params under them);
+    ``segment_params`` are the parameters the job runs with, resolved once by ``parse_job``.
+    """
 
     input: Path
     output_dir: Path
@@ -61,6 +65,7 @@ class Job:
     preset: str
     params: Mapping[str, Any]
     model: str | None
+    segment_params: SegmentParams
     no_speech: str = "keep"
     track: TrackIdentity = TrackIdentity()
 
@@ -87,11 +92,13 @@ def parse_job(
     settings: Settings,
     *,
     model_names: Collection[str] = (),
+    tuned: Mapping[str, Any] | None = None,
     formats_known: Collection[str],
 ) -> Job:
     """``raw`` (a mapping, or JSON text of one) checked against the schema and ``settings``.
 
-    ``model_names`` are names the job's ``model`` may use besides ``settings.model``;
+    ``model_names`` are names the job's ``model`` may use besides ``settings.model``; ``tuned``
+    are the model's recommended post-processing values (a worker knows them, a submitter not);
     ``formats_known`` are the writers' format names.
     """
     data = _as_mapping(raw)
@@ -112,7 +119,7 @@ def parse_job(
     target = resolve_inside(target_text, (settings.output_root,), "output_dir")
     formats = _formats(data.get("formats", list(settings.formats)), formats_known)
     preset_name = _string(data, "preset") if "preset" in data else settings.preset
-    params = _params(data.get("params", {}), preset_name, settings)
+    params = _params(data.get("params", {}), settings)
     model = _model(data.get("model"), {settings.model, *model_names})
     return Job(
         input=source,
@@ -121,6 +128,7 @@ def parse_job(
         preset=preset_name,
         params=params,
         model=model,
+        segment_params=_resolve(preset_name, tuned, params),
         no_speech=_no_speech(data.get("no_speech", "keep")),
         track=_track(data.get("track", {})),
     )
@@ -183,19 +191,23 @@ def _formats(value: Any, known: Collection[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _params(value: Any, preset_name: str, settings: Settings) -> dict[str, Any]:
+def _params(value: Any, settings: Settings) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise JobInvalid("bad_job", f"params must be a JSON object, got {value!r}")
+    return {**settings.params, **value}
+
+
+def _resolve(
+    preset_name: str, tuned: Mapping[str, Any] | None, params: Mapping[str, Any]
+) -> SegmentParams:
     try:
-        base = preset(preset_name)
+        preset(preset_name)
     except ParamsError as exc:
         raise JobInvalid("bad_preset", str(exc)) from None
-    merged = {**settings.params, **value}
     try:
-        SegmentParams.from_mapping(merged, base=base)
+        return resolve_params(preset_name=preset_name, tuned=tuned, overrides=params)
     except ParamsError as exc:
         raise JobInvalid(exc.code, str(exc)) from None
-    return merged
 
 
 def _no_speech(value: Any) -> str:

@@ -1,15 +1,24 @@
-"""Command-line pieces shared by the ``ocml`` commands: ``--config`` and its loading, and the
-result options ``segment`` and ``submit`` share (``--no-speech``, ``--track-*``)."""
+"""Command-line options shared by ``ocml`` and ``ocml-train``, each defined once.
+
+``--config`` loads the settings; ``param_options`` adds one option per post-processing parameter,
+made from ``SegmentParams`` (``--threshold``, ``--min-silence`` ...), plus the generic
+``-p/--param KEY=VALUE``; ``preset_option`` chooses the preset they refine; ``format_option``
+takes a comma list of output formats; ``--no-speech`` and ``--track-*`` are the result options
+``segment`` and ``submit`` share. Only click, the settings and the pipeline's parameter and result
+types are imported here (no Celery), so ``ocml-train`` uses them too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Collection
 from typing import Any
 
 import click
 
 from ocml.config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
 from ocml.pipeline.errors import TrackError
+from ocml.pipeline.postprocess import PRESETS, parameter_help
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 
 config_option = click.option(
@@ -18,6 +27,11 @@ config_option = click.option(
     type=click.Path(exists=True, dir_okay=False),
     envvar=CONFIG_ENV,
     help="YAML settings file (default: $OCML_CONFIG); OCML_* variables override it.",
+)
+
+PARAM_HELP = (
+    "Any post-processing parameter by its name, e.g. -p min_silence=2 (the same as "
+    "--min-silence 2); repeatable. A generic escape hatch for scripts; the named options win."
 )
 
 
@@ -75,3 +89,82 @@ def track_identity(
         return TrackIdentity(**track)
     except TrackError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def parse_assignments(items: Collection[str], *, option: str = "--param") -> dict[str, float]:
+    """``KEY=NUMBER`` items as ``{key: number}``; ``click.BadParameter`` naming ``option`` and
+    quoting a bad item (the one parser of ``--param`` and ``ocml-train synth --weight``)."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{key}: not a number: {value!r}", param_hint=option) from None
+    return out
+
+
+def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the post-processing options to a click command, which receives them as ``params``.
+
+    ``params`` maps parameter names to the values given (``--param`` first, named options over
+    them); parameters not given are left out, so presets, settings and the model fill them in.
+    """
+    names = parameter_help()
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        params = parse_assignments(kwargs.pop("param_assignments"))
+        for name in names:
+            value = kwargs.pop(name)
+            if value is not None:
+                params[name] = value
+        return command(*args, params=params, **kwargs)
+
+    for name, text in reversed(names.items()):
+        metavar = "P" if name.endswith("threshold") else "SECONDS"
+        run = click.option(
+            "--" + name.replace("_", "-"), name, type=float, metavar=metavar, help=text
+        )(run)
+    return click.option(
+        "-p", "--param", "param_assignments", multiple=True, metavar="KEY=VALUE", help=PARAM_HELP
+    )(run)
+
+
+preset_option = click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    help="Post-processing preset (default from the settings: 'default', tuned for the model); "
+    "'opencast' for the semantics of Opencast's silence detection (cut silences of 10 s or "
+    "more, drop voice under 60 s, keep 2 s before speech); 'trim' for one segment from the "
+    "first to the last sustained speech (3 s within 10 s), padded by 2 s: cuts only the ends. "
+    "The parameter options refine it.",
+)
+
+
+def format_option(known: Collection[str], *, default_help: str) -> Callable[..., Any]:
+    """``-f/--format a,b``: a comma list of names from ``known`` (repeatable; empty tuple if absent)."""
+
+    def split(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple:
+        names = tuple(dict.fromkeys(part.strip() for value in values for part in value.split(",")))
+        names = tuple(name for name in names if name)
+        unknown = [name for name in names if name not in known]
+        if unknown or (values and not names):
+            raise click.BadParameter(
+                f"{', '.join(map(repr, unknown)) or repr(','.join(values))}: "
+                f"choose from {', '.join(known)}"
+            )
+        return names
+
+    return click.option(
+        "-f",
+        "--format",
+        "formats",
+        multiple=True,
+        callback=split,
+        metavar="NAME[,NAME...]",
+        help=f"Comma-separated outputs: {', '.join(known)} ({default_help}).",
+    )

@@ -16,10 +16,14 @@ from typing import Any
 import click
 
 from ocml.config.settings import CONFIG_ENV, Settings
+from ocml.pipeline.writers import FORMATS
 from ocml.worker.options import (
     cli_settings,
     config_option,
+    format_option,
     no_speech_option,
+    param_options,
+    preset_option,
     track_identity,
     track_options,
 )
@@ -71,9 +75,9 @@ def worker(
 
 def _check_model(settings: Settings) -> None:
     """Refuses to start on a model path that is no SavedModel (loading happens in the children)."""
-    if settings.model == "default":
+    if settings.model_path is None:
         return
-    if not (Path(settings.model) / "saved_model.pb").is_file():
+    if not (settings.model_path / "saved_model.pb").is_file():
         raise click.ClickException(
             f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)"
         )
@@ -82,22 +86,9 @@ def _check_model(settings: Settings) -> None:
 @click.command("submit")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--wait", "wait_", is_flag=True, help="Show progress, exit non-zero if a job failed.")
-@click.option(
-    "-f",
-    "--format",
-    "formats",
-    multiple=True,
-    help="Output format (repeatable; default: the settings' formats).",
-)
-@click.option("--preset", help="Segmentation preset (default: the settings' preset).")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Segmentation parameter override, e.g. -p min_silence=2.",
-)
+@format_option(FORMATS, default_help="default: the settings' formats")
+@preset_option
+@param_options
 @click.option(
     "-o",
     "--output-dir",
@@ -119,7 +110,7 @@ def submit(
     wait_: bool,
     formats: tuple[str, ...],
     preset: str | None,
-    params: tuple[str, ...],
+    params: dict[str, float],
     output_dir: str | None,
     output_file: str | None,
     timeout: float | None,
@@ -131,10 +122,11 @@ def submit(
 ) -> None:
     """Queue FILE... for segmentation; prints one job id per line.
 
-    --preset trim keeps one segment from the first to the last sustained speech; tune it with
-    -p trim_min_speech=S -p trim_window=S.
+    The post-processing options are those of `ocml segment` (--preset trim keeps one segment from
+    the first to the last sustained speech; tune it with --trim-min-speech and --trim-window);
+    what is not given comes from the preset, the model's tuned values and the settings, on the
+    worker.
     """
-    from ocml.pipeline.writers import FORMATS
     from ocml.worker import client
     from ocml.worker.jobs import JobInvalid, parse_job
 
@@ -152,7 +144,7 @@ def submit(
             output_dir=output_dir,
             formats=formats,
             preset=preset,
-            params=_parse_params(params),
+            params=params,
             no_speech=None if no_speech == "keep" else no_speech,
             track=given_track,
         )
@@ -176,21 +168,6 @@ def submit(
         sys.exit(1)
     if output_file is not None:
         _copy_result(statuses[0]["result"], output_file)
-
-
-def _parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
-        try:
-            params[key] = float(value)
-        except ValueError:
-            raise click.BadParameter(
-                f"{key}: not a number: {value!r}", param_hint="--param"
-            ) from None
-    return params
 
 
 def _copy_result(result: dict[str, Any], output_file: str) -> None:
@@ -275,8 +252,9 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
     type=click.Path(file_okay=False),
     help="Put each file's results in DIR/<stem>/ (default: <output_root>/<stem>).",
 )
-@click.option("-f", "--format", "formats", multiple=True, help="Output format (repeatable).")
-@click.option("--preset", help="Segmentation preset.")
+@format_option(FORMATS, default_help="default: the settings' formats")
+@preset_option
+@param_options
 @click.option(
     "--interval",
     default=2.0,
@@ -298,20 +276,31 @@ def watch(
     output_dir: str | None,
     formats: tuple[str, ...],
     preset: str | None,
+    params: dict[str, float],
     interval: float,
     settle: float,
     once: bool,
     config_path: str | None,
 ) -> None:
     """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
+    from ocml.pipeline.errors import ParamsError
+    from ocml.pipeline.postprocess import resolve_params
     from ocml.worker import client
 
     app, settings = _client(config_path)
+    try:  # every job would fail on a bad parameter: refuse it before watching
+        resolve_params(
+            preset_name=preset or settings.preset, overrides={**settings.params, **params}
+        )
+    except ParamsError as exc:
+        raise click.ClickException(str(exc)) from None
     folder = Path(inbox)
 
     def make_job(path: Path) -> dict[str, Any]:
         target = None if output_dir is None else Path(output_dir) / path.stem
-        return client.build_job(path, output_dir=target, formats=formats, preset=preset)
+        return client.build_job(
+            path, output_dir=target, formats=formats, preset=preset, params=params
+        )
 
     previous = client.scan_inbox(folder)
     while True:

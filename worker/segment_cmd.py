@@ -15,50 +15,15 @@ from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 from ocml.worker.options import (
     cli_settings,
     config_option,
+    format_option,
     no_speech_option,
+    param_options,
+    preset_option,
     track_identity,
     track_options,
 )
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
-PARAM_OPTIONS = (
-    ("threshold", "Probability at which speech starts."),
-    ("neg_threshold", "Probability below which speech ends (hysteresis)."),
-    ("min_speech", "Seconds: drop speech shorter than this."),
-    ("min_silence", "Seconds: bridge silences shorter than this."),
-    ("min_voice", "Seconds: after bridging, drop voice stretches shorter than this."),
-    ("pad", "Seconds added before and after each segment."),
-    ("pad_before", "Seconds added before each segment (overrides --pad)."),
-    ("pad_after", "Seconds added after each segment (overrides --pad)."),
-    (
-        "trim_min_speech",
-        "Seconds: keep one segment, from the first to the last point where this much speech "
-        "falls within --trim-window (set by --preset trim: 3; 0 = off).",
-    ),
-    ("trim_window", "Seconds: the window for --trim-min-speech (--preset trim: 10)."),
-)
-
-
-def _param_options(command: click.Command) -> click.Command:
-    for name, text in reversed(PARAM_OPTIONS):
-        command = click.option(
-            "--" + name.replace("_", "-"), name, type=float, default=None, metavar="X", help=text
-        )(command)
-    return command
-
-
-def _formats(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = [name for name in names if name not in FORMATS]
-    if unknown or not names:
-        raise click.BadParameter(
-            f"{', '.join(unknown) or value!r}: choose from {', '.join(FORMATS)}"
-        )
-    return names
 
 
 @click.command()
@@ -70,14 +35,7 @@ def _formats(
     default=None,
     help="Write results here, creating the directory if needed (default: beside each input).",
 )
-@click.option(
-    "-f",
-    "--format",
-    "formats",
-    default=None,
-    callback=_formats,
-    help=f"Comma-separated outputs: {', '.join(FORMATS)} (default from the settings: json,smil).",
-)
+@format_option(FORMATS, default_help="default from the settings: json,smil")
 @click.option(
     "--model",
     "model_path",
@@ -93,14 +51,7 @@ def _formats(
     "exported with a TFLite asset: starts ~3 s sooner in ~600 MB less, but infers slower; "
     "'auto': LiteRT when the inputs hold at most 20 minutes of audio.",
 )
-@click.option(
-    "--preset",
-    default=None,
-    help="Post-processing preset (default from the settings: 'default'): 'default'; "
-    "'opencast' for the semantics of Opencast's silence detection (cut silences of 10 s or "
-    "more, drop voice under 60 s, keep 2 s before speech); 'trim' for one segment from the "
-    "first to the last sustained speech (3 s within 10 s), padded by 2 s: cuts only the ends.",
-)
+@preset_option
 @click.option(
     "--probabilities",
     is_flag=True,
@@ -110,11 +61,11 @@ def _formats(
 @no_speech_option
 @track_options
 @config_option
-@_param_options
+@param_options
 def segment(
     inputs: tuple[Path, ...],
     output_dir: Path | None,
-    formats: tuple[str, ...] | None,
+    formats: tuple[str, ...],
     model_path: Path | None,
     runtime: str | None,
     preset: str | None,
@@ -125,7 +76,7 @@ def segment(
     track_flavor: str | None,
     track_src: str | None,
     config_path: str | None,
-    **overrides: float | None,
+    params: dict[str, float],
 ) -> None:
     """Find the speech in each INPUT and write it as JSON, Opencast SMIL and more.
 
@@ -138,7 +89,8 @@ def segment(
 
     Defaults for the model, preset, formats and parameters come from the settings
     (config/default.yaml, then --config / $OCML_CONFIG, then OCML_* variables); options given
-    here override them.
+    here override them. The parameter options are the same in `ocml submit`, `ocml watch` and
+    `ocml-train evaluate`.
 
     \b
     Examples:
@@ -154,8 +106,7 @@ def segment(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
     )
     settings = cli_settings(config_path)
-    if model_path is None and settings.model != "default":
-        model_path = Path(settings.model)
+    model_path = settings.model_path if model_path is None else model_path
     configure_tensorflow(1)  # one inference thread per process; run one process per core
     # Asked before the model loads: its background import runs fd 2 through a filter for a while.
     show_progress = not quiet and sys.stderr.isatty()
@@ -163,10 +114,8 @@ def segment(
         runtime = _runtime(runtime or settings.runtime, model_path, inputs)
         # The network loads while the first file decodes; its errors surface at first use.
         model = load_model(model_path, runtime=runtime, background=True)
-        params = resolve_params(
-            model,
-            preset_name=preset or settings.preset,
-            overrides={**settings.params, **_given(overrides)},
+        resolved = resolve_params(
+            model, preset_name=preset or settings.preset, overrides={**settings.params, **params}
         )
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
@@ -174,7 +123,7 @@ def segment(
     options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
     try:
         failures = sum(
-            not _segment_one(path, output_dir, wanted, model, params, options) for path in inputs
+            not _segment_one(path, output_dir, wanted, model, resolved, options) for path in inputs
         )
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
@@ -183,14 +132,14 @@ def segment(
         sys.exit(1)
 
 
-def _runtime(requested: str, model_path: Path | None, inputs: tuple[Path, ...]) -> str:
+def _runtime(requested: str, model_path: Path, inputs: tuple[Path, ...]) -> str:
     """The runtime for this call; ``auto`` reads the inputs' headers for their total duration."""
     from ocml.pipeline.decode import probe
-    from ocml.pipeline.model import choose_runtime, default_model_path, read_metadata
+    from ocml.pipeline.model import choose_runtime, read_metadata
 
     if requested != "auto":
         return requested
-    metadata = read_metadata(model_path or default_model_path())
+    metadata = read_metadata(model_path)
     if not metadata.get("tflite"):
         return "tensorflow"
     seconds = 0.0
@@ -251,10 +200,6 @@ def _summary(path: Path, result: Any, written: dict[str, Path]) -> str:
         f"{result.processing_seconds:.2f} s ({speed:.0f}x real time) -> "
         + ", ".join(str(p) for p in written.values())
     )
-
-
-def _given(overrides: dict[str, float | None]) -> dict[str, float]:
-    return {name: value for name, value in overrides.items() if value is not None}
 
 
 class _ProgressBar:

@@ -49,14 +49,13 @@ def process_model() -> Any:
         from ocml.pipeline.model import (
             choose_runtime,
             configure_tensorflow,
-            default_model_path,
             load_model,
             read_metadata,
         )
 
         configure_tensorflow(1)
         settings = current_settings()
-        path = default_model_path() if settings.model == "default" else settings.model
+        path = settings.model_path
         runtime = choose_runtime(settings.runtime, read_metadata(path), math.inf)
         _process["model"] = load_model(path, runtime=runtime)
     return _process["model"]
@@ -86,8 +85,13 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
         )
     try:
         model = process_model()
-        parsed = parse_job(job, settings, model_names=(model.name,), formats_known=FORMATS)
-        _debug_crash(settings, parsed)
+        parsed = parse_job(
+            job,
+            settings,
+            model_names=(model.name,),
+            tuned=model.postprocess,
+            formats_known=FORMATS,
+        )
         return run_job(self, parsed, model, settings)
     except TransientIOError as exc:
         if self.request.retries >= settings.max_retries:
@@ -118,13 +122,14 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
 def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
     from ocml.pipeline.result import require_speech
-    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.segment import segment_file
     from ocml.pipeline.writers import ensure_output_dir, write_outputs
 
     ensure_output_dir(job.output_dir)
-    params = resolve_params(model, preset_name=job.preset, overrides=job.params)
     reporter = ProgressReporter(task, interval=settings.progress_interval)
-    result = replace(segment_file(job.input, model, params, progress=reporter), track=job.track)
+    result = replace(
+        segment_file(job.input, model, job.segment_params, progress=reporter), track=job.track
+    )
     require_speech(result, no_speech=job.no_speech)
     paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
     document = result.to_dict()
@@ -191,13 +196,6 @@ def backoff_delay(
     """Seconds before retry number ``retries + 1``: exponential, capped, with 'equal jitter'."""
     ceiling = min(cap, base * 2.0**retries)
     return ceiling / 2.0 + (rng or random).uniform(0.0, ceiling / 2.0)
-
-
-def _debug_crash(settings: Settings, job: Job) -> None:
-    """Test aid (``debug_crash_marker``): this process dies as a segfaulting decoder would."""
-    marker = settings.debug_crash_marker
-    if marker and marker in job.input.name:
-        os._exit(70)
 
 
 def _soft_limit(task: Task) -> float:
