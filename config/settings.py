@@ -25,6 +25,11 @@ DEFAULT_MODEL = "default"
 """The ``model`` setting that names the shipped model; any other value is a SavedModel path."""
 
 
+RUNTIMES = ("tensorflow", "litert", "auto")
+"""Where the model runs (``pipeline.model.choose_runtime``): TensorFlow, LiteRT for a model with a
+TFLite asset, or whichever is faster for the job."""
+
+
 class SettingsError(ValueError):
     """A settings key is unknown or its value is unusable; the message names key and source."""
 
@@ -38,6 +43,7 @@ class Settings:
     media_roots: tuple[Path, ...]
     output_root: Path
     model: str
+    runtime: str
     preset: str
     formats: tuple[str, ...]
     params: Mapping[str, Any]
@@ -206,6 +212,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 f"{where} must be a mapping of segmentation parameters, got {value!r}"
             )
         return dict(value)
+    if key == "runtime":
+        if value not in RUNTIMES:
+            raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
+        return value
     return _text(value, where)
 
 

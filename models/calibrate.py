@@ -161,6 +161,7 @@ def write_calibrated(
             path=str(src),
         )
     metadata["calibration"] = {"a": calibration.a, "b": calibration.b, **record}
+    metadata.pop("tflite", None)  # a TFLite asset would lack the transform: not carried over
     if postprocess is not None:
         metadata["postprocess"] = dict(postprocess)
     if metrics is not None:

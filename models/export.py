@@ -7,6 +7,8 @@ The SavedModel's ``serve`` signature maps float32 ``[batch, frames, n_mels]`` lo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ from ocml.pipeline.model import (
     LABELS,
     METADATA_FILE,
     import_tensorflow,
+    native_noise_filtered,
     open_savedmodel,
     read_metadata,
 )
@@ -34,6 +37,9 @@ __all__ = ["export_savedmodel", "read_metadata", "build_metadata", "write_checke
 
 PROBE_FRAMES = 97
 """Length of the random probe batch that checks the export against the Keras model."""
+TFLITE_FILE = "model.tflite"
+TFLITE_TOLERANCE = 1e-4
+"""Largest difference from the Keras model's probabilities a TFLite asset may show."""
 
 
 def build_metadata(
@@ -85,12 +91,15 @@ def export_savedmodel(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     inference: dict[str, int] | None = None,
+    tflite: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Save ``keras_model`` ([B, T, n_mels] → [B, T] or [B, T, 1]) with metadata to ``out_dir``.
 
     Written into a temporary directory beside ``out_dir``, loaded back and compared with the
-    Keras model, then renamed into place, so a failed export leaves nothing behind.
+    Keras model, then renamed into place, so a failed export leaves nothing behind. ``tflite``
+    also writes `tflite_flatbuffer` as ``assets/model.tflite`` (declared in ``ocml.json``) and
+    checks it on LiteRT against the Keras model (within 1e-4).
     """
     tf = import_tensorflow()
     import keras
@@ -106,6 +115,8 @@ def export_savedmodel(
         metrics=metrics,
         inference=inference,
     )
+    if tflite:
+        metadata["tflite"] = {"file": TFLITE_FILE, "batch_size": 1}
     n_mels = features.n_mels
 
     def serve(log_mels):
@@ -120,6 +131,9 @@ def export_savedmodel(
             input_signature=[tf.TensorSpec([None, None, n_mels], tf.float32, name="log_mels")],
         )
         archive.write_out(str(staging), verbose=False)
+        if tflite:
+            (staging / "assets").mkdir(exist_ok=True)
+            (staging / "assets" / TFLITE_FILE).write_bytes(tflite_flatbuffer(keras_model, n_mels))
 
     probe = probe_batch(n_mels)
     return write_checked(
@@ -150,7 +164,8 @@ def write_checked(
 ) -> Path:
     """``save`` a SavedModel into a temporary directory beside ``out_dir``, add ``metadata`` as
     ``assets/ocml.json``, load it back and compare its output on ``probe`` with ``expected``
-    (``what`` names their source), then rename it into place: a failed export leaves nothing."""
+    (``what`` names their source; a declared TFLite asset is compared too, on LiteRT, within
+    `TFLITE_TOLERANCE`), then rename it into place: a failed export leaves nothing."""
     text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -169,12 +184,42 @@ def write_checked(
                 f"exported model differs from {what} by {np.abs(got - expected).max():.3g}",
                 path=str(out),
             )
+        if metadata.get("tflite"):
+            lite = open_savedmodel(staging, runtime="litert").predict(probe)
+            if not np.allclose(lite, expected, atol=TFLITE_TOLERANCE):
+                raise ModelError(
+                    f"the TFLite asset differs from {what} by "
+                    f"{np.abs(lite - expected).max():.3g} (at most {TFLITE_TOLERANCE} allowed)",
+                    path=str(out),
+                )
         staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def tflite_flatbuffer(keras_model: Any, n_mels: int) -> bytes:
+    """``keras_model`` as a TFLite flatbuffer of built-in ops: ``[1, T, n_mels]`` → ``[1, T]``.
+
+    The batch is fixed at 1 and the length left free: that is what lets a recurrent layer convert
+    without TensorFlow's (Flex) list ops, and each window still runs at its exact length.
+    """
+    tf = import_tensorflow()
+    import keras
+
+    inputs = keras.Input(batch_shape=(1, None, n_mels), name="log_mels")
+    outputs = keras.layers.Reshape((-1,))(keras_model(inputs, training=False))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with contextlib.redirect_stdout(io.StringIO()), native_noise_filtered():
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises many types for unsupported ops
+            raise ModelError(
+                f"cannot convert to TFLite with built-in ops: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def _keras_probabilities(keras_model: Any, probe: np.ndarray) -> np.ndarray:

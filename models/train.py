@@ -361,8 +361,10 @@ def export_model(
     shards: ShardSet,
     history: dict[str, Any],
     metrics: dict[str, Any] | None = None,
+    tflite: bool = False,
 ) -> Path:
-    """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata."""
+    """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata;
+    ``tflite`` adds the LiteRT flatbuffer to its assets."""
     from ocml.models.export import export_savedmodel
 
     model = built.model
@@ -389,6 +391,7 @@ def export_model(
         inference=recipe.inference or None,
         training=training,
         metrics=metrics,
+        tflite=tflite,
         overwrite=True,
     )
 
@@ -505,6 +508,7 @@ def export_checkpoint(
     postprocess: dict[str, Any] | None = None,
     name: str | None = None,
     version: str | None = None,
+    tflite: bool = False,
 ) -> Path:
     """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``."""
     changes = {"name": name, "version": version, "postprocess": postprocess}
@@ -520,5 +524,11 @@ def export_checkpoint(
     built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     built.model.load_weights(weights)
     return export_model(
-        built, out, recipe=recipe, shards=shards, history=_history(run_dir), metrics=metrics
+        built,
+        out,
+        recipe=recipe,
+        shards=shards,
+        history=_history(run_dir),
+        metrics=metrics,
+        tflite=tflite,
     )

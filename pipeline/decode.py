@@ -3,12 +3,16 @@
 libsndfile (soundfile) reads what it can (wav, flac, ogg/vorbis, ogg/opus, aiff, ...) with exact
 sample counts; PyAV (FFmpeg) reads the rest (mp3, mp4/m4a/mov AAC, mkv, webm, ...) and places every
 frame by its timestamp. Channels are averaged in float, then resampled by one
-``soxr.ResampleStream`` per file, so block boundaries leave no seams.
+``soxr.ResampleStream`` per file, so block boundaries leave no seams. A `Recording` opens a file
+once and reads it once: its header info, its audio, its length and the sha256 of its bytes all
+come from that one pass.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import logging
 import math
 import os
@@ -44,6 +48,8 @@ MIN_DURATION = 0.1
 # Timestamp jumps larger than this are discontinuities (counted through), not gaps to fill.
 MAX_TIMESTAMP_JUMP = 60.0
 _SOUNDFILE_READ = 1 << 16
+_READ_BUFFER = 1 << 20
+"""Bytes read from the file at a time (for libsndfile and FFmpeg alike)."""
 # FFmpeg demuxers (besides the *_pipe image ones) that detect images or text, not recordings.
 _WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _WAV_UNKNOWN_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
@@ -111,21 +117,8 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     Raises the `stream` errors that headers reveal; ``InputTooShort`` when the stated duration is
     under 0.1 s. ``duration`` is 0.0 when the container states none.
     """
-    name = _check_file(path)
-    sound = _open_soundfile(name)
-    if sound is not None:
-        with sound:
-            info = _soundfile_info(name, sound)
-    else:
-        with _open_av(name) as container:
-            info = _av_info(name, container, _audio_stream(name, container))
-    known = info.duration > 0 or sound is not None  # libsndfile counts frames exactly
-    if known and info.duration < MIN_DURATION:
-        raise InputTooShort(
-            f"too short: {info.duration:.3f} s of audio, at least {MIN_DURATION} s needed",
-            path=name,
-        )
-    return info
+    with Recording(path) as recording:
+        return recording.info
 
 
 def stream(
@@ -137,52 +130,214 @@ def stream(
 ) -> Iterator[np.ndarray]:
     """Yield the audio of ``path`` as mono float32 1-D blocks at ``sample_rate``; constant memory.
 
-    Traps, read before use:
-    - Blocks vary in length: about ``block_seconds`` each, but the first is shorter by the
-      resampler's latency, and the last is whatever remains. Only their concatenation is defined.
-    - Total length is ``round(n * sample_rate / native_rate)`` for ``n`` decoded native samples —
-      this can differ from the container's stated duration (AAC/Opus priming is removed by the
-      decoder, a truncated file yields what it holds).
-    - Down-mix is the plain channel mean (L+R)/2 in float32 — not FFmpeg's +3 dB (L+R)/√2 mono mix.
-    - Timing: PyAV-decoded frames are placed by timestamp relative to the container's start (gaps
-      are filled with zeros, overlaps trimmed; jumps beyond 60 s are counted through as
-      discontinuities); soundfile-decoded audio is counted, which is exact there.
-    - Truncated or partly corrupt files: what decodes is returned (a warning is logged); packets
-      that fail to decode become silence. Only a file where nothing decodes is
-      ``InputUnreadable``.
-    - Refused with `pipeline.errors`: ``InputMissing``, ``InputNotAFile``, ``InputEmpty``,
-      ``InputUnreadable``, ``NoAudioTrack``, ``BadSampleRate`` (native rate outside
-      1000–768000 Hz) and ``TransientIOError`` when called; ``InvalidSamples`` (NaN/inf) during
-      iteration; ``InputTooShort`` (< 0.1 s) before the last block is yielded.
-    - ``start`` (seconds) seeks first, for players: the first sample is the one at ``start``
-      (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
+    ``Recording(path).blocks(...)`` for callers that need nothing else of the file (players,
+    peers); the file is closed when the iterator ends or is closed. Traps: see
+    `Recording.blocks`.
     """
-    if not isinstance(sample_rate, int) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ParamsError(
-            f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
-            f"got {sample_rate!r}"
-        )
-    if not isinstance(block_seconds, (int, float)) or not block_seconds >= MIN_DURATION:
-        raise ParamsError(f"block_seconds must be >= {MIN_DURATION}, got {block_seconds!r}")
-    if not isinstance(start, (int, float)) or not 0 <= start < math.inf:
-        raise ParamsError(f"start must be a finite number of seconds >= 0, got {start!r}")
-    name = _check_file(path)
-    sound = _open_soundfile(name)
-    if sound is not None:
-        rate = _soundfile_info(name, sound).sample_rate
-        chunks = _soundfile_chunks(name, sound, skip=min(round(start * rate), sound.frames))
-    else:
-        container = _open_av(name)
+    recording = Recording(path, check_duration=not start)
+    try:
+        blocks = recording.blocks(sample_rate=sample_rate, block_seconds=block_seconds, start=start)
+    except BaseException:
+        recording.close()
+        raise
+    return _closing(recording, blocks)
+
+
+def _closing(recording: Recording, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    with recording:
+        yield from blocks
+
+
+class Recording:
+    """One media file, opened once: its `info`, its audio (`blocks`), its length and its sha256.
+
+    The file is read through a reader that hashes its bytes in file order as the decoder reads
+    them, so ``sha256()`` after decoding costs no second pass over the file, and ``samples``
+    counts what `blocks` yielded. Use it as a context manager (or call ``close``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, check_duration: bool = True) -> None:
+        """Open ``path`` and read its headers; raises what `probe` raises (``InputTooShort`` only
+        with ``check_duration``, for a stated duration under 0.1 s)."""
+        self.path = _check_file(path)
+        self._reader = _HashingReader(self.path)
+        self._file = io.BufferedReader(self._reader, buffer_size=_READ_BUFFER)
+        self._sound: sf.SoundFile | None = None
+        self._container: av.container.InputContainer | None = None
+        self._audio: av.AudioStream | None = None
+        self._used = False
+        self.samples = 0
+        """Samples yielded by `blocks` so far, at its ``sample_rate``."""
         try:
-            audio = _audio_stream(name, container)
-            rate = _av_info(name, container, audio).sample_rate
+            self._sound = _open_soundfile(self.path, self._file)
+            if self._sound is not None:
+                self.info = _soundfile_info(self.path, self._sound)
+            else:
+                self._file.seek(0)
+                self._container = _open_av(self.path, self._file)
+                self._audio = _audio_stream(self.path, self._container)
+                self.info = _av_info(self.path, self._container, self._audio)
+            known = self.info.duration > 0 or self._sound is not None  # libsndfile counts exactly
+            if check_duration and known and self.info.duration < MIN_DURATION:
+                raise InputTooShort(
+                    f"too short: {self.info.duration:.3f} s of audio, at least {MIN_DURATION} s "
+                    "needed",
+                    path=self.path,
+                )
         except BaseException:
-            container.close()
+            self.close()
             raise
-        chunks = _av_chunks(name, container, audio, rate, start=start)
-    minimum = 0 if start else _min_samples(rate)
-    block = max(int(round(block_seconds * rate)), _min_samples(rate))
-    return _resampled(name, _mono_blocks(chunks, block), rate, sample_rate, minimum=minimum)
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the decoder and the file (idempotent)."""
+        if self._sound is not None:
+            self._sound.close()
+        if self._container is not None:
+            self._container.close()
+        self._file.close()
+
+    def blocks(
+        self, *, sample_rate: int = 16000, block_seconds: float = 30.0, start: float = 0.0
+    ) -> Iterator[np.ndarray]:
+        """Yield the audio as mono float32 1-D blocks at ``sample_rate``; constant memory.
+
+        Traps, read before use:
+        - One pass: a second call raises ``RuntimeError`` (the file is read once).
+        - Blocks vary in length: about ``block_seconds`` each, but the first is shorter by the
+          resampler's latency, and the last is whatever remains. Only their concatenation is
+          defined; ``samples`` is its length so far.
+        - Total length is ``round(n * sample_rate / native_rate)`` for ``n`` decoded native
+          samples — this can differ from the container's stated duration (AAC/Opus priming is
+          removed by the decoder, a truncated file yields what it holds).
+        - Down-mix is the plain channel mean (L+R)/2 in float32 — not FFmpeg's +3 dB (L+R)/√2.
+        - Timing: PyAV-decoded frames are placed by timestamp relative to the container's start
+          (gaps are filled with zeros, overlaps trimmed; jumps beyond 60 s are counted through as
+          discontinuities); soundfile-decoded audio is counted, which is exact there.
+        - Truncated or partly corrupt files: what decodes is returned (a warning is logged);
+          packets that fail to decode become silence. Only a file where nothing decodes is
+          ``InputUnreadable``.
+        - Refused with `pipeline.errors`: ``ParamsError`` when called; ``InvalidSamples``
+          (NaN/inf) and ``TransientIOError`` during iteration; ``InputTooShort`` (< 0.1 s) before
+          the last block is yielded.
+        - ``start`` (seconds) seeks first, for players: the first sample is the one at ``start``
+          (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
+        """
+        if (
+            not isinstance(sample_rate, int)
+            or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE
+        ):
+            raise ParamsError(
+                f"sample_rate must be an int in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}, "
+                f"got {sample_rate!r}"
+            )
+        if not isinstance(block_seconds, (int, float)) or not block_seconds >= MIN_DURATION:
+            raise ParamsError(f"block_seconds must be >= {MIN_DURATION}, got {block_seconds!r}")
+        if not isinstance(start, (int, float)) or not 0 <= start < math.inf:
+            raise ParamsError(f"start must be a finite number of seconds >= 0, got {start!r}")
+        if self._used:
+            raise RuntimeError(f"{self.path}: Recording.blocks can be called only once")
+        self._used = True
+        rate = self.info.sample_rate
+        block = max(int(round(block_seconds * rate)), _min_samples(rate))
+        if self._sound is not None:
+            skip = min(round(start * rate), self._sound.frames)
+            chunks = _soundfile_chunks(self.path, self._sound, skip=skip)
+        else:
+            chunks = _av_chunks(
+                self.path, self._container, self._audio, rate, block=block, start=start
+            )
+        minimum = 0 if start else _min_samples(rate)
+        resampled = _resampled(
+            self.path, _mono_blocks(chunks, block), rate, sample_rate, minimum=minimum
+        )
+        return self._counted(resampled)
+
+    def _counted(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Count ``blocks``; a read error that a decoder reported as a broken file, or let
+        through as a bare ``OSError``, becomes the pipeline error for it (often transient)."""
+        try:
+            for block in blocks:
+                self.samples += len(block)
+                yield block
+        except InputUnreadable as exc:
+            raise self._reader.failure() or exc from exc
+        except OSError as exc:
+            raise _os_error(self.path, exc) from exc
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file's bytes: what decoding read, plus any bytes it skipped."""
+        try:
+            return self._reader.hexdigest()
+        except OSError as exc:
+            raise _os_error(self.path, exc) from exc
+
+
+class _HashingReader(io.RawIOBase):
+    """The file, read-only, feeding SHA-256 with its bytes in file order as they are read.
+
+    Bytes read out of order (a demuxer that reads an mp4 index at the end first) are hashed when
+    ``hexdigest`` reads whatever was not hashed yet; bytes read twice are hashed once.
+    """
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._raw = io.FileIO(path, "r")
+        except OSError as exc:
+            raise _os_error(path, exc) from exc
+        self.name = path
+        self._digest = hashlib.sha256()
+        self._hashed = 0
+        self._position = 0
+        self._error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        at = self._position
+        try:
+            n = self._raw.readinto(buffer) or 0
+        except OSError as exc:  # libsndfile's callbacks swallow exceptions: keep it for later
+            self._error = exc
+            raise
+        self._position = at + n
+        if at <= self._hashed < at + n:
+            self._digest.update(memoryview(buffer)[self._hashed - at : n])
+            self._hashed = at + n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = self._raw.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def failure(self) -> Exception | None:
+        """The pipeline error for an OS error hidden from us by a decoder, if one happened."""
+        return None if self._error is None else _os_error(self.name, self._error)
+
+    def hexdigest(self) -> str:
+        """Hash the bytes not hashed yet (those the decoder skipped), then return the digest."""
+        self._raw.seek(self._hashed)
+        while piece := self._raw.read(_READ_BUFFER):
+            self._digest.update(piece)
+            self._hashed += len(piece)
+        self._position = self._hashed
+        return self._digest.hexdigest()
 
 
 def _soundfile_info(name: str, sound: sf.SoundFile) -> AudioInfo:
@@ -255,14 +410,14 @@ def _check_rate(name: str, rate: int) -> None:
         )
 
 
-def _open_soundfile(name: str) -> sf.SoundFile | None:
+def _open_soundfile(name: str, file: io.BufferedReader) -> sf.SoundFile | None:
     """Open with libsndfile, or None when PyAV should read it.
 
     PyAV also takes MP3: libsndfile 1.2.2 returns wrong samples for MP3 read in several calls
     (whole-file reads are right), so it cannot stream MP3.
     """
     try:
-        sound = sf.SoundFile(name)
+        sound = sf.SoundFile(file)
     except sf.LibsndfileError:
         return None
     except OSError as e:
@@ -296,9 +451,9 @@ def _check_wav_size(name: str, sound: sf.SoundFile) -> None:
         )
 
 
-def _open_av(name: str) -> av.container.InputContainer:
+def _open_av(name: str, file: io.BufferedReader) -> av.container.InputContainer:
     try:
-        return av.open(name, "r")
+        return av.open(file, "r", buffer_size=_READ_BUFFER)
     except av.FFmpegError as e:
         raise _av_error(name, e, "not a readable audio or video file") from e
     except OSError as e:
@@ -376,14 +531,18 @@ def _av_chunks(
     audio: av.AudioStream,
     rate: int,
     *,
+    block: int,
     start: float = 0.0,
 ) -> Iterator[Chunk]:
-    """Yield the decoded chunks of ``audio`` (native sample type), placed by timestamp.
+    """Yield the decoded audio of ``audio`` (native sample type) in chunks of ``block`` samples,
+    placed by timestamp.
 
     Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
     whose timestamp disagrees with the running count by more than a tolerance (2 ms plus one tick)
     is preceded by zeros or trimmed, except that a jump of more than a minute after the first
-    frame is a timestamp discontinuity and counted through. Integer arithmetic, for speed.
+    frame is a timestamp discontinuity and counted through. Frames in place are gathered in an
+    ``av.AudioFifo`` and leave it ``block`` samples at a time (one conversion and one down-mix
+    per block instead of per 1024-sample AAC frame); only the timestamp check runs per frame.
     """
     tb_num, tb_den = audio.time_base.numerator, audio.time_base.denominator
     zero = Fraction(_start_time(container))
@@ -395,6 +554,7 @@ def _av_chunks(
     jump = MAX_TIMESTAMP_JUMP * rate
     written = 0
     failed = 0
+    fifo: _Fifo | None = None
     with container:
         try:
             for packet in container.demux(audio):
@@ -411,7 +571,7 @@ def _av_chunks(
                             f"sample rate changes from {rate} to {frame.sample_rate} Hz mid-stream",
                             path=name,
                         )
-                    rows = _frame_rows(frame)
+                    shift = 0
                     if frame.pts is not None:
                         shift = (2 * frame.pts * tb_num * rate + tb_den) // (2 * tb_den) - origin
                         shift -= written
@@ -422,14 +582,24 @@ def _av_chunks(
                                 shift / rate,
                                 written / rate,
                             )
-                        elif shift > tolerance:
-                            yield from _zeros(len(rows), rows[0].dtype, shift, rate)
-                            written += shift
-                        elif shift < -tolerance:
-                            rows = [row[-shift:] for row in rows]
-                    written += len(rows[0])
-                    if len(rows[0]):
-                        yield rows
+                            shift = 0
+                    if fifo is not None and (abs(shift) > tolerance or not fifo.takes(frame)):
+                        yield from fifo.drain()
+                        fifo = None
+                    if shift > tolerance:
+                        rows = _frame_rows(frame)
+                        yield from _zeros(len(rows), rows[0].dtype, shift, rate)
+                        written += shift
+                    elif shift < -tolerance:
+                        rows = [row[-shift:] for row in _frame_rows(frame)]
+                        written += len(rows[0])
+                        if len(rows[0]):
+                            yield rows
+                        continue
+                    if fifo is None:
+                        fifo = _Fifo(frame)
+                    written += frame.samples
+                    yield from fifo.push(frame, block)
         except av.FFmpegError as e:
             if e.errno in _TRANSIENT_AV_ERRORS or not written:
                 raise _av_error(name, e, "reading failed") from e
@@ -438,11 +608,38 @@ def _av_chunks(
                 f"{written / rate:.2f} s ({e.strerror or e})",
                 path=name,
             ) from e
+        if fifo is not None:
+            yield from fifo.drain()
         _check_complete(name, container, audio, start + written / rate)
     if failed:
         if not written:
             raise InputUnreadable(f"none of {failed} audio packets could be decoded", path=name)
         log.warning("%s: %d audio packets could not be decoded; replaced by silence", name, failed)
+
+
+class _Fifo:
+    """Decoded frames of one sample format and layout, batched into blocks by ``av.AudioFifo``."""
+
+    def __init__(self, first: av.AudioFrame) -> None:
+        self._format = first.format.name
+        self._layout = first.layout.name
+        self._fifo = av.AudioFifo()
+
+    def takes(self, frame: av.AudioFrame) -> bool:
+        """Whether ``frame`` has this FIFO's sample format and channel layout."""
+        return frame.format.name == self._format and frame.layout.name == self._layout
+
+    def push(self, frame: av.AudioFrame, block: int) -> Iterator[Chunk]:
+        """Add ``frame`` (already placed) and yield every whole ``block`` now available."""
+        frame.pts = None  # placement is ours; the FIFO's own continuity check is not wanted
+        self._fifo.write(frame)
+        while self._fifo.samples >= block:
+            yield _frame_rows(self._fifo.read(block))
+
+    def drain(self) -> Iterator[Chunk]:
+        """Yield what is left, as one chunk."""
+        if self._fifo.samples:
+            yield _frame_rows(self._fifo.read())
 
 
 def _check_complete(

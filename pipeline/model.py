@@ -1,18 +1,26 @@
 """Loading a speech-probability SavedModel and its ``assets/ocml.json`` metadata.
 
 Only TensorFlow is needed, never the training code. TensorFlow is imported inside the functions
-that need it, so importing this module stays cheap.
+that need it, so importing this module stays cheap; ``load_model(..., background=True)`` does that
+import and the SavedModel load in a thread while the caller starts decoding. A model exported with
+a TFLite flatbuffer in its ``assets/`` can also run on LiteRT (``runtime="litert"``), which never
+imports TensorFlow; the SavedModel stays the contract and TensorFlow the reference runtime.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import importlib.resources
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +46,12 @@ PIPELINE_FEATURES = FeatureConfig()
 """The features this pipeline computes; a model trained on others is refused."""
 
 SIGNATURES = ("serve", "serving_default")
+RUNTIMES = ("tensorflow", "litert")
+"""Where ``Model.predict`` runs: TensorFlow (the reference) or LiteRT (needs a ``tflite`` asset)."""
+LITERT_MAX_SECONDS = 1200.0
+"""``choose_runtime`` picks LiteRT for jobs with at most this much audio (docs/performance.md:
+TensorFlow starts ~3.5 s later, LiteRT infers the CRNN ~6–7 s per hour slower; below ~30 min of
+audio one process on LiteRT finishes first, 20 min keeps a margin)."""
 INFERENCE_DEFAULTS = {"chunk_frames": 3000, "batch_size": 8}
 """How ``Inference`` runs a model whose metadata has no ``inference`` hint (right for convolutions)."""
 
@@ -56,14 +70,27 @@ def inference_hint_problem(hint: Mapping[str, Any]) -> str | None:
     return None
 
 
-def configure_tensorflow(threads: int = 1) -> None:
-    """Quiet TensorFlow's start-up logging and pin its intra/inter-op thread pools to ``threads``.
+_threads: dict[str, int] = {}
+"""The process's inference thread count as its entry point set it; 'applied' once TF has it."""
 
-    Idempotent. Once TensorFlow has run an op the pools can no longer change; then the existing
-    setting is kept and a warning logged.
+
+def configure_tensorflow(threads: int = 1) -> None:
+    """Set this process's inference threads: TensorFlow's intra/inter-op pools and LiteRT's.
+
+    For entry points (CLIs, worker processes), once, from their own option; loading a model never
+    changes it. Does not import TensorFlow: the setting is applied by `import_tensorflow`, or at
+    once if TensorFlow is already imported. Once TensorFlow has run an op its pools can no longer
+    change; then the existing setting is kept and a warning logged.
     """
     check_int(threads, name="threads")
-    tf = import_tensorflow()
+    _threads.clear()
+    _threads["threads"] = threads
+    if "tensorflow" in sys.modules:
+        import_tensorflow()
+
+
+def _apply_threads(tf: Any, threads: int) -> None:
+    _threads["applied"] = threads
     pools = tf.config.threading
     for name, get, set_ in (
         (
@@ -85,23 +112,75 @@ def configure_tensorflow(threads: int = 1) -> None:
             log.warning("TensorFlow already initialised; %s threads stay at %s", name, get())
 
 
-def import_tensorflow():
-    """Import TensorFlow with its C++ start-up messages (oneDNN notices) kept off stderr."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # absl logs to stderr before it is initialised, ignoring TF_CPP_MIN_LOG_LEVEL.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+_import_lock = threading.Lock()
+_NATIVE_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl|[IWE]\d{4} |INFO: Created TensorFlow Lite)"
+)
+"""Start-up lines that TensorFlow's and LiteRT's C++ code writes to stderr whatever we ask."""
+
+
+@contextlib.contextmanager
+def native_noise_filtered() -> Iterator[None]:
+    """Drop TensorFlow's and LiteRT's start-up lines (`_NATIVE_NOISE`) from file descriptor 2
+    while the block runs.
+
+    The block may run in a background thread (model loading) while the main thread reports on
+    stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null.
+    Should the process exit meanwhile, an atexit hook (registered before fd 2 is touched, and
+    waiting for a redirection under way) restores fd 2 and passes on what is left.
+    """
+    lock = threading.Lock()
+    state: dict[str, Any] = {}
+
+    def forward(read: int, saved: int) -> None:
+        with os.fdopen(read, "rb") as pipe:
+            for line in pipe:
+                if not _NATIVE_NOISE.match(line):
+                    os.write(saved, line)
+
+    def restore() -> None:
+        with lock:
+            if state.get("saved") is not None:
+                sys.stderr.flush()
+                os.dup2(state["saved"], 2)  # closes the pipe's last write end
+                state["forwarder"].join()  # ... so the forwarder passes on the rest and ends
+                os.close(state["saved"])
+            state["saved"] = None
+            state["done"] = True
+
+    atexit.register(restore)
+    with lock:
+        if not state.get("done"):
+            sys.stderr.flush()
+            saved = os.dup(2)
+            read, write = os.pipe()
+            os.dup2(write, 2)
+            os.close(write)
+            forwarder = threading.Thread(
+                target=forward, args=(read, saved), name="ocml-stderr", daemon=True
+            )
+            forwarder.start()
+            state.update(saved=saved, forwarder=forwarder)
     try:
-        os.dup2(devnull, 2)
-        import tensorflow
+        yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    return tensorflow
+        atexit.unregister(restore)
+        restore()
+
+
+def import_tensorflow():
+    """Import TensorFlow with its C++ start-up messages (oneDNN notices) kept off stderr, and
+    apply the threads an entry point configured."""
+    with _import_lock:
+        if "tensorflow" not in sys.modules:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            # absl logs to stderr before it is initialised, ignoring TF_CPP_MIN_LOG_LEVEL.
+            with native_noise_filtered():
+                import tensorflow  # noqa: F401
+        tf = sys.modules["tensorflow"]
+        if "threads" in _threads and _threads.get("applied") != _threads["threads"]:
+            _apply_threads(tf, _threads["threads"])
+        return tf
 
 
 def default_model_path() -> Path:
@@ -171,7 +250,24 @@ def _check_metadata(data: Any, file: str) -> FeatureConfig:
     problem = inference_hint_problem(data.get("inference") or {})
     if problem:
         raise ModelError(f"metadata {problem}", path=file)
+    problem = _tflite_problem(data.get("tflite"))
+    if problem:
+        raise ModelError(f"metadata {problem}", path=file)
     return features
+
+
+def _tflite_problem(entry: Any) -> str | None:
+    """What is wrong with a ``tflite`` entry (a file in ``assets/``, batch 1), or None."""
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or set(entry) != {"file", "batch_size"}:
+        return f"tflite must be an object with keys file and batch_size, got {entry!r}"
+    name = entry["file"]
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        return f"tflite.file must be a file name in assets/, got {name!r}"
+    if entry["batch_size"] != 1:
+        return f"tflite.batch_size must be 1, got {entry['batch_size']!r}"
+    return None
 
 
 def directory_sha256(path: str | os.PathLike[str]) -> str:
@@ -186,23 +282,31 @@ def directory_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+Runner = Callable[[np.ndarray], np.ndarray]
+"""A loaded network: float32 ``[B, T, n_mels]`` → ``[B, T]``, shapes already checked."""
+
+
 class Model:
-    """A loaded SavedModel: ``predict([B, T, n_mels]) -> [B, T]`` speech probabilities, plus metadata."""
+    """A SavedModel's metadata and its network: ``predict([B, T, n_mels]) -> [B, T]``.
+
+    The metadata attributes are there at once; the network may still be loading in a background
+    thread (``load_model(..., background=True)``): ``predict`` and ``wait`` block until it is
+    ready and raise its ``ModelError`` if loading failed.
+    """
 
     def __init__(
         self,
         *,
         path: Path,
         metadata: dict[str, Any],
+        runtime: str,
+        runner: Future[Runner],
         features: FeatureConfig,
-        loaded: Any,
-        signature: Any,
-        input_name: str,
-        output_key: str,
         sha256: str,
     ) -> None:
         self.path = path
         self.metadata = metadata
+        self.runtime = runtime
         self.features = features
         self.context_frames: int = metadata["context_frames"]
         self.name: str = metadata["name"]
@@ -211,35 +315,65 @@ class Model:
         self.postprocess: dict[str, Any] = dict(metadata.get("postprocess") or {})
         self.inference: dict[str, int] = {**INFERENCE_DEFAULTS, **(metadata.get("inference") or {})}
         self.sha256 = sha256
-        self._loaded = loaded  # keeps the signature's variables alive
-        self._signature = signature
-        self._input_name = input_name
-        self._output_key = output_key
+        self._runner = runner
 
     def __repr__(self) -> str:
-        return f"Model({self.name!r}, version={self.version!r}, architecture={self.architecture!r}, path='{self.path}')"
+        return (
+            f"Model({self.name!r}, version={self.version!r}, architecture={self.architecture!r}, "
+            f"runtime={self.runtime!r}, path='{self.path}')"
+        )
+
+    def wait(self) -> Model:
+        """Block until the network is loaded; raises the loading's ``ModelError``."""
+        self._runner.result()
+        return self
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Speech probability per frame, float32 ``[B, T]``, for log-mel ``batch`` ``[B, T, n_mels]``."""
         data = np.asarray(batch, dtype=np.float32)
         if data.ndim != 3 or data.shape[2] != self.features.n_mels:
             raise ValueError(
-                f"batch must be [batch, frames, {self.features.n_mels}] log-mels, got shape {data.shape}"
+                f"batch must be [batch, frames, {self.features.n_mels}] log-mels, "
+                f"got shape {data.shape}"
             )
         if data.shape[0] == 0 or data.shape[1] == 0:
             return np.zeros(data.shape[:2], dtype=np.float32)
-        tf = import_tensorflow()
-        out = self._signature(**{self._input_name: tf.constant(data)})[self._output_key].numpy()
+        out = self._runner.result()(data)
         if out.shape != data.shape[:2]:
             raise ModelError(
-                f"model returned shape {out.shape} for input {data.shape}, expected {data.shape[:2]}",
+                f"model returned shape {out.shape} for input {data.shape}, "
+                f"expected {data.shape[:2]}",
                 path=str(self.path),
             )
         return out.astype(np.float32, copy=False)
 
 
-def load_model(path: str | os.PathLike[str] | None = None) -> Model:
-    """Load the SavedModel at ``path`` (None: the shipped default), refusing incompatible ones."""
+def choose_runtime(requested: str, metadata: Mapping[str, Any], audio_seconds: float) -> str:
+    """The runtime for a job: ``requested``, or for ``"auto"`` the faster one for this much audio.
+
+    ``auto`` is LiteRT when the model has a TFLite asset and the job (one process's whole work)
+    holds at most `LITERT_MAX_SECONDS` of audio, else TensorFlow; a worker, whose model serves
+    job after job, passes ``math.inf``.
+    """
+    if requested != "auto":
+        return requested
+    small = audio_seconds <= LITERT_MAX_SECONDS
+    return "litert" if small and metadata.get("tflite") else "tensorflow"
+
+
+def load_model(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    runtime: str = "tensorflow",
+    background: bool = False,
+) -> Model:
+    """Load the SavedModel at ``path`` (None: the shipped default), refusing incompatible ones.
+
+    ``runtime``: ``"tensorflow"`` (the reference) or ``"litert"`` (the model's TFLite asset on
+    LiteRT; TensorFlow is never imported). With ``background`` the metadata is checked at once and
+    the network loads in a thread, so the caller can start decoding; TensorFlow must then not be
+    forked while it loads (worker processes load after the fork, in the foreground).
+    """
     root = default_model_path() if path is None else Path(path)
     metadata, features = _read_metadata(_check_directory(root))
     problems = features.mismatches(PIPELINE_FEATURES)
@@ -247,16 +381,16 @@ def load_model(path: str | os.PathLike[str] | None = None) -> Model:
         raise ModelError(
             "model features differ from the pipeline's: " + "; ".join(problems), path=str(root)
         )
-    return _open(root, metadata, features)
+    return _model(root, metadata, features, runtime=runtime, background=background)
 
 
-def open_savedmodel(path: str | os.PathLike[str]) -> Model:
+def open_savedmodel(path: str | os.PathLike[str], *, runtime: str = "tensorflow") -> Model:
     """Load the SavedModel at ``path`` with its metadata, whatever its feature configuration.
 
     For export checks and tools; segmenting uses ``load_model``, which also checks the features.
     """
     root = _check_directory(Path(path))
-    return _open(root, *_read_metadata(root))
+    return _model(root, *_read_metadata(root), runtime=runtime, background=False)
 
 
 def _check_directory(root: Path) -> Path:
@@ -267,8 +401,47 @@ def _check_directory(root: Path) -> Path:
     return root
 
 
-def _open(root: Path, metadata: dict[str, Any], features: FeatureConfig) -> Model:
-    configure_tensorflow()
+def _model(
+    root: Path,
+    metadata: dict[str, Any],
+    features: FeatureConfig,
+    *,
+    runtime: str,
+    background: bool,
+) -> Model:
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "litert" and not metadata.get("tflite"):
+        raise ModelError(
+            "runtime litert needs a TFLite flatbuffer in assets/ (export it with --tflite)",
+            path=str(root),
+        )
+    opener = _open_litert if runtime == "litert" else _open_tensorflow
+    runner: Future[Runner] = Future()
+
+    def load() -> None:
+        try:
+            runner.set_result(opener(root, metadata))
+        except BaseException as exc:  # handed to whoever waits for the model
+            runner.set_exception(exc)
+
+    if background:
+        threading.Thread(target=load, name="ocml-model-load", daemon=True).start()
+    else:
+        load()
+        runner.result()
+    return Model(
+        path=root,
+        metadata=metadata,
+        runtime=runtime,
+        runner=runner,
+        features=features,
+        sha256=directory_sha256(root),
+    )
+
+
+def _open_tensorflow(root: Path, metadata: dict[str, Any]) -> Runner:
+    """The SavedModel's serving signature, checked against the metadata."""
     tf = import_tensorflow()
     try:
         loaded = tf.saved_model.load(str(root))
@@ -284,18 +457,74 @@ def _open(root: Path, metadata: dict[str, Any], features: FeatureConfig) -> Mode
             path=str(root),
         )
     signature = loaded.signatures[name]
-    input_name = _check_input(signature, metadata, str(root))
-    output_key = _check_output(signature, str(root))
-    return Model(
-        path=root,
-        metadata=metadata,
-        features=features,
-        loaded=loaded,
-        signature=signature,
-        input_name=input_name,
-        output_key=output_key,
-        sha256=directory_sha256(root),
+    return _TensorFlowRunner(
+        tf,
+        loaded,
+        signature,
+        _check_input(signature, metadata, str(root)),
+        _check_output(signature, str(root)),
     )
+
+
+class _TensorFlowRunner:
+    """A SavedModel's serving signature as a `Runner`."""
+
+    def __init__(self, tf: Any, loaded: Any, signature: Any, input_name: str, output: str) -> None:
+        self._tf = tf
+        self._loaded = loaded  # keeps the signature's variables alive
+        self._signature = signature
+        self._input_name = input_name
+        self._output = output
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self._tf.constant(batch)
+        return self._signature(**{self._input_name: tensor})[self._output].numpy()
+
+
+def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
+    """The TFLite asset on a LiteRT interpreter: one window at a time, resized to its length.
+
+    The flatbuffer has batch 1 and any number of frames (a fixed batch is what lets a recurrent
+    layer convert to built-in ops); each length change re-plans the interpreter (cheap).
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise ModelError(
+            f"runtime litert needs the ai-edge-litert package ({exc})", path=str(root)
+        ) from exc
+    file = root / "assets" / metadata["tflite"]["file"]
+    try:
+        with native_noise_filtered():  # the first allocation announces its XNNPACK delegate
+            interpreter = Interpreter(model_path=str(file), num_threads=_threads.get("threads", 1))
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load the TFLite asset: {exc}", path=str(file)) from exc
+    return _LiteRTRunner(interpreter)
+
+
+class _LiteRTRunner:
+    """A LiteRT interpreter of a batch-1, any-length flatbuffer as a `Runner`, window by window."""
+
+    def __init__(self, interpreter: Any) -> None:
+        self._interpreter = interpreter
+        (source,) = interpreter.get_input_details()
+        (target,) = interpreter.get_output_details()
+        self._source, self._target = source["index"], target["index"]
+        self._frames = -1
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = np.empty(batch.shape[:2], np.float32)
+        interpreter = self._interpreter
+        for row, window in enumerate(batch):
+            if len(window) != self._frames:  # re-plan for a new length (the last window)
+                interpreter.resize_tensor_input(self._source, [1, *window.shape])
+                interpreter.allocate_tensors()
+                self._frames = len(window)
+            interpreter.set_tensor(self._source, window[None])
+            interpreter.invoke()
+            out[row] = interpreter.get_tensor(self._target).reshape(-1)
+        return out
 
 
 def _check_input(signature: Any, metadata: dict[str, Any], where: str) -> str:

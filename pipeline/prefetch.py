@@ -18,16 +18,19 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
     numpy's FFT and matmul, PyAV's decoder and TensorFlow release the GIL, so on two cores the
     producer (decode + features) and the consumer (inference) really run in parallel. An
     exception in the producer is re-raised in the consumer, in order. Closing the generator early
-    stops the producer after at most ``depth`` more items.
+    stops the producer after at most ``depth`` more items and closes ``items`` in the producer's
+    thread (a decoder is never closed under the thread that is using it).
     """
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth!r}")
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    source = iter(items)
+
     def produce() -> None:
         try:
-            for item in items:
+            for item in source:
                 if stop.is_set():
                     return
                 slots.put(item)
@@ -35,6 +38,10 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
             slots.put(_Failure(exc))
         else:
             slots.put(_DONE)
+        finally:  # a source stopped early is closed here, in the thread that ran it
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="ocml-prefetch", daemon=True)
     thread.start()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ocml.pipeline import postprocess
-from ocml.pipeline.decode import probe, stream
+from ocml.pipeline.decode import Recording
 from ocml.pipeline.errors import InputTooShort
 from ocml.pipeline.features import stream_logmel
 from ocml.pipeline.inference import Inference
@@ -25,6 +27,8 @@ Progress = Callable[[float, float], None]
 
 MIN_DURATION = 0.1
 BLOCK_SECONDS = 30.0
+FEATURE_AHEAD_SECONDS = 600.0
+"""Seconds of features (~24 MB) that may wait for inference: covers TensorFlow's start-up."""
 
 
 def resolve_params(
@@ -46,31 +50,41 @@ def segment_file(
 ) -> Result:
     """Segment one media file with ``model`` in memory that does not grow with its length.
 
-    Decoding, feature extraction and inference each run in their own thread, a block or two
-    apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than decoding
-    and features sharing one thread.
+    The file is opened and read once (`Recording`: its info, samples and sha256 come from the same
+    pass). Decoding, feature extraction and inference each run in their own thread, a block or
+    two apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than
+    decoding and features sharing one thread. A model still loading in the background
+    (``load_model(..., background=True)``) delays only inference; decoding and features start at
+    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
     started = time.perf_counter()
     path = os.fspath(path)
-    info = probe(path)
     cfg = model.features
-    counter = _SampleCounter()
-    blocks = counter.count(stream(path, sample_rate=cfg.sample_rate, block_seconds=block_seconds))
-    features = prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=2)
-    hop = cfg.grid.hop
-    chunks: list[np.ndarray] = []
-    frames_done = 0
-    for chunk in Inference(model)(features):
-        chunks.append(chunk)
-        frames_done += len(chunk)
-        if progress is not None:
-            progress(frames_done * hop, info.duration)
-    duration = counter.samples / cfg.sample_rate
-    if duration < MIN_DURATION:
-        raise InputTooShort(
-            f"too short: {duration:.3f} s of audio, at least {MIN_DURATION} s needed", path=path
+    ahead = max(2, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
+    with contextlib.ExitStack() as stack:
+        recording = stack.enter_context(Recording(path))
+        info = recording.info
+        blocks = recording.blocks(sample_rate=cfg.sample_rate, block_seconds=block_seconds)
+        # Closed first on the way out, so the decoding thread stops before the file closes.
+        features = stack.enter_context(
+            contextlib.closing(prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=ahead))
         )
+        hop = cfg.grid.hop
+        chunks: list[np.ndarray] = []
+        frames_done = 0
+        for chunk in Inference(model)(features):
+            chunks.append(chunk)
+            frames_done += len(chunk)
+            if progress is not None:
+                progress(frames_done * hop, info.duration)
+        duration = recording.samples / cfg.sample_rate
+        if duration < MIN_DURATION:
+            raise InputTooShort(
+                f"too short: {duration:.3f} s of audio, at least {MIN_DURATION} s needed",
+                path=path,
+            )
+        sha256 = recording.sha256()
     probabilities = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid)
     if progress is not None:
@@ -81,7 +95,7 @@ def segment_file(
             duration=duration,
             sample_rate=info.sample_rate,
             channels=info.channels,
-            sha256=file_sha256(path),
+            sha256=sha256,
             has_video=info.has_video,
         ),
         model=ModelInfo(
@@ -102,15 +116,3 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's content (``hashlib.file_digest`` reads it in 256 KiB pieces)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-class _SampleCounter:
-    """Counts the samples that pass through a block stream (the exact decoded duration)."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-
-    def count(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for block in blocks:
-            self.samples += len(block)
-            yield block

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.features import FeatureConfig, logmel
-from ocml.pipeline.model import Model, configure_tensorflow, load_model
+from ocml.pipeline.model import Model, configure_tensorflow, import_tensorflow, load_model
 from tests.media import speechlike
 
 SR = 16000
@@ -76,6 +76,7 @@ def _training_set(cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
 def _train_tiny_model(cfg: FeatureConfig):
     """A 2-layer Conv1D model over [B, T, n_mels] log-mels → [B, T] speech probabilities."""
     configure_tensorflow()
+    import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(0)
@@ -91,14 +92,29 @@ def _train_tiny_model(cfg: FeatureConfig):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory of the exported tiny SavedModel (trained once per test session)."""
+def tiny_keras_model():
+    """The tiny Keras model, trained once per test session."""
+    return _train_tiny_model(FeatureConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model) -> Path:
+    """Directory of the exported tiny SavedModel."""
+    return _export_tiny(tiny_keras_model, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model) -> Path:
+    """The same tiny model exported with a TFLite asset (runs on TensorFlow and on LiteRT)."""
+    return _export_tiny(tiny_keras_model, tmp_path_factory.mktemp("models") / "tiny", tflite=True)
+
+
+def _export_tiny(keras_model, out: Path, *, tflite: bool = False) -> Path:
     from ocml.models.export import export_savedmodel
 
     cfg = FeatureConfig()
-    out = tmp_path_factory.mktemp("models") / "tiny"
     return export_savedmodel(
-        _train_tiny_model(cfg),
+        keras_model,
         out,
         name="tiny",
         version="0.0.1",
@@ -108,6 +124,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         postprocess=TINY_POSTPROCESS,
         training={"data": "synthetic speechlike bursts, 120 s", "seed": 0},
         metrics={},
+        tflite=tflite,
     )
 
 

@@ -243,6 +243,39 @@ def test_configure_tensorflow_is_idempotent_after_start(tiny_model, caplog):
         configure_tensorflow(threads=0)
 
 
+def test_threads_are_the_entry_points_and_loading_keeps_them(tiny_model_dir):
+    """configure_tensorflow defers to the import; loading a model (in the background too) never
+    resets the threads (it once forced one thread on every load)."""
+    code = f"""
+import sys
+from ocml.pipeline.model import configure_tensorflow, load_model
+configure_tensorflow(2)
+assert "tensorflow" not in sys.modules
+model = load_model({str(tiny_model_dir)!r}, background=True).wait()
+import tensorflow as tf
+print(tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split() == ["2", "2"]
+    assert out.stderr == ""
+
+
+def test_background_load_gives_metadata_at_once_and_errors_on_use(tiny_model_dir, tmp_path):
+    model = load_model(tiny_model_dir, background=True)
+    assert model.name == "tiny" and model.context_frames == 4
+    assert model.wait() is model
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    pending = load_model(broken, background=True)
+    assert pending.name == "tiny"
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        pending.predict(np.zeros((1, 10, 64), np.float32))
+
+
 def test_importing_the_pipeline_does_not_import_tensorflow():
     code = "import sys, ocml.pipeline.model, ocml.pipeline.inference, ocml.pipeline.features; print('tensorflow' in sys.modules)"
     out = subprocess.run(
@@ -253,3 +286,28 @@ def test_importing_the_pipeline_does_not_import_tensorflow():
         cwd=Path(__file__).parent.parent,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_stderr_of_other_threads_survives_a_model_loading_at_exit():
+    """While a model loads in the background, fd 2 runs through a noise filter; a process that
+    reports an error and exits meanwhile must still show the report (it once lost it)."""
+    code = """
+import sys, threading, time
+from ocml.pipeline.model import native_noise_filtered
+
+def load():
+    with native_noise_filtered():
+        print("I0000 00:00:1.0 port.cc:153] oneDNN noise", file=sys.stderr, flush=True)
+        time.sleep(5)
+
+threading.Thread(target=load, daemon=True).start()
+time.sleep(float(sys.argv[1]))
+print("error: reported", file=sys.stderr)
+sys.exit(1)
+"""
+    for delay in ("0", "0.001", "0.2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, delay], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 1
+        assert out.stderr == "error: reported\n", delay

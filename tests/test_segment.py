@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.pipeline.decode import stream
-from ocml.pipeline.features import logmel
+from ocml.pipeline.decode import Recording, probe, stream
+from ocml.pipeline.features import logmel, stream_logmel
+from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
-from ocml.pipeline.postprocess import PRESETS, SegmentParams
-from ocml.pipeline.result import validate
+from ocml.pipeline.postprocess import PRESETS, Binarize, SegmentParams
+from ocml.pipeline.result import InputInfo, ModelInfo, Result, validate
 from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
-from tests.media import encode, speechlike, write_wav
+from ocml.pipeline.writers import render_json, render_smil
+from tests.media import encode, speechlike, write_soundfile, write_video_with_audio, write_wav
 
 SPEECH = [(2.0, 5.5), (8.0, 9.5), (12.0, 20.0), (26.0, 28.0)]
 
@@ -76,3 +78,82 @@ def test_resolve_params_order(tiny_model: Model) -> None:
     assert opencast == PRESETS["opencast"]
     overridden = resolve_params(tiny_model, preset_name="opencast", overrides={"min_voice": 5})
     assert overridden == SegmentParams.from_mapping({"min_voice": 5}, base=PRESETS["opencast"])
+
+
+def _three_pass_result(path: Path, model: Model, params: SegmentParams, created: str) -> Result:
+    """The result as segment_file made it before the Recording: probe, stream, then a hash pass."""
+    info = probe(path)
+    cfg = model.features
+    samples = np.concatenate(list(stream(path, sample_rate=cfg.sample_rate)))
+    probs = np.concatenate(list(Inference(model)(stream_logmel([samples], cfg))))
+    duration = len(samples) / cfg.sample_rate
+    segments = Binarize(params)(probs, duration=duration, grid=cfg.grid)
+    return Result(
+        input=InputInfo(
+            str(path), duration, info.sample_rate, info.channels, file_sha256(path), info.has_video
+        ),
+        model=ModelInfo(model.name, model.version, model.architecture, model.sha256),
+        params=params,
+        segments=segments,
+        probabilities=probs,
+        processing_seconds=1.0,
+        created=created,
+    )
+
+
+@pytest.mark.parametrize("name", ["a.wav", "a.flac", "a.ogg", "a.mp3", "a.mp4", "film.mp4"])
+def test_one_pass_gives_the_same_result_byte_for_byte(
+    tmp_path: Path, tiny_model: Model, name: str
+) -> None:
+    """Info, length and sha256 from the one decoding pass equal probe + stream + a hash pass."""
+    stereo = np.stack([speechlike(48000, 21.0, SPEECH[:3], seed=k) for k in (4, 5)], axis=1)
+    path = tmp_path / name
+    if name == "film.mp4":  # video first, audio 0.3 s late: the demuxer jumps between streams
+        write_video_with_audio(path, stereo, 48000, audio_delay=0.3)
+    elif name.endswith((".wav", ".flac", ".ogg")):
+        write_soundfile(path, stereo, 48000)
+    else:
+        encode(path, stereo, 48000, codec=name.rsplit(".", 1)[1].replace("mp4", "aac"))
+    params = resolve_params(tiny_model)
+    got = segment_file(path, tiny_model, params, block_seconds=4.0)
+    expected = _three_pass_result(path, tiny_model, params, got.created)
+    np.testing.assert_array_equal(got.probabilities, expected.probabilities)
+    timing = {"timing": None}
+    assert {**got.to_dict(), **timing} == {**expected.to_dict(), **timing}
+    assert render_smil(got) == render_smil(expected)
+    assert render_json(got).count(b"sha256") == 2
+
+
+def test_recording_hashes_bytes_the_decoder_skipped(tmp_path: Path) -> None:
+    """An mp4 with its index at the end and a seek: the hash still covers every byte once."""
+    path = encode(tmp_path / "a.m4a", speechlike(16000, 12.0, [(1, 5)], seed=1), 16000, codec="aac")
+    with Recording(path, check_duration=False) as recording:
+        blocks = recording.blocks(start=6.0)
+        assert 5.9 * 16000 < sum(len(b) for b in blocks) == recording.samples < 6.1 * 16000
+        assert recording.sha256() == file_sha256(path)
+    with Recording(path) as recording:
+        assert recording.info == probe(path)
+        assert recording.sha256() == file_sha256(path)  # nothing decoded: all read by the hash
+
+
+def test_a_model_failing_to_load_in_the_background_stops_decoding_cleanly(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Decoding starts before the model is there; when loading fails, the error comes out of
+    segment_file and the decoding threads are stopped before the file is closed."""
+    import shutil
+    import threading
+
+    from ocml.pipeline.errors import ModelError
+    from ocml.pipeline.model import load_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 64)
+    source = encode(
+        tmp_path / "long.mp4", speechlike(48000, 90.0, SPEECH, seed=3), 48000, codec="aac"
+    )
+    model = load_model(broken, background=True)
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        segment_file(source, model, PRESETS["default"], block_seconds=2.0)
+    assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]

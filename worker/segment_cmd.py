@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.errors import ModelError, OcmlError
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 from ocml.worker.options import (
@@ -43,6 +43,14 @@ FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
     default=None,
     help="SavedModel directory (default from the settings: the shipped model).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["tensorflow", "litert", "auto"]),
+    default=None,
+    help="Run the model on TensorFlow (default from the settings) or on LiteRT, for a model "
+    "exported with a TFLite asset: starts ~3 s sooner in ~600 MB less, but infers slower; "
+    "'auto': LiteRT when the inputs hold at most 20 minutes of audio.",
+)
 @preset_option
 @click.option(
     "--probabilities",
@@ -59,6 +67,7 @@ def segment(
     output_dir: Path | None,
     formats: tuple[str, ...],
     model_path: Path | None,
+    runtime: str | None,
     preset: str | None,
     probabilities: bool,
     quiet: bool,
@@ -90,29 +99,56 @@ def segment(
       ocml segment lecture.mp4 --preset opencast --min-silence 5
       ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
-    from ocml.pipeline.model import load_model
+    from ocml.pipeline.model import configure_tensorflow, load_model
     from ocml.pipeline.segment import resolve_params
 
     track = track_identity(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
     )
     settings = cli_settings(config_path)
+    model_path = settings.model_path if model_path is None else model_path
+    configure_tensorflow(1)  # one inference thread per process; run one process per core
+    # Asked before the model loads: its background import runs fd 2 through a filter for a while.
+    show_progress = not quiet and sys.stderr.isatty()
     try:
-        model = load_model(settings.model_path if model_path is None else model_path)
+        runtime = _runtime(runtime or settings.runtime, model_path, inputs)
+        # The network loads while the first file decodes; its errors surface at first use.
+        model = load_model(model_path, runtime=runtime, background=True)
         resolved = resolve_params(
             model, preset_name=preset or settings.preset, overrides={**settings.params, **params}
         )
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
     wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
-    show_progress = not quiet and sys.stderr.isatty()
     options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
-    failures = sum(
-        not _segment_one(path, output_dir, wanted, model, resolved, options) for path in inputs
-    )
+    try:
+        failures = sum(
+            not _segment_one(path, output_dir, wanted, model, resolved, options) for path in inputs
+        )
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from None
     if failures:
         click.echo(f"{failures} of {len(inputs)} files failed", err=True)
         sys.exit(1)
+
+
+def _runtime(requested: str, model_path: Path, inputs: tuple[Path, ...]) -> str:
+    """The runtime for this call; ``auto`` reads the inputs' headers for their total duration."""
+    from ocml.pipeline.decode import probe
+    from ocml.pipeline.model import choose_runtime, read_metadata
+
+    if requested != "auto":
+        return requested
+    metadata = read_metadata(model_path)
+    if not metadata.get("tflite"):
+        return "tensorflow"
+    seconds = 0.0
+    for path in inputs:
+        try:
+            seconds += probe(path).duration
+        except OcmlError:
+            continue  # reported when the file's turn comes
+    return choose_runtime(requested, metadata, seconds)
 
 
 @dataclass(frozen=True)
@@ -142,6 +178,8 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
         result = replace(result, track=options.track)
         require_speech(result, no_speech=options.no_speech)
         written = write_outputs(result, out_dir, path.stem, formats)
+    except ModelError:
+        raise  # the model, not this file: every other file would fail the same way
     except OcmlError as exc:
         click.echo(f"error: {exc}", err=True)
         return False

@@ -8,6 +8,7 @@ The SavedModel is loaded once per worker process, after the fork (``worker_proce
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -45,10 +46,18 @@ def load_model_in_child(**_: Any) -> None:
 def process_model() -> Any:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        from ocml.pipeline.model import configure_tensorflow, load_model
+        from ocml.pipeline.model import (
+            choose_runtime,
+            configure_tensorflow,
+            load_model,
+            read_metadata,
+        )
 
         configure_tensorflow(1)
-        _process["model"] = load_model(current_settings().model_path)
+        settings = current_settings()
+        path = settings.model_path
+        runtime = choose_runtime(settings.runtime, read_metadata(path), math.inf)
+        _process["model"] = load_model(path, runtime=runtime)
     return _process["model"]
 
 
