@@ -127,7 +127,10 @@ def native_noise_filtered() -> Iterator[None]:
     The block may run in a background thread (model loading) while the main thread reports on
     stderr, so fd 2 goes through a pipe whose other lines a thread passes on, not to /dev/null.
     Should the process exit meanwhile, an atexit hook (registered before fd 2 is touched, and
-    waiting for a redirection under way) restores fd 2 and passes on what is left.
+    waiting for a redirection under way) restores fd 2 and passes on what is left. It never
+    flushes ``sys.stderr`` itself: from this thread that would race the main thread's writes
+    (``TextIOWrapper`` is not thread-safe and once wrote a line end twice); text still buffered
+    simply reaches fd 2 later, through the pipe or directly.
     """
     lock = threading.Lock()
     state: dict[str, Any] = {}
@@ -141,7 +144,6 @@ def native_noise_filtered() -> Iterator[None]:
     def restore() -> None:
         with lock:
             if state.get("saved") is not None:
-                sys.stderr.flush()
                 os.dup2(state["saved"], 2)  # closes the pipe's last write end
                 state["forwarder"].join()  # ... so the forwarder passes on the rest and ends
                 os.close(state["saved"])
@@ -151,7 +153,6 @@ def native_noise_filtered() -> Iterator[None]:
     atexit.register(restore)
     with lock:
         if not state.get("done"):
-            sys.stderr.flush()
             saved = os.dup(2)
             read, write = os.pipe()
             os.dup2(write, 2)
