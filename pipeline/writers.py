@@ -356,11 +356,8 @@ class OpenDir:
     keeps naming the same directory whatever happens to its path afterwards.
     """
 
-    def __init__(
-        self, path: Path, root: Path, fds: list[int], created: list[tuple[int, str]]
-    ) -> None:
+    def __init__(self, path: Path, fds: list[int], created: list[tuple[int, str]]) -> None:
         self.path = path
-        self.root = root
         self._fds = fds
         self._created = created
 
@@ -382,28 +379,17 @@ class OpenDir:
         directories; ``remove_created`` takes them away again if they stay empty.
         """
         path = Path(path)
-        top = path if root is None else Path(root)
-        fds, created = walk_beneath(path, root=top, create=create)
-        return cls(path, top, fds, created)
+        fds, created = walk_beneath(path, root=path if root is None else Path(root), create=create)
+        return cls(path, fds, created)
 
-    def check_unchanged(self) -> None:
-        """Raises ``PathChanged`` unless ``path`` still leads, without symlinks, to ``fd``."""
+    def check_writable(self) -> None:
+        """Raises ``OutputError`` unless a file can be created here (a quick test before a job)."""
+        name = f"{TEMP_PREFIX}check-{uuid.uuid4().hex[:12]}"
         try:
-            fds, _ = walk_beneath(self.path, root=self.root, create=False)
-        except OcmlError as exc:
-            raise PathChanged(
-                f"the output directory was replaced while the job ran ({exc.message})",
-                path=str(self.path),
-            ) from None
-        try:
-            now, held = os.fstat(fds[-1]), os.fstat(self.fd)
-        finally:
-            _close_all(fds)
-        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-            raise PathChanged(
-                "the output directory was replaced by another directory while the job ran",
-                path=str(self.path),
-            )
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd))
+            os.unlink(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _io_error(exc, "create files in the output directory", self.path) from exc
 
     def remove_created(self) -> None:
         """Removes the directories ``open`` created, deepest first, as long as they are empty."""
@@ -512,15 +498,27 @@ def _close_all(fds: list[int]) -> None:
 
 
 def write_outputs(
-    result: Result, out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]
+    result: Result,
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    formats: Iterable[str],
+    *,
+    directory: OpenDir | None = None,
 ) -> dict[str, Path]:
-    """Renders every requested format, then writes them into ``out_dir`` as one set."""
+    """Renders every requested format, then writes them into ``out_dir`` as one set.
+
+    ``directory`` is ``out_dir`` already opened (``OpenDir.open`` below a root); without it,
+    ``out_dir`` is opened here as given.
+    """
     paths = output_paths(out_dir, stem, formats)
-    rendered = {fmt: RENDERERS[fmt](result) for fmt in paths}
+    rendered = {paths[fmt].name: RENDERERS[fmt](result) for fmt in paths}
+    if directory is not None:
+        write_result_set(directory, rendered)
+        return paths
     if not Path(out_dir).is_dir():
         raise OutputError("output directory does not exist", path=str(out_dir))
-    with OpenDir.open(out_dir) as directory:
-        write_result_set(directory, {paths[fmt].name: rendered[fmt] for fmt in paths})
+    with OpenDir.open(out_dir) as opened:
+        write_result_set(opened, rendered)
     return paths
 
 

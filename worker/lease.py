@@ -6,7 +6,8 @@ kombu's Redis transport redelivers a message once it has stayed unacknowledged f
 score to "now" every ``lease_interval`` seconds for each message this worker holds (waiting for a
 pool process, running, or waiting out a retry's countdown) lets only a dead worker's messages
 age, so ``visibility_timeout`` can be a minute rather than longer than the longest job, and a
-dead host's jobs come back within a minute.
+dead host's jobs come back within a minute. The same round extends the run lock
+(``worker.runs``) of every job a pool process of this worker is running, by ``visibility_timeout``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from celery.utils.log import get_logger
 from celery.worker import state
 from kombu.transport.redis import Channel
 
+from ocml.worker import runs
+
 log = get_logger(__name__)
 LEASE_SETTING = "ocml_lease_interval"
 """The Celery configuration key that carries the settings' ``lease_interval``."""
@@ -30,6 +33,15 @@ def held_delivery_tags(requests: Iterable[Any]) -> list[str]:
     """The broker delivery tags of ``requests`` (Celery ``Request`` objects), without repeats."""
     tags = {getattr(r.message, "delivery_tag", None) for r in requests}
     return sorted(str(tag) for tag in tags if tag)
+
+
+def held_run_locks(requests: Iterable[Any]) -> list[tuple[str, str]]:
+    """(job id, run lock token) of each request a pool process has accepted."""
+    return [
+        (r.id, runs.lock_token(r.hostname, r.worker_pid))
+        for r in requests
+        if getattr(r, "worker_pid", None)
+    ]
 
 
 def renew(
@@ -57,13 +69,19 @@ class RenewLeases(bootsteps.StartStopStep):
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.client: redis.Redis | None = None
+        self.backend_client: redis.Redis | None = None
         self.tref: Any = None
+        self.ttl = 0.0
 
     def start(self, c: Any) -> None:
         conf = c.app.conf
         self.client = redis.Redis.from_url(
             conf.broker_url, socket_timeout=5, socket_connect_timeout=5
         )
+        self.backend_client = redis.Redis.from_url(
+            conf.result_backend, socket_timeout=5, socket_connect_timeout=5
+        )
+        self.ttl = conf.broker_transport_options["visibility_timeout"]
         self.tref = c.timer.call_repeatedly(conf[LEASE_SETTING], self.renew_held)
 
     def renew_held(self) -> None:
@@ -71,6 +89,7 @@ class RenewLeases(bootsteps.StartStopStep):
         held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
         try:
             renew(self.client, held_delivery_tags(held))
+            runs.renew(self.backend_client, held_run_locks(state.active_requests), ttl=self.ttl)
         except redis.RedisError as exc:
             log.warning("could not renew the leases of %d held messages: %s", len(held), exc)
 
@@ -78,8 +97,9 @@ class RenewLeases(bootsteps.StartStopStep):
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        for client in (self.client, self.backend_client):
+            if client is not None:
+                client.close()
+        self.client = self.backend_client = None
 
     shutdown = stop
