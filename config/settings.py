@@ -72,6 +72,12 @@ class Settings:
             )
         return soft, soft + self.time_limit_grace
 
+    def wait_timeout(self, duration: float | None) -> float:
+        """How long ``submit --wait`` waits by default for a recording of ``duration`` s: every
+        allowed run (``max_deliveries``) at its hard time limit, each after a lease expiry."""
+        hard = self.time_limits(duration)[1]
+        return self.max_deliveries * (hard + self.visibility_timeout)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly form (paths as strings)."""
         out = dataclasses.asdict(self)

@@ -284,11 +284,14 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
 
     refused = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
     assert refused.returncode == 1
-    assert "input_missing" in refused.stderr and refused.stdout == ""
+    assert refused.stdout.startswith("ocml: failed: input_missing: ")
+    assert len(refused.stdout.splitlines()) == 1
     (media / "garbage-cli.wav").write_bytes(b"\x00" * 1000)
     failed = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
     assert failed.returncode == 1
-    assert "input_unreadable" in failed.stderr
+    job_id, line = failed.stdout.splitlines()
+    assert line.startswith("ocml: failed: input_unreadable: ")
+    assert "garbage-cli.wav" in line and "garbage-cli.wav" in failed.stderr
 
 
 def test_ocml_submit_passes_preset_no_speech_and_track_to_the_worker(fleet, tmp_path):
