@@ -91,7 +91,8 @@ class Settings:
 def load_settings(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] = os.environ
 ) -> Settings:
-    """Settings from the defaults, then ``path`` (or ``$OCML_CONFIG``), then ``OCML_*`` variables."""
+    """Settings from the defaults, then ``path`` (or ``$OCML_CONFIG``), then ``OCML_*`` variables
+    (``OCML_TEST_*`` belong to the test suite and are ignored)."""
     raw = _read_yaml(DEFAULT_FILE)
     sources = {key: str(DEFAULT_FILE) for key in raw}
     path = path if path is not None else env.get(CONFIG_ENV) or None
