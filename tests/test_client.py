@@ -1,8 +1,8 @@
 """Clients without workers: a job's state from submission on, lost jobs, an unreachable Redis.
 
-Each test starts its own ``redis-server`` without persistence (port ``OCML_TEST_OWN_REDIS_PORT``
-+ 1), or points at a port where nothing listens (+ 2), so restarting or missing Redis touches
-no other test.
+Each test starts its own ``redis-server`` without persistence on this checkout's private port
+(``OCML_TEST_OWN_REDIS_PORT``, free between test modules), or points at that port while nothing
+listens there, so restarting or missing Redis touches no other test or checkout.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from tests.worker_support import (
     write_settings,
 )
 
-VOLATILE_PORT = TEST_OWN_REDIS_PORT + 1
-CLOSED_PORT = TEST_OWN_REDIS_PORT + 2
+VOLATILE_PORT = CLOSED_PORT = TEST_OWN_REDIS_PORT
 
 
 @pytest.fixture
@@ -104,8 +103,7 @@ def test_submit_wait_submits_a_lost_job_once_more_then_fails_with_one_line(
             waiting.wait()
 
     assert waiting.returncode == 1
-    assert out.splitlines() == [
-        job_id,
+    assert out.splitlines() == [  # after the job id, read above
         f"ocml: failed: job_lost: Redis has no trace of job {job_id}: it is not queued, "
         "running or finished (lost when Redis restarted without persistence, expired after "
         "result_expires, or never submitted)",

@@ -90,14 +90,18 @@ class OwnRedis:
         probe = redis.Redis(port=self.port, socket_connect_timeout=1)
         try:
             for _ in range(200):
+                if self.proc.poll() is not None:
+                    break
                 try:
-                    if probe.ping():
+                    if probe.info("server")["process_id"] == self.proc.pid:
                         return
                 except redis.ConnectionError:
-                    time.sleep(0.1)
+                    pass
+                time.sleep(0.1)
         finally:
             probe.close()
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        self.kill()
+        raise RuntimeError(f"could not start redis-server on port {self.port} (in use?)")
 
     def stop(self) -> None:
         """Shuts the server down cleanly (SIGTERM)."""
