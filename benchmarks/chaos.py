@@ -1,7 +1,9 @@
 """Chaos: many jobs through a small worker fleet while processes, connections and Redis fail.
 
-A private ``redis-server`` (append-only file, fsync always) and three one-process ``ocml worker``
-main processes with the lease settings of ``config/default.yaml``; ``--jobs`` jobs on lecture-like
+A private ``redis-server`` (append-only file, fsync always) and ``ocml worker`` main processes
+with three pool processes in all (``--pools 2,1``: a worker with two, so it still waits on the
+queue while it runs a job and a cut connection makes kombu restore that job's message, and one
+with one) and the lease settings of ``config/default.yaml``; ``--jobs`` jobs on lecture-like
 FLAC recordings of 1-60 minutes (``benchmarks/media.py``, hard-linked under one name per job,
 mostly short ones). While they run, every ``--interval`` seconds on average one of these happens
 at random: a pool process running a job is SIGKILLed; a whole worker (main process and pool) is
@@ -13,7 +15,7 @@ history the workers keep in Redis: the most runs of one job, and how many jobs h
 overlapping in time), orphan temporary files in the results and the longest time from a
 worker's death to its jobs running again. Not part of ``make test``.
 
-    python benchmarks/chaos.py [--jobs 200] [--workers 3] [--interval 12] [--port 6411]
+    python benchmarks/chaos.py [--jobs 200] [--pools 2,1] [--interval 12] [--port 6411]
         [--model default] [--chaos-minutes 12] [--max-minutes 20]
 """
 
@@ -90,8 +92,9 @@ class Chaos:
         self.counts: Counter[str] = Counter()
 
     def start_worker(self, name: str) -> None:
+        pools = self.args.pools[int(name[1:]) - 1]
         self.workers[name] = WorkerProcess(
-            self.config, name=name, concurrency=1, log=self.base / f"{name}.log"
+            self.config, name=name, concurrency=pools, log=self.base / f"{name}.log"
         )
 
     def jobs(self) -> list[tuple[dict[str, Any], float]]:
@@ -201,7 +204,12 @@ def overlapping(spans: list[tuple[float, float]]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument(
+        "--pools",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[2, 1],
+        help="pool processes of each worker",
+    )
     parser.add_argument("--interval", type=float, default=12.0, help="mean s between faults")
     parser.add_argument("--port", type=int, default=6411)
     parser.add_argument("--model", default="default")
@@ -215,7 +223,7 @@ def main() -> None:
         chaos = Chaos(args, Path(tmp))
         jobs = chaos.jobs()
         chaos.server.start()
-        for n in range(args.workers):
+        for n in range(len(args.pools)):
             chaos.start_worker(f"c{n + 1}")
         for worker in chaos.workers.values():
             worker.wait_ready(chaos.settings, timeout=300)
@@ -261,7 +269,7 @@ def report(chaos: Chaos, ids: list[str], statuses: list[dict[str, Any]], elapsed
     failures = Counter(s["error"]["error"] for s in statuses if s["state"] == "FAILURE")
     s = chaos.settings
     print(
-        f"\nfleet: {chaos.args.workers} workers x 1 process, model {chaos.args.model}, "
+        f"\nfleet: workers with {chaos.args.pools} pool processes, model {chaos.args.model}, "
         f"visibility_timeout {s.visibility_timeout:g} s, lease_interval {s.lease_interval:g} s, "
         f"unacked_restore_interval {s.unacked_restore_interval:g} s, "
         f"max_deliveries {s.max_deliveries}; {elapsed / 60:.1f} min"

@@ -5,6 +5,8 @@ live one.
 This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
 Its workers run a deliberately slow model (an untrained wide convolution, ~45x real time on one
 thread), so that jobs last seconds, not milliseconds, and outlive the 3 s visibility timeout.
+They have two pool processes each, so a worker running a job still waits on the queue: cutting
+its broker connection then makes kombu restore the running job's message, as in production.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
     )
     settings = settings_from(config)
     try:
-        with running_workers(config, base, names=("r1", "r2"), concurrency=1) as workers:
+        with running_workers(config, base, names=("r1", "r2"), concurrency=2) as workers:
             yield {
                 "server": server,
                 "settings": settings,
