@@ -78,11 +78,16 @@ class JobRequest(Request):
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
     ) -> None:
         exc = getattr(exc_info.exception, "exc", exc_info.exception)
-        if isinstance(exc, (WorkerLostError, TimeLimitExceeded)) and self.worker_pid:
+        if isinstance(exc, (WorkerLostError, SystemExit, KeyboardInterrupt)) and self.worker_pid:
             self._end_dead_run(exc)
         return super().on_failure(
             exc_info, send_failed_event=send_failed_event, return_ok=return_ok
         )
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft and self.worker_pid:
+            self._end_dead_run(TimeLimitExceeded(timeout))
+        return super().on_timeout(soft, timeout)
 
     def _end_dead_run(self, exc: BaseException) -> None:
         settings = current_settings()
