@@ -7,6 +7,7 @@ listens there, so restarting or missing Redis touches no other test or checkout.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,19 @@ def test_submit_checks_params_against_the_values_the_worker_will_use(volatile, f
     assert "bad_params" in refused.stderr and "neg_threshold" in refused.stderr
     assert refused.stdout == ""
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_submit_refuses_a_file_name_that_is_not_utf8_in_one_line(volatile, folders, tmp_path):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    name = os.fsdecode(b"lecture-\xff.wav")
+    os.rename(recording(media / "plain.wav", 2.0), media / name)
+
+    refused = ocml("submit", str(media / name), config=config)
+
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("Error: bad_file_name: input ")
+    assert "is not valid UTF-8 (byte b'\\xff' at character" in line
