@@ -190,6 +190,9 @@ def _run(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]
         log.warning("job %s: %s; this run stops", job_id, exc)
         end("superseded")
         raise Ignore() from None
+    except Exception:
+        end("error")
+        raise
     success = {"state": "SUCCESS", "result": result}
     _redis(lambda: runs.finish(client, job_id, success, expires=expires), job_id)
     end("succeeded")
