@@ -89,6 +89,7 @@ class Chaos:
         self.workers: dict[str, WorkerProcess] = {}
         self.killed_pids: dict[int, float] = {}
         self.host_deaths: list[tuple[float, str, list[str]]] = []
+        self.pool_kills: list[tuple[float, str]] = []
         self.counts: Counter[str] = Counter()
 
     def start_worker(self, name: str) -> None:
@@ -125,12 +126,14 @@ class Chaos:
         except redis.RedisError:
             return
         if action == "kill_pool_process" and held:
-            node, pid = runs.split_token(self.rng.choice(sorted(held.values())))
+            job_id, token = self.rng.choice(sorted(held.items()))
+            pid = runs.split_token(token)[1]
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 return
             self.killed_pids[pid] = time.time()
+            self.pool_kills.append((self.killed_pids[pid], job_id))
         elif action == "kill_worker" and held:
             node, _ = runs.split_token(self.rng.choice(sorted(held.values())))
             name = node.split("@")[0]
@@ -221,33 +224,41 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ocml-chaos-") as tmp:
         chaos = Chaos(args, Path(tmp))
-        jobs = chaos.jobs()
-        chaos.server.start()
-        for n in range(len(args.pools)):
-            chaos.start_worker(f"c{n + 1}")
-        for worker in chaos.workers.values():
-            worker.wait_ready(chaos.settings, timeout=300)
-        print(f"{len(jobs)} jobs, {sum(d for _, d in jobs) / 3600:.1f} h of audio", flush=True)
-        ids = chaos.submit_all(jobs)
-        chaos_until = time.monotonic() + args.chaos_minutes * 60
-        deadline = started + args.max_minutes * 60
-        statuses: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            time.sleep(chaos.rng.expovariate(1.0 / args.interval))
-            if time.monotonic() < chaos_until:
-                chaos.inject()
-            current = chaos.statuses(ids)
-            if current is None:
-                continue
-            statuses = current
-            done = Counter(s["state"] for s in statuses)
-            print(f"{time.strftime('%H:%M:%S')} {dict(done)}", flush=True)
-            if all(s["state"] in ("SUCCESS", "FAILURE") for s in statuses):
-                break
-        report(chaos, ids, statuses, time.monotonic() - started)
-        for worker in chaos.workers.values():
-            worker.stop()
-        chaos.server.kill()
+        try:
+            run(chaos, started)
+        finally:
+            for worker in chaos.workers.values():
+                worker.stop()
+            chaos.server.kill()
+
+
+def run(chaos: Chaos, started: float) -> None:
+    """Starts the fleet, submits the jobs, injects faults until they are done, reports."""
+    args = chaos.args
+    jobs = chaos.jobs()
+    chaos.server.start()
+    for n in range(len(args.pools)):
+        chaos.start_worker(f"c{n + 1}")
+    for worker in chaos.workers.values():
+        worker.wait_ready(chaos.settings, timeout=300)
+    print(f"{len(jobs)} jobs, {sum(d for _, d in jobs) / 3600:.1f} h of audio", flush=True)
+    ids = chaos.submit_all(jobs)
+    chaos_until = time.monotonic() + args.chaos_minutes * 60
+    deadline = started + args.max_minutes * 60
+    statuses: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        time.sleep(chaos.rng.expovariate(1.0 / args.interval))
+        if time.monotonic() < chaos_until:
+            chaos.inject()
+        current = chaos.statuses(ids)
+        if current is None:
+            continue
+        statuses = current
+        done = Counter(s["state"] for s in statuses)
+        print(f"{time.strftime('%H:%M:%S')} {dict(done)}", flush=True)
+        if all(s["state"] in ("SUCCESS", "FAILURE") for s in statuses):
+            break
+    report(chaos, ids, statuses, time.monotonic() - started)
 
 
 def report(chaos: Chaos, ids: list[str], statuses: list[dict[str, Any]], elapsed: float) -> None:
@@ -266,6 +277,11 @@ def report(chaos: Chaos, ids: list[str], statuses: list[dict[str, Any]], elapsed
             later = [e["at"] for e in per_job[job_id] if e["event"] == "start" and e["at"] > died]
             if later:
                 waits.append(min(later) - died)
+    rerun = []
+    for killed, job_id in chaos.pool_kills:
+        later = [e["at"] for e in per_job[job_id] if e["event"] == "start" and e["at"] > killed]
+        if later:
+            rerun.append(min(later) - killed)
     failures = Counter(s["error"]["error"] for s in statuses if s["state"] == "FAILURE")
     s = chaos.settings
     print(
@@ -290,6 +306,10 @@ def report(chaos: Chaos, ids: list[str], statuses: list[dict[str, Any]], elapsed
     print(
         f"worker deaths: {len(chaos.host_deaths)}, jobs they held: {len(waits)}; "
         f"longest from death to running again: {longest}"
+    )
+    slowest = f"{max(rerun):.1f} s" if rerun else "n/a"
+    print(
+        f"pool processes killed mid-job: {len(rerun)}; longest until the job ran again: {slowest}"
     )
     print(json.dumps({"states": dict(states), "concurrent": len(concurrent)}))
 

@@ -403,3 +403,19 @@ def test_names_up_to_the_filesystem_limit_work_and_failed_jobs_leave_no_new_dire
     ]
     assert failed["error"]["error"] == "input_unreadable"
     assert not (output / "new").exists()
+
+
+def test_a_job_whose_message_the_broker_lost_is_sent_again(fleet):
+    app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
+    job = client.build_job(recording(media / "message-lost.wav", 2.0, seed=6))
+    job_id = "lost-in-transit"
+    # Recorded as submitted, but its message never reaches the queue: as when a worker's
+    # connection is cut between Redis's BRPOP and the reply.
+    client.record_job(app, settings, job, job_id=job_id)
+
+    (status,) = client.wait(app, [job_id], timeout=60)
+
+    assert status["state"] == "SUCCESS", status
+    note = f"job {job_id}: its message was lost by the broker; sent again"
+    assert sum(w.log.read_text().count(note) for w in fleet["workers"]) == 1
+    assert deliveries(app, job_id) == 1

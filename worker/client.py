@@ -10,6 +10,7 @@ persistence, expired, or was never submitted); a failure, and ``LOST``, is alway
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -126,19 +127,36 @@ def submit(
 ) -> str:
     """Records ``job`` as ``QUEUED``, then queues it as ``ocml.segment`` with time limits scaled
     to its duration (probed here unless given); returns its id."""
-    if duration is None:
-        duration = duration_of(job["input"])
-    soft, hard = settings.time_limits(duration)
     job_id = job_id or str(uuid.uuid4())
-    record = {
-        "input": excerpt(str(job["input"])),
-        "duration": -1.0 if duration is None else duration,
-    }
-    runs.mark_queued(app.backend.client, job_id, record, expires=settings.result_expires)
+    soft, hard = record_job(app, settings, job, job_id=job_id, duration=duration)
     app.send_task(
         TASK_NAME, args=[dict(job)], task_id=job_id, soft_time_limit=soft, time_limit=hard
     )
     return job_id
+
+
+def record_job(
+    app: Celery,
+    settings: Settings,
+    job: Mapping[str, Any],
+    *,
+    job_id: str,
+    duration: float | None = None,
+) -> tuple[float, float]:
+    """Records ``job`` in Redis as ``QUEUED`` and pending, with all it takes to send it again
+    should the broker lose its message; returns its (soft, hard) time limits."""
+    if duration is None:
+        duration = duration_of(job["input"])
+    soft, hard = settings.time_limits(duration)
+    record = {
+        "input": excerpt(str(job["input"])),
+        "duration": -1.0 if duration is None else duration,
+        "job": json.dumps(dict(job)),
+        "soft": soft,
+        "hard": hard,
+    }
+    runs.mark_queued(app.backend.client, job_id, record, expires=settings.result_expires)
+    return soft, hard
 
 
 def lost_error(job_id: str) -> dict[str, str]:

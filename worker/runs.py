@@ -13,6 +13,11 @@ after it took the job's run lock:
 - ``ocml:runs:{id}``: one JSON event per run start and end, for truthful messages and audits.
 - ``ocml:finished:{id}``: the outcome, written before the lock is released, so a message that
   comes back after the job finished is acknowledged without running it again.
+- ``ocml:pending``: the ids of submitted jobs that have not finished, by submission time. Redis
+  hands a message to a worker with BRPOP, and kombu files it among the unacknowledged only when
+  the reply arrives: a connection cut, a worker killed or a Redis killed in between loses the
+  message. ``sweep`` finds pending jobs whose message is nowhere (not queued, not delivered) and
+  that nobody runs, twice in a row, so a worker can send them again from their record.
 
 Every key expires after ``result_expires``.
 """
@@ -32,6 +37,9 @@ JOB_KEY = "ocml:job:{id}"
 RUN_KEY = "ocml:run:{id}"
 RUNS_KEY = "ocml:runs:{id}"
 FINISHED_KEY = "ocml:finished:{id}"
+PENDING_KEY = "ocml:pending"
+MISSING_KEY = "ocml:pending:missing"
+SWEEP_LOCK = "ocml:pending:sweep"
 QUEUED = "QUEUED"
 
 _ACQUIRE = """
@@ -168,7 +176,10 @@ def describe_run(run: dict[str, Any]) -> str:
 
 def finish(client: redis.Redis, job_id: str, outcome: dict[str, Any], *, expires: int) -> None:
     """Records the job's outcome (``{"state": "SUCCESS", "result": ...}`` or ``FAILURE``)."""
-    client.set(FINISHED_KEY.format(id=job_id), json.dumps(outcome), ex=expires)
+    pipe = client.pipeline()
+    pipe.set(FINISHED_KEY.format(id=job_id), json.dumps(outcome), ex=expires)
+    pipe.zrem(PENDING_KEY, job_id)
+    pipe.execute()
 
 
 def finished(client: redis.Redis, job_id: str) -> dict[str, Any] | None:
@@ -177,17 +188,69 @@ def finished(client: redis.Redis, job_id: str) -> dict[str, Any] | None:
 
 
 def mark_queued(client: redis.Redis, job_id: str, record: dict[str, Any], *, expires: int) -> None:
-    """The submitting client's record of a job it is about to send."""
+    """The submitting client's record of a job it is about to send; with the fields ``job``
+    (its JSON), ``soft`` and ``hard`` (time limits) a lost message can be sent again."""
     key = JOB_KEY.format(id=job_id)
+    now = time.time()
     pipe = client.pipeline()
-    pipe.hset(key, mapping={"state": QUEUED, "submitted": time.time(), **record})
+    pipe.hset(key, mapping={"state": QUEUED, "submitted": now, **record})
     pipe.expire(key, expires)
+    pipe.zadd(PENDING_KEY, {job_id: now})
+    pipe.zremrangebyscore(PENDING_KEY, 0, now - expires)
     pipe.execute()
 
 
 def queued_record(client: redis.Redis, job_id: str) -> dict[str, str] | None:
     raw = client.hgetall(JOB_KEY.format(id=job_id))
     return {_text(k): _text(v) for k, v in raw.items()} or None
+
+
+def message_ids(raw_messages: Iterable[bytes], *, delivered: bool) -> set[str]:
+    """Task ids of kombu's Redis messages: queued (the message) or delivered ([message, ...])."""
+    ids = set()
+    for raw in raw_messages:
+        try:
+            data = json.loads(raw)
+            message = data[0] if delivered else data
+            ids.add(message["headers"]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            continue
+    return ids
+
+
+def sweep(
+    backend: redis.Redis,
+    broker: redis.Redis,
+    *,
+    queue: str,
+    delivered_key: str,
+    older_than: float,
+) -> list[str]:
+    """Pending jobs submitted ``older_than`` s ago or earlier whose message is neither queued nor
+    delivered, that no process runs and that have not finished — in this sweep and the one
+    before (a message is briefly in neither place while a worker takes it)."""
+    pending = [_text(i) for i in backend.zrangebyscore(PENDING_KEY, 0, time.time() - older_than)]
+    missing: list[str] = []
+    if pending:
+        snapshot = broker.pipeline(transaction=True)
+        snapshot.lrange(queue, 0, -1)
+        snapshot.hvals(delivered_key)
+        queued, delivered = snapshot.execute()
+        present = message_ids(queued, delivered=False) | message_ids(delivered, delivered=True)
+        candidates = [job_id for job_id in pending if job_id not in present]
+        check = backend.pipeline(transaction=False)
+        for job_id in candidates:
+            check.exists(RUN_KEY.format(id=job_id), FINISHED_KEY.format(id=job_id))
+        missing = [j for j, found in zip(candidates, check.execute()) if not found]
+    before = {_text(i) for i in backend.smembers(MISSING_KEY)}
+    lost = [job_id for job_id in missing if job_id in before]
+    first_seen = [job_id for job_id in missing if job_id not in before]
+    update = backend.pipeline()
+    update.delete(MISSING_KEY)
+    if first_seen:
+        update.sadd(MISSING_KEY, *first_seen)
+    update.execute()
+    return lost
 
 
 def with_retries(
