@@ -81,7 +81,6 @@ class Chaos:
             time_limit_max=defaults.time_limit_max,
             time_limit_grace=defaults.time_limit_grace,
             progress_interval=defaults.progress_interval,
-            debug_crash_marker=None,
         )
         self.settings = load_settings(self.config, env={})
         self.app = make_app(self.settings)

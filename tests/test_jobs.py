@@ -190,7 +190,7 @@ def test_params_are_checked_against_the_models_tuned_values(roots):
     assert tuned is not None and tuned["neg_threshold"] == 0.5
     assert parse(job, settings).params["threshold"] == 0.36
     with pytest.raises(JobInvalid, match=r"neg_threshold") as info:
-        parse(job, settings, postprocess=tuned)
+        parse(job, settings, tuned=tuned)
     assert info.value.code == "bad_params"
 
 
