@@ -78,6 +78,12 @@ class Settings:
             )
         return soft, soft + self.time_limit_grace
 
+    def wait_timeout(self, duration: float | None) -> float:
+        """How long ``submit --wait`` waits by default for a recording of ``duration`` s: every
+        allowed run (``max_deliveries``) at its hard time limit, each after a lease expiry."""
+        hard = self.time_limits(duration)[1]
+        return self.max_deliveries * (hard + self.visibility_timeout)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly form (paths as strings)."""
         out = dataclasses.asdict(self)
@@ -91,7 +97,8 @@ class Settings:
 def load_settings(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] = os.environ
 ) -> Settings:
-    """Settings from the defaults, then ``path`` (or ``$OCML_CONFIG``), then ``OCML_*`` variables."""
+    """Settings from the defaults, then ``path`` (or ``$OCML_CONFIG``), then ``OCML_*`` variables
+    (``OCML_TEST_*`` belong to the test suite and are ignored)."""
     raw = _read_yaml(DEFAULT_FILE)
     sources = {key: str(DEFAULT_FILE) for key in raw}
     path = path if path is not None else env.get(CONFIG_ENV) or None

@@ -6,6 +6,23 @@ line per file, so every message names the file (when there is one) and the reaso
 
 from __future__ import annotations
 
+ECHO_LIMIT = 300
+"""Messages quote at most this many characters of an offending value (a path, a parameter)."""
+
+NAME_MAX = 255
+"""The longest file name (one path component) in bytes on the filesystems we write to."""
+
+
+def excerpt(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text``, or its start and end around a note of how much was left out when it is longer.
+
+    Error messages echo what the user gave; a 5 MB path must not become a 10 MB stored result.
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}…[{len(text) - 2 * half} characters left out]…{text[-half:]}"
+
 
 class OcmlError(Exception):
     """Base of every error opencast-ml raises on purpose."""
@@ -16,7 +33,7 @@ class OcmlError(Exception):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.message = message
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        super().__init__(f"{excerpt(path)}: {message}" if path else message)
 
     def to_dict(self) -> dict[str, str]:
         """The machine-readable form stored with a failed job."""
@@ -75,6 +92,18 @@ class OutputError(OcmlError):
     """The results cannot be written (directory missing, not writable, disk full)."""
 
     code = "output_error"
+
+
+class PathChanged(OutputError):
+    """A directory on a job's path became a symlink or was replaced while the job ran."""
+
+    code = "path_changed"
+
+
+class NameTooLong(OcmlError):
+    """A file or directory name, or a whole path, is longer than the filesystem allows."""
+
+    code = "name_too_long"
 
 
 class ModelError(OcmlError):

@@ -1,8 +1,14 @@
 """Result → files: JSON, Opencast SMIL, Opencast cut marks, Audacity labels, RTTM, probabilities.
 
 Every renderer is a pure function ``Result → bytes``; ``write_outputs`` renders all requested
-formats first and only then writes them, each atomically, removing what it wrote if a later
-write fails, so a job never leaves a half-written or partial set of result files.
+formats first and only then writes them as one set (``write_result_set``): every file goes into a
+hidden staging directory inside the output directory, then each is renamed into place, the JSON
+last, and the previous files are put back if a rename fails. A failure while writing (disk full)
+leaves the previous complete set untouched; readers never see half a file.
+
+Output directories are opened once, without following symlinks (``OpenDir``), and every file is
+created, renamed and removed relative to that handle, so swapping a directory for a symlink while
+a job runs cannot send its results elsewhere.
 
 Opencast formats, as Opencast itself reads and writes them (opencast/opencast):
 
@@ -30,6 +36,7 @@ import errno
 import io
 import json
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +46,15 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from ocml.pipeline.errors import OcmlError, OutputError, TransientIOError
+from ocml.pipeline.errors import (
+    NAME_MAX,
+    NameTooLong,
+    OcmlError,
+    OutputError,
+    PathChanged,
+    TransientIOError,
+    excerpt,
+)
 from ocml.pipeline.labels import render_audacity_labels
 from ocml.pipeline.result import Result, validate
 from ocml.pipeline.times import floor_ms, to_ms
@@ -56,6 +71,9 @@ SUFFIXES: dict[str, str] = {
     "probabilities": ".probs.npy",
 }
 _TRANSIENT_ERRNOS = {errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR}
+TEMP_PREFIX = ".ocml-"
+"""Every temporary file and staging directory starts with this (and is hidden)."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _io_error(exc: OSError, what: str, path: str | os.PathLike[str]) -> OcmlError:
@@ -94,6 +112,9 @@ def ensure_output_dir(out_dir: str | os.PathLike[str]) -> None:
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Writes ``data`` to ``path`` via a synced temporary file in the same directory and a rename.
 
+    The temporary name (``.ocml-XXXXXXXX.tmp``) does not grow with the final one, so any name the
+    filesystem accepts can be written.
+
     Readers see the old file or the complete new one, never a partial one; on failure the
     temporary file is removed and ``OutputError`` (or ``TransientIOError``) names the directory.
     """
@@ -102,7 +123,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     if not directory.is_dir():
         raise OutputError("output directory does not exist", path=str(directory))
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".tmp")
     except OSError as exc:
         raise _io_error(exc, "create files in the output directory", directory) from exc
     try:
@@ -302,7 +323,10 @@ RENDERERS: dict[str, Callable[[Result], bytes]] = {
 def output_paths(
     out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]
 ) -> dict[str, Path]:
-    """Where each format is written: ``<out_dir>/<stem><suffix>``; unknown formats refused."""
+    """Where each format is written: ``<out_dir>/<stem><suffix>``; unknown formats refused.
+
+    A name longer than the filesystem's ``NAME_MAX`` bytes is a ``NameTooLong`` naming the limit.
+    """
     formats = list(formats)
     unknown = [f for f in formats if f not in SUFFIXES]
     if unknown:
@@ -310,27 +334,282 @@ def output_paths(
             f"unknown output format(s) {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}"
         )
     if not stem or "/" in stem or os.sep in stem or stem in (".", ".."):
-        raise ValueError(f"output stem must be a plain file name, got {stem!r}")
-    return {f: Path(out_dir) / f"{stem}{SUFFIXES[f]}" for f in dict.fromkeys(formats)}
+        raise ValueError(f"output stem must be a plain file name, got {excerpt(repr(stem))}")
+    paths = {f: Path(out_dir) / f"{stem}{SUFFIXES[f]}" for f in dict.fromkeys(formats)}
+    for path in paths.values():
+        size = len(os.fsencode(path.name))
+        if size > NAME_MAX:
+            raise NameTooLong(
+                f"output file name {excerpt(path.name)} is {size} bytes long; "
+                f"the limit is {NAME_MAX} bytes",
+                path=str(out_dir),
+            )
+    return paths
+
+
+class OpenDir:
+    """A directory opened without following symlinks on the way down from a trusted root.
+
+    ``OpenDir.open`` walks from ``root`` one component at a time with ``O_NOFOLLOW`` (creating
+    missing ones when asked), so a component that is a symlink is refused (``PathChanged``)
+    instead of followed; files are then created, renamed and removed relative to ``fd``, which
+    keeps naming the same directory whatever happens to its path afterwards.
+    """
+
+    def __init__(self, path: Path, fds: list[int], created: list[tuple[int, str]]) -> None:
+        self.path = path
+        self._fds = fds
+        self._created = created
+
+    @property
+    def fd(self) -> int:
+        return self._fds[-1]
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        root: str | os.PathLike[str] | None = None,
+        create: bool = False,
+    ) -> OpenDir:
+        """Opens ``path`` (resolved, below ``root``; the root's own symlinks are trusted).
+
+        Without ``root``, ``path`` itself is the trusted root. ``create`` makes missing
+        directories; ``remove_created`` takes them away again if they stay empty.
+        """
+        path = Path(path)
+        fds, created = walk_beneath(path, root=path if root is None else Path(root), create=create)
+        return cls(path, fds, created)
+
+    def check_writable(self) -> None:
+        """Raises ``OutputError`` unless a file can be created here (a quick test before a job)."""
+        name = f"{TEMP_PREFIX}check-{uuid.uuid4().hex[:12]}"
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.fd))
+            os.unlink(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _io_error(exc, "create files in the output directory", self.path) from exc
+
+    def remove_created(self) -> None:
+        """Removes the directories ``open`` created, deepest first, as long as they are empty."""
+        for parent, name in reversed(self._created):
+            try:
+                os.rmdir(name, dir_fd=parent)
+            except OSError:
+                return
+        self._created = []
+
+    def close(self) -> None:
+        _close_all(self._fds)
+        self._fds = []
+
+    def __enter__(self) -> OpenDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def walk_beneath(
+    path: Path, *, root: Path, create: bool
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """Opens ``root`` (following its symlinks) and each directory from it down to ``path``
+    without following any; returns every fd opened (the last is ``path``'s) and the
+    (parent fd, name) of each directory created. The caller closes the fds.
+    """
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        raise PathChanged(f"not below {excerpt(str(root))}", path=str(path)) from None
+    try:
+        fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    except OSError as exc:
+        raise _io_error(exc, "open the directory", root) from exc
+    created: list[tuple[int, str]] = []
+    done = root
+    try:
+        for part in relative.parts:
+            if create:
+                try:
+                    os.mkdir(part, dir_fd=fds[-1])
+                    created.append((fds[-1], part))
+                except FileExistsError:
+                    pass
+            fds.append(_open_component(fds[-1], part, done / part, _DIR_FLAGS))
+            done = done / part
+    except OSError as exc:
+        _close_all(fds)
+        raise _io_error(exc, "open the directory", done) from exc
+    except BaseException:
+        _close_all(fds)
+        raise
+    return fds, created
+
+
+def open_file_beneath(path: Path, *, roots: Iterable[Path]) -> int:
+    """A read-only fd of the regular file ``path`` below one of ``roots``, opened without
+    following a symlink anywhere below that root (a swapped component is ``PathChanged``)."""
+    for root in roots:
+        real_root = Path(os.path.realpath(root))
+        if path.is_relative_to(real_root) and path != real_root:
+            break
+    else:
+        raise PathChanged("lies outside the allowed directories", path=str(path))
+    fds, _ = walk_beneath(path.parent, root=real_root, create=False)
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = _open_component(fds[-1], path.name, path, flags)
+    finally:
+        _close_all(fds)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PathChanged("is no longer a regular file", path=str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _open_component(parent: int, name: str, shown: Path, flags: int) -> int:
+    """``os.open(name, flags, dir_fd=parent)``; a symlink there is a ``PathChanged``."""
+    try:
+        return os.open(name, flags, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            try:
+                link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+            except OSError:
+                link = False
+            if link:
+                raise PathChanged(
+                    "is a symlink (it was replaced while the job ran); not followed",
+                    path=str(shown),
+                ) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise NameTooLong(
+                f"a name on this path is longer than the filesystem allows ({NAME_MAX} bytes)",
+                path=str(shown),
+            ) from None
+        raise
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in reversed(fds):
+        os.close(fd)
 
 
 def write_outputs(
-    result: Result, out_dir: str | os.PathLike[str], stem: str, formats: Iterable[str]
+    result: Result,
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    formats: Iterable[str],
+    *,
+    directory: OpenDir | None = None,
 ) -> dict[str, Path]:
-    """Renders every requested format, then writes each atomically; all or nothing.
+    """Renders every requested format, then writes them into ``out_dir`` as one set.
 
-    If a write fails, the files this call already wrote are removed before the error is raised
-    (files that existed before are not restored).
+    ``directory`` is ``out_dir`` already opened (``OpenDir.open`` below a root); without it,
+    ``out_dir`` is opened here as given.
     """
     paths = output_paths(out_dir, stem, formats)
-    rendered = {fmt: RENDERERS[fmt](result) for fmt in paths}
-    written: list[Path] = []
-    try:
-        for fmt, path in paths.items():
-            atomic_write(path, rendered[fmt])
-            written.append(path)
-    except BaseException:
-        for path in written:
-            _remove(path)
-        raise
+    rendered = {paths[fmt].name: RENDERERS[fmt](result) for fmt in paths}
+    if directory is not None:
+        write_result_set(directory, rendered)
+        return paths
+    if not Path(out_dir).is_dir():
+        raise OutputError("output directory does not exist", path=str(out_dir))
+    with OpenDir.open(out_dir) as opened:
+        write_result_set(opened, rendered)
     return paths
+
+
+def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
+    """Replaces the files named in ``files`` inside ``directory`` together, or not at all.
+
+    The new files are written and synced into a staging directory ``.ocml-stage-<random>``
+    there; the current files are hard-linked into it as a backup; then each new file is renamed
+    into place in ``files``' order with a ``.json`` last (a new JSON means a complete new set),
+    and if a rename fails the ones already renamed get their old files back. The staging
+    directory is removed in every case.
+    """
+    order = sorted(files, key=_is_main_json)
+    stage_name = f"{TEMP_PREFIX}stage-{uuid.uuid4().hex[:12]}"
+    try:
+        os.mkdir(stage_name, 0o700, dir_fd=directory.fd)
+        stage = os.open(stage_name, _DIR_FLAGS, dir_fd=directory.fd)
+    except OSError as exc:
+        raise _io_error(exc, "create files in the output directory", directory.path) from exc
+    try:
+        os.mkdir("old", 0o700, dir_fd=stage)
+        backup = os.open("old", _DIR_FLAGS, dir_fd=stage)
+        try:
+            for name in order:
+                _stage_file(stage, name, files[name], directory.path)
+            for name in order:
+                _link_old(directory, name, backup)
+            _commit(directory, stage, backup, order)
+        finally:
+            _empty(backup)
+            os.close(backup)
+            os.rmdir("old", dir_fd=stage)
+    finally:
+        _empty(stage)
+        os.close(stage)
+        os.rmdir(stage_name, dir_fd=directory.fd)
+    _fsync_fd(directory.fd)
+
+
+def _is_main_json(name: str) -> bool:
+    return name.endswith(SUFFIXES["json"]) and not name.endswith(SUFFIXES["cutmarks"])
+
+
+def _stage_file(stage: int, name: str, data: bytes, shown: Path) -> None:
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, dir_fd=stage)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o644)
+            handle.write(data)
+            handle.flush()
+            os.fsync(fd)
+    except OSError as exc:
+        raise _io_error(exc, f"write {excerpt(name)}", shown) from exc
+
+
+def _link_old(directory: OpenDir, name: str, backup: int) -> None:
+    """Keeps the current ``name`` (if any) in ``backup``, so a failed commit can restore it."""
+    try:
+        os.link(name, name, src_dir_fd=directory.fd, dst_dir_fd=backup, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _io_error(exc, f"write {excerpt(name)}", directory.path) from exc
+
+
+def _commit(directory: OpenDir, stage: int, backup: int, order: list[str]) -> None:
+    done: list[str] = []
+    try:
+        for name in order:
+            os.replace(name, name, src_dir_fd=stage, dst_dir_fd=directory.fd)
+            done.append(name)
+    except OSError as exc:
+        for name in reversed(done):
+            try:
+                os.replace(name, name, src_dir_fd=backup, dst_dir_fd=directory.fd)
+            except FileNotFoundError:
+                os.unlink(name, dir_fd=directory.fd)
+        raise _io_error(exc, f"write {excerpt(order[len(done)])}", directory.path) from exc
+
+
+def _empty(fd: int) -> None:
+    """Removes the files left in the directory ``fd`` (a staging directory)."""
+    for name in os.listdir(fd):
+        try:
+            os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass

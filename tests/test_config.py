@@ -119,6 +119,19 @@ def test_time_limits_scale_with_duration_up_to_the_maximum():
     assert settings.time_limits(None) == (21600.0, 21720.0)
 
 
+def test_the_default_wait_scales_with_the_recording():
+    settings = load_settings(env={})
+    # Three runs at the hard limit of a one-hour recording, each after a lease expiry.
+    assert settings.wait_timeout(3600.0) == 3 * (60.0 + 1800.0 + 120.0 + 60.0)
+    assert settings.wait_timeout(60.0) < settings.wait_timeout(3600.0)
+    assert settings.wait_timeout(None) == 3 * (21720.0 + 60.0)
+
+
+def test_settings_ignore_the_test_suites_own_variables():
+    settings = load_settings(env={"OCML_TEST_REDIS_DB": "5", "OCML_MAX_DELIVERIES": "4"})
+    assert settings.max_deliveries == 4
+
+
 def test_celery_config_is_crash_safe_and_json_only():
     settings: Settings = load_settings(env={"OCML_UNACKED_RESTORE_INTERVAL": "2"})
     conf = celery_config(settings)

@@ -11,7 +11,7 @@ from ocml.config.settings import load_settings
 from ocml.pipeline.postprocess import PRESETS, SegmentParams
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS
-from ocml.worker.jobs import Job, JobFailed, JobInvalid, parse_job
+from ocml.worker.jobs import Job, JobFailed, JobInvalid, model_postprocess, parse_job
 
 
 @pytest.fixture
@@ -180,3 +180,28 @@ def test_track_and_no_speech_messages_quote_the_bad_value(roots):
         parse({"input": talk, "track": {"uri": "x"}}, settings)
     with pytest.raises(JobInvalid, match=r"no_speech must be one of 'keep', 'fail', got 'skip'"):
         parse({"input": talk, "no_speech": "skip"}, settings)
+
+
+def test_params_are_checked_against_the_models_tuned_values(roots):
+    settings, media, _, _ = roots
+    job = {"input": str(media / "talk.wav"), "params": {"threshold": 0.36}}
+    tuned = model_postprocess(settings)
+
+    assert tuned is not None and tuned["neg_threshold"] == 0.5
+    assert parse(job, settings).params["threshold"] == 0.36
+    with pytest.raises(JobInvalid, match=r"neg_threshold") as info:
+        parse(job, settings, tuned=tuned)
+    assert info.value.code == "bad_params"
+
+
+def test_refusals_quote_at_most_a_few_hundred_characters(roots):
+    settings, media, _, _ = roots
+    for job in (
+        {"input": "relative/" + "x" * 5_000_000},
+        {"input": str(media / "talk.wav"), "params": {"pad": "y" * 5_000_000}},
+        {"input": str(media / "talk.wav"), "formats": ["z" * 5_000_000]},
+    ):
+        with pytest.raises(JobInvalid) as info:
+            parse(job, settings)
+        assert len(str(info.value)) < 1000
+        assert "characters left out" in str(info.value)

@@ -1,13 +1,18 @@
-"""Lease renewal: a held message's delivery time in kombu's ``unacked_index`` moves to now."""
+"""Lease renewal: a held message's delivery time in kombu's ``unacked_index`` moves to now, and
+the run locks of the jobs being run are extended; the run lock's rules."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 import redis
 
-from ocml.worker.lease import held_delivery_tags, renew
+from ocml.worker import runs
+from ocml.worker.lease import held_delivery_tags, held_run_locks, renew
 from tests.worker_support import TEST_REDIS_URL
 
 REDIS_URL = TEST_REDIS_URL
@@ -47,3 +52,48 @@ def test_renew_with_nothing_held_touches_nothing(client):
     client.zadd(KEY, {"other": 2.0})
     assert renew(client, []) == 0
     assert client.zscore(KEY, "other") == 2.0
+
+
+def test_a_run_lock_is_taken_once_renewed_and_released_only_by_its_holder(client):
+    first = runs.acquire(client, "job", "w1@h|10", ttl=5.0)
+    second = runs.acquire(client, "job", "w2@h|20", ttl=5.0)
+
+    assert first.taken and first.holder is None
+    assert not second.taken and second.holder == "w1@h|10" and 0 < second.holder_ttl <= 5.0
+    assert runs.renew(client, [("job", "w2@h|20")], ttl=60.0) == 0
+    assert runs.renew(client, [("job", "w1@h|10")], ttl=60.0) == 1
+    assert client.pttl(runs.RUN_KEY.format(id="job")) > 5000
+    assert not runs.release(client, "job", "w2@h|20")
+    assert runs.holder(client, "job") == "w1@h|10"
+    assert runs.release(client, "job", "w1@h|10")
+    assert runs.holder(client, "job") is None
+
+
+def test_a_run_lock_of_a_dead_process_is_taken_over_only_by_naming_it(client):
+    runs.acquire(client, "job", "w1@h|10", ttl=5.0)
+
+    assert not runs.acquire(client, "job", "w1@h|11", ttl=5.0, replace="w1@h|12").taken
+    taken = runs.acquire(client, "job", "w1@h|11", ttl=5.0, replace="w1@h|10")
+
+    assert taken.taken and taken.holder == "w1@h|10"
+    assert runs.holder(client, "job") == "w1@h|11"
+
+
+def test_only_a_gone_process_of_this_worker_counts_as_dead():
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(finished.stdout)
+
+    assert runs.local_process_gone(runs.lock_token("w1@h", dead), "w1@h")
+    assert not runs.local_process_gone(runs.lock_token("w1@h", os.getpid()), "w1@h")
+    assert not runs.local_process_gone(runs.lock_token("w2@h", dead), "w1@h")
+
+
+def test_the_run_locks_of_accepted_requests_are_the_ones_renewed():
+    accepted = SimpleNamespace(id="a", hostname="w1@h", worker_pid=7)
+    waiting = SimpleNamespace(id="b", hostname="w1@h", worker_pid=None)
+    assert held_run_locks([accepted, waiting]) == [("a", "w1@h|7")]

@@ -9,27 +9,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from ocml.pipeline.result import validate
-from ocml.worker import client
+from ocml.worker import client, runs
 from ocml.worker.app import TASK_NAME, make_app
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.media import speechlike, write_wav
 from tests.worker_bootstrap import CRASH_MARKER
 from tests.worker_support import (
-    ROOT,
     TEST_REDIS_URL,
     flush,
+    ocml,
     progress_status,
     recording,
     running_workers,
     settings_from,
-    worker_env,
     write_settings,
 )
 
@@ -143,6 +141,13 @@ def _bad_jobs(media: Path, output: Path, outside: Path) -> dict[str, tuple[objec
         "unknown param": ({"input": g, "params": {"loudness": 1}}, "bad_params"),
         "unknown model": ({"input": g, "model": "enormous"}, "unknown_model"),
         "unreadable media": ({"input": str(media / "garbage.wav")}, "input_unreadable"),
+        "300-character name": ({"input": f"{media}/{'n' * 300}.wav"}, "name_too_long"),
+        "output name too long": (
+            {"input": g, "output_dir": f"{output}/{'d' * 256}"},
+            "name_too_long",
+        ),
+        "integer beyond float": ({"input": g, "params": {"min_silence": 10**400}}, "bad_params"),
+        "non-UTF-8 file name": ({"input": f"{media}/lecture-\udcff.wav"}, "bad_file_name"),
     }
 
 
@@ -162,6 +167,8 @@ def test_every_kind_of_bad_job_fails_at_once_with_its_code(fleet, tmp_path):
         name: ("FAILURE", code) for name, (_, code) in cases.items()
     }
     assert all(s["error"]["message"] for s in statuses.values())
+    assert "the limit is 255 bytes" in statuses["300-character name"]["error"]["message"]
+    assert max(len(s["error"]["message"]) for s in statuses.values()) < 1000
     assert [deliveries(app, ids[name], retry=1) for name in cases] == [0] * len(cases)
     assert good["state"] == "SUCCESS"
     assert not (outside / "r").exists()
@@ -176,7 +183,9 @@ def test_a_job_that_kills_its_process_every_time_fails_after_max_deliveries(flee
 
     assert status["state"] == "FAILURE"
     assert status["error"]["error"] == "too_many_deliveries"
-    assert "max_deliveries = 2" in status["error"]["message"]
+    message = status["error"]["message"]
+    assert "started 2 times and no run finished (max_deliveries = 2)" in message
+    assert message.count("its worker process died") == 2
     assert deliveries(app, job_id) == settings.max_deliveries + 1
     (after,) = client.wait(
         app,
@@ -214,18 +223,6 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         ceiling = min(60.0, 2.0 * 2**n)
         assert ceiling / 2 <= delay <= ceiling
     assert len({round(d, 6) for d in delays}) == len(delays)
-
-
-def ocml(*args: str, config: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Runs the installed ``ocml`` console script."""
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ocml")), *args, "--config", str(config)],
-        cwd=ROOT,
-        env=worker_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
@@ -284,11 +281,14 @@ def test_ocml_submit_wait_end_to_end(fleet, tmp_path):
 
     refused = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
     assert refused.returncode == 1
-    assert "input_missing" in refused.stderr and refused.stdout == ""
+    assert refused.stdout.startswith("ocml: failed: input_missing: ")
+    assert len(refused.stdout.splitlines()) == 1
     (media / "garbage-cli.wav").write_bytes(b"\x00" * 1000)
     failed = ocml("submit", str(media / "garbage-cli.wav"), "--wait", config=config)
     assert failed.returncode == 1
-    assert "input_unreadable" in failed.stderr
+    job_id, line = failed.stdout.splitlines()
+    assert line.startswith("ocml: failed: input_unreadable: ")
+    assert "garbage-cli.wav" in line and "garbage-cli.wav" in failed.stderr
 
 
 def test_ocml_submit_passes_preset_no_speech_and_track_to_the_worker(fleet, tmp_path):
@@ -359,3 +359,63 @@ def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_pa
     statuses = client.wait(app, [line.split()[0] for line in lines], timeout=60)
     assert [s["state"] for s in statuses] == ["SUCCESS", "SUCCESS"]
     assert (output / "watched" / "w-one" / "w-one.json").is_file()
+
+
+def test_a_message_of_a_job_that_succeeded_is_acknowledged_without_running_it(fleet):
+    app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
+    job = client.build_job(recording(media / "twice-sent.wav", 3.0, seed=4))
+    job_id = client.submit(app, settings, job)
+    (first,) = client.wait(app, [job_id], timeout=60)
+    assert first["state"] == "SUCCESS"
+
+    app.send_task(TASK_NAME, args=[job], task_id=job_id)
+    note = f"job {job_id} has finished (SUCCESS): message acknowledged, not run"
+    while not any(note in w.log.read_text() for w in fleet["workers"]):
+        assert client.job_status(app, job_id)["state"] == "SUCCESS"
+        time.sleep(0.1)
+
+    history = runs.events(app.backend.client, job_id)
+    assert [(e["event"], e.get("outcome")) for e in history] == [
+        ("start", None),
+        ("end", "succeeded"),
+    ]
+    assert deliveries(app, job_id) == 1
+    assert client.job_status(app, job_id)["result"] == first["result"]
+
+
+def test_names_up_to_the_filesystem_limit_work_and_failed_jobs_leave_no_new_directory(fleet):
+    app, settings, media, output = fleet["app"], fleet["settings"], fleet["media"], fleet["output"]
+    stem = "s" * 240  # + ".cutmarks.json" = 254 bytes: the longest output name fits
+    path = recording(media / f"{stem}.wav", 2.0)
+    good = client.build_job(path, formats=["json", "smil", "cutmarks"])
+    (media / "broken.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    bad = client.build_job(media / "broken.wav", output_dir=output / "new" / "deeper")
+
+    done, failed = client.wait(
+        app, [client.submit(app, settings, good), client.submit(app, settings, bad)], timeout=60
+    )
+
+    assert done["state"] == "SUCCESS", done
+    assert sorted(p.name for p in (output / stem).iterdir()) == [
+        f"{stem}.cutmarks.json",
+        f"{stem}.json",
+        f"{stem}.smil",
+    ]
+    assert failed["error"]["error"] == "input_unreadable"
+    assert not (output / "new").exists()
+
+
+def test_a_job_whose_message_the_broker_lost_is_sent_again(fleet):
+    app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
+    job = client.build_job(recording(media / "message-lost.wav", 2.0, seed=6))
+    job_id = "lost-in-transit"
+    # Recorded as submitted, but its message never reaches the queue: as when a worker's
+    # connection is cut between Redis's BRPOP and the reply.
+    client.record_job(app, settings, job, job_id=job_id)
+
+    (status,) = client.wait(app, [job_id], timeout=60)
+
+    assert status["state"] == "SUCCESS", status
+    note = f"job {job_id}: its message was lost by the broker; sent again"
+    assert sum(w.log.read_text().count(note) for w in fleet["workers"]) == 1
+    assert deliveries(app, job_id) == 1

@@ -5,22 +5,24 @@ live one.
 This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
 Its workers run a deliberately slow model (an untrained wide convolution, ~45x real time on one
 thread), so that jobs last seconds, not milliseconds, and outlive the 3 s visibility timeout.
+They have two pool processes each, so a worker running a job still waits on the queue: cutting
+its broker connection then makes kombu restore the running job's message, as in production.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from ocml.worker import client
+from ocml.worker import client, runs
 from ocml.worker.app import make_app
 from ocml.worker.tasks import DELIVERY_KEY
 from tests.worker_support import (
     TEST_OWN_REDIS_PORT,
+    OwnRedis,
     progress_status,
     recording,
     running_workers,
@@ -31,48 +33,6 @@ from tests.worker_support import (
 PORT = TEST_OWN_REDIS_PORT
 VISIBILITY = 3.0
 REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
-
-
-class OwnRedis:
-    """A ``redis-server`` persisting to an append-only file in ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(PORT),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client_ = redis.Redis(port=PORT)
-        for _ in range(100):
-            try:
-                if client_.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"redis-server on port {PORT} did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +68,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
     media, output = base / "media", base / "results"
     media.mkdir()
     output.mkdir()
-    server = OwnRedis(base)
+    server = OwnRedis(base, PORT)
     server.start()
     config = write_settings(
         base / "settings.yaml",
@@ -116,14 +76,14 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
         media=media,
         output=output,
         model=slow_model_dir,
-        time_limit_max=60.0,
+        time_limit_max=300.0,
         time_limit_grace=3.0,
         visibility_timeout=VISIBILITY,
         lease_interval=0.5,
     )
     settings = settings_from(config)
     try:
-        with running_workers(config, base, names=("r1", "r2"), concurrency=1) as workers:
+        with running_workers(config, base, names=("r1", "r2"), concurrency=2) as workers:
             yield {
                 "server": server,
                 "settings": settings,
@@ -159,7 +119,7 @@ def test_a_job_running_longer_than_the_visibility_timeout_is_delivered_once(reco
     (final,) = client.wait(app, [job_id], timeout=120)
     elapsed = time.monotonic() - started
 
-    assert final["state"] == "SUCCESS"
+    assert final["state"] == "SUCCESS", final
     assert elapsed > 2 * VISIBILITY, f"the job took {elapsed:.1f} s: too short to show the lease"
     assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 1
 
@@ -176,7 +136,7 @@ def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
     (final,) = client.wait(app, [job_id], timeout=90)
     recovered = time.monotonic() - killed
 
-    assert final["state"] == "SUCCESS"
+    assert final["state"] == "SUCCESS", final
     # Redelivered after the lease expired, not after the longest allowed job's time limit.
     assert recovered < settings.time_limit_max, f"took {recovered:.1f} s after the kill"
     assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 2
@@ -184,3 +144,50 @@ def test_job_of_a_dead_worker_host_is_redelivered_to_the_other(recovery):
         "host-crash.json",
         "host-crash.smil",
     ]
+
+
+def _restored_in_logs(workers) -> int:
+    return sum(w.log.read_text().count("unacknowledged message(s)") for w in workers)
+
+
+def test_a_cut_broker_connection_does_not_start_a_running_job_again(recovery):
+    app, settings, media = recovery["app"], recovery["settings"], recovery["media"]
+    path = recording(media / "blip.wav", 800.0, seed=11)
+    job_id = client.submit(app, settings, client.build_job(path))
+    progress_status(app, job_id)
+    restored_before = _restored_in_logs(recovery["workers"])
+    killer = redis.Redis(port=PORT)
+    for _ in range(3):
+        killer.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        progress_status(app, job_id)
+
+    (final,) = client.wait(app, [job_id], timeout=120)
+
+    assert final["state"] == "SUCCESS", final
+    # kombu did put the running job's message back on the queue ...
+    assert _restored_in_logs(recovery["workers"]) > restored_before
+    # ... and yet the job ran once, and the restored copies did not count as deliveries.
+    history = runs.events(app.backend.client, job_id)
+    assert [e["event"] for e in history] == ["start", "end"]
+    assert history[1]["outcome"] == "succeeded"
+    assert int(app.backend.client.get(DELIVERY_KEY.format(id=job_id, retry=0))) == 1
+
+
+def test_an_output_directory_swapped_for_a_symlink_mid_job_gets_nothing(recovery, tmp_path):
+    app, settings, media, output = (recovery[k] for k in ("app", "settings", "media", "output"))
+    path = recording(media / "swapped.wav", 300.0, seed=12)
+    target = output / "swapped"
+    job_id = client.submit(app, settings, client.build_job(path, output_dir=target))
+    progress_status(app, job_id)
+    target.rename(output / "swapped-away")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target.symlink_to(elsewhere, target_is_directory=True)
+
+    (final,) = client.wait(app, [job_id], timeout=120)
+
+    assert final["state"] == "FAILURE"
+    assert final["error"]["error"] == "path_changed"
+    assert str(target) in final["error"]["message"]
+    assert list(elsewhere.iterdir()) == []
+    assert list((output / "swapped-away").iterdir()) == []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -16,15 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.pipeline.errors import OutputError, TrackError
+from ocml.pipeline.errors import NameTooLong, OutputError, PathChanged, TrackError
 from ocml.pipeline.postprocess import Segment
 from ocml.pipeline.result import Result, TrackIdentity, validate
 from ocml.pipeline.writers import (
     FORMATS,
+    OpenDir,
     Track,
     atomic_write,
     check_writable,
     ensure_output_dir,
+    open_file_beneath,
     output_paths,
     render_audacity,
     render_cutmarks,
@@ -32,6 +36,7 @@ from ocml.pipeline.writers import (
     render_rttm,
     render_smil,
     write_outputs,
+    write_result_set,
 )
 from tests.results import make_result
 
@@ -470,3 +475,94 @@ def test_write_outputs_into_a_read_only_directory_leaves_it_unchanged(readonly_d
 
     unprivileged(check)
     assert leftovers(readonly_dir) == ["old.json"]
+
+
+def test_a_name_of_254_bytes_can_be_written_atomically(tmp_path):
+    target = tmp_path / ("n" * 240 + ".cutmarks.json")
+    atomic_write(target, b"x")
+    assert leftovers(tmp_path) == [target.name]
+
+
+def test_output_names_beyond_the_filesystem_limit_are_refused_with_the_limit():
+    with pytest.raises(NameTooLong, match=r"is 256 bytes long; the limit is 255 bytes"):
+        output_paths("/out", "s" * 242, ["json", "cutmarks"])
+
+
+def _fail_writes_beyond(limit: int, action) -> None:
+    """Runs ``action()`` in a child process whose writes fail past ``limit`` bytes per file
+    (RLIMIT_FSIZE, EFBIG), as a disk filling up mid-job would; asserts it raised OutputError."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            try:
+                action()
+            except OutputError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the write did not fail with OutputError"
+
+
+def test_a_rerun_that_fails_part_way_leaves_the_previous_complete_set(tmp_path):
+    old = make_result()
+    new = make_result(probabilities=np.linspace(0, 1, 50_000, dtype=np.float32))
+    formats = ["json", "smil", "probabilities"]
+    paths = write_outputs(old, tmp_path, "lecture", formats)
+    before = {p.name: p.read_bytes() for p in paths.values()}
+
+    # json and smil fit under the limit, the probabilities do not: the set fails part-way.
+    _fail_writes_beyond(20_000, lambda: write_outputs(new, tmp_path, "lecture", formats))
+
+    assert {p.name: p.read_bytes() for p in paths.values()} == before
+    assert leftovers(tmp_path) == sorted(before)
+
+
+def test_a_complete_rerun_replaces_the_whole_set(tmp_path):
+    formats = ["json", "probabilities"]
+    write_outputs(make_result(), tmp_path, "lecture", formats)
+    new = make_result(probabilities=np.linspace(0, 1, 500, dtype=np.float32))
+    paths = write_outputs(new, tmp_path, "lecture", formats)
+    assert len(np.load(paths["probabilities"])) == 500
+    assert paths["json"].read_bytes() == render_json(new)
+    assert leftovers(tmp_path) == ["lecture.json", "lecture.probs.npy"]
+
+
+def test_open_dir_refuses_a_symlink_below_the_root_and_creates_only_real_directories(tmp_path):
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "link").symlink_to(elsewhere, target_is_directory=True)
+
+    with pytest.raises(PathChanged, match=r"link: is a symlink"):
+        OpenDir.open(root / "link" / "deeper", root=root, create=True)
+    with OpenDir.open(root / "a" / "b", root=root, create=True) as opened:
+        write_result_set(opened, {"x.json": b"{}"})
+        assert (root / "a" / "b" / "x.json").read_bytes() == b"{}"
+    with OpenDir.open(root / "c" / "d", root=root, create=True) as unused:
+        unused.remove_created()
+
+    assert list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in root.iterdir()) == ["a", "link"]
+
+
+def test_an_input_is_opened_without_following_a_symlink_below_its_root(tmp_path):
+    media, outside = tmp_path / "media", tmp_path / "outside"
+    (media / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (media / "sub" / "talk.wav").write_bytes(b"RIFF")
+    (outside / "secret.wav").write_bytes(b"secret")
+    (media / "swapped").symlink_to(outside, target_is_directory=True)
+    (media / "sub" / "leak.wav").symlink_to(outside / "secret.wav")
+
+    fd = open_file_beneath(media / "sub" / "talk.wav", roots=[media])
+    try:
+        assert os.read(fd, 10) == b"RIFF"
+    finally:
+        os.close(fd)
+    for path in (media / "swapped" / "secret.wav", media / "sub" / "leak.wav"):
+        with pytest.raises(PathChanged, match=r"is a symlink"):
+            open_file_beneath(path, roots=[media])

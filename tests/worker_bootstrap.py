@@ -20,10 +20,10 @@ def crash_on_marker(run_job: Callable[..., Any]) -> Callable[..., Any]:
     """``run_job`` that first kills its process when the job's input name has ``CRASH_MARKER``."""
 
     @functools.wraps(run_job)
-    def run(task: Any, job: Any, model: Any, settings: Any) -> Any:
+    def run(task: Any, job: Any, model: Any, settings: Any, **options: Any) -> Any:
         if CRASH_MARKER in job.input.name:
             os._exit(CRASH_STATUS)
-        return run_job(task, job, model, settings)
+        return run_job(task, job, model, settings, **options)
 
     return run
 

@@ -53,6 +53,69 @@ TEST_SETTINGS: dict[str, Any] = {
 }
 
 
+class OwnRedis:
+    """A private ``redis-server`` on ``port``; with ``persist``, every write goes to an
+    append-only file in ``directory`` (fsync always), else nothing survives a restart."""
+
+    def __init__(self, directory: Path, port: int, *, persist: bool = True) -> None:
+        self.directory = directory
+        self.port = port
+        self.persist = persist
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persist else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            for _ in range(200):
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if probe.info("server")["process_id"] == self.proc.pid:
+                        return
+                except redis.ConnectionError:
+                    pass
+                time.sleep(0.1)
+        finally:
+            probe.close()
+        self.kill()
+        raise RuntimeError(f"could not start redis-server on port {self.port} (in use?)")
+
+    def stop(self) -> None:
+        """Shuts the server down cleanly (SIGTERM)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILLs the server, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def write_settings(
     path: Path, *, redis_url: str, media: Path, output: Path, model: Path, **overrides: Any
 ) -> Path:
@@ -97,9 +160,21 @@ def progress_status(
         status = client.job_status(app, job_id)
         if status["state"] == "PROGRESS" and status["progress"]["pid"] != other_than_pid:
             return status
-        assert status["state"] in ("PENDING", "STARTED", "PROGRESS"), status
+        assert status["state"] in ("QUEUED", "STARTED", "PROGRESS"), status
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def ocml(*args: str, config: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs the installed ``ocml`` console script with ``--config config``."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ocml")), *args, "--config", str(config)],
+        cwd=ROOT,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def settings_from(path: Path) -> Settings:

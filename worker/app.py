@@ -70,10 +70,35 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+CLIENT_TIMEOUT = 5.0
+"""Seconds a client (submit, status, watch) waits for Redis before it reports it unreachable."""
+
+
 def make_app(settings: Settings) -> Celery:
-    """A Celery app configured from ``settings`` (for submitting and querying jobs)."""
+    """A Celery app configured from ``settings`` for submitting and querying jobs.
+
+    Unlike a worker, a client does not retry Redis for ever: connections and commands time out
+    after ``CLIENT_TIMEOUT`` s, and the error reaches the caller.
+    """
+    config = celery_config(settings)
+    config.update(
+        {
+            "result_backend_always_retry": False,
+            "redis_socket_connect_timeout": CLIENT_TIMEOUT,
+            "redis_socket_timeout": CLIENT_TIMEOUT,
+            "broker_connection_timeout": CLIENT_TIMEOUT,
+            "broker_connection_retry": False,
+            "broker_connection_max_retries": 1,
+            "broker_transport_options": {
+                **config["broker_transport_options"],
+                "socket_connect_timeout": CLIENT_TIMEOUT,
+                "socket_timeout": CLIENT_TIMEOUT,
+            },
+            "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.5},
+        }
+    )
     client = Celery("ocml", set_as_current=False)
-    client.conf.update(celery_config(settings))
+    client.conf.update(config)
     return client
 
 

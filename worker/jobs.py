@@ -1,9 +1,11 @@
 """The job a worker runs (design.md, "Job"): its schema and its validation before any work.
 
-A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters, the
+A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters (as
+the worker will resolve them: preset, then the model's tuned values, then the job's), the
 ``no_speech`` choice and the optional Opencast ``track`` identity, and resolves both paths
-(symlinks too) into the configured roots; anything wrong is a ``JobInvalid``
-with a stable code, and the task fails at once without a retry.
+(symlinks too) into the configured roots; anything wrong is a ``JobInvalid`` with a stable code,
+and the task fails at once without a retry. Messages quote at most a few hundred characters of
+what they refuse.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ocml.config.settings import Settings
-from ocml.pipeline.errors import OcmlError, ParamsError, TrackError
+from ocml.pipeline.errors import NAME_MAX, OcmlError, ParamsError, TrackError, excerpt
 from ocml.pipeline.postprocess import SegmentParams, preset, resolve_params
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
+from ocml.pipeline.writers import output_paths
+
+PATH_MAX = 4096
+"""The longest path in bytes Linux accepts."""
 
 JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset", "no_speech", "track")
 TRACK_KEYS = ("id", "flavor", "src")
@@ -98,7 +104,8 @@ def parse_job(
     """``raw`` (a mapping, or JSON text of one) checked against the schema and ``settings``.
 
     ``model_names`` are names the job's ``model`` may use besides ``settings.model``; ``tuned``
-    are the model's recommended post-processing values (a worker knows them, a submitter not);
+    are the model's recommended post-processing values (a worker has them loaded, a submitter
+    reads them with ``model_postprocess``);
     ``formats_known`` are the writers' format names.
     """
     data = _as_mapping(raw)
@@ -118,6 +125,10 @@ def parse_job(
         target_text = _string(data, "output_dir")
     target = resolve_inside(target_text, (settings.output_root,), "output_dir")
     formats = _formats(data.get("formats", list(settings.formats)), formats_known)
+    try:
+        output_paths(target, source.stem, formats)
+    except OcmlError as exc:
+        raise JobInvalid(exc.code, str(exc)) from None
     preset_name = _string(data, "preset") if "preset" in data else settings.preset
     params = _params(data.get("params", {}), settings)
     model = _model(data.get("model"), {settings.model, *model_names})
@@ -137,19 +148,52 @@ def parse_job(
 def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
     """``text`` as an absolute path with every symlink and ``..`` resolved, inside one of ``roots``."""
     if "\x00" in text:
-        raise JobInvalid("bad_job", f"{key} contains a NUL byte: {text!r}")
+        raise JobInvalid("bad_job", f"{key} contains a NUL byte: {excerpt(repr(text))}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JobInvalid(
+            "bad_file_name",
+            f"{key} {excerpt(repr(text))} is not valid UTF-8 (byte "
+            f"{os.fsencode(text[exc.start])!r} at character {exc.start}); rename the file",
+        ) from None
     path = Path(text)
     if not path.is_absolute():
-        raise JobInvalid("bad_job", f"{key} must be an absolute path, got {text!r}")
+        raise JobInvalid("bad_job", f"{key} must be an absolute path, got {excerpt(repr(text))}")
+    _check_lengths(text, key)
     resolved = Path(os.path.realpath(path))
+    _check_lengths(str(resolved), key)
     for root in roots:
         if resolved.is_relative_to(os.path.realpath(root)):
             return resolved
     allowed = ", ".join(str(r) for r in roots)
-    shown = text if str(resolved) == text else f"{text} (resolves to {resolved})"
+    shown = (
+        excerpt(text)
+        if str(resolved) == text
+        else f"{excerpt(text)} (resolves to {excerpt(str(resolved))})"
+    )
     raise JobInvalid(
         "path_outside_roots", f"{key} {shown} lies outside the allowed directories: {allowed}"
     )
+
+
+def _check_lengths(text: str, key: str) -> None:
+    """Names longer than ``NAME_MAX`` bytes or paths longer than ``PATH_MAX`` are refused here,
+    with the limit, rather than failing later as an OS error."""
+    size = len(text.encode("utf-8"))
+    if size >= PATH_MAX:
+        raise JobInvalid(
+            "name_too_long",
+            f"{key} {excerpt(text)} is {size} bytes long; the limit is {PATH_MAX - 1} bytes",
+        )
+    for part in Path(text).parts:
+        size = len(part.encode("utf-8"))
+        if size > NAME_MAX:
+            raise JobInvalid(
+                "name_too_long",
+                f"{key} {excerpt(text)}: the name {excerpt(part, 60)} is {size} bytes long; "
+                f"the limit is {NAME_MAX} bytes",
+            )
 
 
 def _as_mapping(raw: Any) -> Mapping[str, Any]:
@@ -157,11 +201,11 @@ def _as_mapping(raw: Any) -> Mapping[str, Any]:
         try:
             raw = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise JobInvalid("bad_job", f"the job is not valid JSON: {exc}") from None
+            raise JobInvalid("bad_job", f"the job is not valid JSON: {excerpt(str(exc))}") from None
     if not isinstance(raw, Mapping):
         raise JobInvalid(
             "bad_job",
-            f"the job must be a JSON object, got {type(raw).__name__}: {str(raw)[:200]!r}",
+            f"the job must be a JSON object, got {type(raw).__name__}: {excerpt(repr(raw))}",
         )
     return raw
 
@@ -169,7 +213,7 @@ def _as_mapping(raw: Any) -> Mapping[str, Any]:
 def _string(data: Mapping[str, Any], key: str) -> str:
     value = data[key]
     if not isinstance(value, str) or not value:
-        raise JobInvalid("bad_job", f"{key} must be a non-empty string, got {value!r}")
+        raise JobInvalid("bad_job", f"{key} must be a non-empty string, got {excerpt(repr(value))}")
     return value
 
 
@@ -182,19 +226,34 @@ def _check_input_file(path: Path) -> None:
 
 def _formats(value: Any, known: Collection[str]) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list) or not value:
-        raise JobInvalid("bad_job", f"formats must be a non-empty list of names, got {value!r}")
+        raise JobInvalid(
+            "bad_job", f"formats must be a non-empty list of names, got {excerpt(repr(value))}"
+        )
     for name in value:
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise JobInvalid(
-                "bad_format", f"unknown output format {name!r}; known: {', '.join(sorted(known))}"
+                "bad_format",
+                f"unknown output format {excerpt(repr(name))}; known: {', '.join(sorted(known))}",
             )
     return tuple(dict.fromkeys(value))
 
 
 def _params(value: Any, settings: Settings) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise JobInvalid("bad_job", f"params must be a JSON object, got {value!r}")
-    return {**settings.params, **value}
+        raise JobInvalid("bad_job", f"params must be a JSON object, got {excerpt(repr(value))}")
+    merged = {**settings.params, **value}
+    for key, number in merged.items():
+        if isinstance(number, int) and not isinstance(number, bool):
+            try:
+                float(number)
+            except OverflowError:
+                raise JobInvalid(
+                    "bad_params",
+                    f"{excerpt(str(key), 60)}: the integer {excerpt(str(number), 40)} "
+                    f"({len(str(abs(number)))} digits) is too large for a number of seconds or a "
+                    "probability",
+                ) from None
+    return merged
 
 
 def _resolve(
@@ -203,11 +262,11 @@ def _resolve(
     try:
         preset(preset_name)
     except ParamsError as exc:
-        raise JobInvalid("bad_preset", str(exc)) from None
+        raise JobInvalid("bad_preset", excerpt(str(exc))) from None
     try:
         return resolve_params(preset_name=preset_name, tuned=tuned, overrides=params)
     except ParamsError as exc:
-        raise JobInvalid(exc.code, str(exc)) from None
+        raise JobInvalid(exc.code, excerpt(str(exc))) from None
 
 
 def _no_speech(value: Any) -> str:
@@ -234,12 +293,25 @@ def _track(value: Any) -> TrackIdentity:
         raise JobInvalid(exc.code, str(exc)) from None
 
 
+def model_postprocess(settings: Settings) -> Mapping[str, Any] | None:
+    """The tuned post-processing values of the settings' model, read from its metadata only
+    (no TensorFlow), so ``submit`` checks parameters against what the worker will use; None
+    when the model cannot be read here (it lives on the worker hosts only)."""
+    from ocml.pipeline.model import default_model_path, read_metadata
+
+    try:
+        return read_metadata(settings.model_path or default_model_path()).get("postprocess") or None
+    except OcmlError:
+        return None
+
+
 def _model(value: Any, accepted: set[str]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value not in accepted:
         raise JobInvalid(
             "unknown_model",
-            f"this worker does not serve model {value!r}; it serves: {', '.join(sorted(accepted))}",
+            f"this worker does not serve model {excerpt(repr(value))}; "
+            f"it serves: {', '.join(sorted(accepted))}",
         )
     return value

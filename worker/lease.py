@@ -6,11 +6,16 @@ kombu's Redis transport redelivers a message once it has stayed unacknowledged f
 score to "now" every ``lease_interval`` seconds for each message this worker holds (waiting for a
 pool process, running, or waiting out a retry's countdown) lets only a dead worker's messages
 age, so ``visibility_timeout`` can be a minute rather than longer than the longest job, and a
-dead host's jobs come back within a minute.
+dead host's jobs come back within a minute. The same round extends the run lock
+(``worker.runs``) of every job a pool process of this worker is running, by ``visibility_timeout``.
+
+Every ``SWEEP_LEASES`` lease intervals one worker of the fleet also sends again the jobs whose
+message Redis lost between the queue and a worker (``worker.runs.sweep``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -19,17 +24,31 @@ import redis
 from celery import bootsteps
 from celery.utils.log import get_logger
 from celery.worker import state
+from kombu.exceptions import OperationalError
 from kombu.transport.redis import Channel
+
+from ocml.worker import runs
 
 log = get_logger(__name__)
 LEASE_SETTING = "ocml_lease_interval"
 """The Celery configuration key that carries the settings' ``lease_interval``."""
+SWEEP_LEASES = 3
+"""Lease intervals between two sweeps for lost messages."""
 
 
 def held_delivery_tags(requests: Iterable[Any]) -> list[str]:
     """The broker delivery tags of ``requests`` (Celery ``Request`` objects), without repeats."""
     tags = {getattr(r.message, "delivery_tag", None) for r in requests}
     return sorted(str(tag) for tag in tags if tag)
+
+
+def held_run_locks(requests: Iterable[Any]) -> list[tuple[str, str]]:
+    """(job id, run lock token) of each request a pool process has accepted."""
+    return [
+        (r.id, runs.lock_token(r.hostname, r.worker_pid))
+        for r in requests
+        if getattr(r, "worker_pid", None)
+    ]
 
 
 def renew(
@@ -57,29 +76,78 @@ class RenewLeases(bootsteps.StartStopStep):
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
         self.client: redis.Redis | None = None
+        self.backend_client: redis.Redis | None = None
         self.tref: Any = None
+        self.sweep_tref: Any = None
+        self.sweep_interval = 0.0
+        self.app: Any = None
+        self.node = ""
+        self.ttl = 0.0
 
     def start(self, c: Any) -> None:
         conf = c.app.conf
         self.client = redis.Redis.from_url(
             conf.broker_url, socket_timeout=5, socket_connect_timeout=5
         )
+        self.backend_client = redis.Redis.from_url(
+            conf.result_backend, socket_timeout=5, socket_connect_timeout=5
+        )
+        self.ttl = conf.broker_transport_options["visibility_timeout"]
         self.tref = c.timer.call_repeatedly(conf[LEASE_SETTING], self.renew_held)
+        self.sweep_interval = SWEEP_LEASES * conf[LEASE_SETTING]
+        self.sweep_tref = c.timer.call_repeatedly(self.sweep_interval, self.resend_lost)
+        self.app = c.app
+        self.node = c.hostname
 
     def renew_held(self) -> None:
         """One renewal round; a Redis outage is logged, and the next round tries again."""
         held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
         try:
             renew(self.client, held_delivery_tags(held))
+            runs.renew(self.backend_client, held_run_locks(state.active_requests), ttl=self.ttl)
         except redis.RedisError as exc:
             log.warning("could not renew the leases of %d held messages: %s", len(held), exc)
 
+    def resend_lost(self) -> None:
+        """Sends again each pending job whose message is nowhere and that nobody runs; one
+        worker per sweep interval does it (a Redis lock), a Redis outage skips the round."""
+        from ocml.worker.app import TASK_NAME
+
+        try:
+            if not self.backend_client.set(
+                runs.SWEEP_LOCK, self.node, nx=True, px=int(self.sweep_interval * 900)
+            ):
+                return
+            lost = runs.sweep(
+                self.backend_client,
+                self.client,
+                queue=self.app.conf.task_default_queue,
+                delivered_key=Channel.unacked_key,
+                older_than=self.sweep_interval,
+            )
+            for job_id in lost:
+                record = runs.queued_record(self.backend_client, job_id) or {}
+                if "job" not in record:
+                    continue
+                self.app.send_task(
+                    TASK_NAME,
+                    args=[json.loads(record["job"])],
+                    task_id=job_id,
+                    soft_time_limit=float(record["soft"]),
+                    time_limit=float(record["hard"]),
+                )
+                log.warning("job %s: its message was lost by the broker; sent again", job_id)
+        except (redis.RedisError, OperationalError) as exc:
+            log.warning("could not look for lost messages: %s", exc)
+
     def stop(self, c: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        for tref in (self.tref, self.sweep_tref):
+            if tref is not None:
+                tref.cancel()
+        self.tref = self.sweep_tref = None
+        for client in (self.client, self.backend_client):
+            if client is not None:
+                client.close()
+        self.client = self.backend_client = None
 
     shutdown = stop

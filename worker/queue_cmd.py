@@ -10,6 +10,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,49 @@ from ocml.worker.options import (
     track_options,
 )
 
+FAILED_PREFIX = "ocml: failed:"
+"""``submit --wait`` reports a failure as one stdout line: ``ocml: failed: <code>: <message>``
+(Opencast's execute-once logs a command's output only at DEBUG, but shows its exit code)."""
+UNREACHABLE_STATUS = 2
+LINE_LIMIT = 300
 
-def _client(config_path: str | None) -> tuple[Any, Settings]:
+
+def _client(config_path: str | None, *, wait_line: bool = False) -> tuple[Any, Settings]:
+    """The client app and settings, after checking that Redis answers (one line, exit 2 if not)."""
+    from ocml.worker import client
     from ocml.worker.app import make_app
 
     settings = cli_settings(config_path)
+    with _reachable(wait_line=wait_line):
+        client.check_redis(settings)
     return make_app(settings), settings
+
+
+@contextmanager
+def _reachable(*, wait_line: bool = False) -> Iterator[None]:
+    """Turns "Redis cannot be reached" anywhere inside into one line and exit status 2."""
+    from ocml.worker import client
+
+    try:
+        yield
+    except client.RedisUnreachable as exc:
+        _fail_line("redis_unreachable", str(exc), wait_line=wait_line, status=UNREACHABLE_STATUS)
+    except client.UNREACHABLE as exc:
+        text = f"cannot reach Redis: {exc}"
+        _fail_line("redis_unreachable", text, wait_line=wait_line, status=UNREACHABLE_STATUS)
+
+
+def _fail_line(code: str, message: str, *, wait_line: bool, status: int) -> None:
+    """Ends the command with one line: on stdout as ``ocml: failed: code: message`` for
+    ``submit --wait``, else the message on stderr."""
+    from ocml.pipeline.errors import excerpt
+
+    text = excerpt(" ".join(message.split()), LINE_LIMIT)
+    if wait_line:
+        click.echo(f"{FAILED_PREFIX} {code}: {text}")
+    else:
+        click.echo(text, err=True)
+    sys.exit(status)
 
 
 @click.command("worker")
@@ -101,7 +140,12 @@ def _check_model(settings: Settings) -> None:
     type=click.Path(dir_okay=False),
     help="With --wait, one FILE and one format: copy the result here.",
 )
-@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait, give up after S s.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    help="With --wait, give up after S s (default: scaled by the recording's duration, "
+    "max_deliveries x (hard time limit + visibility_timeout)).",
+)
 @no_speech_option
 @track_options
 @config_option
@@ -124,13 +168,17 @@ def submit(
 
     The post-processing options are those of `ocml segment` (--preset trim keeps one segment from
     the first to the last sustained speech; tune it with --trim-min-speech and --trim-window);
-    what is not given comes from the preset, the model's tuned values and the settings, on the
-    worker.
+    what is not given comes from the preset, the model's tuned values and the settings, checked
+    here as the worker will resolve them.
+
+    With --wait, a job that failed, was lost twice or did not finish in time ends the command
+    with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; when Redis
+    cannot be reached, status 2.
     """
     from ocml.worker import client
-    from ocml.worker.jobs import JobInvalid, parse_job
+    from ocml.worker.jobs import JobInvalid, model_postprocess, parse_job
 
-    app, settings = _client(config_path)
+    app, settings = _client(config_path, wait_line=wait_)
     if output_file is not None:
         if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
             raise click.UsageError("--output needs --wait, one FILE and one --format")
@@ -150,24 +198,66 @@ def submit(
         )
         for f in files
     ]
+    tuned = model_postprocess(settings)
     for job in jobs:
         try:
-            parse_job(job, settings, formats_known=FORMATS)
+            parse_job(job, settings, tuned=tuned, formats_known=FORMATS)
         except JobInvalid as exc:
+            if wait_:
+                _fail_line(exc.code, str(exc), wait_line=True, status=1)
             raise click.ClickException(f"{exc.code}: {exc}") from None
-    ids = [client.submit(app, settings, job) for job in jobs]
+    durations = [client.duration_of(job["input"]) for job in jobs]
+    with _reachable(wait_line=wait_):
+        ids = [client.submit(app, settings, j, duration=d) for j, d in zip(jobs, durations)]
     for job_id in ids:
         click.echo(job_id)
     if not wait_:
         return
+    if timeout is None:
+        timeout = max(settings.wait_timeout(d) for d in durations)
+    again = dict(zip(ids, zip(jobs, durations)))
+
+    def resubmit(job_id: str) -> bool:
+        """A lost job is submitted once more, under the same id."""
+        if job_id not in again:
+            return False
+        job, duration = again.pop(job_id)
+        client.submit(app, settings, job, job_id=job_id, duration=duration)
+        click.echo(f"job {job_id} was lost (Redis has no trace of it); submitted again", err=True)
+        return True
+
     names = [Path(f).name for f in files]
     display = ProgressDisplay(names, tty=sys.stderr.isatty())
-    statuses = client.wait(app, ids, on_update=display, timeout=timeout)
+    with _reachable(wait_line=True):
+        statuses = client.wait(
+            app,
+            ids,
+            on_update=display,
+            timeout=timeout,
+            lost_after=max(5.0, 2 * settings.lease_interval),
+            on_lost=resubmit,
+        )
     display.finish(statuses)
-    if any(s["state"] != "SUCCESS" for s in statuses):
+    failed = [s for s in statuses if s["state"] != "SUCCESS"]
+    for status in failed:
+        error = status.get("error") or {
+            "error": "wait_timeout",
+            "message": (
+                f"job {status['id']} is still {status['state']} after {timeout:g} s "
+                "(--timeout); it may still finish: ocml status " + status["id"]
+            ),
+        }
+        click.echo(f"{FAILED_PREFIX} {error['error']}: {_one_line(error['message'])}")
+    if failed:
         sys.exit(1)
     if output_file is not None:
         _copy_result(statuses[0]["result"], output_file)
+
+
+def _one_line(message: str) -> str:
+    from ocml.pipeline.errors import excerpt
+
+    return excerpt(" ".join(message.split()), LINE_LIMIT)
 
 
 def _copy_result(result: dict[str, Any], output_file: str) -> None:
@@ -233,14 +323,16 @@ def _describe(status: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
 @config_option
 def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> None:
-    """Show each JOB's state, progress, result paths or error (exit 1 if any failed)."""
+    """Show each JOB's state (QUEUED, STARTED, PROGRESS, SUCCESS, FAILURE, LOST ...), progress,
+    result paths or error (exit 1 if any failed or is lost, 2 if Redis cannot be reached)."""
     from ocml.worker import client
 
     app, _ = _client(config_path)
-    statuses = [client.job_status(app, job_id) for job_id in job_ids]
+    with _reachable():
+        statuses = [client.job_status(app, job_id) for job_id in job_ids]
     for s in statuses:
         click.echo(json.dumps(s, sort_keys=True) if as_json else f"{s['id']} {_describe(s)}")
-    if any(s["state"] == "FAILURE" for s in statuses):
+    if any(s["state"] in ("FAILURE", "LOST") for s in statuses):
         sys.exit(1)
 
 
@@ -307,8 +399,9 @@ def watch(
         time.sleep(interval)
         current = client.scan_inbox(folder)
         ready = client.settled(previous, current, now=time.time(), settle=settle)
-        for path, job_id in client.submit_new(app, settings, folder, ready, make_job):
-            click.echo(f"{job_id} {path}")
+        with _reachable():
+            for path, job_id in client.submit_new(app, settings, folder, ready, make_job):
+                click.echo(f"{job_id} {path}")
         previous = current
         if once:
             return

@@ -1,36 +1,53 @@
 """The ``ocml.segment`` task: validate the job, segment the recording, write results atomically.
 
+At most one process runs a job at a time, however often its message is delivered
+(``worker.runs``): a delivery first looks for the job's recorded outcome (then it returns that
+without running), then takes the job's run lock; if another live process holds it, this message
+is put back with a countdown and acknowledged, and it looks again later (it is the job's carrier
+if the running process dies). A lock held by a dead pool process of this worker is taken over
+at once, so a crashed process's job runs again within seconds.
+
 Failures are ``JobFailed({"error": code, "message": ...})``: bad jobs and permanent input errors at
-once, transient I/O after retries with exponential backoff and jitter, a job that keeps killing
-its worker process after ``max_deliveries`` deliveries (counted in Redis, which Celery does not do).
-The SavedModel is loaded once per worker process, after the fork (``worker_process_init``).
+once, transient I/O after retries with exponential backoff and jitter, a job whose runs keep
+ending without finishing after ``max_deliveries`` runs (counted in Redis, which Celery does not
+do; a message restored while its job runs elsewhere is not counted). The SavedModel is loaded
+once per worker process, after the fork (``worker_process_init``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 import socket
 import time
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
+from billiard.exceptions import WorkerLostError
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_process_init
 from celery.utils.log import get_logger
+from celery.worker.request import Request
 
 from ocml.config.settings import Settings
-from ocml.pipeline.errors import OcmlError, TransientIOError
+from ocml.pipeline.errors import OcmlError, TransientIOError, excerpt
 from ocml.pipeline.writers import FORMATS
+from ocml.worker import runs
 from ocml.worker.app import TASK_NAME, app, current_settings
 from ocml.worker.jobs import Job, JobFailed, parse_job
 
 PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
 REDIS_ATTEMPTS = 40
+MESSAGE_LIMIT = 1000
+"""A failed job's stored message is cut to this many characters."""
+
+T = TypeVar("T")
 
 _process: dict[str, Any] = {}
 log = get_logger(__name__)
@@ -61,6 +78,54 @@ def process_model() -> Any:
     return _process["model"]
 
 
+class JobRequest(Request):
+    """The worker main process's side of a job: when the pool process running it dies (crash,
+    hard time limit), its run lock is freed and the end recorded, so the requeued message runs
+    at once instead of waiting for the lock to expire."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, (WorkerLostError, SystemExit, KeyboardInterrupt)) and self.worker_pid:
+            self._end_dead_run(exc)
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft and self.worker_pid:
+            self._end_dead_run(TimeLimitExceeded(timeout))
+        return super().on_timeout(soft, timeout)
+
+    def _end_dead_run(self, exc: BaseException) -> None:
+        settings = current_settings()
+        client = self.task.backend.client
+        token = runs.lock_token(self.hostname, self.worker_pid)
+        ending = {"event": "end", "run": token, "node": self.hostname, "pid": self.worker_pid}
+        if isinstance(exc, TimeLimitExceeded):
+            error = {
+                "error": "time_limit",
+                "message": f"the job exceeded its hard time limit ({exc})",
+            }
+            outcome: dict[str, Any] = {**ending, "outcome": "time_limit"}
+        else:
+            error = None
+            outcome = {**ending, "outcome": "process_died", "exitcode": excerpt(str(exc), 100)}
+        try:
+            if error is not None:
+                runs.finish(
+                    client,
+                    self.id,
+                    {"state": "FAILURE", "error": error},
+                    expires=settings.result_expires,
+                )
+            runs.add_event(client, self.id, outcome, expires=settings.result_expires)
+            runs.release(client, self.id, token)
+        except redis.RedisError as err:
+            log.warning("could not free the run lock of job %s: %s", self.id, err)
+
+
 @app.task(
     name=TASK_NAME,
     bind=True,
@@ -68,21 +133,110 @@ def process_model() -> Any:
     reject_on_worker_lost=True,
     max_retries=None,
     throws=(JobFailed,),
+    Request=JobRequest,
 )
 def segment(self: Task, job: Any) -> dict[str, Any]:
     """Runs one job (design.md "Job"); returns the written paths and a summary of the result."""
     settings = current_settings()
-    deliveries = count_delivery(self, settings)
-    if deliveries > settings.max_deliveries:
-        raise JobFailed(
-            {
-                "error": "too_many_deliveries",
-                "message": (
-                    f"the job was delivered {deliveries - 1} times and each time its worker process "
-                    f"died (max_deliveries = {settings.max_deliveries}); input: {_input_of(job)}"
-                ),
-            }
+    client = self.app.backend.client
+    job_id, node = self.request.id, self.request.hostname
+    outcome = _redis(lambda: runs.finished(client, job_id), job_id)
+    if outcome is not None:
+        log.info(
+            "job %s has finished (%s): message acknowledged, not run", job_id, outcome["state"]
         )
+        return _replay(outcome)
+    token = runs.lock_token(node, os.getpid())
+    ttl = settings.visibility_timeout
+    claim = _redis(lambda: runs.acquire(client, job_id, token, ttl=ttl), job_id)
+    if not claim.taken and claim.holder and runs.local_process_gone(claim.holder, node):
+        stale = claim.holder
+        claim = _redis(lambda: runs.acquire(client, job_id, token, ttl=ttl, replace=stale), job_id)
+    if not claim.taken:
+        countdown = max(0.2, min(settings.lease_interval, claim.holder_ttl + 0.1))
+        log.info(
+            "job %s is running in %s: this copy of its message waits %.1f s",
+            job_id,
+            claim.holder,
+            countdown,
+        )
+        self.signature_from_request(self.request, countdown=countdown).apply_async()
+        raise Ignore()
+    try:
+        return _run(self, job, settings, token)
+    finally:
+        _redis(lambda: runs.release(client, job_id, token), job_id)
+
+
+def _run(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]:
+    """One run of the job under its lock: counted, recorded from start to end."""
+    client = task.app.backend.client
+    job_id = task.request.id
+    expires = settings.result_expires
+    deliveries = count_delivery(task, settings)
+    history = _redis(lambda: runs.events(client, job_id), job_id)
+    start = {"event": "start", "run": token, "node": task.request.hostname, "pid": os.getpid()}
+    _redis(lambda: runs.add_event(client, job_id, start, expires=expires), job_id)
+
+    def end(outcome: str) -> None:
+        event = {**start, "event": "end", "outcome": outcome}
+        _redis(lambda: runs.add_event(client, job_id, event, expires=expires), job_id)
+
+    try:
+        if deliveries > settings.max_deliveries:
+            raise JobFailed(_too_many(deliveries, settings, history, job))
+        result = _attempt(task, job, settings, token)
+    except JobFailed as exc:
+        error = {**exc.error, "message": excerpt(exc.error.get("message", ""), MESSAGE_LIMIT)}
+        failure = {"state": "FAILURE", "error": error}
+        _redis(lambda: runs.finish(client, job_id, failure, expires=expires), job_id)
+        end("failed")
+        raise JobFailed(error) from None
+    except Retry:
+        end("retry")
+        raise
+    except RunSuperseded as exc:
+        log.warning("job %s: %s; this run stops", job_id, exc)
+        end("superseded")
+        raise Ignore() from None
+    except Exception:
+        end("error")
+        raise
+    success = {"state": "SUCCESS", "result": result}
+    _redis(lambda: runs.finish(client, job_id, success, expires=expires), job_id)
+    end("succeeded")
+    return result
+
+
+def _too_many(
+    deliveries: int, settings: Settings, history: list[dict[str, Any]], job: Any
+) -> dict[str, str]:
+    """The truthful ``too_many_deliveries`` error: how each earlier run ended, as far as known."""
+    lost = runs.unfinished_runs(history)
+    shown = "; ".join(runs.describe_run(run) for run in lost[-settings.max_deliveries :])
+    return {
+        "error": "too_many_deliveries",
+        "message": (
+            f"the job was started {deliveries - 1} times and no run finished "
+            f"(max_deliveries = {settings.max_deliveries}): {shown or 'no runs recorded'}; "
+            f"input: {excerpt(_input_of(job))}"
+        ),
+    }
+
+
+def _replay(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The recorded outcome as this message's own: the result, or the same ``JobFailed``."""
+    if outcome["state"] == "SUCCESS":
+        return outcome["result"]
+    raise JobFailed(outcome["error"])
+
+
+class RunSuperseded(Exception):
+    """This run lost its lock to another run (Redis lost or expired it meanwhile)."""
+
+
+def _attempt(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]:
+    """Validates and runs the job; maps every expected failure to ``JobFailed`` or a retry."""
     try:
         model = process_model()
         parsed = parse_job(
@@ -92,9 +246,9 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
             tuned=model.postprocess,
             formats_known=FORMATS,
         )
-        return run_job(self, parsed, model, settings)
+        return run_job(task, parsed, model, settings, token=token)
     except TransientIOError as exc:
-        if self.request.retries >= settings.max_retries:
+        if task.request.retries >= settings.max_retries:
             raise JobFailed(
                 {
                     "error": exc.code,
@@ -102,9 +256,9 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
                 }
             ) from None
         delay = backoff_delay(
-            self.request.retries, base=settings.retry_backoff, cap=settings.retry_backoff_max
+            task.request.retries, base=settings.retry_backoff, cap=settings.retry_backoff_max
         )
-        raise self.retry(countdown=delay) from None
+        raise task.retry(countdown=delay) from None
     except OcmlError as exc:
         raise JobFailed(exc.to_dict()) from None
     except SoftTimeLimitExceeded:
@@ -112,26 +266,65 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
             {
                 "error": "time_limit",
                 "message": (
-                    f"the job exceeded its soft time limit of {_soft_limit(self)} s; "
-                    f"input: {_input_of(job)}"
+                    f"the job exceeded its soft time limit of {_soft_limit(task)} s; "
+                    f"input: {excerpt(_input_of(job))}"
                 ),
             }
         ) from None
 
 
-def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, Any]:
-    """Segments ``job.input`` and writes every requested format into ``job.output_dir``."""
+def _redis(action: Callable[[], T], job_id: str) -> T:
+    """``action()`` on Redis, retried while Redis is unreachable (a restart must not fail jobs)."""
+
+    def warn(exc: Exception) -> None:
+        log.warning("Redis unavailable for job %s (%s); retrying", job_id, exc)
+
+    return runs.with_retries(action, attempts=REDIS_ATTEMPTS, on_error=warn)
+
+
+def run_job(
+    task: Task, job: Job, model: Any, settings: Settings, *, token: str | None = None
+) -> dict[str, Any]:
+    """Segments ``job.input`` and writes every requested format into ``job.output_dir``.
+
+    The input is opened once without following symlinks below its media root and decoded
+    through that handle; the output directory is created and checked at the start, then opened
+    again the same way for the writes, so a directory swapped for a symlink meanwhile is refused
+    (``path_changed``). Directories this job created are removed again if it fails.
+    """
     from ocml.pipeline.result import require_speech
     from ocml.pipeline.segment import segment_file
-    from ocml.pipeline.writers import ensure_output_dir, write_outputs
+    from ocml.pipeline.writers import OpenDir, open_file_beneath, write_outputs
 
-    ensure_output_dir(job.output_dir)
-    reporter = ProgressReporter(task, interval=settings.progress_interval)
-    result = replace(
-        segment_file(job.input, model, job.segment_params, progress=reporter), track=job.track
-    )
-    require_speech(result, no_speech=job.no_speech)
-    paths = write_outputs(result, job.output_dir, job.input.stem, job.formats)
+    output_root = Path(os.path.realpath(settings.output_root))
+    early = OpenDir.open(job.output_dir, root=output_root, create=True)
+    try:
+        early.check_writable()
+        reporter = ProgressReporter(task, interval=settings.progress_interval, token=token)
+        fd = open_file_beneath(job.input, roots=settings.media_roots)
+        try:
+            handle = f"/proc/self/fd/{fd}"
+            try:
+                result = segment_file(handle, model, job.segment_params, progress=reporter)
+            except OcmlError as exc:
+                raise _named(exc, handle, job.input) from None
+        finally:
+            os.close(fd)
+        result = dataclasses.replace(
+            result,
+            input=dataclasses.replace(result.input, path=str(job.input)),
+            track=job.track,
+        )
+        require_speech(result, no_speech=job.no_speech)
+        with OpenDir.open(job.output_dir, root=output_root, create=True) as directory:
+            paths = write_outputs(
+                result, job.output_dir, job.input.stem, job.formats, directory=directory
+            )
+    except BaseException:
+        early.remove_created()
+        raise
+    finally:
+        early.close()
     document = result.to_dict()
     return {
         "outputs": {fmt: str(path) for fmt, path in paths.items()},
@@ -142,12 +335,22 @@ def run_job(task: Task, job: Job, model: Any, settings: Settings) -> dict[str, A
     }
 
 
+def _named(exc: OcmlError, handle: str, path: Path) -> OcmlError:
+    """``exc`` naming ``path`` instead of the ``/proc/self/fd`` handle it was read through."""
+    if exc.path != handle:
+        return exc
+    renamed = type(exc)(exc.message, path=str(path))
+    renamed.code = exc.code
+    return renamed
+
+
 class ProgressReporter:
     """Publishes the custom ``PROGRESS`` state at most every ``interval`` seconds."""
 
-    def __init__(self, task: Task, *, interval: float) -> None:
+    def __init__(self, task: Task, *, interval: float, token: str | None = None) -> None:
         self.task = task
         self.interval = interval
+        self.token = token
         self.last = float("-inf")
 
     def __call__(self, processed_seconds: float, duration: float) -> None:
@@ -155,6 +358,8 @@ class ProgressReporter:
         if now - self.last < self.interval:
             return
         self.last = now
+        if self.token is not None:
+            self._check_lock()
         percent = min(100.0, 100.0 * processed_seconds / duration) if duration > 0 else 0.0
         self.task.update_state(
             state=PROGRESS,
@@ -167,20 +372,29 @@ class ProgressReporter:
             },
         )
 
+    def _check_lock(self) -> None:
+        """Stops this run (``RunSuperseded``) if another process now holds the job's run lock;
+        takes the lock again if Redis lost it (a restart without persistence)."""
+        client = self.task.app.backend.client
+        job_id = self.task.request.id
+        try:
+            holder = runs.holder(client, job_id)
+            if holder is None:
+                ttl = current_settings().visibility_timeout
+                holder = (
+                    self.token if runs.acquire(client, job_id, self.token, ttl=ttl).taken else None
+                )
+        except redis.RedisError:
+            return
+        if holder is not None and holder != self.token:
+            raise RunSuperseded(f"another process ({holder}) now runs this job")
+
 
 def count_delivery(task: Task, settings: Settings) -> int:
-    """How often this message (job id and retry number) has now been delivered, kept in Redis."""
+    """How often this message (job id and retry number) has now been run, kept in Redis."""
     key = DELIVERY_KEY.format(id=task.request.id, retry=task.request.retries)
     client = task.app.backend.client
-    for attempt in range(REDIS_ATTEMPTS - 1):
-        try:
-            return _increment(client, key, settings.result_expires)
-        except (redis.ConnectionError, redis.TimeoutError):
-            log.warning(
-                "Redis unavailable while counting deliveries of %s; retrying", task.request.id
-            )
-            time.sleep(min(5.0, 0.1 * 2**attempt))
-    return _increment(client, key, settings.result_expires)
+    return _redis(lambda: _increment(client, key, settings.result_expires), task.request.id)
 
 
 def _increment(client: redis.Redis, key: str, ttl: int) -> int:

@@ -1,0 +1,167 @@
+"""Clients without workers: a job's state from submission on, lost jobs, an unreachable Redis.
+
+Each test starts its own ``redis-server`` without persistence on this checkout's private port
+(``OCML_TEST_OWN_REDIS_PORT``, free between test modules), or points at that port while nothing
+listens there, so restarting or missing Redis touches no other test or checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocml.worker import client
+from ocml.worker.app import make_app
+from tests.worker_support import (
+    ROOT,
+    TEST_OWN_REDIS_PORT,
+    OwnRedis,
+    ocml,
+    recording,
+    settings_from,
+    worker_env,
+    write_settings,
+)
+
+VOLATILE_PORT = CLOSED_PORT = TEST_OWN_REDIS_PORT
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    media, output = tmp_path / "media", tmp_path / "results"
+    media.mkdir()
+    output.mkdir()
+    return media, output
+
+
+@pytest.fixture
+def volatile(tmp_path: Path):
+    """A Redis that forgets everything when it restarts, as one without persistence does."""
+    server = OwnRedis(tmp_path, VOLATILE_PORT, persist=False)
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_a_queued_job_is_queued_and_a_job_redis_forgot_is_lost(volatile, folders, tmp_path):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    settings = settings_from(config)
+    app = make_app(settings)
+    job_id = client.submit(app, settings, client.build_job(recording(media / "q.wav", 2.0)))
+
+    assert client.job_status(app, job_id)["state"] == "QUEUED"
+    volatile.kill()
+    volatile.start()
+    lost = client.job_status(app, job_id)
+    shown = ocml("status", job_id, config=config)
+
+    assert lost["state"] == "LOST"
+    assert lost["error"]["error"] == "job_lost"
+    assert shown.returncode == 1
+    assert shown.stdout.startswith(f"{job_id} LOST job_lost: Redis has no trace of job {job_id}")
+
+
+def test_submit_wait_submits_a_lost_job_once_more_then_fails_with_one_line(
+    volatile, folders, tmp_path
+):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    settings = settings_from(config)
+    app = make_app(settings)
+    path = recording(media / "lost.wav", 2.0)
+    waiting = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ocml")), "submit", str(path), "--wait"]
+        + ["--config", str(config)],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_id = waiting.stdout.readline().strip()
+        assert client.job_status(app, job_id)["state"] == "QUEUED"
+        volatile.kill()
+        volatile.start()
+        while "was lost" not in (line := waiting.stderr.readline()):
+            assert line, "ocml submit --wait ended without submitting the lost job again"
+        assert client.job_status(app, job_id)["state"] == "QUEUED"
+        volatile.kill()
+        volatile.start()
+        out, _ = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+
+    assert waiting.returncode == 1
+    assert out.splitlines() == [  # after the job id, read above
+        f"ocml: failed: job_lost: Redis has no trace of job {job_id}: it is not queued, "
+        "running or finished (lost when Redis restarted without persistence, expired after "
+        "result_expires, or never submitted)",
+    ]
+
+
+def test_clients_fail_with_one_line_and_status_2_when_redis_cannot_be_reached(folders, tmp_path):
+    media, output = folders
+    url = f"redis://:hunter2@127.0.0.1:{CLOSED_PORT}/3"
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=url, media=media, output=output, model="default"
+    )
+    path = recording(media / "any.wav", 2.0)
+    expected = f"cannot reach Redis at redis://127.0.0.1:{CLOSED_PORT}/3: "
+
+    status = ocml("status", "some-job", config=config)
+    queued = ocml("submit", str(path), config=config)
+    waited = ocml("submit", str(path), "--wait", config=config)
+
+    assert (status.returncode, queued.returncode, waited.returncode) == (2, 2, 2)
+    for done in (status, queued):
+        assert done.stdout == ""
+        (line,) = done.stderr.splitlines()
+        assert line.startswith(expected)
+    (line,) = waited.stdout.splitlines()
+    assert line.startswith(f"ocml: failed: redis_unreachable: {expected}")
+    assert "hunter2" not in status.stderr + queued.stderr + waited.stdout
+
+
+def test_submit_checks_params_against_the_values_the_worker_will_use(volatile, folders, tmp_path):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    path = recording(media / "tuned.wav", 2.0)
+    # The preset's neg_threshold is 0.35, the shipped model's tuned one 0.5: the worker would
+    # refuse threshold 0.36, so submit does too.
+    refused = ocml("submit", str(path), "-p", "threshold=0.36", config=config)
+    accepted = ocml("submit", str(path), "-p", "threshold=0.5", config=config)
+
+    assert refused.returncode == 1
+    assert "bad_params" in refused.stderr and "neg_threshold" in refused.stderr
+    assert refused.stdout == ""
+    assert accepted.returncode == 0, accepted.stderr
+
+
+def test_submit_refuses_a_file_name_that_is_not_utf8_in_one_line(volatile, folders, tmp_path):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    name = os.fsdecode(b"lecture-\xff.wav")
+    os.rename(recording(media / "plain.wav", 2.0), media / name)
+
+    refused = ocml("submit", str(media / name), config=config)
+
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("Error: bad_file_name: input ")
+    assert "is not valid UTF-8 (byte b'\\xff' at character" in line
