@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ocml.pipeline.model import default_model_path, read_metadata
+from ocml.pipeline.postprocess import SegmentParams
 from ocml.worker import client
 from ocml.worker.app import make_app
 from tests.worker_support import (
@@ -140,10 +142,13 @@ def test_submit_checks_params_against_the_values_the_worker_will_use(volatile, f
         tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
     )
     path = recording(media / "tuned.wav", 2.0)
-    # The preset's neg_threshold is 0.35, the shipped model's tuned one 0.5: the worker would
-    # refuse threshold 0.36, so submit does too.
-    refused = ocml("submit", str(path), "-p", "threshold=0.36", config=config)
-    accepted = ocml("submit", str(path), "-p", "threshold=0.5", config=config)
+    # The shipped model's tuned neg_threshold (0.28 in 2.0.0) differs from the preset's (0.35):
+    # submit judges a threshold by the one the worker will use, so just above the tuned value is
+    # accepted (the preset's would refuse it) and just below is refused.
+    tuned = read_metadata(default_model_path())["postprocess"]["neg_threshold"]
+    assert tuned < SegmentParams().neg_threshold
+    refused = ocml("submit", str(path), "-p", f"threshold={tuned - 0.03:.2f}", config=config)
+    accepted = ocml("submit", str(path), "-p", f"threshold={tuned + 0.01:.2f}", config=config)
 
     assert refused.returncode == 1
     assert "bad_params" in refused.stderr and "neg_threshold" in refused.stderr

@@ -184,13 +184,16 @@ def test_track_and_no_speech_messages_quote_the_bad_value(roots):
 
 def test_params_are_checked_against_the_models_tuned_values(roots):
     settings, media, _, _ = roots
-    job = {"input": str(media / "talk.wav"), "params": {"threshold": 0.36}}
     tuned = model_postprocess(settings)
+    assert tuned is not None and tuned["neg_threshold"] < SegmentParams().neg_threshold
+    above = {"input": str(media / "talk.wav"), "params": {"threshold": tuned["neg_threshold"]}}
+    below = {"input": str(media / "talk.wav"), "params": {"threshold": 0.2}}
 
-    assert tuned is not None and tuned["neg_threshold"] == 0.5
-    assert parse(job, settings).params["threshold"] == 0.36
+    assert parse(above, settings, tuned=tuned).segment_params.threshold == tuned["neg_threshold"]
+    with pytest.raises(JobInvalid, match=r"neg_threshold"):
+        parse(above, settings)  # against the preset's 0.35 it would be refused
     with pytest.raises(JobInvalid, match=r"neg_threshold") as info:
-        parse(job, settings, tuned=tuned)
+        parse(below, settings, tuned=tuned)
     assert info.value.code == "bad_params"
 
 
