@@ -114,9 +114,11 @@ def _apply_threads(tf: Any, threads: int) -> None:
 
 _import_lock = threading.Lock()
 _NATIVE_NOISE = re.compile(
-    rb"^(WARNING: All log messages before absl|[IWE]\d{4} |INFO: Created TensorFlow Lite)"
+    rb"(WARNING: All log messages before absl|[IWE]\d{4} \d\d:|INFO: Created TensorFlow Lite)"
+    rb"[^\n]*\n?"
 )
-"""Start-up lines that TensorFlow's and LiteRT's C++ code writes to stderr whatever we ask."""
+"""Start-up lines that TensorFlow's and LiteRT's C++ code writes to stderr whatever we ask; found
+anywhere in a line, since one may land in the middle of a line Python is writing piecewise."""
 
 
 @contextlib.contextmanager
@@ -138,8 +140,9 @@ def native_noise_filtered() -> Iterator[None]:
     def forward(read: int, saved: int) -> None:
         with os.fdopen(read, "rb") as pipe:
             for line in pipe:
-                if not _NATIVE_NOISE.match(line):
-                    os.write(saved, line)
+                kept = _NATIVE_NOISE.sub(b"", line)
+                if kept:
+                    os.write(saved, kept)
 
     def restore() -> None:
         with lock:

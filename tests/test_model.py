@@ -292,12 +292,13 @@ def test_stderr_of_other_threads_survives_a_model_loading_at_exit():
     """While a model loads in the background, fd 2 runs through a noise filter; a process that
     reports an error and exits meanwhile must still show the report (it once lost it)."""
     code = """
-import sys, threading, time
+import os, sys, threading, time
 from ocml.pipeline.model import native_noise_filtered
 
 def load():
     with native_noise_filtered():
-        print("I0000 00:00:1.0 port.cc:153] oneDNN noise", file=sys.stderr, flush=True)
+        # as TensorFlow's C++ code does: straight to fd 2, not through Python's sys.stderr
+        os.write(2, b"I0000 00:00:1.0 port.cc:153] oneDNN noise\\n")
         time.sleep(5)
 
 threading.Thread(target=load, daemon=True).start()
@@ -310,4 +311,8 @@ sys.exit(1)
             [sys.executable, "-c", code, delay], capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 1
-        assert out.stderr == "error: reported\n", delay
+        if delay == "0.2":  # the filter is surely in place: the noise is gone
+            assert out.stderr == "error: reported\n", delay
+        else:  # exiting at once may beat the filter's set-up, letting the noise through
+            noise = "I0000 00:00:1.0 port.cc:153] oneDNN noise\n"
+            assert out.stderr.replace(noise, "") == "error: reported\n", delay
