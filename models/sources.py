@@ -38,10 +38,9 @@ AUDIO_SUFFIXES = (
     ".g722",
 )
 
-# Debian packages whose files are allowed as training material (the data rules). What is
-# reserved for validation or independent evaluation is never listed: tuxpaint's ro/bg/el and
-# ktuberling's ro/el are val's; Asterisk in other languages, asterisk-moh-*, fillets-ng,
-# klettres-data, gcompris-qt-data and ktuberling's de/fr/nl/cs/ru/uk/it/es/da/hu are reserved.
+# Debian packages whose files are allowed as training material (DEVELOPERS.md, data rules). Only
+# allowed packages and languages are listed here; nothing else is ever read: not val's languages
+# of Tux Paint and KTuberling, nor any package or language the rules reserve for evaluation.
 SPEECH_DIRS = (
     "/usr/share/asterisk/sounds/en",  # asterisk-core-sounds-en-wav/-g722: Allison, 8 and 16 kHz
     "/usr/share/sounds/alsa",  # alsa-utils: "Front left" etc. (Noise.wav is not speech)

@@ -203,7 +203,7 @@ def test_source_weights_choose_the_speakers(tmp_path: Path, speech_dir: Path) ->
     assert cfg.weight("dir") == 2.0 and cfg.weight("tuxpaint") > 0
     assert mix(build_pools(cfg), 0, cfg).meta["main_voice"].startswith("dir/")
     with pytest.raises(ValueError, match="source weight"):
-        config_from_recipe({}, weights={"klettres": 1.0})
+        config_from_recipe({}, weights={"no-such-source": 1.0})
     silenced = config_from_recipe(
         {"tts_utterances": 0}, weights={"dir": 0.0}, system_sources=False,
         speech_dirs=(str(speech_dir),),
