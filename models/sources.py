@@ -119,17 +119,8 @@ def audio_files(folder: Path | str) -> list[Path]:
 
 
 def load_clips(paths: list[Path], sample_rate: int, *, source: str) -> list[Clip]:
-    """Decode every path, skipping (with a warning) the ones the decoder refuses."""
-    clips = []
-    for p in paths:
-        try:
-            x = read_audio(p, sample_rate)
-        except OcmlError as err:
-            log.info("skipping %s: %s", p, err)
-            continue
-        if x.size:
-            clips.append(Clip(x, source=f"{source}:{p.name}", voice=source))
-    return clips
+    """Decode every path of one folder, ``source`` naming both the source and the voice."""
+    return load_speech([SpeechFile(p, source, source, "") for p in paths], sample_rate)
 
 
 @dataclass(frozen=True)
@@ -230,7 +221,8 @@ RECORDED_SOURCES: dict[str, Callable[[], list[SpeechFile]]] = {
 
 
 def load_speech(files: list[SpeechFile], sample_rate: int) -> list[Clip]:
-    """Decode real-speech files into clips that keep their source, voice and language."""
+    """Decode files into clips that keep their source, voice and language, skipping (with a
+    log line) the ones the decoder refuses."""
     clips = []
     for f in files:
         try:

@@ -157,14 +157,20 @@ def build_pools(cfg: SynthConfig) -> Pools:
     return pools
 
 
-def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
-    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms."""
+def _loud_frames(x: np.ndarray, sr: int, floor_db: float) -> tuple[int, np.ndarray]:
+    """The 10 ms hop in samples and the indices of the hops louder than ``floor_db`` below the
+    clip's loudest 10 ms (none for a clip shorter than one hop)."""
     hop = sr // 100
     n = x.size // hop
     if n == 0:
-        return x[:0]
+        return hop, np.zeros(0, np.intp)
     energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
-    loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    return hop, np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+
+
+def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
+    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms."""
+    hop, loud = _loud_frames(x, sr, floor_db)
     return x[loud[0] * hop : (loud[-1] + 1) * hop] if loud.size else x[:0]
 
 
@@ -176,12 +182,7 @@ def utterance_spans(
     A recorded description of several sentences is labelled sentence by sentence, as a listener
     would, not as one block that teaches the model to bridge half-second pauses.
     """
-    hop = sr // 100
-    n = x.size // hop
-    if n == 0:
-        return ((0, x.size),)
-    energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
-    loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    hop, loud = _loud_frames(x, sr, floor_db)
     if loud.size == 0:
         return ((0, x.size),)
     breaks = np.flatnonzero(np.diff(loud) > round(min_gap * 100))
