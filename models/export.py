@@ -45,6 +45,7 @@ __all__ = [
     "read_metadata",
     "build_metadata",
     "write_checked",
+    "check_assets",
     "onnx_from_savedmodel",
 ]
 
@@ -246,23 +247,37 @@ def write_checked(
         onnx_entry = metadata.get(ASSETS["onnx"].key)
         if onnx_entry:
             (staging / "assets" / onnx_entry["file"]).write_bytes(onnx_from_savedmodel(staging))
-        for runtime, asset in ASSETS.items():
-            if not metadata.get(asset.key):
-                continue
-            other = open_savedmodel(staging, runtime=runtime).predict(probe)
-            error = float(np.abs(other - got).max())
-            if not error <= ASSET_TOLERANCE:  # NaN too
-                raise ModelError(
-                    f"the {asset.kind} asset differs from the SavedModel on TensorFlow by "
-                    f"{error:.3g} (at most {ASSET_TOLERANCE} allowed); not written",
-                    path=str(out),
-                )
+        check_assets(staging, probe, got, where=out)
         staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def check_assets(
+    path: str | os.PathLike[str],
+    probe: np.ndarray,
+    reference: np.ndarray,
+    *,
+    where: str | os.PathLike[str],
+) -> None:
+    """Run every runtime asset that the SavedModel at ``path`` declares (ONNX, TFLite) on its
+    runtime over ``probe``; ``ModelError`` (naming ``where``) if one differs from ``reference``,
+    the SavedModel's output on TensorFlow, by more than `ASSET_TOLERANCE`."""
+    metadata = read_metadata(path)
+    for runtime, asset in ASSETS.items():
+        if not metadata.get(asset.key):
+            continue
+        other = open_savedmodel(path, runtime=runtime).predict(probe)
+        error = float(np.abs(other - reference).max())
+        if not error <= ASSET_TOLERANCE:  # NaN too
+            raise ModelError(
+                f"the {asset.kind} asset differs from the SavedModel on TensorFlow by "
+                f"{error:.3g} (at most {ASSET_TOLERANCE} allowed); not written",
+                path=str(where),
+            )
 
 
 def tflite_flatbuffer(keras_model: Any, n_mels: int) -> bytes:
