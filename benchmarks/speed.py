@@ -105,7 +105,10 @@ _CATEGORIES = (
     ("post-processing", ("pipeline/postprocess.py",)),
     ("features", ("pipeline/features.py",)),
     ("decode", ("pipeline/decode.py",)),
-    ("inference", ("pipeline/inference.py", "predict (pipeline/model.py")),
+    (
+        "inference",
+        ("pipeline/inference.py", "predict (pipeline/model.py", "__call__ (pipeline/model.py"),
+    ),
     ("start-up (imports)", ("importlib", "_find_and_load")),
     ("model loading", ("load_model", "pipeline/model.py")),
     (
@@ -497,12 +500,12 @@ def stage_costs(
         "inference (Inference, from features in memory)",
         lambda: np.concatenate(list(Inference(model)(iter(feats)))),
     )
-    for runtime, path in models.items():
+    for runtime, model_dir in models.items():
         if runtime == "tensorflow":
             continue
         other = timed(
             f"  import + load model on {runtime} (after TensorFlow's)",
-            lambda p=path, r=runtime: load_model(p, runtime=r),
+            lambda p=model_dir, r=runtime: load_model(p, runtime=r),
         )
         other_probs = timed(
             f"  inference on {runtime} (from features in memory)",
