@@ -10,7 +10,9 @@ peak RSS (the child's own ru_maxrss from wait4). Tools:
   ocml pipeline     segment_file in a process whose model is loaded, run twice on the file; the
                     second run counts (a worker's steady state: decode → features → inference →
                     post-processing, sha256 in the same pass).
-  ... litert        the same two on LiteRT (--runtime litert), with a copy of the model that has a
+  (onnx) (tensorflow) (litert)
+                    each of the two on each runtime (--runtime): ONNX Runtime when the model has
+                    its ONNX asset, TensorFlow, and LiteRT with a copy of the model that has a
                     TFLite asset (benchmarks/litert_model.py makes it; --skip-litert leaves it out).
   ffmpeg silence    ffmpeg -i IN -vn -filter:a silencedetect=noise=-40dB:duration=10 -f null -
                     (Opencast's silence operation; system ffmpeg or imageio-ffmpeg's).
@@ -19,9 +21,13 @@ peak RSS (the child's own ru_maxrss from wait4). Tools:
 WebRTC and Silero decode through pipeline.decode.stream, exactly like ocml.
 
 The memory check runs ocml segment on a 10-minute and a 3-hour 16 kHz FLAC and compares peak RSS.
-Targets (PASS/FAIL, issue 13, TensorFlow runtime): the whole ocml segment process ≥ 700× real time
-on the FLAC, the pipeline ≥ 850× on the FLAC and ≥ 700× on the mp4; ocml segment faster than
-Silero's process on each file; peak RSS ≤ 750 MB, and on 3 h within 5 % of 10 min.
+Inference alone: frames per second of each runtime on one thread, the model's own batch of
+windows (random log-mels), alternating in fresh processes.
+Targets (PASS/FAIL, issue 13, the default runtime: the one `--runtime auto` picks for the model,
+ONNX Runtime for the shipped one): the whole ocml segment process ≥ 700× real time on the FLAC,
+the pipeline ≥ 850× on the FLAC and ≥ 700× on the mp4; ocml segment faster than Silero's process
+on each file; peak RSS ≤ 750 MB, and on 3 h within 5 % of 10 min. Other runtimes' memory lines
+are printed too, for comparison.
 --profile then samples ocml segment on the 60-minute files with py-spy and says where time goes,
 and times each pipeline stage alone (CPU seconds), with soxr's resampling qualities for the mp4.
 
@@ -73,6 +79,23 @@ print(json.dumps({"duration": runs[-1].input.duration,
                   "seconds": [r.processing_seconds for r in runs]}))
 """
 """A process that loads the model, then segments the file twice (the second: steady state)."""
+INFERENCE_CODE = """
+import json, sys, time
+import numpy as np
+from ocml.pipeline.model import configure_tensorflow, load_model
+configure_tensorflow(1)
+model = load_model(sys.argv[1] or None, runtime=sys.argv[2])
+shape = (model.inference["batch_size"], model.inference["chunk_frames"], model.features.n_mels)
+batch = np.random.default_rng(0).normal(-5.0, 3.0, shape).astype(np.float32)
+model.predict(batch)
+cpu, wall = time.process_time(), time.perf_counter()
+for _ in range(int(sys.argv[3])):
+    model.predict(batch)
+frames = int(sys.argv[3]) * shape[0] * shape[1]
+print(json.dumps({"shape": shape, "cpu": frames / (time.process_time() - cpu),
+                  "wall": frames / (time.perf_counter() - wall)}))
+"""
+"""A process that times ``Model.predict`` on one thread: frames per CPU and per wall second."""
 PROFILE_RATE = 50
 # Where a py-spy stack's time goes: the first rule matching a frame, from the leaf upwards.
 _CATEGORIES = (
@@ -82,7 +105,10 @@ _CATEGORIES = (
     ("post-processing", ("pipeline/postprocess.py",)),
     ("features", ("pipeline/features.py",)),
     ("decode", ("pipeline/decode.py",)),
-    ("inference", ("pipeline/inference.py", "predict (pipeline/model.py")),
+    (
+        "inference",
+        ("pipeline/inference.py", "predict (pipeline/model.py", "__call__ (pipeline/model.py"),
+    ),
     ("start-up (imports)", ("importlib", "_find_and_load")),
     ("model loading", ("load_model", "pipeline/model.py")),
     (
@@ -139,9 +165,12 @@ def ocml_exe() -> str:
     return found
 
 
-def run_ocml(
-    rec: Recording, model: Path | None, out_dir: Path, *, runtime: str = "tensorflow"
-) -> Run:
+def tool_name(tool: str, runtime: str) -> str:
+    """A row's tool: ``ocml segment (onnx)``, ``ocml pipeline (tensorflow)``, ..."""
+    return f"{tool} ({runtime})"
+
+
+def run_ocml(rec: Recording, model: Path | None, out_dir: Path, *, runtime: str) -> Run:
     """``ocml segment`` on ``rec`` in a fresh process (JSON + SMIL, as Opencast would use it)."""
     cmd = [ocml_exe(), "segment", str(rec.path), "-o", str(out_dir), "-q", "--format", "json,smil"]
     cmd += ["--model", str(model)] if model else []
@@ -149,25 +178,67 @@ def run_ocml(
     wall, cpu, rss, _ = measure(cmd, cwd=ROOT)
     result = json.loads((out_dir / (rec.path.stem + ".json")).read_text())
     duration = result["input"]["duration"]
-    tool = "ocml segment" + ("" if runtime == "tensorflow" else f" ({runtime})")
-    return Run(rec.name, tool, duration, wall, cpu, rss)
+    return Run(rec.name, tool_name("ocml segment", runtime), duration, wall, cpu, rss)
 
 
-def run_pipeline(rec: Recording, model: Path | None, *, runtime: str = "tensorflow") -> Run:
+def run_pipeline(rec: Recording, model: Path | None, *, runtime: str) -> Run:
     """``segment_file`` with the model loaded: the second of two runs in one process."""
     cmd = [sys.executable, "-c", PIPELINE_CODE, str(rec.path), str(model or ""), runtime]
     wall, cpu, rss, out = measure(cmd, cwd=ROOT)
     report = json.loads(out)
-    tool = "ocml pipeline" + ("" if runtime == "tensorflow" else f" ({runtime})")
     return Run(
         rec.name,
-        tool,
+        tool_name("ocml pipeline", runtime),
         report["duration"],
         wall,
         cpu,
         rss,
         pipeline_seconds=report["seconds"][-1],
     )
+
+
+def runtimes(model: Path | None, lite: Path | None) -> dict[str, Path | None]:
+    """Each runtime measured and the model it runs: ONNX Runtime if the model has the asset,
+    TensorFlow, LiteRT on ``lite`` if given."""
+    from ocml.pipeline.model import read_metadata
+
+    found: dict[str, Path | None] = {}
+    if read_metadata(model).get("onnx"):
+        found["onnx"] = model
+    found["tensorflow"] = model
+    if lite is not None:
+        found["litert"] = lite
+    return found
+
+
+def default_runtime(model: Path | None) -> str:
+    """The runtime ``ocml segment --runtime auto`` (the default setting) picks for an hour."""
+    from ocml.pipeline.model import choose_runtime, read_metadata
+
+    return choose_runtime("auto", read_metadata(model), 3600.0)
+
+
+def inference_rates(model: Path | None, names: list[str], *, rounds: int = 3, calls: int = 4):
+    """Frames per CPU second and per wall second of ``Model.predict`` on each runtime, one
+    thread, fresh processes alternating; the best of ``rounds`` each."""
+    best_rates: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for runtime in names:
+            cmd = [sys.executable, "-c", INFERENCE_CODE, str(model or ""), runtime, str(calls)]
+            rates = json.loads(measure(cmd, cwd=ROOT)[3])
+            seen = best_rates.setdefault(runtime, rates)
+            for key in ("cpu", "wall"):
+                seen[key] = max(seen[key], rates[key])
+    return best_rates
+
+
+def print_inference(rates: dict[str, dict[str, float]]) -> None:
+    shape = next(iter(rates.values()))["shape"]
+    print(f"Inference alone, one thread, batch {shape[0]} x {shape[1]} frames (best of rounds):")
+    print("| runtime | frames per CPU second | frames per wall second | x real time (CPU) |")
+    print("|---|---:|---:|---:|")
+    for runtime, r in rates.items():
+        print(f"| {runtime} | {r['cpu']:,.0f} | {r['wall']:,.0f} | {r['cpu'] / 100:,.0f} |")
 
 
 def litert_model(model: Path | None) -> Path:
@@ -212,20 +283,21 @@ def best(runs: list[Run]) -> Run:
 def speed_table(
     recs: list[Recording],
     *,
-    model: Path | None,
-    lite: Path | None,
+    models: dict[str, Path | None],
     peers: bool,
     repeat: int,
     work: Path,
 ) -> list[Run]:
-    """Every tool on every file, ``repeat`` rounds interleaved so load drift hits all alike."""
-    ours = {
-        "ocml pipeline": lambda rec: run_pipeline(rec, model),
-        "ocml segment": lambda rec: run_ocml(rec, model, work),
-    }
-    if lite is not None:
-        ours["ocml pipeline (litert)"] = lambda rec: run_pipeline(rec, lite, runtime="litert")
-        ours["ocml segment (litert)"] = lambda rec: run_ocml(rec, lite, work, runtime="litert")
+    """Every tool on every file, ``repeat`` rounds interleaved so load drift hits all alike;
+    ``models``: each runtime and the model it runs (`runtimes`)."""
+    ours = {}
+    for runtime, path in models.items():
+        ours[tool_name("ocml pipeline", runtime)] = lambda rec, m=path, r=runtime: run_pipeline(
+            rec, m, runtime=r
+        )
+        ours[tool_name("ocml segment", runtime)] = lambda rec, m=path, r=runtime: run_ocml(
+            rec, m, work, runtime=r
+        )
     tools = tuple(ours) + (PEERS if peers else ())
     runs: dict[tuple[str, str], list[Run]] = {}
     for rec in recs:
@@ -237,18 +309,15 @@ def speed_table(
     return [best(r) for r in runs.values()]
 
 
-def memory_check(
-    recs: list[Recording], *, model: Path | None, lite: Path | None, work: Path
-) -> list[Run]:
-    """``ocml segment`` on the short and the long file (same synthesis, different length)."""
-    runs = [run_ocml(rec, model, work) for rec in recs]
-    if lite is not None:
-        runs += [run_ocml(rec, lite, work, runtime="litert") for rec in recs]
-    return runs
+def memory_check(recs: list[Recording], *, models: dict[str, Path | None], work: Path) -> list[Run]:
+    """``ocml segment`` on the short and the long file (same synthesis, different length), on
+    each runtime."""
+    return [run_ocml(rec, m, work, runtime=r) for r, m in models.items() for rec in recs]
 
 
-def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
-    """The speed table as Markdown; returns the targets it checks."""
+def print_speed(runs: list[Run], default: str) -> list[tuple[str, bool]]:
+    """The speed table as Markdown (ratios against ``ocml segment`` on the ``default`` runtime);
+    returns the targets it checks, on that runtime."""
     print(
         "| file | tool | x real time | wall s | CPU s | x real time per CPU s | peak RSS MB |"
         " ocml ÷ this (speed) | ocml ÷ this (RSS) |"
@@ -257,7 +326,7 @@ def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
     verdicts: list[tuple[str, bool]] = []
     for file in dict.fromkeys(r.file for r in runs):
         rows = [r for r in runs if r.file == file]
-        ocml = next(r for r in rows if r.tool == "ocml segment")
+        ocml = next(r for r in rows if r.tool == tool_name("ocml segment", default))
         for r in rows:
             if r.pipeline_seconds:
                 print(
@@ -271,13 +340,15 @@ def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
                 f"| {file} | {r.tool} | {r.xrt:.0f} | {r.wall:.2f} | {r.cpu:.2f} | "
                 f"{r.duration / r.cpu:.0f} | {r.rss_mb:.0f} | {ratio} | {rss} |"
             )
-        pipe = next(r for r in rows if r.tool == "ocml pipeline").pipeline_xrt or 0.0
+        pipeline = tool_name("ocml pipeline", default)
+        pipe = next(r for r in rows if r.tool == pipeline).pipeline_xrt or 0.0
         target = TARGET_MP4 if file.endswith(".mp4") else TARGET_FLAC
-        verdicts.append((f"{file}: pipeline {pipe:.0f}x >= {target:.0f}x", pipe >= target))
+        verdicts.append((f"{file}: {pipeline} {pipe:.0f}x >= {target:.0f}x", pipe >= target))
         if not file.endswith(".mp4"):
             verdicts.append(
                 (
-                    f"{file}: ocml segment process {ocml.xrt:.0f}x >= {TARGET_FLAC_PROCESS:.0f}x",
+                    f"{file}: {ocml.tool} process {ocml.xrt:.0f}x "
+                    f">= {TARGET_FLAC_PROCESS:.0f}x ({ocml.wall:.1f} s)",
                     ocml.xrt >= TARGET_FLAC_PROCESS,
                 )
             )
@@ -285,7 +356,7 @@ def print_speed(runs: list[Run]) -> list[tuple[str, bool]]:
         if silero:
             verdicts.append(
                 (
-                    f"{file}: ocml segment process {ocml.wall:.1f} s < Silero VAD "
+                    f"{file}: {ocml.tool} process {ocml.wall:.1f} s < Silero VAD "
                     f"{silero.wall:.1f} s",
                     ocml.wall < silero.wall,
                 )
@@ -303,7 +374,7 @@ def print_memory(runs: list[Run]) -> list[tuple[str, bool]]:
             f"{r.xrt:.0f} |"
         )
     verdicts = []
-    for tool in dict.fromkeys(r.tool for r in runs):
+    for tool in dict.fromkeys(r.tool for r in runs):  # each runtime's; the default's is the target
         short, long_ = [r for r in runs if r.tool == tool]
         growth = long_.rss_mb / short.rss_mb - 1
         peak = max(short.rss_mb, long_.rss_mb)
@@ -384,7 +455,7 @@ def print_profile(rec: Recording, categories: Counter, leaves: Counter, total: i
 
 
 def stage_costs(
-    rec: Recording, *, model_path: Path | None, lite: Path | None, work: Path
+    rec: Recording, *, model_path: Path | None, models: dict[str, Path | None], work: Path
 ) -> list[tuple[str, float, float]]:
     """Each pipeline stage on ``rec`` run alone, in this process: (stage, CPU s, wall s).
 
@@ -412,7 +483,9 @@ def stage_costs(
         return value
 
     path = str(rec.path)
-    model = timed("load model", lambda: load_model(model_path))
+    model = timed(
+        "import TensorFlow + load model", lambda: load_model(model_path, runtime="tensorflow")
+    )
     cfg = model.features
     params = resolve_params(model)
     timed(
@@ -427,15 +500,20 @@ def stage_costs(
         "inference (Inference, from features in memory)",
         lambda: np.concatenate(list(Inference(model)(iter(feats)))),
     )
-    if lite is not None:
-        lite_model = timed("  load model on LiteRT", lambda: load_model(lite, runtime="litert"))
-        lite_probs = timed(
-            "  inference on LiteRT (from features in memory)",
-            lambda: np.concatenate(list(Inference(lite_model)(iter(feats)))),
+    for runtime, model_dir in models.items():
+        if runtime == "tensorflow":
+            continue
+        other = timed(
+            f"  import + load model on {runtime} (after TensorFlow's)",
+            lambda p=model_dir, r=runtime: load_model(p, runtime=r),
+        )
+        other_probs = timed(
+            f"  inference on {runtime} (from features in memory)",
+            lambda m=other: np.concatenate(list(Inference(m)(iter(feats)))),
         )
         print(
-            f"  LiteRT vs TensorFlow: largest probability difference "
-            f"{np.abs(lite_probs - probs).max():.2g}",
+            f"  {runtime} vs tensorflow: largest probability difference "
+            f"{np.abs(other_probs - probs).max():.2g}",
             file=sys.stderr,
         )
     timed(
@@ -564,21 +642,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None and args.litert_model is None:
             raise SystemExit("--model needs --litert-model (or --skip-litert)")
         lite = litert_model(args.litert_model)
+    models = runtimes(args.model, lite)
+    default = default_runtime(args.model)
+    print(f"Runtimes: {', '.join(models)}; the default (auto) for this model: {default}\n")
     with tempfile.TemporaryDirectory(prefix="ocml-bench-") as tmp:
         work = Path(tmp)
         if wanted:
+            inference = [r for r in models if r != "litert"]
+            print_inference(inference_rates(args.model, inference))
             runs += speed_table(
                 wanted,
-                model=args.model,
-                lite=lite,
+                models=models,
                 peers=not args.skip_peers,
                 repeat=args.repeat,
                 work=work,
             )
             print()
-            verdicts += print_speed(runs)
+            verdicts += print_speed(runs, default)
         if check_memory:
-            memory = memory_check(memory_recs, model=args.model, lite=lite, work=work)
+            memory = memory_check(memory_recs, models=models, work=work)
             runs += memory
             print()
             verdicts += print_memory(memory)
@@ -589,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             for rec in wanted:
                 print_profile(rec, *profile(rec, model=args.model, work=work))
-                print_stages(rec, stage_costs(rec, model_path=args.model, lite=lite, work=work))
+                print_stages(rec, stage_costs(rec, model_path=args.model, models=models, work=work))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) | {"xrt": r.xrt} for r in runs], indent=1))
     return 0

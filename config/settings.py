@@ -25,9 +25,10 @@ DEFAULT_MODEL = "default"
 """The ``model`` setting that names the shipped model; any other value is a SavedModel path."""
 
 
-RUNTIMES = ("tensorflow", "litert", "auto")
-"""Where the model runs (``pipeline.model.choose_runtime``): TensorFlow, LiteRT for a model with a
-TFLite asset, or whichever is faster for the job."""
+RUNTIMES = ("auto", "onnx", "tensorflow", "litert")
+"""Where the model runs (``pipeline.model.choose_runtime``): whichever is faster for the job,
+ONNX Runtime for a model with an ONNX asset, TensorFlow, or LiteRT for a model with a TFLite
+asset."""
 
 
 class SettingsError(ValueError):

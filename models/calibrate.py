@@ -136,15 +136,18 @@ def write_calibrated(
     postprocess: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     version: str | None = None,
+    onnx: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Write the SavedModel at ``model_path`` again at ``out_dir`` with ``calibration`` applied to
     its output inside the graph; ``assets/ocml.json`` is copied with ``calibration`` (``a``,
     ``b`` and ``record``), and ``postprocess``, ``metrics`` and ``version`` replaced when given.
     The written model is loaded back and checked against the transform of the original's output.
+    With ``onnx`` the calibrated model gets its own ONNX asset (converted from the written
+    SavedModel, transform included); the original's runtime assets are never carried over.
     """
-    from ocml.models.export import probe_batch, write_checked
-    from ocml.pipeline.model import SIGNATURES, import_tensorflow, open_savedmodel
+    from ocml.models.export import ONNX_FILE, probe_batch, write_checked
+    from ocml.pipeline.model import ASSETS, SIGNATURES, import_tensorflow, open_savedmodel
     from ocml.pipeline.result import utc_now
 
     src, out = Path(model_path), Path(out_dir)
@@ -161,7 +164,10 @@ def write_calibrated(
             path=str(src),
         )
     metadata["calibration"] = {"a": calibration.a, "b": calibration.b, **record}
-    metadata.pop("tflite", None)  # a TFLite asset would lack the transform: not carried over
+    for asset in ASSETS.values():  # they would lack the transform: not carried over
+        metadata.pop(asset.key, None)
+    if onnx:
+        metadata[ASSETS["onnx"].key] = {"file": ONNX_FILE}
     if postprocess is not None:
         metadata["postprocess"] = dict(postprocess)
     if metrics is not None:
@@ -222,6 +228,7 @@ def calibrate_dirs(
     *,
     tune: bool = True,
     version: str | None = None,
+    onnx: bool = True,
     overwrite: bool = False,
     echo: Echo = print,
 ) -> dict[str, Any]:
@@ -230,7 +237,7 @@ def calibrate_dirs(
 
     With ``tune`` the post-processing is tuned again on the calibrated probabilities (pool) and
     stored as the model's recommended values; otherwise the model recommends the generic
-    defaults (an empty ``postprocess``).
+    defaults (an empty ``postprocess``). ``onnx``: the written model carries an ONNX asset.
     """
     from ocml.models.evaluate import (
         COLLAR,
@@ -286,6 +293,7 @@ def calibrate_dirs(
             postprocess=postprocess,
             metrics=metrics,
             version=version,
+            onnx=onnx,
             overwrite=overwrite,
         )
     )

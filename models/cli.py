@@ -258,6 +258,13 @@ _out_opt = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Model directory: recipe, history, checkpoints/ and savedmodel/.",
 )
+_onnx_opt = click.option(
+    "--onnx/--no-onnx",
+    default=True,
+    show_default=True,
+    help="Also write the model as assets/model.onnx (checked within 1e-4 of the SavedModel on "
+    "TensorFlow), which `ocml segment` runs on ONNX Runtime without TensorFlow.",
+)
 _threads_opt = click.option("--threads", default=2, show_default=True, help="TensorFlow threads.")
 
 
@@ -445,6 +452,7 @@ def evaluate(
     "generic defaults.",
 )
 @click.option("--version", "version", help="Version of the calibrated model (default: MODEL's).")
+@_onnx_opt
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option(
     "--json",
@@ -459,6 +467,7 @@ def calibrate(
     out: Path,
     no_tune: bool,
     version: str | None,
+    onnx: bool,
     overwrite: bool,
     as_json: Path | None,
     threads: int,
@@ -488,6 +497,7 @@ def calibrate(
             out,
             tune=not no_tune,
             version=version,
+            onnx=onnx,
             overwrite=overwrite,
             echo=click.echo,
         )
@@ -523,6 +533,7 @@ def calibrate(
 )
 @click.option("--name", help="Model name (default: the recipe's).")
 @click.option("--version", "version", help="Model version (default: the recipe's).")
+@_onnx_opt
 @click.option(
     "--tflite",
     is_flag=True,
@@ -538,6 +549,7 @@ def export(
     pp_file: Path | None,
     name: str | None,
     version: str | None,
+    onnx: bool,
     tflite: bool,
 ) -> None:
     """Export a training run's checkpoint as a SavedModel at OUT.
@@ -575,8 +587,38 @@ def export(
             postprocess=pp,
             name=name,
             version=version,
+            onnx=onnx,
             tflite=tflite,
         )
     except (ValueError, KeyError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err
     click.echo(f"exported {path}")
+
+
+@main.command("add-onnx")
+@click.argument("model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the model with the asset here (default: replace MODEL once the copy is checked).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def add_onnx(model: Path, out: Path | None, overwrite: bool) -> None:
+    """Add an ONNX asset to MODEL, a SavedModel exported without one.
+
+    Weights, signature, calibration and metadata stay as they are; assets/model.onnx is converted
+    from the serving signature, checked within 1e-4 of the SavedModel on TensorFlow and declared
+    in assets/ocml.json, so `ocml segment` runs the model on ONNX Runtime.
+
+    \b
+    Example:
+      ocml-train add-onnx models/pretrained/default
+    """
+    _threads(1)
+    from ocml.models.export import add_onnx as add
+
+    try:
+        path = add(model, out, overwrite=overwrite)
+    except (ValueError, OcmlError) as err:
+        raise _fail(err) from err
+    click.echo(f"wrote {path}")

@@ -2,7 +2,10 @@
 
 The SavedModel's ``serve`` signature maps float32 ``[batch, frames, n_mels]`` log-mels to
 ``[batch, frames]`` speech probabilities; ``assets/ocml.json`` carries the metadata that
-``pipeline.model`` checks when loading.
+``pipeline.model`` checks when loading. By default the serving signature is also converted to
+``assets/model.onnx`` (declared in ``ocml.json``), which ``pipeline.model`` runs on ONNX Runtime
+without TensorFlow; every asset is checked against the SavedModel on TensorFlow before the
+model is written.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,9 +27,11 @@ from ocml.pipeline.checks import check_int, check_text
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.model import (
+    ASSETS,
     FORMAT_VERSION,
     LABELS,
     METADATA_FILE,
+    SIGNATURES,
     import_tensorflow,
     native_noise_filtered,
     open_savedmodel,
@@ -33,13 +39,24 @@ from ocml.pipeline.model import (
 )
 from ocml.pipeline.result import utc_now
 
-__all__ = ["export_savedmodel", "read_metadata", "build_metadata", "write_checked"]
+__all__ = [
+    "export_savedmodel",
+    "add_onnx",
+    "read_metadata",
+    "build_metadata",
+    "write_checked",
+    "check_assets",
+    "onnx_from_savedmodel",
+]
 
 PROBE_FRAMES = 97
 """Length of the random probe batch that checks the export against the Keras model."""
 TFLITE_FILE = "model.tflite"
-TFLITE_TOLERANCE = 1e-4
-"""Largest difference from the Keras model's probabilities a TFLite asset may show."""
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+ASSET_TOLERANCE = 1e-4
+"""Largest difference from the SavedModel's probabilities on TensorFlow that a runtime's asset
+(ONNX, TFLite) may show on the probe batch."""
 
 
 def build_metadata(
@@ -91,15 +108,17 @@ def export_savedmodel(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     inference: dict[str, int] | None = None,
+    onnx: bool = True,
     tflite: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Save ``keras_model`` ([B, T, n_mels] → [B, T] or [B, T, 1]) with metadata to ``out_dir``.
 
     Written into a temporary directory beside ``out_dir``, loaded back and compared with the
-    Keras model, then renamed into place, so a failed export leaves nothing behind. ``tflite``
-    also writes `tflite_flatbuffer` as ``assets/model.tflite`` (declared in ``ocml.json``) and
-    checks it on LiteRT against the Keras model (within 1e-4).
+    Keras model, then renamed into place, so a failed export leaves nothing behind. ``onnx``
+    also writes the serving signature as ``assets/model.onnx`` (`onnx_from_savedmodel`);
+    ``tflite`` writes `tflite_flatbuffer` as ``assets/model.tflite``; each is declared in
+    ``ocml.json`` and checked on its runtime against the SavedModel (`write_checked`).
     """
     tf = import_tensorflow()
     import keras
@@ -115,8 +134,10 @@ def export_savedmodel(
         metrics=metrics,
         inference=inference,
     )
+    if onnx:
+        metadata[ASSETS["onnx"].key] = {"file": ONNX_FILE}
     if tflite:
-        metadata["tflite"] = {"file": TFLITE_FILE, "batch_size": 1}
+        metadata[ASSETS["litert"].key] = {"file": TFLITE_FILE, "batch_size": 1}
     n_mels = features.n_mels
 
     def serve(log_mels):
@@ -147,6 +168,40 @@ def export_savedmodel(
     )
 
 
+def add_onnx(
+    model_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write the SavedModel at ``model_path`` again with an ONNX asset, at ``out_dir`` (None: in
+    place, replaced only once the new copy is whole and checked).
+
+    For models exported before the asset existed: the SavedModel's files are copied unchanged
+    (weights, signature, calibration, other assets) and its metadata keeps every value; only
+    ``assets/model.onnx`` and its ``onnx`` entry are added, checked as `write_checked` checks
+    every asset.
+    """
+    src = Path(model_path)
+    out = src if out_dir is None else Path(out_dir)
+    original = open_savedmodel(src)
+    metadata = {**original.metadata, ASSETS["onnx"].key: {"file": ONNX_FILE}}
+
+    def save(staging: Path) -> None:
+        shutil.copytree(src, staging, dirs_exist_ok=True)
+
+    probe = probe_batch(original.features.n_mels)
+    return write_checked(
+        out,
+        save=save,
+        metadata=metadata,
+        probe=probe,
+        expected=original.predict(probe),
+        what="the original SavedModel",
+        overwrite=overwrite or out_dir is None,
+    )
+
+
 def probe_batch(n_mels: int) -> np.ndarray:
     """The random log-mel batch ``[2, PROBE_FRAMES, n_mels]`` an export is checked on."""
     return np.random.default_rng(0).normal(-5.0, 3.0, (2, PROBE_FRAMES, n_mels)).astype(np.float32)
@@ -164,8 +219,13 @@ def write_checked(
 ) -> Path:
     """``save`` a SavedModel into a temporary directory beside ``out_dir``, add ``metadata`` as
     ``assets/ocml.json``, load it back and compare its output on ``probe`` with ``expected``
-    (``what`` names their source; a declared TFLite asset is compared too, on LiteRT, within
-    `TFLITE_TOLERANCE`), then rename it into place: a failed export leaves nothing."""
+    (``what`` names their source), then rename it into place: a failed export leaves nothing.
+
+    An ``onnx`` entry in ``metadata`` makes the ONNX asset here, from the saved SavedModel's
+    serving signature (`onnx_from_savedmodel`); every declared runtime asset (ONNX, TFLite) is
+    run on its runtime and refused if it differs from the SavedModel on TensorFlow by more than
+    `ASSET_TOLERANCE`.
+    """
     text = json.dumps(metadata, indent=2, sort_keys=True, allow_nan=False) + "\n"
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -184,20 +244,40 @@ def write_checked(
                 f"exported model differs from {what} by {np.abs(got - expected).max():.3g}",
                 path=str(out),
             )
-        if metadata.get("tflite"):
-            lite = open_savedmodel(staging, runtime="litert").predict(probe)
-            if not np.allclose(lite, expected, atol=TFLITE_TOLERANCE):
-                raise ModelError(
-                    f"the TFLite asset differs from {what} by "
-                    f"{np.abs(lite - expected).max():.3g} (at most {TFLITE_TOLERANCE} allowed)",
-                    path=str(out),
-                )
+        onnx_entry = metadata.get(ASSETS["onnx"].key)
+        if onnx_entry:
+            (staging / "assets" / onnx_entry["file"]).write_bytes(onnx_from_savedmodel(staging))
+        check_assets(staging, probe, got, where=out)
         staging.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def check_assets(
+    path: str | os.PathLike[str],
+    probe: np.ndarray,
+    reference: np.ndarray,
+    *,
+    where: str | os.PathLike[str],
+) -> None:
+    """Run every runtime asset that the SavedModel at ``path`` declares (ONNX, TFLite) on its
+    runtime over ``probe``; ``ModelError`` (naming ``where``) if one differs from ``reference``,
+    the SavedModel's output on TensorFlow, by more than `ASSET_TOLERANCE`."""
+    metadata = read_metadata(path)
+    for runtime, asset in ASSETS.items():
+        if not metadata.get(asset.key):
+            continue
+        other = open_savedmodel(path, runtime=runtime).predict(probe)
+        error = float(np.abs(other - reference).max())
+        if not error <= ASSET_TOLERANCE:  # NaN too
+            raise ModelError(
+                f"the {asset.kind} asset differs from the SavedModel on TensorFlow by "
+                f"{error:.3g} (at most {ASSET_TOLERANCE} allowed); not written",
+                path=str(where),
+            )
 
 
 def tflite_flatbuffer(keras_model: Any, n_mels: int) -> bytes:
@@ -220,6 +300,70 @@ def tflite_flatbuffer(keras_model: Any, n_mels: int) -> bytes:
             raise ModelError(
                 f"cannot convert to TFLite with built-in ops: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+def onnx_from_savedmodel(path: str | os.PathLike[str]) -> bytes:
+    """The serving signature of the SavedModel at ``path`` as a serialised ONNX model.
+
+    Converted in-process with tf2onnx (opset `ONNX_OPSET`) the way its command line converts a
+    SavedModel (the signature frozen with its captured constants): input and output named and
+    shaped as in the signature, so batch and frame axes stay free. TensorFlow's ``Log1p`` (the
+    calibration's logit), which tf2onnx does not convert, becomes ``Log(x + 1)``
+    (`_log1p_as_log`). ``ModelError`` when the converter is missing or fails.
+    """
+    import_tensorflow()
+    try:
+        import tf2onnx
+        from tf2onnx import tf_loader
+    except ImportError as exc:
+        raise ModelError(
+            f"writing the ONNX asset needs the onnx and tf2onnx packages "
+            f"(pip install 'opencast-ml[train]'), or export without it ({exc})"
+        ) from exc
+    name = _serving_signature(Path(path))
+    tf2onnx.logging.set_level(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), native_noise_filtered():
+        try:
+            graph, inputs, outputs, renames = tf_loader.from_saved_model(
+                str(path), None, None, signatures=[name], return_tensors_to_rename=True
+            )
+            proto, _ = tf2onnx.convert.from_graph_def(
+                graph,
+                input_names=inputs,
+                output_names=outputs,
+                opset=ONNX_OPSET,
+                custom_op_handlers={"Log1p": (_log1p_as_log, [])},
+                tensors_to_rename=renames,
+            )
+        except Exception as exc:  # the converter raises many types for unsupported graphs
+            raise ModelError(
+                f"cannot convert to ONNX: {type(exc).__name__}: {exc}", path=str(path)
+            ) from exc
+    return proto.SerializeToString()
+
+
+def _serving_signature(path: Path) -> str:
+    """The name of the SavedModel's serving signature, the one ``pipeline.model`` serves."""
+    tf = import_tensorflow()
+    signatures = tf.saved_model.load(str(path)).signatures
+    name = next((s for s in SIGNATURES if s in signatures), None)
+    if name is None:
+        raise ModelError(
+            f"SavedModel has no serving signature (looked for {list(SIGNATURES)})", path=str(path)
+        )
+    return name
+
+
+def _log1p_as_log(ctx: Any, node: Any, name: str, args: list[Any]) -> None:
+    """tf2onnx handler for TensorFlow's ``Log1p``, which ONNX lacks: ``Log(x + 1)``, in x's
+    dtype (float64 in the calibration, so the sum loses nothing that matters at 1e-4)."""
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype))
+    plus_one = ctx.make_node("Add", [node.input[0], one.output[0]], op_name_scope=name)
+    ctx.replace_inputs(node, [plus_one.output[0]])
+    node.type = "Log"
 
 
 def _keras_probabilities(keras_model: Any, probe: np.ndarray) -> np.ndarray:

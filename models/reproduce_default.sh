@@ -17,7 +17,8 @@ $T spectrograms "$WORK/synth" "$WORK/synth-voices" "$WORK/spec"
 $T train --recipe default --data "$WORK/spec" --out "$WORK/default"
 
 # Calibrate on dev + val pooled (for the generic defaults), tune post-processing on the pool,
-# and write the model with its metrics: dev and val are never trained on.
+# and write the model with its metrics and its ONNX asset (assets/model.onnx, which needs the
+# train extra: onnx, tf2onnx): dev and val are never trained on.
 $T calibrate "$WORK/default" "$DEV" "$VAL" --out "$WORK/export" --json "$WORK/calibration.json" \
     --threads 1
 echo "model in $WORK/export; copy it and MODEL.md to models/pretrained/default to ship it"

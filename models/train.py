@@ -361,10 +361,11 @@ def export_model(
     shards: ShardSet,
     history: dict[str, Any],
     metrics: dict[str, Any] | None = None,
+    onnx: bool = True,
     tflite: bool = False,
 ) -> Path:
     """Export the trained model as a per-frame SavedModel (window classifiers wrapped) with metadata;
-    ``tflite`` adds the LiteRT flatbuffer to its assets."""
+    ``onnx`` adds the ONNX Runtime model, ``tflite`` the LiteRT flatbuffer to its assets."""
     from ocml.models.export import export_savedmodel
 
     model = built.model
@@ -391,6 +392,7 @@ def export_model(
         inference=recipe.inference or None,
         training=training,
         metrics=metrics,
+        onnx=onnx,
         tflite=tflite,
         overwrite=True,
     )
@@ -508,9 +510,11 @@ def export_checkpoint(
     postprocess: dict[str, Any] | None = None,
     name: str | None = None,
     version: str | None = None,
+    onnx: bool = True,
     tflite: bool = False,
 ) -> Path:
-    """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``."""
+    """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``
+    (with an ONNX asset unless ``onnx`` is false, a TFLite one if ``tflite``)."""
     changes = {"name": name, "version": version, "postprocess": postprocess}
     recipe = load_recipe(
         run_dir / "recipe.yaml",
@@ -530,5 +534,6 @@ def export_checkpoint(
         shards=shards,
         history=_history(run_dir),
         metrics=metrics,
+        onnx=onnx,
         tflite=tflite,
     )

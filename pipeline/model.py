@@ -3,8 +3,9 @@
 Only TensorFlow is needed, never the training code. TensorFlow is imported inside the functions
 that need it, so importing this module stays cheap; ``load_model(..., background=True)`` does that
 import and the SavedModel load in a thread while the caller starts decoding. A model exported with
-a TFLite flatbuffer in its ``assets/`` can also run on LiteRT (``runtime="litert"``), which never
-imports TensorFlow; the SavedModel stays the contract and TensorFlow the reference runtime.
+an ONNX model or a TFLite flatbuffer in its ``assets/`` can also run on ONNX Runtime
+(``runtime="onnx"``) or LiteRT (``runtime="litert"``), neither of which imports TensorFlow; the
+SavedModel stays the contract and TensorFlow the reference runtime.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import hashlib
 import importlib.resources
 import json
 import logging
+import math
 import os
 import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +49,28 @@ PIPELINE_FEATURES = FeatureConfig()
 """The features this pipeline computes; a model trained on others is refused."""
 
 SIGNATURES = ("serve", "serving_default")
-RUNTIMES = ("tensorflow", "litert")
-"""Where ``Model.predict`` runs: TensorFlow (the reference) or LiteRT (needs a ``tflite`` asset)."""
+RUNTIMES = ("tensorflow", "onnx", "litert")
+"""Where ``Model.predict`` runs: TensorFlow (the reference), ONNX Runtime (needs an ``onnx``
+asset) or LiteRT (needs a ``tflite`` asset)."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A file in the SavedModel's ``assets/`` that lets another runtime run the model, as
+    ``ocml.json`` declares it: ``{key: {"file": NAME, **fields}}``, ``fields`` fixed values."""
+
+    key: str
+    fields: Mapping[str, Any]
+    kind: str
+    how: str
+    """How a model gets the asset, for the error when a runtime needs it and the model lacks it."""
+
+
+ASSETS = {
+    "onnx": Asset("onnx", {}, "ONNX model", "ocml-train export and calibrate write one"),
+    "litert": Asset("tflite", {"batch_size": 1}, "TFLite flatbuffer", "export it with --tflite"),
+}
+"""The runtimes other than TensorFlow and the asset each of them runs."""
 LITERT_MAX_SECONDS = 1200.0
 """``choose_runtime`` picks LiteRT for jobs with at most this much audio (docs/performance.md:
 TensorFlow starts ~3.5 s later, LiteRT infers the CRNN ~6–7 s per hour slower; below ~30 min of
@@ -75,7 +98,8 @@ _threads: dict[str, int] = {}
 
 
 def configure_tensorflow(threads: int = 1) -> None:
-    """Set this process's inference threads: TensorFlow's intra/inter-op pools and LiteRT's.
+    """Set this process's inference threads: TensorFlow's intra/inter-op pools, ONNX Runtime's
+    intra-op pool and LiteRT's.
 
     For entry points (CLIs, worker processes), once, from their own option; loading a model never
     changes it. Does not import TensorFlow: the setting is applied by `import_tensorflow`, or at
@@ -198,9 +222,10 @@ def default_model_path() -> Path:
     return path
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The validated ``assets/ocml.json`` of the SavedModel at ``path``; ``ModelError`` if unusable."""
-    return _read_metadata(Path(path))[0]
+def read_metadata(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The validated ``assets/ocml.json`` of the SavedModel at ``path`` (None: the shipped
+    default, as for `load_model`); ``ModelError`` if unusable."""
+    return _read_metadata(default_model_path() if path is None else Path(path))[0]
 
 
 def _read_metadata(path: Path) -> tuple[dict[str, Any], FeatureConfig]:
@@ -254,23 +279,27 @@ def _check_metadata(data: Any, file: str) -> FeatureConfig:
     problem = inference_hint_problem(data.get("inference") or {})
     if problem:
         raise ModelError(f"metadata {problem}", path=file)
-    problem = _tflite_problem(data.get("tflite"))
-    if problem:
-        raise ModelError(f"metadata {problem}", path=file)
+    for asset in ASSETS.values():
+        problem = _asset_problem(asset, data.get(asset.key))
+        if problem:
+            raise ModelError(f"metadata {problem}", path=file)
     return features
 
 
-def _tflite_problem(entry: Any) -> str | None:
-    """What is wrong with a ``tflite`` entry (a file in ``assets/``, batch 1), or None."""
+def _asset_problem(asset: Asset, entry: Any) -> str | None:
+    """What is wrong with a runtime's asset entry (a file name in ``assets/`` and the asset's
+    fixed fields), or None; an absent entry is fine."""
     if entry is None:
         return None
-    if not isinstance(entry, Mapping) or set(entry) != {"file", "batch_size"}:
-        return f"tflite must be an object with keys file and batch_size, got {entry!r}"
+    keys = ("file", *asset.fields)
+    if not isinstance(entry, Mapping) or set(entry) != set(keys):
+        return f"{asset.key} must be an object with keys {' and '.join(keys)}, got {entry!r}"
     name = entry["file"]
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        return f"tflite.file must be a file name in assets/, got {name!r}"
-    if entry["batch_size"] != 1:
-        return f"tflite.batch_size must be 1, got {entry['batch_size']!r}"
+        return f"{asset.key}.file must be a file name in assets/, got {name!r}"
+    for field, value in asset.fields.items():
+        if entry[field] != value:
+            return f"{asset.key}.{field} must be {value!r}, got {entry[field]!r}"
     return None
 
 
@@ -355,14 +384,23 @@ class Model:
 def choose_runtime(requested: str, metadata: Mapping[str, Any], audio_seconds: float) -> str:
     """The runtime for a job: ``requested``, or for ``"auto"`` the faster one for this much audio.
 
-    ``auto`` is LiteRT when the model has a TFLite asset and the job (one process's whole work)
-    holds at most `LITERT_MAX_SECONDS` of audio, else TensorFlow; a worker, whose model serves
-    job after job, passes ``math.inf``.
+    ``auto`` is ONNX Runtime when the model has an ONNX asset (faster than TensorFlow per frame
+    and ~0.2 s instead of ~3 s to start, docs/performance.md); else LiteRT when the model has a
+    TFLite asset and the job (one process's whole work) holds at most `LITERT_MAX_SECONDS` of
+    audio; else TensorFlow. A worker, whose model serves job after job, passes ``math.inf``.
     """
     if requested != "auto":
         return requested
+    if metadata.get(ASSETS["onnx"].key):
+        return "onnx"
     small = audio_seconds <= LITERT_MAX_SECONDS
-    return "litert" if small and metadata.get("tflite") else "tensorflow"
+    return "litert" if small and metadata.get(ASSETS["litert"].key) else "tensorflow"
+
+
+def runtime_depends_on_duration(metadata: Mapping[str, Any]) -> bool:
+    """Whether ``choose_runtime("auto", metadata, …)`` depends on the audio's duration, i.e.
+    whether a caller must read its inputs' durations before choosing."""
+    return choose_runtime("auto", metadata, 0.0) != choose_runtime("auto", metadata, math.inf)
 
 
 def load_model(
@@ -373,8 +411,9 @@ def load_model(
 ) -> Model:
     """Load the SavedModel at ``path`` (None: the shipped default), refusing incompatible ones.
 
-    ``runtime``: ``"tensorflow"`` (the reference) or ``"litert"`` (the model's TFLite asset on
-    LiteRT; TensorFlow is never imported). With ``background`` the metadata is checked at once and
+    ``runtime``: ``"tensorflow"`` (the reference), ``"onnx"`` (the model's ONNX asset on ONNX
+    Runtime) or ``"litert"`` (its TFLite asset on LiteRT); on the last two TensorFlow is never
+    imported. With ``background`` the metadata is checked at once and
     the network loads in a thread, so the caller can start decoding; TensorFlow must then not be
     forked while it loads (worker processes load after the fork, in the foreground).
     """
@@ -415,12 +454,13 @@ def _model(
 ) -> Model:
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    if runtime == "litert" and not metadata.get("tflite"):
+    asset = ASSETS.get(runtime)
+    if asset is not None and not metadata.get(asset.key):
         raise ModelError(
-            "runtime litert needs a TFLite flatbuffer in assets/ (export it with --tflite)",
+            f"runtime {runtime} needs the model's {asset.kind} in assets/ ({asset.how})",
             path=str(root),
         )
-    opener = _open_litert if runtime == "litert" else _open_tensorflow
+    opener = {"tensorflow": _open_tensorflow, "onnx": _open_onnx, "litert": _open_litert}[runtime]
     runner: Future[Runner] = Future()
 
     def load() -> None:
@@ -497,7 +537,7 @@ def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
         raise ModelError(
             f"runtime litert needs the ai-edge-litert package ({exc})", path=str(root)
         ) from exc
-    file = root / "assets" / metadata["tflite"]["file"]
+    file = _asset_file(root, metadata, ASSETS["litert"])
     try:
         with native_noise_filtered():  # the first allocation announces its XNNPACK delegate
             interpreter = Interpreter(model_path=str(file), num_threads=_threads.get("threads", 1))
@@ -528,6 +568,75 @@ class _LiteRTRunner:
             interpreter.set_tensor(self._source, window[None])
             interpreter.invoke()
             out[row] = interpreter.get_tensor(self._target).reshape(-1)
+        return out
+
+
+def _asset_file(root: Path, metadata: Mapping[str, Any], asset: Asset) -> Path:
+    """The path of the ``asset`` that ``metadata`` declares; ``ModelError`` naming it if missing."""
+    file = root / "assets" / metadata[asset.key]["file"]
+    if not file.is_file():
+        raise ModelError(
+            f"the {asset.kind} that {METADATA_FILE} declares is missing", path=str(file)
+        )
+    return file
+
+
+def _open_onnx(root: Path, metadata: dict[str, Any]) -> Runner:
+    """The ONNX asset in an ONNX Runtime session on the CPU, with the entry point's threads.
+
+    The session takes the whole batch at once (batch and frame axes are free). Its CPU memory
+    arena stays on: without it the batch of 12 × 2400 frames peaked ~85 MB lower but ran ~35 %
+    slower (the recurrent loop allocates at every step; docs/performance.md).
+    """
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelError(
+            f"runtime onnx needs the onnxruntime package ({exc})", path=str(root)
+        ) from exc
+    file = _asset_file(root, metadata, ASSETS["onnx"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = _threads.get("threads", 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: no notices on stderr
+    try:
+        session = onnxruntime.InferenceSession(
+            str(file), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own types for a damaged or unknown model
+        raise ModelError(
+            f"cannot load the ONNX asset: {type(exc).__name__}: {exc}", path=str(file)
+        ) from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    n_mels = metadata["features"]["n_mels"]
+    if (
+        len(inputs) != 1
+        or inputs[0].type != "tensor(float)"
+        or len(inputs[0].shape) != 3
+        or (isinstance(inputs[0].shape[2], int) and inputs[0].shape[2] != n_mels)  # int: fixed
+    ):
+        found = [(i.name, i.type, i.shape) for i in inputs]
+        raise ModelError(
+            f"the ONNX asset must take one float32 [batch, frames, {n_mels}] input, takes {found}",
+            path=str(file),
+        )
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        found = [(o.name, o.type, o.shape) for o in outputs]
+        raise ModelError(
+            f"the ONNX asset must give one [batch, frames] output, gives {found}", path=str(file)
+        )
+    return _OnnxRunner(session, inputs[0].name)
+
+
+class _OnnxRunner:
+    """An ONNX Runtime session as a `Runner`."""
+
+    def __init__(self, session: Any, input_name: str) -> None:
+        self._session = session
+        self._input_name = input_name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self._session.run(None, {self._input_name: batch})
         return out
 
 

@@ -1,4 +1,5 @@
-"""Session fixtures: a tiny per-frame speech model trained on synthetic audio, exported and loaded.
+"""Session fixtures: a tiny per-frame speech model trained on synthetic audio, exported (with its
+ONNX asset, as ``export_savedmodel`` writes by default) and loaded.
 
 The model is two 'same'-padded Conv1D layers over time (receptive field ±4 frames, so its
 ``context_frames`` is 4); it learns in a few seconds on one CPU thread to tell harmonic,
@@ -105,11 +106,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model) -
 
 @pytest.fixture(scope="session")
 def tiny_tflite_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_keras_model) -> Path:
-    """The same tiny model exported with a TFLite asset (runs on TensorFlow and on LiteRT)."""
-    return _export_tiny(tiny_keras_model, tmp_path_factory.mktemp("models") / "tiny", tflite=True)
+    """The same tiny model exported with a TFLite asset and without an ONNX one (runs on
+    TensorFlow and on LiteRT; ``auto`` chooses between those two)."""
+    return _export_tiny(
+        tiny_keras_model, tmp_path_factory.mktemp("models") / "tiny", onnx=False, tflite=True
+    )
 
 
-def _export_tiny(keras_model, out: Path, *, tflite: bool = False) -> Path:
+def _export_tiny(keras_model, out: Path, *, onnx: bool = True, tflite: bool = False) -> Path:
     from ocml.models.export import export_savedmodel
 
     cfg = FeatureConfig()
@@ -124,6 +128,7 @@ def _export_tiny(keras_model, out: Path, *, tflite: bool = False) -> Path:
         postprocess=TINY_POSTPROCESS,
         training={"data": "synthetic speechlike bursts, 120 s", "seed": 0},
         metrics={},
+        onnx=onnx,
         tflite=tflite,
     )
 

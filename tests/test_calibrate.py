@@ -48,6 +48,10 @@ def test_calibrated_savedmodel_applies_the_transform(tiny_model_dir: Path, tmp_p
     assert calibrated.predict(batch).shape == (3, 411)
     np.testing.assert_allclose(calibrated.predict(batch), _expected(p, 1.7, -0.8), atol=1e-5)
     assert not np.allclose(calibrated.predict(batch), p, atol=1e-3)
+    # its own ONNX asset, transform (Log1p) included
+    assert calibrated.metadata["onnx"] == {"file": "model.onnx"}
+    on_onnx = load_model(out, runtime="onnx").predict(batch)
+    np.testing.assert_allclose(on_onnx, calibrated.predict(batch), atol=1e-4)
     meta = calibrated.metadata
     assert meta["calibration"] == {"a": 1.7, "b": -0.8, "fitted_on": ["a", "b"]}
     assert meta["postprocess"] == {"threshold": 0.55}

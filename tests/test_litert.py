@@ -102,10 +102,10 @@ def test_recurrent_model_windows_and_tail_match(tmp_path: Path) -> None:
 
 
 def test_litert_needs_the_asset(tiny_model_dir: Path) -> None:
-    with pytest.raises(ModelError, match="needs a TFLite flatbuffer"):
+    with pytest.raises(ModelError, match="needs the model's TFLite flatbuffer"):
         load_model(tiny_model_dir, runtime="litert")
-    with pytest.raises(ModelError, match="unknown runtime 'onnx'"):
-        load_model(tiny_model_dir, runtime="onnx")
+    with pytest.raises(ModelError, match="unknown runtime 'openvino'"):
+        load_model(tiny_model_dir, runtime="openvino")
 
 
 @pytest.mark.parametrize(

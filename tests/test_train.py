@@ -153,9 +153,11 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     exported = load_model(out)
     assert (exported.name, exported.version) == ("renamed", "2.0.0")
     assert exported.metadata["metrics"]["f1"] == data["overall"]["f1"]
-    lite = load_model(out, runtime="litert")
+    assert exported.metadata["onnx"] == {"file": "model.onnx"}  # written unless --no-onnx
     probe = np.random.default_rng(0).normal(-5, 3, (2, 321, 64)).astype(np.float32)
-    np.testing.assert_allclose(lite.predict(probe), exported.predict(probe), atol=1e-4)
+    for runtime in ("litert", "onnx"):
+        other = load_model(out, runtime=runtime)
+        np.testing.assert_allclose(other.predict(probe), exported.predict(probe), atol=1e-4)
 
 
 def test_autoencoder_pretrain_then_few_label_readout(workspace: dict[str, Path]) -> None:
