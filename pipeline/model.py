@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import importlib
 import importlib.resources
 import json
 import logging
@@ -531,12 +532,7 @@ def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
     The flatbuffer has batch 1 and any number of frames (a fixed batch is what lets a recurrent
     layer convert to built-in ops); each length change re-plans the interpreter (cheap).
     """
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        raise ModelError(
-            f"runtime litert needs the ai-edge-litert package ({exc})", path=str(root)
-        ) from exc
+    Interpreter = _runtime_module("ai_edge_litert.interpreter", "litert", root).Interpreter
     file = _asset_file(root, metadata, ASSETS["litert"])
     try:
         with native_noise_filtered():  # the first allocation announces its XNNPACK delegate
@@ -571,6 +567,17 @@ class _LiteRTRunner:
         return out
 
 
+def _runtime_module(module: str, runtime: str, root: Path) -> Any:
+    """The optional ``module`` a ``runtime`` runs on; ``ModelError`` naming its package if absent."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".")[0].replace("_", "-")
+        raise ModelError(
+            f"runtime {runtime} needs the {package} package ({exc})", path=str(root)
+        ) from exc
+
+
 def _asset_file(root: Path, metadata: Mapping[str, Any], asset: Asset) -> Path:
     """The path of the ``asset`` that ``metadata`` declares; ``ModelError`` naming it if missing."""
     file = root / "assets" / metadata[asset.key]["file"]
@@ -588,12 +595,7 @@ def _open_onnx(root: Path, metadata: dict[str, Any]) -> Runner:
     arena stays on: without it the batch of 12 × 2400 frames peaked ~85 MB lower but ran ~35 %
     slower (the recurrent loop allocates at every step; docs/performance.md).
     """
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ModelError(
-            f"runtime onnx needs the onnxruntime package ({exc})", path=str(root)
-        ) from exc
+    onnxruntime = _runtime_module("onnxruntime", "onnx", root)
     file = _asset_file(root, metadata, ASSETS["onnx"])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = _threads.get("threads", 1)

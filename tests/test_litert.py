@@ -25,6 +25,7 @@ from ocml.pipeline.postprocess import PRESETS
 from ocml.pipeline.segment import segment_file
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
+from tests.runtimes import assert_segments_without_tensorflow
 
 TOLERANCE = 1e-4
 
@@ -55,22 +56,7 @@ def test_segment_file_on_litert_matches_tensorflow(
 
 
 def test_litert_never_imports_tensorflow(lecture: Path, tiny_tflite_model_dir: Path) -> None:
-    code = f"""
-import sys
-from ocml.pipeline.model import configure_tensorflow, load_model
-from ocml.pipeline.postprocess import PRESETS
-from ocml.pipeline.segment import segment_file
-configure_tensorflow(1)
-model = load_model({str(tiny_tflite_model_dir)!r}, runtime="litert", background=True)
-result = segment_file({str(lecture)!r}, model, PRESETS["default"])
-print(len(result.segments), "tensorflow" in sys.modules, "keras" in sys.modules)
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
-    )
-    count, tensorflow, keras = out.stdout.split()
-    assert int(count) > 0 and tensorflow == keras == "False"
-    assert out.stderr == ""
+    assert_segments_without_tensorflow(tiny_tflite_model_dir, "litert", lecture)
 
 
 def test_recurrent_model_windows_and_tail_match(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from ocml.pipeline.postprocess import PRESETS
 from ocml.pipeline.segment import segment_file
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
+from tests.runtimes import assert_segments_without_tensorflow
 
 TOLERANCE = 1e-4
 SAMPLE = Path(__file__).resolve().parent / "data" / "lecture-sample.flac"
@@ -92,22 +93,7 @@ def test_shipped_model_on_onnx_matches_tensorflow_over_a_real_recording() -> Non
 
 
 def test_onnx_never_imports_tensorflow() -> None:
-    code = f"""
-import sys
-from ocml.pipeline.model import configure_tensorflow, load_model
-from ocml.pipeline.postprocess import PRESETS
-from ocml.pipeline.segment import segment_file
-configure_tensorflow(1)
-model = load_model(runtime="onnx", background=True)
-result = segment_file({str(SAMPLE)!r}, model, PRESETS["default"])
-print(len(result.segments), "tensorflow" in sys.modules, "keras" in sys.modules)
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
-    )
-    count, tensorflow, keras = out.stdout.split()
-    assert int(count) > 0 and tensorflow == keras == "False"
-    assert out.stderr == ""
+    assert_segments_without_tensorflow(None, "onnx", SAMPLE)
 
 
 def test_ocml_segment_gives_the_same_segments_on_onnx_and_tensorflow(tmp_path: Path) -> None:

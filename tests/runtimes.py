@@ -1,0 +1,28 @@
+"""Checks shared by the tests of the runtimes that must not need TensorFlow (onnx, litert)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def assert_segments_without_tensorflow(model: Path | None, runtime: str, audio: Path) -> None:
+    """Segment ``audio`` in a fresh interpreter on ``runtime`` (``model`` None: the shipped one)
+    and check it found speech, never imported TensorFlow or Keras, and wrote nothing to stderr."""
+    code = f"""
+import sys
+from ocml.pipeline.model import configure_tensorflow, load_model
+from ocml.pipeline.postprocess import PRESETS
+from ocml.pipeline.segment import segment_file
+configure_tensorflow(1)
+model = load_model({str(model) if model else None!r}, runtime={runtime!r}, background=True)
+result = segment_file({str(audio)!r}, model, PRESETS["default"])
+print(len(result.segments), "tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    count, tensorflow, keras = out.stdout.split()
+    assert int(count) > 0 and tensorflow == keras == "False"
+    assert out.stderr == ""
