@@ -29,7 +29,7 @@ MIN_DURATION = 0.1
 BLOCK_SECONDS = 30.0
 FEATURE_AHEAD_SECONDS = 600.0
 """Seconds of features (~15 MB) that may wait for inference while the model is still loading:
-covers TensorFlow's start-up. Once it has loaded, features stay two blocks ahead."""
+covers TensorFlow's start-up. Once it has loaded, features stay one inference batch ahead."""
 MAX_PREALLOCATED_SECONDS = 24 * 3600.0
 """The most of a header's stated duration the probabilities are preallocated for."""
 
@@ -58,15 +58,20 @@ def segment_file(
     two apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than
     decoding and features sharing one thread. A model still loading in the background
     (``load_model(..., background=True)``) delays only inference; decoding and features start at
-    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then stay two blocks
-    ahead: a long recording would otherwise keep that lookahead full for most of its run while a
-    short one never fills it, and peak memory would grow with the length.
+    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most one inference
+    batch (plus a block) ahead: enough for the next batch to be ready when the current one ends,
+    and what any recording longer than a few batches reaches. Kept at 600 s throughout, the
+    queue stayed full for most of a long recording's run while a short one never filled it, so
+    peak memory grew with the length.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
     started = time.perf_counter()
     path = os.fspath(path)
     cfg = model.features
-    ahead = max(2, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
+    inference = Inference(model)
+    block_frames = block_seconds * cfg.sample_rate / cfg.hop_length
+    one_batch = max(2, math.ceil(inference.batch_size * inference.chunk_frames / block_frames) + 1)
+    ahead = max(one_batch, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
     with contextlib.ExitStack() as stack:
         recording = stack.enter_context(Recording(path))
         info = recording.info
@@ -76,14 +81,14 @@ def segment_file(
             contextlib.closing(
                 prefetch(
                     stream_logmel(prefetch(blocks, depth=2), cfg),
-                    depth=lambda: 2 if model.ready else ahead,
+                    depth=lambda: one_batch if model.ready else ahead,
                 )
             )
         )
         hop = cfg.grid.hop
         expected = min(info.duration, MAX_PREALLOCATED_SECONDS) * cfg.sample_rate
         probs = FrameValues(cfg.frames(math.ceil(expected)))
-        for chunk in Inference(model)(features):
+        for chunk in inference(features):
             probs.append(chunk)
             if progress is not None:
                 progress(len(probs) * hop, info.duration)
