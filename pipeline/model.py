@@ -357,6 +357,11 @@ class Model:
             f"runtime={self.runtime!r}, path='{self.path}')"
         )
 
+    @property
+    def ready(self) -> bool:
+        """Whether the network has finished loading (or failed to): ``predict`` would not wait."""
+        return self._runner.done()
+
     def wait(self) -> Model:
         """Block until the network is loaded; raises the loading's ``ModelError``."""
         self._runner.result()

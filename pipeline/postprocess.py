@@ -212,11 +212,20 @@ Spans = np.ndarray
 
 
 def _runs(mask: np.ndarray) -> Spans:
-    """Maximal runs of True in a boolean vector as ``[start, end)`` index pairs."""
-    edges = np.diff(mask.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1).astype(
-        np.int64
-    )
+    """Maximal runs of True in a boolean vector as ``[start, end)`` index pairs.
+
+    Needs one temporary byte per element (where neighbours differ) besides indices per run.
+    """
+    if len(mask) == 0:
+        return np.zeros((0, 2), np.int64)
+    change = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    rising = mask[change]
+    starts, ends = change[rising], change[~rising]
+    if mask[0]:
+        starts = np.concatenate([[0], starts])
+    if mask[-1]:
+        ends = np.concatenate([ends, [len(mask)]])
+    return np.stack([starts, ends], axis=1).astype(np.int64)
 
 
 def _speech_between(spans: Spans, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -288,7 +297,10 @@ class Binarize:
         p ≥ threshold to its end, or none if no frame reaches threshold.
         """
         runs = _runs(probs >= self.params.neg_threshold)
-        high = np.flatnonzero(probs >= self.params.threshold)
+        # The first frame with p >= threshold in a run starts a run of such frames (the frame
+        # before it is below threshold), so those runs' starts are all the onsets needed: an
+        # index per run, not one per speech frame (8 bytes each, most of a lecture's frames).
+        high = _runs(probs >= self.params.threshold)[:, 0]
         if len(runs) == 0 or len(high) == 0:
             return np.zeros((0, 2), np.int64)
         first = np.searchsorted(high, runs[:, 0])
@@ -369,13 +381,17 @@ class Binarize:
 
     @staticmethod
     def confidence(probs: np.ndarray, spans: Spans, grid: FrameGrid) -> np.ndarray:
-        """Mean probability over the frames whose centres lie in each span (the nearest frame if none)."""
+        """Mean probability over the frames whose centres lie in each span (the nearest frame if none).
+
+        One float64 mean per span over a view of ``probs``: no array as long as the recording
+        (a running sum of every frame would be 16 bytes per frame, four times ``probs`` itself).
+        """
         if len(spans) == 0 or len(probs) == 0:
             return np.zeros(len(spans))
-        total = np.concatenate([[0.0], np.cumsum(probs, dtype=np.float64)])
         hop_ms, offset_ms = grid.hop * 1000.0, grid.offset * 1000.0
         first = np.ceil((spans[:, 0] - offset_ms) / hop_ms - 1e-9).astype(np.int64)
         last = np.floor((spans[:, 1] - offset_ms) / hop_ms + 1e-9).astype(np.int64) + 1
         first = np.clip(first, 0, len(probs) - 1)
         last = np.clip(last, first + 1, len(probs))
-        return (total[last] - total[first]) / (last - first)
+        sums = np.array([probs[a:b].sum(dtype=np.float64) for a, b in zip(first, last)])
+        return sums / (last - first)

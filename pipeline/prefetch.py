@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -12,7 +12,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
+def prefetch(items: Iterable[T], *, depth: int | Callable[[], int] = 2) -> Iterator[T]:
     """Yield ``items`` while a worker thread produces up to ``depth`` of them ahead.
 
     numpy's FFT and matmul, PyAV's decoder and TensorFlow release the GIL, so on two cores the
@@ -20,10 +20,17 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
     exception in the producer is re-raised in the consumer, in order. Closing the generator early
     stops the producer after at most ``depth`` more items and closes ``items`` in the producer's
     thread (a decoder is never closed under the thread that is using it).
+
+    ``depth`` may be a callable, asked again before each item is queued (and after the consumer
+    takes one): the producer may run far ahead while the consumer cannot start yet (a model still
+    loading) and stays close behind once it can, so what waits in the queue does not depend on
+    how long the stream is.
     """
-    if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth!r}")
-    slots: queue.Queue = queue.Queue(maxsize=depth)
+    limit = depth if callable(depth) else lambda: depth
+    if limit() < 1:
+        raise ValueError(f"depth must be at least 1, got {limit()!r}")
+    slots: queue.Queue = queue.Queue()  # bounded by `room`, so a put never blocks
+    room = threading.Condition()
     stop = threading.Event()
 
     source = iter(items)
@@ -31,6 +38,8 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
     def produce() -> None:
         try:
             for item in source:
+                with room:
+                    room.wait_for(lambda: stop.is_set() or slots.qsize() < max(1, limit()))
                 if stop.is_set():
                     return
                 slots.put(item)
@@ -48,6 +57,8 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
     try:
         while True:
             item = slots.get()
+            with room:
+                room.notify()
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
@@ -55,11 +66,8 @@ def prefetch(items: Iterable[T], *, depth: int = 2) -> Iterator[T]:
             yield item
     finally:
         stop.set()
-        while thread.is_alive():
-            try:
-                slots.get(timeout=0.05)
-            except queue.Empty:
-                pass
+        with room:
+            room.notify()
         thread.join()
 
 

@@ -28,7 +28,10 @@ Progress = Callable[[float, float], None]
 MIN_DURATION = 0.1
 BLOCK_SECONDS = 30.0
 FEATURE_AHEAD_SECONDS = 600.0
-"""Seconds of features (~24 MB) that may wait for inference: covers TensorFlow's start-up."""
+"""Seconds of features (~15 MB) that may wait for inference while the model is still loading:
+covers TensorFlow's start-up. Once it has loaded, features stay one inference batch ahead."""
+MAX_PREALLOCATED_SECONDS = 24 * 3600.0
+"""The most of a header's stated duration the probabilities are preallocated for."""
 
 
 def resolve_params(
@@ -55,29 +58,40 @@ def segment_file(
     two apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than
     decoding and features sharing one thread. A model still loading in the background
     (``load_model(..., background=True)``) delays only inference; decoding and features start at
-    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads.
+    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most one inference
+    batch (plus a block) ahead: enough for the next batch to be ready when the current one ends,
+    and what any recording longer than a few batches reaches. Kept at 600 s throughout, the
+    queue stayed full for most of a long recording's run while a short one never filled it, so
+    peak memory grew with the length.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
     started = time.perf_counter()
     path = os.fspath(path)
     cfg = model.features
-    ahead = max(2, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
+    inference = Inference(model)
+    block_frames = block_seconds * cfg.sample_rate / cfg.hop_length
+    one_batch = max(2, math.ceil(inference.batch_size * inference.chunk_frames / block_frames) + 1)
+    ahead = max(one_batch, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
     with contextlib.ExitStack() as stack:
         recording = stack.enter_context(Recording(path))
         info = recording.info
         blocks = recording.blocks(sample_rate=cfg.sample_rate, block_seconds=block_seconds)
         # Closed first on the way out, so the decoding thread stops before the file closes.
         features = stack.enter_context(
-            contextlib.closing(prefetch(stream_logmel(prefetch(blocks, depth=2), cfg), depth=ahead))
+            contextlib.closing(
+                prefetch(
+                    stream_logmel(prefetch(blocks, depth=2), cfg),
+                    depth=lambda: one_batch if model.ready else ahead,
+                )
+            )
         )
         hop = cfg.grid.hop
-        chunks: list[np.ndarray] = []
-        frames_done = 0
-        for chunk in Inference(model)(features):
-            chunks.append(chunk)
-            frames_done += len(chunk)
+        expected = min(info.duration, MAX_PREALLOCATED_SECONDS) * cfg.sample_rate
+        probs = FrameValues(cfg.frames(math.ceil(expected)))
+        for chunk in inference(features):
+            probs.append(chunk)
             if progress is not None:
-                progress(frames_done * hop, info.duration)
+                progress(len(probs) * hop, info.duration)
         duration = recording.samples / cfg.sample_rate
         if duration < MIN_DURATION:
             raise InputTooShort(
@@ -85,7 +99,7 @@ def segment_file(
                 path=path,
             )
         sha256 = recording.sha256()
-    probabilities = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    probabilities = probs.values()
     segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid)
     if progress is not None:
         progress(duration, duration)
@@ -110,6 +124,37 @@ def segment_file(
         processing_seconds=time.perf_counter() - started,
         created=utc_now(),
     )
+
+
+class FrameValues:
+    """Per-frame float32 values appended chunk by chunk into one array, held once.
+
+    Collecting chunks and concatenating them at the end holds every value twice at that moment;
+    here they go straight into an array sized for the expected number of frames (``np.empty``:
+    pages never written cost no memory, so a generous guess is free), which doubles when a stream
+    turns out longer than its header said.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self._data = np.empty(max(expected, 1), dtype=np.float32)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, chunk: np.ndarray) -> None:
+        """Adds ``chunk``'s values (1-D) after those already held."""
+        end = self._size + len(chunk)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data)), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = chunk
+        self._size = end
+
+    def values(self) -> np.ndarray:
+        """The values so far, in order (a view, not a copy)."""
+        return self._data[: self._size]
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

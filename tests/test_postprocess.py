@@ -210,6 +210,28 @@ def test_confidence_is_the_mean_over_the_frames_of_each_segment():
 # --- whole pipeline ------------------------------------------------------------------------------
 
 
+def test_binarize_of_a_long_recording_allocates_less_than_its_probabilities() -> None:
+    """Ten hours of frames (3.6 M, float32): post-processing's temporaries stay under 4 bytes per
+    frame, the size of the probabilities themselves (a float64 running sum or an index per
+    speech frame, 8 bytes each, made peak memory grow with the recording's length)."""
+    import tracemalloc
+
+    frames = 3_600_000
+    rng = np.random.default_rng(3)
+    speech = np.repeat(rng.random(frames // 50) < 0.8, 50)
+    probs = (speech * np.float32(0.9) + rng.random(frames, dtype=np.float32) * 0.1).astype(
+        np.float32
+    )
+    tracemalloc.start()
+    try:
+        segments = Binarize(PRESETS["default"])(probs, duration=frames / 100)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(segments) > 1000
+    assert peak < 4 * frames
+
+
 def test_default_binarize_end_to_end():
     probs = track(
         (1.0, 0.05), (2.0, 0.9), (0.3, 0.1), (1.0, 0.8), (2.0, 0.0), (0.1, 0.95), (1.0, 0.0)

@@ -30,9 +30,37 @@ def test_runs_the_producer_in_another_thread_at_most_depth_ahead() -> None:
     while len(produced) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.05)
-    assert len(produced) == 4  # one handed out, two queued, one blocked in put()
+    assert len(produced) == 4  # one handed out, two queued, one waiting for room
     assert threads == {"ocml-prefetch"}
     assert list(stream) == list(range(1, 10))
+
+
+def test_a_callable_depth_lets_the_producer_run_ahead_only_while_it_says_so() -> None:
+    """Far ahead while the consumer is not ready (a model loading), then close behind: the queue
+    drains to the smaller depth and stays there."""
+    produced: list[int] = []
+    ready = threading.Event()
+
+    def items():
+        for k in range(200):
+            produced.append(k)
+            yield k
+
+    stream = prefetch(items(), depth=lambda: 2 if ready.is_set() else 50)
+    assert next(stream) == 0
+    deadline = time.monotonic() + 5
+    while len(produced) < 52 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert len(produced) == 52  # one handed out, 50 queued, one waiting for room
+    ready.set()
+    taken = 1
+    for item in stream:
+        assert item == taken
+        taken += 1
+        if taken > 60:
+            assert len(produced) - taken <= 2  # queued behind it, plus one waiting for room
+    assert taken == 200
 
 
 def test_producer_exception_reaches_the_consumer_after_earlier_items() -> None:

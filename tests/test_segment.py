@@ -13,7 +13,7 @@ from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
 from ocml.pipeline.postprocess import PRESETS, Binarize, SegmentParams
 from ocml.pipeline.result import InputInfo, ModelInfo, Result, validate
-from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
+from ocml.pipeline.segment import FrameValues, file_sha256, resolve_params, segment_file
 from ocml.pipeline.writers import render_json, render_smil
 from tests.media import encode, speechlike, write_soundfile, write_video_with_audio, write_wav
 
@@ -33,6 +33,7 @@ def test_probabilities_equal_one_whole_recording_model_call(
     samples = np.concatenate(list(stream(lecture)))
     whole = tiny_model.predict(logmel(samples, tiny_model.features)[None])[0]
     assert result.probabilities.shape == whole.shape
+    assert result.probabilities.dtype == np.float32
     np.testing.assert_allclose(result.probabilities, whole, atol=1e-5)
     assert result.input.duration == len(samples) / 16000 == 31.0
 
@@ -67,6 +68,54 @@ def test_progress_rises_to_the_duration(tmp_path: Path, tiny_model: Model) -> No
     assert done == sorted(done) and len(calls) >= 2
     assert calls[-1] == (result.input.duration, result.input.duration)
     assert all(abs(total - 31.0) < 0.1 for _, total in calls[:-1])
+
+
+@pytest.mark.parametrize("expected", [0, 1, 7, 100])
+def test_frame_values_hold_every_chunk_once_in_order_whatever_the_guess(expected: int) -> None:
+    chunks = [np.arange(k, k + n, dtype=np.float32) for k, n in ((0, 3), (3, 0), (3, 40), (43, 9))]
+    values = FrameValues(expected)
+    for chunk in chunks:
+        values.append(chunk)
+    assert len(values) == 52
+    np.testing.assert_array_equal(values.values(), np.arange(52, dtype=np.float32))
+    assert values.values().dtype == np.float32
+
+
+def test_features_stay_one_batch_ahead_of_a_loaded_model(
+    lecture: Path, tiny_model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 600 s lookahead is for a model still loading; with it loaded, what waits for
+    inference must not depend on the recording's length (it did: a long file kept 600 s of
+    features, ~15 MB, queued for most of its run; a short one never filled the queue).
+    A batch here is 2 windows of 100 frames, four 0.5 s blocks: five may wait, one more is made."""
+    from ocml.pipeline import segment
+
+    monkeypatch.setitem(tiny_model.inference, "chunk_frames", 100)
+    monkeypatch.setitem(tiny_model.inference, "batch_size", 2)
+
+    made = 0
+    ahead: list[int] = []
+
+    def counted_features(blocks, cfg):
+        nonlocal made
+        for chunk in stream_logmel(blocks, cfg):
+            made += 1
+            yield chunk
+
+    class CountedInference(Inference):
+        def _windows(self, feature_chunks):
+            def taken():
+                for chunk in feature_chunks:
+                    ahead.append(made)
+                    yield chunk
+
+            return super()._windows(taken())
+
+    monkeypatch.setattr(segment, "stream_logmel", counted_features)
+    monkeypatch.setattr(segment, "Inference", CountedInference)
+    segment_file(lecture, tiny_model, PRESETS["default"], block_seconds=0.5)
+    assert len(ahead) == 62
+    assert max(made - taken for taken, made in enumerate(ahead, start=1)) <= 6
 
 
 def test_resolve_params_order(tiny_model: Model) -> None:
