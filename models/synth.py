@@ -1,9 +1,9 @@
 """`ocml-train synth`: lecture-like labelled recordings mixed from speech, noise and music.
 
-A recording is a main speaker (sometimes a second, quieter one) talking in utterances separated
-by pauses of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, alerts,
-music, reverberation up to RT60 1.3 s (tails left unlabelled), telephone-band speech, SNRs from 30
-to 0 dB, levels from −60 to −5 dBFS, slow gain drift and occasional clipping. Labels come from the clean utterances.
+A recording is a main speaker (sometimes a second one) talking in utterances separated by pauses
+of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, alerts, music,
+reverberation (tails left unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from
+−60 to −5 dBFS, slow gain drift and occasional clipping. Labels come from the clean utterances.
 Recording ``i`` depends only on ``(seed, i)`` and the sound pools, which depend only on the seed
 and the installed sources, so the same command on the same machine gives the same data set.
 """
@@ -423,7 +423,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     main_clips = [c for c in by_group[group] if c.voice == main]
     if len(main_clips) < 5 or rng.random() < 0.3:
         main_clips = by_group[group]
-    second_share = float(rng.choice([0.0, 0.1, 0.3, 0.5]))
+    second_share = float(rng.choice([0.0, 0.1, 0.3]))
     speech = np.zeros(n, np.float32)
     labels: list[list[float]] = []
     t = float(rng.uniform(0.3, min(30.0, duration / 5)))
@@ -432,8 +432,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     by_source: dict[str, float] = {}
     by_language: dict[str, float] = {}
     while True:
-        second = rng.random() < second_share
-        if second:
+        if rng.random() < second_share:
             pick = by_group[groups[rng.choice(len(groups), p=weights)]]
         else:
             pick = main_clips
@@ -446,8 +445,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         start = int(t * sr)
         if start + clip.size > int(end * sr):
             break
-        # A second speaker is further from the microphone: up to 14 dB below the main one.
-        gain = 10 ** ((rng.uniform(-14, -2) if second else rng.uniform(-4, 4)) / 20) / rms(clip)
+        gain = 10 ** (rng.uniform(-4, 4) / 20) / rms(clip)
         if phone or rng.random() < 0.05:
             clip = telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
@@ -461,7 +459,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]) if labels else speech
     )
     speech /= rms(active) if labels else 1.0
-    rt60 = float(rng.uniform(0.2, 1.3)) if rng.random() < 0.6 else None
+    rt60 = float(rng.uniform(0.2, 0.9)) if rng.random() < 0.5 else None
     if rt60:
         speech = fft_convolve(speech, room_impulse(rng, rt60, sr))[:n]
         if labels:
