@@ -1,7 +1,8 @@
 """A copy of a shipped SavedModel with a TFLite asset, for measuring the LiteRT runtime.
 
 ``ocml-train export --tflite`` adds the asset when a model is exported from its training run; the
-shipped default model was exported before that existed and its run is not in the repository. This
+shipped default model was exported before that existed and its run is not in the repository. For
+an uncalibrated model (1.0.0 and earlier; a calibrated one is refused with what to do instead) this
 rebuilds its Keras model from the recipe in its metadata, takes the weights from the SavedModel's
 variables and the feature standardisation from the two constants the Normalization layer left in
 its graph, checks the rebuilt model against the SavedModel (1e-5), and exports it again with
@@ -56,6 +57,12 @@ def rebuild(path: Path):
     from ocml.models.architectures import build
 
     metadata = read_metadata(path)
+    if "calibration" in metadata:
+        raise SystemExit(
+            f"{path}: a calibrated model (the shipped default since 2.0.0) keeps its calibration "
+            "outside the Keras model and cannot be rebuilt here; give its training run a TFLite "
+            "asset with `ocml-train export RUN OUT --tflite` and pass OUT as --litert-model"
+        )
     recipe = metadata["training"]["recipe"]
     n_mels = metadata["features"]["n_mels"]
     mean, std = standardisation(path, n_mels)
