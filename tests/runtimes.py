@@ -6,6 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ocml.pipeline.model import load_model
+from ocml.pipeline.postprocess import PRESETS
+from ocml.pipeline.segment import segment_file
+
 
 def assert_segments_without_tensorflow(model: Path | None, runtime: str, audio: Path) -> None:
     """Segment ``audio`` in a fresh interpreter on ``runtime`` (``model`` None: the shipped one)
@@ -26,3 +32,18 @@ print(len(result.segments), "tensorflow" in sys.modules, "keras" in sys.modules)
     count, tensorflow, keras = out.stdout.split()
     assert int(count) > 0 and tensorflow == keras == "False"
     assert out.stderr == ""
+
+
+def assert_same_result_as_tensorflow(
+    model: Path, runtime: str, audio: Path, *, tolerance: float
+) -> None:
+    """``segment_file`` of ``audio`` on ``runtime`` against the TensorFlow reference, in 7 s
+    blocks: probabilities within ``tolerance``, the same segments, input and model records."""
+    reference = load_model(model, runtime="tensorflow")
+    other = load_model(model, runtime=runtime)
+    expected = segment_file(audio, reference, PRESETS["default"], block_seconds=7.0)
+    got = segment_file(audio, other, PRESETS["default"], block_seconds=7.0)
+    assert got.probabilities.shape == expected.probabilities.shape
+    assert np.abs(got.probabilities - expected.probabilities).max() < tolerance
+    assert got.segments == expected.segments
+    assert got.input == expected.input and got.model == expected.model

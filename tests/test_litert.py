@@ -21,11 +21,9 @@ from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import FeatureConfig, logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import LITERT_MAX_SECONDS, choose_runtime, load_model
-from ocml.pipeline.postprocess import PRESETS
-from ocml.pipeline.segment import segment_file
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
-from tests.runtimes import assert_segments_without_tensorflow
+from tests.runtimes import assert_same_result_as_tensorflow, assert_segments_without_tensorflow
 
 TOLERANCE = 1e-4
 
@@ -45,14 +43,7 @@ def test_export_declares_the_asset(tiny_tflite_model_dir: Path) -> None:
 def test_segment_file_on_litert_matches_tensorflow(
     lecture: Path, tiny_tflite_model_dir: Path
 ) -> None:
-    reference = load_model(tiny_tflite_model_dir)
-    lite = load_model(tiny_tflite_model_dir, runtime="litert")
-    expected = segment_file(lecture, reference, PRESETS["default"], block_seconds=7.0)
-    got = segment_file(lecture, lite, PRESETS["default"], block_seconds=7.0)
-    assert got.probabilities.shape == expected.probabilities.shape
-    assert np.abs(got.probabilities - expected.probabilities).max() < TOLERANCE
-    assert got.segments == expected.segments
-    assert got.input == expected.input and got.model == expected.model
+    assert_same_result_as_tensorflow(tiny_tflite_model_dir, "litert", lecture, tolerance=TOLERANCE)
 
 
 def test_litert_never_imports_tensorflow(lecture: Path, tiny_tflite_model_dir: Path) -> None:

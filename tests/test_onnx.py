@@ -28,11 +28,9 @@ from ocml.pipeline.model import (
     read_metadata,
     runtime_depends_on_duration,
 )
-from ocml.pipeline.postprocess import PRESETS
-from ocml.pipeline.segment import segment_file
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
-from tests.runtimes import assert_segments_without_tensorflow
+from tests.runtimes import assert_same_result_as_tensorflow, assert_segments_without_tensorflow
 
 TOLERANCE = 1e-4
 SAMPLE = Path(__file__).resolve().parent / "data" / "lecture-sample.flac"
@@ -66,14 +64,7 @@ def test_export_without_onnx_has_no_asset(tiny_tflite_model_dir: Path) -> None:
 
 
 def test_segment_file_on_onnx_matches_tensorflow(lecture: Path, tiny_model_dir: Path) -> None:
-    reference = load_model(tiny_model_dir, runtime="tensorflow")
-    onnx = load_model(tiny_model_dir, runtime="onnx")
-    expected = segment_file(lecture, reference, PRESETS["default"], block_seconds=7.0)
-    got = segment_file(lecture, onnx, PRESETS["default"], block_seconds=7.0)
-    assert got.probabilities.shape == expected.probabilities.shape
-    assert np.abs(got.probabilities - expected.probabilities).max() < TOLERANCE
-    assert got.segments == expected.segments
-    assert got.input == expected.input and got.model == expected.model
+    assert_same_result_as_tensorflow(tiny_model_dir, "onnx", lecture, tolerance=TOLERANCE)
 
 
 def test_shipped_model_on_onnx_matches_tensorflow_over_a_real_recording() -> None:
