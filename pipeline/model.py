@@ -476,7 +476,11 @@ def _model(
             runner.set_exception(exc)
 
     if background:
-        threading.Thread(target=load, name="ocml-model-load", daemon=True).start()
+        # Not a daemon: the interpreter's exit waits for the load to end. A process that exits
+        # while the thread is inside TensorFlow's or ONNX Runtime's native code (every file
+        # failed before inference) is otherwise aborted ("terminate called without an active
+        # exception", status -6).
+        threading.Thread(target=load, name="ocml-model-load", daemon=False).start()
     else:
         load()
         runner.result()

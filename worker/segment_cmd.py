@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,8 +130,6 @@ def segment(
         )
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        _let_loading_end(model)
     if failures:
         click.echo(f"{failures} of {len(inputs)} files failed", err=True)
         sys.exit(1)
@@ -165,19 +162,6 @@ class _Options:
     no_speech: str
     track: TrackIdentity
     show_progress: bool
-
-
-def _let_loading_end(model: Any) -> None:
-    """Waits until the background model load has ended, loaded or failed, before the process exits.
-
-    When every file fails before inference (an unwritable output directory), the process would
-    otherwise exit while the loading thread is inside ONNX Runtime's or TensorFlow's native code,
-    and the interpreter's shutdown aborts it ("terminate called without an active exception",
-    exit status -6 instead of 1). A load error matters only to a file that reached inference,
-    which has reported it already.
-    """
-    with contextlib.suppress(Exception):
-        model.wait()
 
 
 def _segment_one(path, output_dir, formats, model, params, options: _Options) -> bool:
