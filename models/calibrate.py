@@ -147,7 +147,12 @@ def write_calibrated(
     SavedModel, transform included); the original's runtime assets are never carried over.
     """
     from ocml.models.export import ONNX_FILE, probe_batch, write_checked
-    from ocml.pipeline.model import ASSETS, SIGNATURES, import_tensorflow, open_savedmodel
+    from ocml.pipeline.model import (
+        ASSETS,
+        import_tensorflow,
+        open_savedmodel,
+        serving_signature_name,
+    )
     from ocml.pipeline.result import utc_now
 
     src, out = Path(model_path), Path(out_dir)
@@ -180,7 +185,7 @@ def write_calibrated(
     n_mels = original.features.n_mels
     tf = import_tensorflow()
     loaded = tf.saved_model.load(str(src))
-    signature = loaded.signatures[next(s for s in SIGNATURES if s in loaded.signatures)]
+    signature = loaded.signatures[serving_signature_name(loaded, src)]
     ((input_name, _),) = signature.structured_input_signature[1].items()
     ((output_key, _),) = signature.structured_outputs.items()
 

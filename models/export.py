@@ -31,11 +31,11 @@ from ocml.pipeline.model import (
     FORMAT_VERSION,
     LABELS,
     METADATA_FILE,
-    SIGNATURES,
     import_tensorflow,
     native_noise_filtered,
     open_savedmodel,
     read_metadata,
+    serving_signature_name,
 )
 from ocml.pipeline.result import utc_now
 
@@ -311,7 +311,7 @@ def onnx_from_savedmodel(path: str | os.PathLike[str]) -> bytes:
     calibration's logit), which tf2onnx does not convert, becomes ``Log(x + 1)``
     (`_log1p_as_log`). ``ModelError`` when the converter is missing or fails.
     """
-    import_tensorflow()
+    tf = import_tensorflow()
     try:
         import tf2onnx
         from tf2onnx import tf_loader
@@ -320,7 +320,7 @@ def onnx_from_savedmodel(path: str | os.PathLike[str]) -> bytes:
             f"writing the ONNX asset needs the onnx and tf2onnx packages "
             f"(pip install 'opencast-ml[train]'), or export without it ({exc})"
         ) from exc
-    name = _serving_signature(Path(path))
+    name = serving_signature_name(tf.saved_model.load(str(path)), path)
     tf2onnx.logging.set_level(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), native_noise_filtered():
         try:
@@ -340,18 +340,6 @@ def onnx_from_savedmodel(path: str | os.PathLike[str]) -> bytes:
                 f"cannot convert to ONNX: {type(exc).__name__}: {exc}", path=str(path)
             ) from exc
     return proto.SerializeToString()
-
-
-def _serving_signature(path: Path) -> str:
-    """The name of the SavedModel's serving signature, the one ``pipeline.model`` serves."""
-    tf = import_tensorflow()
-    signatures = tf.saved_model.load(str(path)).signatures
-    name = next((s for s in SIGNATURES if s in signatures), None)
-    if name is None:
-        raise ModelError(
-            f"SavedModel has no serving signature (looked for {list(SIGNATURES)})", path=str(path)
-        )
-    return name
 
 
 def _log1p_as_log(ctx: Any, node: Any, name: str, args: list[Any]) -> None:

@@ -494,6 +494,19 @@ def _model(
     )
 
 
+def serving_signature_name(loaded: Any, root: str | os.PathLike[str]) -> str:
+    """The name of the serving signature (the first of `SIGNATURES`) of the SavedModel
+    ``loaded`` from ``root``; ``ModelError`` naming what it has if none."""
+    name = next((s for s in SIGNATURES if s in loaded.signatures), None)
+    if name is None:
+        raise ModelError(
+            f"SavedModel has no serving signature (looked for {list(SIGNATURES)}, "
+            f"found {sorted(loaded.signatures)})",
+            path=str(root),
+        )
+    return name
+
+
 def _open_tensorflow(root: Path, metadata: dict[str, Any]) -> Runner:
     """The SavedModel's serving signature, checked against the metadata."""
     tf = import_tensorflow()
@@ -503,14 +516,7 @@ def _open_tensorflow(root: Path, metadata: dict[str, Any]) -> Runner:
         raise ModelError(
             f"cannot load SavedModel: {type(exc).__name__}: {exc}", path=str(root)
         ) from exc
-    name = next((s for s in SIGNATURES if s in loaded.signatures), None)
-    if name is None:
-        raise ModelError(
-            f"SavedModel has no serving signature (looked for {list(SIGNATURES)}, "
-            f"found {sorted(loaded.signatures)})",
-            path=str(root),
-        )
-    signature = loaded.signatures[name]
+    signature = loaded.signatures[serving_signature_name(loaded, root)]
     return _TensorFlowRunner(
         tf,
         loaded,
