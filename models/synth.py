@@ -1,7 +1,8 @@
 """`ocml-train synth`: lecture-like labelled recordings mixed from speech, noise and music.
 
 A recording is a main speaker (sometimes a second one) talking in utterances separated by pauses
-of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, alerts, music,
+of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, steady noise
+bursts, alerts, music,
 reverberation (tails left unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from
 −60 to −5 dBFS, slow gain drift and occasional clipping. Labels come from the clean utterances.
 Recording ``i`` depends only on ``(seed, i)`` and the sound pools, which depend only on the seed
@@ -269,7 +270,8 @@ def _pause(rng: np.random.Generator) -> float:
 
 
 EVENTS = (
-    "click", "tap", "burst", "knock", "door", "applause", "cough", "chair", "keyboard", "steps",
+    "click", "tap", "burst", "hiss", "knock", "door", "applause", "cough", "chair", "keyboard",
+    "steps",
 )  # fmt: skip
 
 
@@ -381,9 +383,22 @@ def _event_samples(rng: np.random.Generator, kind: str, sr: int) -> np.ndarray:
             rng.uniform(1.5, 2.5),
             lambda: _decaying(rng, sr, rng.uniform(60, 200), 0.12, 35),
         )
+    if kind == "hiss":
+        return _hiss(rng, sr)
     n = int(sr * rng.uniform(0.1, 0.8))
     env = np.sin(np.linspace(0, np.pi, n)) ** 2
     return (colored_noise(rng, n, rng.uniform(0, 2)) * env).astype(np.float32)
+
+
+def _hiss(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Steady noise of any colour for 0.3–4 s, switched on and off within 2–100 ms: a test signal,
+    a vent, a radio between stations. Speech detectors take its sudden broadband energy for a
+    voice, so it is trained as non-speech often and at every level."""
+    n = int(sr * rng.uniform(0.3, 4.0))
+    ramp = min(n // 2, int(sr * rng.uniform(0.002, 0.1)))
+    env = np.ones(n)
+    env[:ramp] = env[n - ramp :][::-1] = np.linspace(0, 1, ramp)
+    return colored_noise(rng, n, float(rng.uniform(0, 2.5))) * env.astype(np.float32)
 
 
 def fan(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
@@ -517,8 +532,8 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
     parts = [colored_noise(rng, n, float(rng.choice([0.0, 1.0, 1.5, 2.0])))]
     if rng.random() < 0.6:
         parts.append(colored_noise(rng, n, 2.5) * rng.uniform(0.3, 1.0))
-    if rng.random() < 0.35:
-        parts.append(hum(rng, n, sr) * 10 ** (rng.uniform(-15, 0) / 20))
+    if rng.random() < 0.35:  # up to 10 dB above the noise: a hum-dominated bed
+        parts.append(hum(rng, n, sr) * 10 ** (rng.uniform(-15, 10) / 20))
     if rng.random() < 0.35:
         parts.append(fan(rng, n, sr) * 10 ** (rng.uniform(-10, 3) / 20))
     if pools.effects and rng.random() < 0.15:
@@ -547,6 +562,11 @@ def _events_and_music(
         x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20)
         start = int(rng.integers(0, n - x.size))
         out[start : start + x.size] += x
+    if rng.random() < 0.4:  # steady noise bursts, up to as loud as the voice
+        for _ in range(int(rng.integers(2, 9))):
+            x = _hiss(rng, sr)[: n // 2] * 10 ** (rng.uniform(-20, 0) / 20)
+            start = int(rng.integers(0, n - x.size))
+            out[start : start + x.size] += x
     if rng.random() < 0.7:
         for _ in range(int(rng.integers(1, 4))):
             seconds = float(rng.uniform(3, 40))

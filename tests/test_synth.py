@@ -181,6 +181,18 @@ def test_every_lecture_hall_event_is_finite_and_audible(kind: str) -> None:
     assert np.isfinite(x).all() and np.abs(x).max() > 0
 
 
+def test_hiss_is_steady_noise_switched_on_and_off_quickly() -> None:
+    steady = []
+    for seed in range(20):
+        x = _event(np.random.default_rng(seed), "hiss", SR)
+        assert 0.3 * SR <= x.size <= 4 * SR
+        assert x[0] == 0 and x[-1] == 0  # ramps of 2–100 ms at both ends
+        frames = x[: x.size // 1600 * 1600].reshape(-1, 1600)  # 100 ms frames
+        level = np.sqrt((frames.astype(np.float64) ** 2).mean(1))[1:-1]
+        steady.append(np.mean((level > np.median(level) / 3) & (level < np.median(level) * 3)))
+    assert np.median(steady) == 1.0  # brown noise wanders; most draws hold their level
+
+
 def test_music_sources_are_finite_and_the_midi_file_is_well_formed() -> None:
     rng = np.random.default_rng(3)
     sung = sources.sung_tones(rng, 2.0, SR)
