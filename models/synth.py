@@ -2,9 +2,9 @@
 
 A recording is a main speaker (sometimes a second one) talking in utterances separated by pauses
 of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, steady noise
-bursts, alerts, music,
-reverberation (tails left unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from
-−60 to −5 dBFS, slow gain drift and occasional clipping. Labels come from the clean utterances.
+bursts, alerts, music, reverberation of the voice, the events and the music alike (tails left
+unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from −60 to −5 dBFS, slow gain
+drift and occasional clipping. Labels come from the clean utterances.
 Recording ``i`` depends only on ``(seed, i)`` and the sound pools, which depend only on the seed
 and the installed sources, so the same command on the same machine gives the same data set.
 """
@@ -482,7 +482,10 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     snr = float(rng.uniform(0, 30))
     noise = _noise_bed(rng, n, sr, pools)
     background = noise * 10 ** (-snr / 20)
-    background += _events_and_music(rng, n, sr, pools, labels)
+    room_sounds = _events_and_music(rng, n, sr, pools, labels)
+    if rt60:  # the room colours every sound in it, not only the voice: else reverberation = speech
+        room_sounds = fft_convolve(room_sounds, room_impulse(rng, rt60, sr))[:n]
+    background += room_sounds
     level_db = float(rng.uniform(-60, -5)) if rng.random() < 0.8 else float(rng.uniform(-35, -15))
     drift = _drift(rng, n, sr)
     y = (speech + background) * 10 ** (level_db / 20) * drift
