@@ -119,9 +119,10 @@ def synth(
     from --speech-dir folders, each source drawn by its weight. Recorded clips are trimmed by
     energy and labelled sentence by sentence. Each recording has pauses of 0.2–10 s, quiet
     stretches at both ends, room tone, fans, hum, lecture-hall events (knocks, doors, applause,
-    coughs, chairs, keyboards, steps), MIDI music in every General MIDI family with drums, sung
-    melodies, reverberation (tails unlabelled), telephone-band speech, SNRs of 0–30 dB and levels
-    of −60 to −5 dBFS. Missing sources are skipped with a warning.
+    coughs, chairs, keyboards, steps, steady noise bursts), MIDI music in every General MIDI
+    family with drums, sung melodies, one room's reverberation on the voice, the events and the
+    music alike (tails unlabelled), telephone-band speech, SNRs of 0–30 dB and levels of −60 to
+    −5 dBFS. Missing sources are skipped with a warning.
 
     Writes synth-NNNNN.flac with synth-NNNNN.json labels ({"duration", "speech": [[s, e], ...]})
     and manifest.json (with clips per source and language).

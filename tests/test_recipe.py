@@ -24,7 +24,7 @@ def test_every_shipped_recipe_loads_into_typed_sections() -> None:
         recipe = load_recipe(file.stem)
         assert recipe.arch in ARCHITECTURES and isinstance(recipe.train, TrainRecipe), file
     default = load_recipe("default")
-    assert (default.arch, default.train.epochs, default.data.crop) == ("crnn", 16, 800)
+    assert (default.arch, default.train.epochs, default.data.crop) == ("crnn", 20, 800)
     assert default.inference == {"chunk_frames": 2000, "batch_size": 12}
     assert load_recipe("tcn").arch == "tcn"
 
