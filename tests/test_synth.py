@@ -222,3 +222,28 @@ def test_source_weights_choose_the_speakers(tmp_path: Path, speech_dir: Path) ->
     )  # fmt: skip
     with pytest.raises(ValueError, match="no speech source"):
         build_pools(silenced)
+
+
+def test_a_recording_with_a_room_puts_the_other_sounds_in_it_too(
+    speech_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The voice and the events and music are reverberated with the same RT60; a recording
+    without a room has neither (only the voice in a room taught that a room means speech)."""
+    from ocml.models import synth
+
+    pools = build_pools(_cfg(speech_dir, 4))
+    calls: list[float] = []
+    real = synth.room_impulse
+
+    def spy(rng: np.random.Generator, rt60: float, sr: int) -> np.ndarray:
+        calls.append(rt60)
+        return real(rng, rt60, sr)
+
+    monkeypatch.setattr(synth, "room_impulse", spy)
+    rooms = 0
+    for index in range(8):
+        calls.clear()
+        rt60 = mix(pools, index, _cfg(speech_dir, 4)).meta["rt60"]
+        assert calls == ([rt60, rt60] if rt60 else [])
+        rooms += bool(rt60)
+    assert 0 < rooms < 8
