@@ -27,10 +27,13 @@ def model() -> Model:
     return load_model()
 
 
-def _speech_seconds(model: Model, path: Path, start: float, end: float) -> float:
-    """Seconds of ``start``–``end`` that the shipped model with its post-processing calls speech."""
-    result = segment_file(path, model, resolve_params(model))
-    return sum(max(0.0, min(s.end, end) - max(s.start, start)) for s in result.segments)
+def _speech_seconds(model: Model, path: Path, spans: list[tuple[float, float]]) -> float:
+    """Seconds of ``spans`` that the shipped model with its post-processing calls speech, from
+    one run over ``path``."""
+    segments = segment_file(path, model, resolve_params(model)).segments
+    return sum(
+        max(0.0, min(s.end, end) - max(s.start, start)) for start, end in spans for s in segments
+    )
 
 
 @pytest.mark.parametrize("rt60", [None, 0.3, 0.8])
@@ -50,7 +53,7 @@ def test_steady_noise_bursts_are_not_speech_dry_or_in_a_room(
         bursts = fft_convolve(bursts, room_impulse(rng, rt60, SR))[:n]
     x = bed / rms(bed) * 10 ** (-12 / 20) + bursts / rms(bursts[bursts != 0])
     path = write_wav(tmp_path / "bursts.wav", (x / np.abs(x).max() * 0.3).astype(np.float32), SR)
-    called = sum(_speech_seconds(model, path, s, s + 1.5) for s in (8, 18, 28))
+    called = _speech_seconds(model, path, [(s, s + 1.5) for s in (8, 18, 28)])
     assert called <= 0.45, f"{called:.2f} s of 4.5 s of noise called speech"
 
 
@@ -65,5 +68,5 @@ def test_speech_in_the_same_room_is_still_heard(model: Model, tmp_path: Path) ->
     path = write_wav(
         tmp_path / "room.wav", (wet / np.abs(wet).max() * 0.5).astype(np.float32), rate
     )
-    found = sum(_speech_seconds(model, path, s, e) for s, e in spans)
+    found = _speech_seconds(model, path, spans)
     assert found >= 0.85 * sum(e - s for s, e in spans)
