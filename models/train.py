@@ -83,11 +83,13 @@ class Examples:
         training: bool,
         soft: Mapping[Path, np.ndarray] | None = None,
         epoch_seed: int = 0,
+        frame_seconds: float,
     ) -> None:
         self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
         self.soft = soft
         self.rng = np.random.default_rng([recipe.train.seed, epoch_seed])
         self.keep = _label_mask_seed(recipe)
+        self.frame_seconds = frame_seconds
 
     def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         data = self.recipe.data
@@ -96,6 +98,9 @@ class Examples:
             path = self.shards[si]
             x, y = load_shard(path)
             weight = (y != UNLABELLED).astype(np.float32) * self.keep(path, y.shape)
+            if self.training and data.tail_seconds and data.tail_weight != 1.0:
+                tail = tail_mask(y, round(data.tail_seconds / self.frame_seconds))
+                weight *= np.where(tail, np.float32(data.tail_weight), np.float32(1.0))
             target = np.where(y == UNLABELLED, 0, y).astype(np.float32)
             if self.soft is not None:
                 a = self.recipe.train.distill_weight
@@ -130,6 +135,17 @@ class Examples:
         for c in centres:
             if w[c]:
                 yield x[c - half : c - half + width], np.float32(y[c]), np.float32(1.0)
+
+
+def tail_mask(y: np.ndarray, frames: int) -> np.ndarray:
+    """Non-speech frames at most ``frames`` after the last speech frame of the same window row.
+
+    ``y`` holds hard labels per window row (0, 1, or ``UNLABELLED``); these are where a room's
+    reverberation still rings after a voice stops, the frames a model most easily calls speech.
+    """
+    idx = np.broadcast_to(np.arange(y.shape[-1]), y.shape)
+    last = np.maximum.accumulate(np.where(y == 1, idx, -(frames + 1)), axis=-1)
+    return (y == 0) & (idx - last <= frames)
 
 
 def level_jitter(
@@ -337,7 +353,14 @@ def prepare(data: Path, recipe: Recipe, *, teacher: Any = None) -> tuple[ShardSe
     bs = recipe.data.batch_size
     soft = teacher_targets(shards.train, teacher) if teacher is not None else None
     train_ds = make_dataset(
-        Examples(shards.train, recipe, built=built, training=True, soft=soft),
+        Examples(
+            shards.train,
+            recipe,
+            built=built,
+            training=True,
+            soft=soft,
+            frame_seconds=shards.features.grid.hop,
+        ),
         n_mels=shards.features.n_mels,
         batch_size=bs,
         frame=frame,
@@ -345,7 +368,13 @@ def prepare(data: Path, recipe: Recipe, *, teacher: Any = None) -> tuple[ShardSe
     val_ds = None
     if shards.validation:
         val_ds = make_dataset(
-            Examples(shards.validation, recipe, built=built, training=False),
+            Examples(
+                shards.validation,
+                recipe,
+                built=built,
+                training=False,
+                frame_seconds=shards.features.grid.hop,
+            ),
             n_mels=shards.features.n_mels,
             batch_size=bs,
             frame=frame,

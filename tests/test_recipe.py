@@ -75,6 +75,8 @@ def test_the_plain_form_round_trips_through_yaml(tmp_path: Path) -> None:
         ({"pretrain": {"epochs": True}}, "pretrain.epochs must be a positive integer, got True"),
         ({"data": {"crop": -5}}, "data.crop must be a positive integer, got -5"),
         ({"data": {"gain_jitter_db": -1}}, "data.gain_jitter_db must lie in [0, inf], got -1"),
+        ({"data": {"tail_weight": 0}}, "data.tail_weight must be > 0, got 0"),
+        ({"data": {"tail_seconds": -0.1}}, "data.tail_seconds must lie in [0, inf], got -0.1"),
         ({"data": 3}, "data must be a mapping, got 3"),
         ({"arch": "cnn"}, "arch 'cnn' is unknown; choose one of"),
         ({"version": 1.0}, "version must be a non-empty string, got 1.0"),

@@ -285,3 +285,48 @@ def test_level_jitter_moves_bands_by_at_most_the_configured_decibels() -> None:
         assert np.abs(db).max() <= 2.0 + 6.0 + 1e-3
         assert np.ptp(db, axis=0).max() < 1e-3  # the same curve for every frame
     assert np.ptp(db[0]) > 0.1  # an equaliser, not only a gain
+
+
+def test_tail_mask_marks_the_non_speech_right_after_each_utterance_in_its_own_row() -> None:
+    from ocml.models.train import tail_mask
+
+    y = np.array(
+        [
+            [0, 1, 1, 0, 0, 0, 0, 1, 0, 0],
+            [0, 0, 0, 0, UNLABELLED, 1, UNLABELLED, 0, 0, 0],
+        ],
+        np.uint8,
+    )
+    expected = np.array(
+        [
+            [0, 0, 0, 1, 1, 0, 0, 0, 1, 1],  # row 0 starts with non-speech: no tail before speech
+            [0, 0, 0, 0, 0, 0, 0, 1, 0, 0],  # unlabelled frames are never tails
+        ],
+        bool,
+    )
+    np.testing.assert_array_equal(tail_mask(y, 2), expected)
+    assert not tail_mask(y, 0).any()
+
+
+def test_training_examples_weigh_the_tail_after_speech_as_the_recipe_says(
+    workspace: dict[str, Path],
+) -> None:
+    from ocml.models.train import Examples, tail_mask
+
+    shards = sorted(workspace["spec"].glob("*.npz"))
+    recipe = load_recipe(
+        workspace["recipe"], overrides={"data": {"crop": 200, "tail_seconds": 0.1, "tail_weight": 3}}
+    )
+    built = type("Built", (), {"window": None})()
+
+    def weights(training: bool) -> np.ndarray:
+        examples = Examples(shards, recipe, built=built, training=training, frame_seconds=0.01)
+        return np.stack([w for _, _, w in examples()])
+
+    labels = np.concatenate([load_shard(p)[1] for p in shards])
+    tails = tail_mask(labels, 10)
+    assert tails.any()
+    trained = weights(True)
+    assert sorted(np.unique(trained)) == [1.0, 3.0]
+    assert (trained == 3.0).sum() == tails.sum()  # every window, each once per epoch
+    assert set(np.unique(weights(False))) == {1.0}  # validation loss stays the plain one
