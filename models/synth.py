@@ -562,14 +562,10 @@ def _events_and_music(
             x = pools.effects[rng.integers(len(pools.effects))].samples
         else:
             x = _event(rng, str(rng.choice(EVENTS)), sr)
-        x = x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20)
-        start = int(rng.integers(0, n - x.size))
-        out[start : start + x.size] += x
+        _add_anywhere(rng, out, x[: n // 2] / rms(x) * 10 ** (rng.uniform(-25, 0) / 20))
     if rng.random() < 0.4:  # steady noise bursts, up to as loud as the voice
         for _ in range(int(rng.integers(2, 9))):
-            x = _hiss(rng, sr)[: n // 2] * 10 ** (rng.uniform(-20, 0) / 20)
-            start = int(rng.integers(0, n - x.size))
-            out[start : start + x.size] += x
+            _add_anywhere(rng, out, _hiss(rng, sr)[: n // 2] * 10 ** (rng.uniform(-20, 0) / 20))
     if rng.random() < 0.7:
         for _ in range(int(rng.integers(1, 4))):
             seconds = float(rng.uniform(3, 40))
@@ -594,6 +590,12 @@ def _events_and_music(
             start = int(rng.integers(lo, max(lo + 1, hi - x.size)))
             out[start : start + x.size] += x[: n - start]
     return out
+
+
+def _add_anywhere(rng: np.random.Generator, out: np.ndarray, x: np.ndarray) -> None:
+    """Adds ``x`` (at most half as long as ``out``) into ``out`` at a uniformly drawn start."""
+    start = int(rng.integers(0, out.size - x.size))
+    out[start : start + x.size] += x
 
 
 def _drift(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
