@@ -130,8 +130,10 @@ class DataRecipe(_Checked):
     gain_jitter_db: float = _field(6.0, _non_negative)
     eq_jitter_db: float = _field(0.0, _non_negative)
     windows_per_example: int = _field(32, _positive_int)
-    tail_seconds: float = _field(0.0, _non_negative)  # non-speech this long after speech ends...
-    tail_weight: float = _field(1.0, _positive)  # ...weighs this much in the loss (1 = like any frame)
+    # Non-speech up to tail_seconds after speech ends (a room still ringing) weighs tail_weight in
+    # the training loss; 1 weighs it like any other frame.
+    tail_seconds: float = _field(0.0, _non_negative)
+    tail_weight: float = _field(1.0, _positive)
 
 
 @dataclass(frozen=True, kw_only=True)

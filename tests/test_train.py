@@ -315,7 +315,8 @@ def test_training_examples_weigh_the_tail_after_speech_as_the_recipe_says(
 
     shards = sorted(workspace["spec"].glob("*.npz"))
     recipe = load_recipe(
-        workspace["recipe"], overrides={"data": {"crop": 200, "tail_seconds": 0.1, "tail_weight": 3}}
+        workspace["recipe"],
+        overrides={"data": {"crop": 200, "tail_seconds": 0.1, "tail_weight": 3}},
     )
     built = type("Built", (), {"window": None})()
 
