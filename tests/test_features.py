@@ -59,6 +59,7 @@ def test_from_dict_rejects_unknown_keys_by_name():
         ("fmax", 9000.0),
         ("log_offset", 0.0),
         ("win_length", 1024),
+        ("n_mels", 160),  # the lowest bands fall between two FFT bins: they would stay empty
     ],
 )
 def test_from_dict_rejects_bad_values_quoting_them(key, value):
@@ -162,7 +163,7 @@ def test_stream_equals_whole_for_any_blocks(cuts, dtype):
     assert all(len(c) > 0 for c in chunks)
     whole = logmel(_SIGNAL, CFG)
     streamed = np.concatenate(chunks) if chunks else np.zeros((0, 64), np.float32)
-    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=1e-6)
+    np.testing.assert_array_equal(streamed, whole)  # not close: equal, however the blocks fall
 
 
 def test_stream_of_less_than_a_window_yields_nothing():
@@ -183,11 +184,3 @@ def test_stream_is_lazy():
 
     first = next(stream_logmel(blocks(), CFG))
     assert first.shape == (98, 64)
-
-
-def test_blas_threads_are_restored_after_logmel():
-    from threadpoolctl import threadpool_info
-
-    before = [lib["num_threads"] for lib in threadpool_info()]
-    logmel(np.zeros(16000, np.float32), CFG)
-    assert [lib["num_threads"] for lib in threadpool_info()] == before
