@@ -134,7 +134,7 @@ class Examples:
         )
         for c in centres:
             if w[c]:
-                yield x[c - half : c - half + width], np.float32(y[c]), np.float32(1.0)
+                yield x[c - half : c - half + width], np.float32(y[c]), np.float32(w[c])
 
 
 def tail_mask(y: np.ndarray, frames: int) -> np.ndarray:

@@ -331,3 +331,19 @@ def test_training_examples_weigh_the_tail_after_speech_as_the_recipe_says(
     assert sorted(np.unique(trained)) == [1.0, 3.0]
     assert (trained == 3.0).sum() == tails.sum()  # every window, each once per epoch
     assert set(np.unique(weights(False))) == {1.0}  # validation loss stays the plain one
+
+
+def test_window_examples_carry_the_tail_weight_of_their_centre_frame(
+    workspace: dict[str, Path],
+) -> None:
+    from ocml.models.train import Examples
+
+    shards = sorted(workspace["spec"].glob("*.npz"))
+    recipe = load_recipe(
+        workspace["recipe"],
+        overrides={"data": {"windows_per_example": 200, "tail_seconds": 0.1, "tail_weight": 3}},
+    )
+    built = type("Built", (), {"window": 21})()
+    examples = Examples(shards, recipe, built=built, training=True, frame_seconds=0.01)
+    weights = sorted({float(w) for _, _, w in examples()})
+    assert weights == [1.0, 3.0]
