@@ -121,8 +121,8 @@ def synth(
     stretches at both ends, room tone, fans, hum, lecture-hall events (knocks, doors, applause,
     coughs, chairs, keyboards, steps, steady noise bursts), MIDI music in every General MIDI
     family with drums, sung melodies, one room's reverberation on the voice, the events and the
-    music alike (tails labelled non-speech), telephone-band speech, SNRs of 0–30 dB and levels of −60 to
-    −5 dBFS. Missing sources are skipped with a warning.
+    music alike (tails labelled non-speech), telephone-band speech, SNRs of 0–30 dB and levels
+    of −60 to −5 dBFS. Missing sources are skipped with a warning.
 
     Writes synth-NNNNN.flac with synth-NNNNN.json labels ({"duration", "speech": [[s, e], ...]})
     and manifest.json (with clips per source and language).
