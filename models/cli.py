@@ -276,7 +276,11 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
 @_recipe_opt
 @_data_opt
 @_out_opt
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.weights.h5.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from OUT/checkpoints, exactly where it stopped.",
+)
 @click.option(
     "--label-fraction", type=float, help="Use only this fraction of the labelled windows (0–1]."
 )
@@ -333,7 +337,11 @@ def train(
 @_recipe_opt
 @_data_opt
 @_out_opt
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.weights.h5.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from OUT/checkpoints, exactly where it stopped.",
+)
 @_threads_opt
 def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: int) -> None:
     """Pre-train the autoencoder without labels; writes OUT/encoder.weights.h5.

@@ -4,7 +4,8 @@ A recipe (``models/recipes/*.yaml``, read and checked by ``models.recipe``) hold
 hyper-parameter. Every ``validation_every``-th
 shard is held out for validation; training examples are random crops of the shard windows with a
 random gain change, streamed through ``tf.data``. ``MODEL_DIR`` receives ``recipe.yaml``,
-``history.csv``, ``checkpoints/`` (last and best weights, the epoch reached) and ``savedmodel/``.
+``history.csv``, ``checkpoints/`` (last and best weights, the epoch reached, the schedule's
+counters) and ``savedmodel/``.
 """
 
 from __future__ import annotations
@@ -82,12 +83,12 @@ class Examples:
         built: Built,
         training: bool,
         soft: Mapping[Path, np.ndarray] | None = None,
-        epoch_seed: int = 0,
         frame_seconds: float,
     ) -> None:
         self.shards, self.recipe, self.built, self.training = shards, recipe, built, training
         self.soft = soft
-        self.rng = np.random.default_rng([recipe.train.seed, epoch_seed])
+        # [seed, 0]: the stream every shipped model was trained with; keep it reproducible.
+        self.rng = np.random.default_rng([recipe.train.seed, 0])
         self.keep = _label_mask_seed(recipe)
         self.frame_seconds = frame_seconds
 
@@ -227,26 +228,73 @@ def _compile(model: Any, lr: float) -> None:
     )
 
 
-class _Progress:
-    """Keras callback: one line per epoch, written through ``echo``, plus the checkpoint state file."""
+# What each stateful callback of `fit` must carry across a resume: attribute names by callback.
+_CARRIED = {
+    "best_checkpoint": ("best",),
+    "early_stopping": ("wait", "best", "best_epoch"),
+    "reduce_lr": ("wait", "best", "cooldown_counter"),
+}
 
-    def __new__(cls, echo: Echo, state: Path, epochs: int) -> Any:
+
+def _plain(value: Any) -> Any:
+    """A callback counter as JSON can hold it (numpy scalars become Python numbers)."""
+    return value.item() if isinstance(value, np.generic | np.ndarray) else value
+
+
+class _Progress:
+    """Keras callback: one line per epoch through ``echo``, then the run's state in ``ckpt``.
+
+    The state is the epoch reached and the counters of the callbacks in ``carried`` (the
+    optimiser's moments, step and learning rate travel in ``last.weights.h5``), so that a resumed
+    run goes on as if it had never stopped. Placed last, it puts the saved counters back
+    (``restore``) after the other callbacks have reset theirs at the start of ``fit``.
+    """
+
+    def __new__(
+        cls,
+        echo: Echo,
+        ckpt: Path,
+        epochs: int,
+        carried: Mapping[str, Any],
+        restore: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Any:
         import keras
 
+        state = ckpt / "state.json"
+
         class Progress(keras.callbacks.Callback):
+            def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+                for name, values in (restore or {}).items():
+                    for attr, value in values.items():
+                        setattr(carried[name], attr, value)
+
             def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
                 logs = dict(logs or {})
                 shown = "  ".join(
                     f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate"
                 )
                 echo(f"epoch {epoch + 1}/{epochs}  {shown}")
-                best = json.loads(state.read_text()).get("best") if state.is_file() else None
-                current = logs.get("val_loss", logs.get("loss"))
-                if best is None or current < best:
-                    best = current
-                state.write_text(json.dumps({"epoch": epoch + 1, "best": best}))
+                counters = {
+                    name: {attr: _plain(getattr(carried[name], attr)) for attr in _CARRIED[name]}
+                    for name in carried
+                }
+                (ckpt / "state.tmp").write_text(
+                    json.dumps({"epoch": epoch + 1, "callbacks": counters})
+                )
+                (ckpt / "state.tmp").replace(state)
 
         return Progress()
+
+
+def _resume(model: Any, ckpt: Path, echo: Echo) -> dict[str, Any]:
+    """Load the last checkpoint (weights and optimiser) into ``model``; returns the saved state."""
+    if not (ckpt / "last.weights.h5").is_file():
+        raise FileNotFoundError(f"{ckpt}: nothing to resume (no last.weights.h5)")
+    model.optimizer.build(model.trainable_variables)  # else Keras skips the optimiser's variables
+    model.load_weights(ckpt / "last.weights.h5")
+    saved = json.loads((ckpt / "state.json").read_text())
+    echo(f"resuming after epoch {saved['epoch']}")
+    return saved
 
 
 def fit(
@@ -266,31 +314,28 @@ def fit(
 
     ckpt = out / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
-    state = ckpt / "state.json"
-    initial = 0
-    if resume:
-        if not (ckpt / "last.weights.h5").is_file():
-            raise FileNotFoundError(f"{ckpt}: nothing to resume (no last.weights.h5)")
-        model.load_weights(ckpt / "last.weights.h5")
-        initial = json.loads(state.read_text())["epoch"]
-        echo(f"resuming after epoch {initial}")
+    saved = _resume(model, ckpt, echo) if resume else {}
+    initial = saved.get("epoch", 0)
     monitor = "val_loss" if val_ds is not None else "loss"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(
+    carried = {
+        "best_checkpoint": keras.callbacks.ModelCheckpoint(
             str(ckpt / "best.weights.h5"),
             save_weights_only=True,
             monitor=monitor,
             save_best_only=True,
         ),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
+        # No restore_best_weights: the best weights are read back from best.weights.h5 below,
+        # which survives a resume, where early stopping's copy in memory would not.
+        "early_stopping": keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),
+        "reduce_lr": keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, factor=0.5, patience=max(1, patience // 3)
         ),
+    }
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
+        *carried.values(),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        _Progress(echo, state, epochs),
+        _Progress(echo, ckpt, epochs, carried, saved.get("callbacks")),
     ]
     if initial >= epochs:
         echo(f"already trained {initial} of {epochs} epochs")

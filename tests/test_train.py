@@ -160,6 +160,56 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
         np.testing.assert_allclose(other.predict(probe), exported.predict(probe), atol=1e-4)
 
 
+def _fit_toy(out: Path, *, epochs: int, resume: bool = False) -> tuple[list[np.ndarray], str]:
+    """A toy regression through `fit`, with validation targets it cannot meet, so the validation
+    loss rises: the learning rate is halved every epoch and early stopping counts."""
+    import keras
+    import tensorflow as tf
+
+    from ocml.models.train import fit
+
+    keras.utils.set_random_seed(7)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    train_ds = tf.data.Dataset.from_tensor_slices((x, x @ np.ones((4, 1), np.float32))).batch(8)
+    val_ds = tf.data.Dataset.from_tensor_slices((x, -(x @ np.ones((4, 1), np.float32)))).batch(8)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    lines: list[str] = []
+    fit(
+        model,
+        train_ds,
+        val_ds,
+        out=out,
+        epochs=epochs,
+        patience=6,
+        resume=resume,
+        echo=lines.append,
+        steps=None,
+    )
+    model.load_weights(out / "checkpoints" / "last.weights.h5")
+    return model.get_weights(), "\n".join(lines)
+
+
+def test_a_resumed_run_goes_on_exactly_as_one_that_never_stopped(tmp_path: Path) -> None:
+    whole, _ = _fit_toy(tmp_path / "whole", epochs=4)
+    _fit_toy(tmp_path / "split", epochs=2)
+    resumed, shown = _fit_toy(tmp_path / "split", epochs=4, resume=True)
+    assert "resuming after epoch 2" in shown
+    for a, b in zip(whole, resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    state = [
+        json.loads((tmp_path / r / "checkpoints" / "state.json").read_text())
+        for r in ("whole", "split")
+    ]
+    assert state[0] == state[1]
+    assert state[0]["epoch"] == 4 and state[0]["callbacks"]["early_stopping"]["wait"] == 3
+    history = (tmp_path / "split" / "history.csv").read_text().splitlines()
+    assert (
+        len(history) == 5
+        and history[1:] == (tmp_path / "whole" / "history.csv").read_text().splitlines()[1:]
+    )
+
+
 def test_autoencoder_pretrain_then_few_label_readout(workspace: dict[str, Path]) -> None:
     recipe = workspace["root"] / "ae.yaml"
     recipe.write_text(
