@@ -162,7 +162,7 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
 
 def _fit_toy(out: Path, *, epochs: int, resume: bool = False) -> tuple[list[np.ndarray], str]:
     """A toy regression through `fit`, with validation targets it cannot meet, so the validation
-    loss rises: the learning rate is halved every epoch and early stopping counts."""
+    loss rises: the learning rate is halved on the plateau and early stopping counts."""
     import keras
     import tensorflow as tf
 
