@@ -265,7 +265,7 @@ def calibrate_dirs(
     report["before"] = summary(runs, generic, tune=tune)
     calibration, _ = fit_calibration(runs, params=generic)
     calibrated = [
-        FileRun(r.item, calibration(r.probabilities), r.duration, [], r.dataset, r.cfg)
+        FileRun(r.item, calibration(r.probabilities), r.duration, [], r.dataset, r.cfg, r.energy)
         for r in runs
     ]
     report["after"] = summary(calibrated, generic, tune=tune)

@@ -181,6 +181,7 @@ class FileRun:
     segments: list[tuple[float, float]]
     dataset: str = ""
     cfg: FeatureConfig = field(default_factory=FeatureConfig)
+    energy: np.ndarray | None = None
 
     @cached_property
     def reference(self) -> np.ndarray:
@@ -228,6 +229,7 @@ class FileRun:
             self.probabilities if probabilities is None else probabilities,
             duration=self.duration,
             grid=self.cfg.grid,
+            energy=self.energy,
         )
         return [(s.start, s.end) for s in segs]
 
@@ -269,7 +271,7 @@ def run_pipeline(
 
     runs = []
     for item in items:
-        result = segment_file(item.audio, model, params)
+        result = segment_file(item.audio, model, params, keep_energy=True)
         runs.append(
             FileRun(
                 item,
@@ -278,6 +280,7 @@ def run_pipeline(
                 [(s.start, s.end) for s in result.segments],
                 dataset=dataset,
                 cfg=model.features,
+                energy=result.energy,
             )
         )
         if echo is not None:
@@ -313,6 +316,10 @@ TUNE_GRID: dict[str, Sequence[float]] = {
     "min_silence": (0.1, 0.2, 0.25, 0.3, 0.35, 0.5),
     "pad": (0.0, 0.05, 0.1),
 }
+SNAP_GRID: dict[str, Sequence[float]] = {
+    "snap_db": (20.0, 25.0, 30.0),
+    "snap_max": (0.03, 0.05, 0.1),
+}
 TUNE_OBJECTIVE = "pooled frame F1 minus pooled DER (0.25 s collar)"
 
 
@@ -323,7 +330,9 @@ def tune_params(
 
     Pooled over every frame of every run (all folders together); the model's probabilities are
     the ones stored in ``runs``, so each candidate only re-runs post-processing and counting.
-    ``grid`` holds the candidate values of each key of ``TUNE_GRID``; the first best wins.
+    ``grid`` holds the candidate values of each key of ``TUNE_GRID``; the first best wins. Then,
+    when every run kept its frames' energy, edge snapping (``SNAP_GRID``) is tried on the best
+    and kept only if it scores higher.
     """
     from ocml.pipeline.postprocess import SegmentParams
 
@@ -346,6 +355,12 @@ def tune_params(
         score = m["f1"] - m["der_collar"]
         if score > best[0]:
             best = (score, chosen, m)
+    if all(r.energy is not None for r in runs):
+        for db, most in itertools.product(*SNAP_GRID.values()):
+            chosen = {**best[1], "snap_db": db, "snap_max": most}
+            m = pool(rescore(runs, SegmentParams.from_mapping(chosen, base=base))).metrics()
+            if m["f1"] - m["der_collar"] > best[0]:
+                best = (m["f1"] - m["der_collar"], chosen, m)
     return best[1], best[2]
 
 

@@ -275,6 +275,15 @@ def logmel(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return _frames_logmel(data, cfg.frames(len(data)), cfg)
 
 
+def frame_energy_db(logmel_frames: np.ndarray) -> np.ndarray:
+    """Each frame's energy in dB (its mel band powers summed), from ``[frames, n_mels]`` log-mel.
+
+    What post-processing's ``snap_db`` compares a segment's edges with (``pipeline.postprocess``).
+    """
+    power = np.exp(np.asarray(logmel_frames, np.float64)).sum(axis=1)
+    return (10.0 * np.log10(power)).astype(np.float32)
+
+
 def stream_logmel(blocks: Iterable[np.ndarray], cfg: FeatureConfig) -> Iterator[np.ndarray]:
     """Log-mel block by block; the chunks concatenate to ``logmel`` of the concatenated blocks.
 

@@ -60,7 +60,9 @@ _DURATIONS = (
     "pad_after",
     "trim_min_speech",
     "trim_window",
+    "snap_max",
 )
+MAX_SNAP_DB = 120.0
 
 
 def _param(default: float, meaning: str) -> Any:
@@ -90,6 +92,12 @@ class SegmentParams:
         "within trim_window (set by the trim preset: 3; 0 = off).",
     )
     trim_window: float = _param(0.0, "The window for trim_min_speech (the trim preset: 10).")
+    snap_db: float = _param(
+        0.0,
+        "Move each segment's edges inwards past frames this many dB below its loudest frame "
+        "(0 = off).",
+    )
+    snap_max: float = _param(0.0, "The most each edge moves for snap_db.")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -112,6 +120,14 @@ class SegmentParams:
                 unit="seconds",
                 error=ParamsError,
             )
+        check_number(
+            self.snap_db,
+            name="snap_db",
+            minimum=0.0,
+            maximum=MAX_SNAP_DB,
+            unit="dB",
+            error=ParamsError,
+        )
         if self.trim_min_speech > 0 and self.trim_window < self.trim_min_speech:
             raise ParamsError(
                 f"trim_window ({self.trim_window!r} s) must be at least trim_min_speech "
@@ -122,6 +138,11 @@ class SegmentParams:
     def trims(self) -> bool:
         """Whether the segments are reduced to one, from the first to the last sustained speech."""
         return self.trim_min_speech > 0
+
+    @property
+    def snaps(self) -> bool:
+        """Whether segment edges are moved by the frames' energy (which the caller must then give)."""
+        return self.snap_db > 0 and self.snap_max > 0
 
     @classmethod
     def from_mapping(
@@ -249,16 +270,27 @@ class Binarize:
         self.params = params
 
     def __call__(
-        self, probs: np.ndarray, *, duration: float, grid: FrameGrid | None = None
+        self,
+        probs: np.ndarray,
+        *,
+        duration: float,
+        grid: FrameGrid | None = None,
+        energy: np.ndarray | None = None,
     ) -> list[Segment]:
         """Segments of ``probs`` (one probability per frame of ``grid``) within ``[0, duration]``.
 
         ``grid`` defaults to the frames of the pipeline's features (10 ms hop, first centre 12.5 ms).
+        ``energy`` (dB per frame, ``features.frame_energy_db``) is needed when the params snap.
         """
         probs = self.check(probs)
         check_number(duration, name="duration", minimum=0.0)
         grid = FeatureConfig().grid if grid is None else grid
         p = self.params
+        if p.snaps and (energy is None or len(energy) != len(probs)):
+            got = "none" if energy is None else f"{len(energy)} values"
+            raise ValueError(
+                f"snap_db {p.snap_db!r} needs one energy value per frame ({len(probs)}), got {got}"
+            )
         duration_ms = floor_ms(duration)
         spans = self.to_ms(self.hysteresis(probs), grid)
         spans = self.drop_short(spans, to_ms(p.min_speech))
@@ -266,6 +298,8 @@ class Binarize:
         spans = self.drop_short_voice(spans, to_ms(p.min_voice), duration_ms=duration_ms)
         if p.trims:
             spans = self.trim(spans, to_ms(p.trim_min_speech), to_ms(p.trim_window))
+        if p.snaps:
+            spans = self.snap(spans, energy, p.snap_db, to_ms(p.snap_max), grid)
         spans = self.pad(spans, to_ms(p.pad_before), to_ms(p.pad_after))
         spans = self.merge(spans)
         spans = self.clip(spans, duration_ms)
@@ -358,6 +392,43 @@ class Binarize:
         if not onset.any():
             return spans[:0]
         return np.array([[starts[onset][0], ends[offset][-1]]], np.int64)
+
+    @staticmethod
+    def snap(
+        spans: Spans, energy: np.ndarray, drop_db: float, max_ms: int, grid: FrameGrid
+    ) -> Spans:
+        """Moves each span's edges inwards, a frame at a time, past frames more than ``drop_db``
+        below the span's loudest frame: at most ``max_ms`` per edge, keeping at least one frame.
+
+        The model's decisions trail off into word endings and room tails that are already quiet;
+        the energy (dB per frame) finds where the voice itself ended. Frames are those whose
+        centres lie in ``[start, end)``; the end moves first, then the start.
+        """
+        n = len(energy)
+        if len(spans) == 0 or n == 0:
+            return spans
+        hop_ms, offset_ms = grid.hop * 1000.0, grid.offset * 1000.0
+        first = np.clip(np.ceil((spans[:, 0] - offset_ms) / hop_ms - 1e-9), 0, n).astype(np.int64)
+        last = np.clip(np.ceil((spans[:, 1] - offset_ms) / hop_ms - 1e-9), 0, n).astype(np.int64)
+        last = np.maximum(last, first)
+        floor = np.array(
+            [energy[a:b].max() - drop_db if b > a else np.inf for a, b in zip(first, last)]
+        )
+        steps = int(max_ms // hop_ms)
+        moved_end = np.zeros(len(spans), np.int64)
+        going = np.ones(len(spans), bool)
+        for _ in range(steps):
+            i = last - 1 - moved_end
+            going &= (i > first) & (energy[np.clip(i, 0, n - 1)] < floor)
+            moved_end += going
+        moved_start = np.zeros(len(spans), np.int64)
+        going = np.ones(len(spans), bool)
+        for _ in range(steps):
+            i = first + moved_start
+            going &= (i < last - moved_end - 1) & (energy[np.clip(i, 0, n - 1)] < floor)
+            moved_start += going
+        shift = np.round(np.stack([moved_start, -moved_end], axis=1) * hop_ms).astype(np.int64)
+        return spans + shift
 
     @staticmethod
     def pad(spans: Spans, before_ms: int, after_ms: int) -> Spans:

@@ -88,7 +88,8 @@ class TrackIdentity:
 
 @dataclass(frozen=True)
 class Result:
-    """Everything one job produces; ``probabilities`` (per 10 ms frame) is not part of the JSON."""
+    """Everything one job produces; ``probabilities`` and ``energy`` (per 10 ms frame; energy in
+    dB, kept when post-processing snaps or when asked for) are not part of the JSON."""
 
     input: InputInfo
     model: ModelInfo
@@ -98,6 +99,7 @@ class Result:
     processing_seconds: float
     created: str
     track: TrackIdentity = TrackIdentity()
+    energy: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def speech_seconds(self) -> float:

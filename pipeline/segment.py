@@ -7,7 +7,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from ocml.pipeline import postprocess
 from ocml.pipeline.decode import Recording
 from ocml.pipeline.errors import InputTooShort
-from ocml.pipeline.features import stream_logmel
+from ocml.pipeline.features import frame_energy_db, stream_logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
 from ocml.pipeline.postprocess import Binarize, SegmentParams
@@ -50,6 +50,7 @@ def segment_file(
     *,
     progress: Progress | None = None,
     block_seconds: float = BLOCK_SECONDS,
+    keep_energy: bool = False,
 ) -> Result:
     """Segment one media file with ``model`` in memory that does not grow with its length.
 
@@ -63,6 +64,7 @@ def segment_file(
     and what any recording longer than a few batches reaches. Kept at 600 s throughout, the
     queue stayed full for most of a long recording's run while a short one never filled it, so
     peak memory grew with the length.
+    Each frame's energy is kept (``Result.energy``) when ``params`` snap edges or ``keep_energy``.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
     started = time.perf_counter()
@@ -87,8 +89,10 @@ def segment_file(
         )
         hop = cfg.grid.hop
         expected = min(info.duration, MAX_PREALLOCATED_SECONDS) * cfg.sample_rate
-        probs = FrameValues(cfg.frames(math.ceil(expected)))
-        for chunk in inference(features):
+        frames = cfg.frames(math.ceil(expected))
+        probs = FrameValues(frames)
+        energy = FrameValues(frames) if params.snaps or keep_energy else None
+        for chunk in inference(features if energy is None else _tap_energy(features, energy)):
             probs.append(chunk)
             if progress is not None:
                 progress(len(probs) * hop, info.duration)
@@ -100,7 +104,8 @@ def segment_file(
             )
         sha256 = recording.sha256()
     probabilities = probs.values()
-    segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid)
+    energies = None if energy is None else energy.values()
+    segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid, energy=energies)
     if progress is not None:
         progress(duration, duration)
     return Result(
@@ -123,7 +128,15 @@ def segment_file(
         probabilities=probabilities,
         processing_seconds=time.perf_counter() - started,
         created=utc_now(),
+        energy=energies,
     )
+
+
+def _tap_energy(chunks: Iterator[np.ndarray], into: FrameValues) -> Iterator[np.ndarray]:
+    """Passes log-mel chunks on unchanged, appending each frame's energy (dB) to ``into``."""
+    for chunk in chunks:
+        into.append(frame_energy_db(chunk))
+        yield chunk
 
 
 class FrameValues:

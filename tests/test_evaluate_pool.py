@@ -70,7 +70,7 @@ def test_tuning_on_the_pool_reports_what_the_tuned_values_score(
     report = _evaluate(tiny_model_dir, tmp_path, *args, "--tune", "--by-condition")
     tuned = report["tuned"]
     assert set(tuned["sets"]) == {"a", "b"} and "by_condition" in tuned
-    assert set(tuned["params"]) == {
+    assert set(tuned["params"]) - {"snap_db", "snap_max"} == {
         "threshold",
         "neg_threshold",
         "min_speech",
@@ -138,6 +138,35 @@ def test_tune_finds_the_best_grid_point_scored_the_plain_way() -> None:
     assert metrics == pool(rescore(runs, SegmentParams.from_mapping(chosen))).metrics()
     with pytest.raises(ValueError, match="min_silence"):
         tune_params(runs, SegmentParams(), grid={k: v for k, v in grid.items() if k != "pad"})
+
+
+def _late_run(dataset: str, *, energy: bool) -> FileRun:
+    """Decisions that run 80 ms past every utterance into frames 40 dB quieter than the voice."""
+    speech = [(1.0 + 2.0 * k, 2.0 + 2.0 * k) for k in range(5)]
+    t = CFG.grid.times(1200)
+    voice = np.zeros(len(t), bool)
+    late = np.zeros(len(t), bool)
+    for a, b in speech:
+        voice |= (t >= a) & (t < b)
+        late |= (t >= a) & (t < b + 0.08)
+    run = _run(speech, np.where(late, 0.9, 0.05), dataset)
+    run.energy = np.where(voice, 0.0, -40.0).astype(np.float32) if energy else None
+    return run
+
+
+def test_tuning_snaps_edges_when_the_energy_is_kept_and_it_scores_higher() -> None:
+    grid = {
+        "threshold": (0.5,),
+        "neg_threshold_ratio": (1.0,),
+        "min_speech": (0.05,),
+        "min_silence": (0.1,),
+        "pad": (0.0,),
+    }
+    chosen, metrics = tune_params([_late_run("a", energy=True)], SegmentParams(), grid=grid)
+    assert chosen["snap_db"] == 20.0 and chosen["snap_max"] == 0.1
+    assert metrics["f1"] == pytest.approx(1.0, abs=0.005)
+    plain, before = tune_params([_late_run("a", energy=False)], SegmentParams(), grid=grid)
+    assert "snap_db" not in plain and before["f1"] == pytest.approx(2 / 2.08, abs=0.003)
 
 
 def test_metrics_by_condition_on_paper() -> None:

@@ -54,6 +54,8 @@ def test_default_params_and_to_dict_lists_every_field():
         "pad_after": 0.03,
         "trim_min_speech": 0.0,
         "trim_window": 0.0,
+        "snap_db": 0.0,
+        "snap_max": 0.0,
     }
     assert PRESETS["default"] == SegmentParams()
     assert not SegmentParams().trims and PRESETS["trim"].trims
@@ -92,6 +94,8 @@ def test_from_mapping_rejects_unknown_keys_naming_them_and_the_known_ones():
         ({"pad": "0.2"}, r"pad_before must be a number, got '0\.2'"),
         ({"threshold": True}, r"threshold must be a number, got True"),
         ({"pad_after": None}, r"pad_after must be a number, got None"),
+        ({"snap_db": -3}, r"snap_db must lie in \[0, 120\] dB, got -3\.0"),
+        ({"snap_max": 4000}, r"snap_max must lie in \[0, 3600\] seconds, got 4000\.0"),
     ],
 )
 def test_invalid_values_are_refused_quoting_the_value(changes, message):
@@ -192,6 +196,52 @@ def test_pad_then_merge_overlapping_touching_and_nested_spans():
         [0, 1100],
         [1200, 1300],
     ]
+
+
+def _energy(n: int, quiet: dict[int, float]) -> np.ndarray:
+    """0 dB everywhere but at the frames in ``quiet`` (frame -> dB)."""
+    e = np.zeros(n, np.float32)
+    for i, db in quiet.items():
+        e[i] = db
+    return e
+
+
+def test_snap_moves_edges_in_past_frames_quieter_than_the_drop():
+    grid = FeatureConfig().grid
+    span = spans((frame_ms(10), frame_ms(30)))  # centres of frames 10..29 inside
+    energy = _energy(40, {10: -30, 11: -25, 27: -22, 28: -40, 29: -30})
+    moved = Binarize.snap(span, energy, 20.0, 100, grid)
+    assert moved.tolist() == [[frame_ms(12), frame_ms(27)]]
+    # for a 25 dB drop, frame 27 (-22 dB) and frame 11 (exactly -25 dB) stay in
+    assert Binarize.snap(span, energy, 25.0, 100, grid).tolist() == [[frame_ms(11), frame_ms(28)]]
+
+
+def test_snap_moves_each_edge_at_most_snap_max_and_keeps_a_frame():
+    grid = FeatureConfig().grid
+    span = spans((frame_ms(10), frame_ms(20)))
+    quiet = _energy(30, {i: -50 for i in range(10, 20) if i != 14})
+    assert Binarize.snap(span, quiet, 20.0, 30, grid).tolist() == [[frame_ms(13), frame_ms(17)]]
+    assert Binarize.snap(span, quiet, 20.0, 1000, grid).tolist() == [[frame_ms(14), frame_ms(15)]]
+    assert Binarize.snap(span, quiet, 20.0, 9, grid).tolist() == span.tolist()  # under a hop
+
+
+def test_binarize_snaps_only_when_asked_and_needs_the_energy():
+    probs = track((1.0, 0.0), (2.0, 0.9), (1.0, 0.0))
+    energy = np.where(probs > 0.5, 0.0, -60.0).astype(np.float32)
+    energy[295:300] = -40.0  # the last 50 ms of the speech decision are quiet
+    plain = SegmentParams.from_mapping({"pad": 0.0, "min_speech": 0.0})
+    snapping = SegmentParams.from_mapping({"snap_db": 20, "snap_max": 0.1}, base=plain)
+    assert snapping.snaps and not plain.snaps
+    before = Binarize(plain)(probs, duration=4.0, energy=energy)
+    after = Binarize(snapping)(probs, duration=4.0, energy=energy)
+    assert [(s.start, s.end) for s in before] == [(1.008, 3.008)]
+    assert [(s.start, s.end) for s in after] == [(1.008, 2.958)]
+    with pytest.raises(
+        ValueError, match=r"snap_db 20\.0 needs one energy value per frame \(400\), got none"
+    ):
+        Binarize(snapping)(probs, duration=4.0)
+    with pytest.raises(ValueError, match=r"got 3 values"):
+        Binarize(snapping)(probs, duration=4.0, energy=energy[:3])
 
 
 def test_clip_to_duration_drops_spans_left_empty():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.decode import Recording, probe, stream
-from ocml.pipeline.features import logmel, stream_logmel
+from ocml.pipeline.features import frame_energy_db, logmel, stream_logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
 from ocml.pipeline.postprocess import PRESETS, Binarize, SegmentParams
@@ -36,6 +36,26 @@ def test_probabilities_equal_one_whole_recording_model_call(
     assert result.probabilities.dtype == np.float32
     np.testing.assert_allclose(result.probabilities, whole, atol=1e-5)
     assert result.input.duration == len(samples) / 16000 == 31.0
+
+
+def test_snapping_keeps_each_frames_energy_and_only_narrows_segments(
+    lecture: Path, tiny_model: Model
+) -> None:
+    plain = resolve_params(tiny_model, overrides={"pad": 0.0})
+    snapping = SegmentParams.from_mapping({"snap_db": 10.0, "snap_max": 0.1}, base=plain)
+    before = segment_file(lecture, tiny_model, plain)
+    after = segment_file(lecture, tiny_model, snapping, block_seconds=1.3)
+    assert before.energy is None
+    samples = np.concatenate(list(stream(lecture)))
+    expected = frame_energy_db(logmel(samples, tiny_model.features))
+    np.testing.assert_array_equal(after.energy, expected)
+    assert len(after.segments) == len(before.segments) > 0
+    for b, a in zip(before.segments, after.segments, strict=True):
+        assert b.start <= a.start < a.end <= b.end and a.end - a.start >= b.end - b.start - 0.2
+    assert sum(s.end - s.start for s in after.segments) < sum(
+        s.end - s.start for s in before.segments
+    )
+    validate(after.to_dict())
 
 
 def test_result_finds_the_speech_and_validates(lecture: Path, tiny_model: Model) -> None:

@@ -125,7 +125,7 @@ def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, params=params, **kwargs)
 
     for name, text in reversed(names.items()):
-        metavar = "P" if name.endswith("threshold") else "SECONDS"
+        metavar = "P" if name.endswith("threshold") else "DB" if name.endswith("_db") else "SECONDS"
         run = click.option(
             "--" + name.replace("_", "-"), name, type=float, metavar=metavar, help=text
         )(run)
