@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (CRNN 2.1.0) from nothing: about an hour on 2 cores.
+# Rebuild the shipped default model (CRNN 2.2.0) from nothing: about an hour on 2 cores.
 # Needs the Debian sources listed in models/pretrained/default/MODEL.md and ocml-train on PATH.
 # Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/calibration.json with MODEL.md.
 set -euo pipefail

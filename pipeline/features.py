@@ -280,8 +280,8 @@ def frame_energy_db(logmel_frames: np.ndarray) -> np.ndarray:
 
     What post-processing's ``snap_db`` compares a segment's edges with (``pipeline.postprocess``).
     """
-    power = np.exp(np.asarray(logmel_frames, np.float64)).sum(axis=1)
-    return (10.0 * np.log10(power)).astype(np.float32)
+    power = np.exp(np.asarray(logmel_frames, np.float32)).sum(axis=1)
+    return np.float32(10.0) * np.log10(power)
 
 
 def stream_logmel(blocks: Iterable[np.ndarray], cfg: FeatureConfig) -> Iterator[np.ndarray]:
