@@ -468,7 +468,7 @@ def stage_costs(
     import soxr
 
     from ocml.pipeline.decode import stream
-    from ocml.pipeline.features import stream_logmel
+    from ocml.pipeline.features import frame_energy_db, stream_logmel
     from ocml.pipeline.inference import Inference
     from ocml.pipeline.model import configure_tensorflow, load_model
     from ocml.pipeline.postprocess import Binarize
@@ -518,9 +518,13 @@ def stage_costs(
             f"{np.abs(other_probs - probs).max():.2g}",
             file=sys.stderr,
         )
+    energy = timed(
+        "frame energy for edge snapping (frame_energy_db)",
+        lambda: np.concatenate([frame_energy_db(f) for f in feats]),
+    )
     timed(
         "post-processing (Binarize)",
-        lambda: Binarize(params)(probs, duration=rec.duration, grid=cfg.grid),
+        lambda: Binarize(params)(probs, duration=rec.duration, grid=cfg.grid, energy=energy),
     )
     timed("a separate sha256 pass (what Recording saves)", lambda: file_sha256(path))
     result = timed("segment_file, all overlapped", lambda: segment_file(path, model, params))
