@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -264,10 +264,7 @@ def calibrate_dirs(
     report: dict[str, Any] = {"model": str(source), "data": pool_name, "collar": COLLAR}
     report["before"] = summary(runs, generic, tune=tune)
     calibration, _ = fit_calibration(runs, params=generic)
-    calibrated = [
-        FileRun(r.item, calibration(r.probabilities), r.duration, [], r.dataset, r.cfg, r.energy)
-        for r in runs
-    ]
+    calibrated = [replace(r, probabilities=calibration(r.probabilities), segments=[]) for r in runs]
     report["after"] = summary(calibrated, generic, tune=tune)
     report["calibration"] = {"a": calibration.a, "b": calibration.b}
     postprocess: dict[str, Any] = report["after"].get("tuned_params", {})

@@ -338,6 +338,11 @@ def tune_params(
 
     if set(grid) != set(TUNE_GRID) or not all(grid[k] for k in TUNE_GRID):
         raise ValueError(f"grid must give values for each of {list(TUNE_GRID)}, got {dict(grid)!r}")
+
+    def scored(chosen: dict[str, float]) -> tuple[float, dict[str, float], dict[str, float]]:
+        m = pool(rescore(runs, SegmentParams.from_mapping(chosen, base=base))).metrics()
+        return m["f1"] - m["der_collar"], chosen, m
+
     best: tuple[float, dict[str, float], dict[str, float]] = (-np.inf, {}, {})
     keys = list(TUNE_GRID)
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -350,17 +355,12 @@ def tune_params(
             "pad_before": v["pad"],
             "pad_after": v["pad"],
         }
-        params = SegmentParams.from_mapping(chosen, base=base)
-        m = pool(rescore(runs, params)).metrics()
-        score = m["f1"] - m["der_collar"]
-        if score > best[0]:
-            best = (score, chosen, m)
+        best = max(best, scored(chosen), key=lambda b: b[0])
     if all(r.energy is not None for r in runs):
         for db, most in itertools.product(*SNAP_GRID.values()):
-            chosen = {**best[1], "snap_db": db, "snap_max": most}
-            m = pool(rescore(runs, SegmentParams.from_mapping(chosen, base=base))).metrics()
-            if m["f1"] - m["der_collar"] > best[0]:
-                best = (m["f1"] - m["der_collar"], chosen, m)
+            best = max(
+                best, scored({**best[1], "snap_db": db, "snap_max": most}), key=lambda b: b[0]
+            )
     return best[1], best[2]
 
 

@@ -78,21 +78,23 @@ def segment_file(
         recording = stack.enter_context(Recording(path))
         info = recording.info
         blocks = recording.blocks(sample_rate=cfg.sample_rate, block_seconds=block_seconds)
-        # Closed first on the way out, so the decoding thread stops before the file closes.
-        features = stack.enter_context(
-            contextlib.closing(
-                prefetch(
-                    stream_logmel(prefetch(blocks, depth=2), cfg),
-                    depth=lambda: one_batch if model.ready else ahead,
-                )
-            )
-        )
         hop = cfg.grid.hop
         expected = min(info.duration, MAX_PREALLOCATED_SECONDS) * cfg.sample_rate
         frames = cfg.frames(math.ceil(expected))
         probs = FrameValues(frames)
         energy = FrameValues(frames) if params.snaps or keep_energy else None
-        for chunk in inference(features if energy is None else _tap_energy(features, energy)):
+        logmels = stream_logmel(prefetch(blocks, depth=2), cfg)
+        # Closed first on the way out, so the decoding thread stops before the file closes. The
+        # energy is taken in the features' thread, off inference's.
+        features = stack.enter_context(
+            contextlib.closing(
+                prefetch(
+                    logmels if energy is None else _tap_energy(logmels, energy),
+                    depth=lambda: one_batch if model.ready else ahead,
+                )
+            )
+        )
+        for chunk in inference(features):
             probs.append(chunk)
             if progress is not None:
                 progress(len(probs) * hop, info.duration)
@@ -133,7 +135,8 @@ def segment_file(
 
 
 def _tap_energy(chunks: Iterator[np.ndarray], into: FrameValues) -> Iterator[np.ndarray]:
-    """Passes log-mel chunks on unchanged, appending each frame's energy (dB) to ``into``."""
+    """Passes log-mel chunks on unchanged, appending each frame's energy (dB) to ``into``
+    before the chunk goes on (so ``into`` is complete once the last chunk has been consumed)."""
     for chunk in chunks:
         into.append(frame_energy_db(chunk))
         yield chunk
