@@ -76,7 +76,7 @@ def through_queue(paths: list[Path], settings_file: Path, processes: int, log: P
     app = make_app(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
     env["PYTHONPATH"] = str(ROOT)
-    code = "import sys; from ocml.worker.queue_cmd import worker; worker(sys.argv[1:])"
+    code = "import sys; from ocml.cli.queue import worker; worker(sys.argv[1:])"
     with open(log, "wb") as handle:
         proc = subprocess.Popen(
             [

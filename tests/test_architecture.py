@@ -23,6 +23,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "ocml.models",
         "ocml.worker",
         "ocml.player",
+        "ocml.cli",
     ),
     "ocml.config": (
         *FRAMEWORKS,
@@ -31,18 +32,26 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "ocml.models",
         "ocml.worker",
         "ocml.player",
+        "ocml.cli",
     ),
-    # Training uses the pipeline; ocml-train shares the ocml options (click), never Celery.
-    "ocml.models": (*CELERY, "pygame", "ocml.player", "ocml.worker.app", "ocml.worker.tasks"),
-    "ocml.player": (*CELERY, *TENSORFLOW, "ocml.config", "ocml.models", "ocml.worker"),
-    "ocml.worker": ("pygame", "matplotlib", *TENSORFLOW, "ocml.models"),
+    # Training uses the pipeline; its command line is ocml.cli's, so no click and no Celery.
+    "ocml.models": (*CELERY, "click", "pygame", "ocml.player", "ocml.worker", "ocml.cli"),
+    "ocml.player": (
+        *CELERY,
+        *TENSORFLOW,
+        "click",
+        "ocml.config",
+        "ocml.models",
+        "ocml.worker",
+        "ocml.cli",
+    ),
+    # Celery itself imports click (celery/app/base.py), so click cannot be forbidden here.
+    "ocml.worker": ("pygame", "matplotlib", *TENSORFLOW, "ocml.models", "ocml.player", "ocml.cli"),
 }
 LAZY: dict[str, tuple[str, ...]] = {
-    # Command modules import their heavy parts when a command runs, so --help stays instant.
-    "ocml.models.cli": TENSORFLOW + ("matplotlib",),
+    # The commands import their heavy parts when one runs, so --help stays instant.
+    "ocml.cli": TENSORFLOW + ("pygame", "matplotlib"),
     "ocml.models.recipe": TENSORFLOW,
-    "ocml.player.cli": ("pygame", "matplotlib"),
-    "ocml.worker.cli": ("pygame", "matplotlib") + TENSORFLOW,
 }
 WALK = """
 import importlib, json, pkgutil, sys

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ocml.cli.train import main
 from ocml.models.calibrate import Calibration, fit_calibration, logit, write_calibrated
-from ocml.models.cli import main
 from ocml.models.datasets import Item
 from ocml.models.evaluate import FileRun
 from ocml.pipeline.errors import ModelError, OutputError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ocml.models.cli import main
+from ocml.cli.train import main
 from ocml.models.conditions import by_condition, format_conditions, segment_roles
 from ocml.models.datasets import Item
 from ocml.models.evaluate import (

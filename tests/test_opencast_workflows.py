@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from ocml.cli.queue import submit
 from ocml.pipeline.postprocess import preset
 from ocml.pipeline.result import NO_SPEECH_CHOICES
-from ocml.worker.queue_cmd import submit
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "docs" / "opencast").glob("*.xml"))

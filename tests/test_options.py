@@ -10,10 +10,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ocml.models.cli import main as ocml_train
+from ocml.cli.options import format_option, param_options
+from ocml.cli.root import main as ocml
+from ocml.cli.train import main as ocml_train
 from ocml.pipeline.postprocess import SegmentParams, parameter_help
-from ocml.worker.cli import main as ocml
-from ocml.worker.options import format_option, param_options
 
 NAMED = {"--" + name.replace("_", "-"): text for name, text in parameter_help().items()}
 
@@ -100,7 +100,7 @@ def test_evaluate_hands_the_options_to_the_evaluation(monkeypatch, tmp_path: Pat
     monkeypatch.setattr(
         evaluate, "evaluate_dirs", lambda model, data, **kw: seen.update(kw, model=model) or {}
     )
-    monkeypatch.setattr("ocml.models.cli._threads", lambda threads: None)
+    monkeypatch.setattr("ocml.cli.train._threads", lambda threads: None)
     got = CliRunner().invoke(
         ocml_train,
         ["evaluate", str(tmp_path), str(tmp_path), "--min-silence", "0.3", "-p", "pad=0"],

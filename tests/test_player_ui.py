@@ -15,10 +15,10 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from ocml.cli.player import play  # noqa: E402
 from ocml.pipeline.decode import stream  # noqa: E402
 from ocml.player import ui  # noqa: E402
 from ocml.player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
-from ocml.player.cli import play  # noqa: E402
 from ocml.player.session import from_result  # noqa: E402
 from ocml.player.timeline import Axis, Layout  # noqa: E402
 from tests.media import speechlike, write_wav  # noqa: E402

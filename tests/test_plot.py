@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ocml.cli.player import plot
 from ocml.pipeline.features import FeatureConfig, logmel, stream_logmel
-from ocml.player.cli import plot
 from ocml.player.plot import detail_windows, spectrograms
 from ocml.player.session import Session
 from tests.media import speechlike, write_wav

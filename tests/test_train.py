@@ -12,7 +12,7 @@ import soundfile as sf
 import yaml
 from click.testing import CliRunner
 
-from ocml.models.cli import main
+from ocml.cli.train import main
 from ocml.models.recipe import load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard
 from ocml.pipeline.model import load_model

@@ -30,8 +30,8 @@ def crash_on_marker(run_job: Callable[..., Any]) -> Callable[..., Any]:
 
 def main(argv: Sequence[str]) -> None:
     """``ocml worker ARGV`` with the crash hook installed."""
+    from ocml.cli.queue import worker
     from ocml.worker import tasks
-    from ocml.worker.queue_cmd import worker
 
     tasks.run_job = crash_on_marker(tasks.run_job)
     worker(list(argv))

@@ -1,6 +1,6 @@
 """Helpers for the worker tests: settings files, real worker subprocesses, Redis databases.
 
-Workers run as separate processes (``ocml worker`` through ``worker.queue_cmd``) against a real
+Workers run as separate processes (``ocml worker`` through ``cli.queue``) against a real
 Redis; nothing here is a test itself.
 """
 

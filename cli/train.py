@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
+from ocml.cli.options import param_options, parse_assignments
 from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
 from ocml.pipeline.errors import OcmlError
-from ocml.worker.options import param_options, parse_assignments
 
 
 def _threads(threads: int) -> None:

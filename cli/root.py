@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ocml.player.cli import COMMANDS as PLAYER_COMMANDS
-from ocml.worker.queue_cmd import COMMANDS as QUEUE_COMMANDS
-from ocml.worker.segment_cmd import segment
+from ocml.cli.player import COMMANDS as PLAYER_COMMANDS
+from ocml.cli.queue import COMMANDS as QUEUE_COMMANDS
+from ocml.cli.segment import segment
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -1,6 +1,6 @@
 """Operator commands for the queue: ``ocml worker``, ``submit``, ``status`` and ``watch``.
 
-``worker.cli`` registers ``COMMANDS`` on the ``ocml`` group. Each command takes ``--config``
+``cli.root`` registers ``COMMANDS`` on the ``ocml`` group. Each command takes ``--config``
 (or ``$OCML_CONFIG``) and ``OCML_*`` overrides, the same settings the workers use.
 """
 
@@ -17,9 +17,7 @@ from typing import Any
 
 import click
 
-from ocml.config.settings import CONFIG_ENV, Settings
-from ocml.pipeline.writers import FORMATS
-from ocml.worker.options import (
+from ocml.cli.options import (
     cli_settings,
     config_option,
     format_option,
@@ -29,6 +27,8 @@ from ocml.worker.options import (
     track_identity,
     track_options,
 )
+from ocml.config.settings import CONFIG_ENV, Settings
+from ocml.pipeline.writers import FORMATS
 
 FAILED_PREFIX = "ocml: failed:"
 """``submit --wait`` reports a failure as one stdout line: ``ocml: failed: <code>: <message>``

@@ -9,10 +9,7 @@ from typing import Any
 
 import click
 
-from ocml.pipeline.errors import ModelError, OcmlError
-from ocml.pipeline.result import TrackIdentity
-from ocml.pipeline.writers import FORMATS as ALL_FORMATS
-from ocml.worker.options import (
+from ocml.cli.options import (
     cli_settings,
     config_option,
     format_option,
@@ -22,6 +19,9 @@ from ocml.worker.options import (
     track_identity,
     track_options,
 )
+from ocml.pipeline.errors import ModelError, OcmlError
+from ocml.pipeline.result import TrackIdentity
+from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 
 FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 
