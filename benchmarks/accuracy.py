@@ -1,6 +1,6 @@
 """Accuracy of our model against the peers on the labelled validation sets, each and pooled, in one run.
 
-Systems, all scored by ``models.evaluate.compare`` on the same 10 ms frame grid (F1, precision,
+Systems, all scored by ``models.scoring.compare`` on the same 10 ms frame grid (F1, precision,
 recall, DER with no collar and with a 0.25 s collar), on every folder and on the pool of all:
 
 - our model through the whole pipeline with its shipped post-processing (``ocml segment``'s
@@ -52,14 +52,8 @@ from benchmarks.peers import (  # noqa: E402
     webrtc_probabilities,
 )
 from ocml.models.conditions import by_condition, load_conditions  # noqa: E402
-from ocml.models.evaluate import (  # noqa: E402
-    COLLAR,
-    Counts,
-    DataSet,
-    FileRun,
-    load_data_sets,
-    pool,
-)
+from ocml.models.evaluate import DataSet, load_data_sets  # noqa: E402
+from ocml.models.scoring import COLLAR, Counts, FileRun, pool  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_DATA = (SHARED / "dev", SHARED / "val")

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ocml.models.evaluate import Echo, FileRun
+from ocml.models.evaluate import Echo
+from ocml.models.scoring import COLLAR, FileRun, pool
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.postprocess import SegmentParams
 
@@ -245,7 +246,6 @@ def calibrate_dirs(
     defaults (an empty ``postprocess``). ``onnx``: the written model carries an ONNX asset.
     """
     from ocml.models.evaluate import (
-        COLLAR,
         TUNE_OBJECTIVE,
         load_data_sets,
         rescore,
@@ -305,7 +305,7 @@ def calibrate_dirs(
 
 def summary(runs: Sequence[FileRun], generic: SegmentParams, *, tune: bool) -> dict[str, Any]:
     """Pooled metrics with the generic defaults and (with ``tune``) with tuned post-processing."""
-    from ocml.models.evaluate import pool, rescore, tune_params
+    from ocml.models.evaluate import rescore, tune_params
 
     out: dict[str, Any] = {"default": pool(rescore(list(runs), generic)).metrics()}
     if tune:

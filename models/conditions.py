@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ocml.models.evaluate import Counts, FileRun, count_frames, pool
+from ocml.models.scoring import Counts, FileRun, count_frames, pool
 
 MANIFEST_FILE = "manifest.json"
 NEAR_SPEECH = 1.0

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ocml.cli.train import main
 from ocml.models.calibrate import Calibration, fit_calibration, logit, write_calibrated
 from ocml.models.datasets import Item
-from ocml.models.evaluate import FileRun
+from ocml.models.scoring import FileRun
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.labels import Labels

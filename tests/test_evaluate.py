@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocml.models.evaluate import boundary_errors, collar_mask, compare
+from ocml.models.scoring import boundary_errors, collar_mask, compare
 from ocml.pipeline.features import FeatureConfig
 
 CFG = FeatureConfig()

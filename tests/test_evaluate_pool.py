@@ -13,15 +13,8 @@ from click.testing import CliRunner
 from ocml.cli.train import main
 from ocml.models.conditions import by_condition, format_conditions, segment_roles
 from ocml.models.datasets import Item
-from ocml.models.evaluate import (
-    FileRun,
-    compare,
-    load_data_sets,
-    pool,
-    rescore,
-    spans_to_frames,
-    tune_params,
-)
+from ocml.models.evaluate import load_data_sets, rescore, tune_params
+from ocml.models.scoring import FileRun, compare, pool, spans_to_frames
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.labels import Labels
 from ocml.pipeline.postprocess import SegmentParams

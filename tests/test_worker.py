@@ -16,7 +16,8 @@ import pytest
 
 from ocml.pipeline.result import validate
 from ocml.worker import client, runs
-from ocml.worker.app import TASK_NAME, make_app
+from ocml.worker.app import make_app
+from ocml.worker.jobs import TASK_NAME
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.media import speechlike, write_wav
 from tests.worker_bootstrap import CRASH_MARKER

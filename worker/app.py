@@ -16,8 +16,6 @@ from celery import Celery
 from ocml.config.settings import Settings, load_settings
 from ocml.worker.lease import LEASE_SETTING, RenewLeases
 
-TASK_NAME = "ocml.segment"
-
 
 @functools.cache
 def current_settings() -> Settings:

@@ -29,8 +29,7 @@ from kombu.exceptions import OperationalError
 from ocml.config.settings import Settings
 from ocml.pipeline.errors import excerpt
 from ocml.worker import runs
-from ocml.worker.app import TASK_NAME
-from ocml.worker.jobs import JobFailed
+from ocml.worker.jobs import TASK_NAME, JobFailed
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "LOST")
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)

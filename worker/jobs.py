@@ -23,6 +23,10 @@ from ocml.pipeline.postprocess import SegmentParams, preset, resolve_params
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 from ocml.pipeline.writers import output_paths
 
+TASK_NAME = "ocml.segment"
+"""The Celery task whose one argument is a job: the worker runs it, clients and the lease sweep
+send it."""
+
 PATH_MAX = 4096
 """The longest path in bytes Linux accepts."""
 

@@ -28,6 +28,7 @@ from kombu.exceptions import OperationalError
 from kombu.transport.redis import Channel
 
 from ocml.worker import runs
+from ocml.worker.jobs import TASK_NAME
 
 log = get_logger(__name__)
 LEASE_SETTING = "ocml_lease_interval"
@@ -111,8 +112,6 @@ class RenewLeases(bootsteps.StartStopStep):
     def resend_lost(self) -> None:
         """Sends again each pending job whose message is nowhere and that nobody runs; one
         worker per sweep interval does it (a Redis lock), a Redis outage skips the round."""
-        from ocml.worker.app import TASK_NAME
-
         try:
             if not self.backend_client.set(
                 runs.SWEEP_LOCK, self.node, nx=True, px=int(self.sweep_interval * 900)

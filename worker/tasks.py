@@ -38,8 +38,8 @@ from ocml.config.settings import Settings
 from ocml.pipeline.errors import OcmlError, TransientIOError, excerpt
 from ocml.pipeline.writers import FORMATS
 from ocml.worker import runs
-from ocml.worker.app import TASK_NAME, app, current_settings
-from ocml.worker.jobs import Job, JobFailed, parse_job
+from ocml.worker.app import app, current_settings
+from ocml.worker.jobs import TASK_NAME, Job, JobFailed, parse_job
 
 PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
