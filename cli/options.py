@@ -4,18 +4,21 @@
 made from ``SegmentParams`` (``--threshold``, ``--min-silence`` ...), plus the generic
 ``-p/--param KEY=VALUE``; ``preset_option`` chooses the preset they refine; ``format_option``
 takes a comma list of output formats; ``--no-speech`` and ``--track-*`` are the result options
-``segment`` and ``submit`` share. Only click, the settings and the pipeline's parameter and result
-types are imported here (no Celery), so ``ocml-train`` uses them too.
+``segment`` and ``submit`` share, and ``refuse_shared_results`` their check that no two inputs
+write the same result file. Only click, the exit statuses, the settings and the pipeline's
+parameter and result types are imported here (no Celery), so ``ocml-train`` uses them too.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+import os
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import click
 
+from ocml.cli.exits import USAGE, Failure
 from ocml.config.settings import CONFIG_ENV, Settings, SettingsError, load_settings
 from ocml.pipeline.errors import TrackError
 from ocml.pipeline.postprocess import PRESETS, parameter_help
@@ -36,11 +39,11 @@ PARAM_HELP = (
 
 
 def cli_settings(config_path: str | None) -> Settings:
-    """The settings, or a one-line click error naming the bad key."""
+    """The settings, or a usage failure (``bad_settings``) whose one line names the bad key."""
     try:
         return load_settings(config_path)
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise Failure("bad_settings", str(exc), status=USAGE) from None
 
 
 no_speech_option = click.option(
@@ -89,6 +92,27 @@ def track_identity(
         return TrackIdentity(**track)
     except TrackError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def refuse_shared_results(outputs: Sequence[tuple[str, Iterable[str]]], *, fix: str) -> None:
+    """Refuses, before any work, two inputs that would write the same result file: a usage
+    failure (``results_collide``) on one line naming both inputs and the file, then ``fix``.
+
+    ``outputs`` pairs each input as given with the paths of the files it would write.
+    """
+    seen: dict[str, tuple[int, str]] = {}
+    for index, (name, paths) in enumerate(outputs):
+        for path in paths:
+            first, other = seen.setdefault(os.path.realpath(path), (index, name))
+            if first == index:
+                continue
+            if other == name:
+                message = f"{name} is given twice; give each input once"
+            elif os.path.realpath(other) == os.path.realpath(name):
+                message = f"{other} and {name} are the same file; give it once"
+            else:
+                message = f"{other} and {name} would both write {path}; {fix}"
+            raise Failure("results_collide", message, status=USAGE)
 
 
 def parse_assignments(items: Collection[str], *, option: str = "--param") -> dict[str, float]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from ocml.cli import exits
 from ocml.pipeline.errors import OcmlError
 
 MEDIA = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -104,7 +105,7 @@ def play(
             return
         ui.run(session, size=dims, at=at)
     except OcmlError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise exits.Failure(exc.code, str(exc)) from exc
 
 
 @click.command()
@@ -136,7 +137,7 @@ def plot(
         ref = read_labels(reference).speech if reference is not None else None
         click.echo(plot_session(session, output, reference=ref))
     except OcmlError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise exits.Failure(exc.code, str(exc)) from exc
 
 
 COMMANDS = [play, plot]

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ocml.cli import exits
 from ocml.cli.options import (
     cli_settings,
     config_option,
@@ -24,55 +25,40 @@ from ocml.cli.options import (
     no_speech_option,
     param_options,
     preset_option,
+    refuse_shared_results,
     track_identity,
     track_options,
 )
 from ocml.config.settings import CONFIG_ENV, Settings
 from ocml.pipeline.writers import FORMATS
 
-FAILED_PREFIX = "ocml: failed:"
-"""``submit --wait`` reports a failure as one stdout line: ``ocml: failed: <code>: <message>``
-(Opencast's execute-once logs a command's output only at DEBUG, but shows its exit code)."""
-UNREACHABLE_STATUS = 2
-LINE_LIMIT = 300
+USAGE_CODES = ("bad_params", "bad_preset", "bad_format", "bad_track")
+"""Job checks that refuse the command line rather than the input: exit status 2, not 1."""
 
 
-def _client(config_path: str | None, *, wait_line: bool = False) -> tuple[Any, Settings]:
-    """The client app and settings, after checking that Redis answers (one line, exit 2 if not)."""
+def _client(settings: Settings) -> Any:
+    """The client app, after checking that Redis answers (one line, exit 3 if not)."""
     from ocml.worker import client
     from ocml.worker.app import make_app
 
-    settings = cli_settings(config_path)
-    with _reachable(wait_line=wait_line):
+    with _reachable():
         client.check_redis(settings)
-    return make_app(settings), settings
+    return make_app(settings)
 
 
 @contextmanager
-def _reachable(*, wait_line: bool = False) -> Iterator[None]:
-    """Turns "Redis cannot be reached" anywhere inside into one line and exit status 2."""
+def _reachable() -> Iterator[None]:
+    """Turns "Redis cannot be reached" anywhere inside into one line and exit status 3."""
     from ocml.worker import client
 
     try:
         yield
     except client.RedisUnreachable as exc:
-        _fail_line("redis_unreachable", str(exc), wait_line=wait_line, status=UNREACHABLE_STATUS)
+        raise exits.Failure("redis_unreachable", str(exc), status=exits.UNREACHABLE) from None
     except client.UNREACHABLE as exc:
-        text = f"cannot reach Redis: {exc}"
-        _fail_line("redis_unreachable", text, wait_line=wait_line, status=UNREACHABLE_STATUS)
-
-
-def _fail_line(code: str, message: str, *, wait_line: bool, status: int) -> None:
-    """Ends the command with one line: on stdout as ``ocml: failed: code: message`` for
-    ``submit --wait``, else the message on stderr."""
-    from ocml.pipeline.errors import excerpt
-
-    text = excerpt(" ".join(message.split()), LINE_LIMIT)
-    if wait_line:
-        click.echo(f"{FAILED_PREFIX} {code}: {text}")
-    else:
-        click.echo(text, err=True)
-    sys.exit(status)
+        raise exits.Failure(
+            "redis_unreachable", f"cannot reach Redis: {exc}", status=exits.UNREACHABLE
+        ) from None
 
 
 @click.command("worker")
@@ -117,11 +103,14 @@ def _check_model(settings: Settings) -> None:
     if settings.model_path is None:
         return
     if not (settings.model_path / "saved_model.pb").is_file():
-        raise click.ClickException(
-            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)"
+        raise exits.Failure(
+            "bad_settings",
+            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)",
+            status=exits.USAGE,
         )
 
 
+@exits.failures_on_stdout_with("--wait")
 @click.command("submit")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--wait", "wait_", is_flag=True, help="Show progress, exit non-zero if a job failed.")
@@ -171,14 +160,17 @@ def submit(
     what is not given comes from the preset, the model's tuned values and the settings, checked
     here as the worker will resolve them.
 
+    Without -o, each job's results go to <output_root>/<its path below the media roots,
+    without the suffix>/, so inputs of the same name in different folders keep their own
+    results; two inputs that would still write the same result file are refused, naming both.
+
     With --wait, a job that failed, was lost twice or did not finish in time ends the command
-    with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; when Redis
-    cannot be reached, status 2.
+    with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; every other
+    failure prints such a line there too (status 2: a usage error, 3: Redis cannot be reached).
     """
     from ocml.worker import client
-    from ocml.worker.jobs import JobInvalid, model_postprocess, parse_job
 
-    app, settings = _client(config_path, wait_line=wait_)
+    settings = cli_settings(config_path)
     if output_file is not None:
         if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
             raise click.UsageError("--output needs --wait, one FILE and one --format")
@@ -198,16 +190,10 @@ def submit(
         )
         for f in files
     ]
-    tuned = model_postprocess(settings)
-    for job in jobs:
-        try:
-            parse_job(job, settings, tuned=tuned, formats_known=FORMATS)
-        except JobInvalid as exc:
-            if wait_:
-                _fail_line(exc.code, str(exc), wait_line=True, status=1)
-            raise click.ClickException(f"{exc.code}: {exc}") from None
+    _check_jobs(files, jobs, settings, output_dir=output_dir)
+    app = _client(settings)
     durations = [client.duration_of(job["input"]) for job in jobs]
-    with _reachable(wait_line=wait_):
+    with _reachable():
         ids = [client.submit(app, settings, j, duration=d) for j, d in zip(jobs, durations)]
     for job_id in ids:
         click.echo(job_id)
@@ -226,17 +212,23 @@ def submit(
         click.echo(f"job {job_id} was lost (Redis has no trace of it); submitted again", err=True)
         return True
 
-    names = [Path(f).name for f in files]
-    display = ProgressDisplay(names, tty=sys.stderr.isatty())
-    with _reachable(wait_line=True):
-        statuses = client.wait(
-            app,
-            ids,
-            on_update=display,
-            timeout=timeout,
-            lost_after=max(5.0, 2 * settings.lease_interval),
-            on_lost=resubmit,
-        )
+    display = ProgressDisplay(display_names(files), tty=sys.stderr.isatty())
+    try:
+        with _reachable():
+            statuses = client.wait(
+                app,
+                ids,
+                on_update=display,
+                timeout=timeout,
+                lost_after=max(5.0, 2 * settings.lease_interval),
+                on_lost=resubmit,
+            )
+    except KeyboardInterrupt:
+        raise exits.Failure(
+            "interrupted",
+            f"interrupted (Ctrl-C) while waiting; the jobs go on: ocml status {' '.join(ids)}",
+            status=exits.INTERRUPTED,
+        ) from None
     display.finish(statuses)
     failed = [s for s in statuses if s["state"] != "SUCCESS"]
     for status in failed:
@@ -247,24 +239,64 @@ def submit(
                 "(--timeout); it may still finish: ocml status " + status["id"]
             ),
         }
-        click.echo(f"{FAILED_PREFIX} {error['error']}: {_one_line(error['message'])}")
+        exits.report(error["error"], error["message"], stdout=True)
     if failed:
-        sys.exit(1)
+        sys.exit(exits.FAILED)
     if output_file is not None:
         _copy_result(statuses[0]["result"], output_file)
 
 
-def _one_line(message: str) -> str:
-    from ocml.pipeline.errors import excerpt
+def _check_jobs(
+    files: tuple[str, ...],
+    jobs: list[dict[str, Any]],
+    settings: Settings,
+    *,
+    output_dir: str | None,
+) -> None:
+    """Checks every job as the worker will, then that no two write the same result file:
+    a failure line before anything is queued (status 2 for a bad parameter or format)."""
+    from ocml.pipeline.writers import output_paths
+    from ocml.worker.jobs import JobInvalid, model_postprocess, parse_job
 
-    return excerpt(" ".join(message.split()), LINE_LIMIT)
+    tuned = model_postprocess(settings)
+    outputs = []
+    for name, job in zip(files, jobs):
+        try:
+            parsed = parse_job(job, settings, tuned=tuned, formats_known=FORMATS)
+        except JobInvalid as exc:
+            status = exits.USAGE if exc.code in USAGE_CODES else exits.FAILED
+            raise exits.Failure(exc.code, str(exc), status=status) from None
+        paths = output_paths(parsed.output_dir, parsed.input.stem, parsed.formats)
+        outputs.append((name, [str(path) for path in paths.values()]))
+    fix = (
+        "submit them separately, each with its own -o DIR, or leave out -o"
+        if output_dir is not None
+        else "submit one of them with its own -o DIR"
+    )
+    refuse_shared_results(outputs, fix=fix)
+
+
+def display_names(files: tuple[str, ...]) -> list[str]:
+    """How the progress and closing lines name each input: its file name, or the path as given
+    when another input has the same file name."""
+    names = [Path(f).name for f in files]
+    return [f if names.count(name) > 1 else name for f, name in zip(files, names)]
 
 
 def _copy_result(result: dict[str, Any], output_file: str) -> None:
+    """Copies the job's one result file to ``--output``; a failure line if that fails."""
+    from ocml.pipeline.errors import OcmlError
     from ocml.pipeline.writers import atomic_write
 
     (source,) = result["outputs"].values()
-    atomic_write(os.path.abspath(output_file), Path(source).read_bytes())
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise exits.Failure("output_error", f"cannot read {source}: {exc.strerror}") from None
+    try:
+        atomic_write(os.path.abspath(output_file), data)
+    except OcmlError as exc:
+        raise exits.Failure(exc.code, str(exc)) from None
 
 
 class ProgressDisplay:
@@ -324,16 +356,16 @@ def _describe(status: dict[str, Any]) -> str:
 @config_option
 def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> None:
     """Show each JOB's state (QUEUED, STARTED, PROGRESS, SUCCESS, FAILURE, LOST ...), progress,
-    result paths or error (exit 1 if any failed or is lost, 2 if Redis cannot be reached)."""
+    result paths or error (exit 1 if any failed or is lost, 3 if Redis cannot be reached)."""
     from ocml.worker import client
 
-    app, _ = _client(config_path)
+    app = _client(cli_settings(config_path))
     with _reachable():
         statuses = [client.job_status(app, job_id) for job_id in job_ids]
     for s in statuses:
         click.echo(json.dumps(s, sort_keys=True) if as_json else f"{s['id']} {_describe(s)}")
     if any(s["state"] in ("FAILURE", "LOST") for s in statuses):
-        sys.exit(1)
+        sys.exit(exits.FAILED)
 
 
 @click.command("watch")
@@ -342,7 +374,8 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False),
-    help="Put each file's results in DIR/<stem>/ (default: <output_root>/<stem>).",
+    help="Put each file's results in DIR/<its path below INBOX, without the suffix>/ "
+    "(default: <output_root>/<its path below the media roots, without the suffix>/).",
 )
 @format_option(FORMATS, default_help="default: the settings' formats")
 @preset_option
@@ -374,22 +407,30 @@ def watch(
     once: bool,
     config_path: str | None,
 ) -> None:
-    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
+    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included).
+
+    Files whose names differ only in their suffix (talk.mp4, talk.wav) would share a results
+    folder: neither is submitted while both are in INBOX, and one line names them.
+    """
     from ocml.pipeline.errors import ParamsError
     from ocml.pipeline.postprocess import resolve_params
     from ocml.worker import client
 
-    app, settings = _client(config_path)
+    settings = cli_settings(config_path)
     try:  # every job would fail on a bad parameter: refuse it before watching
         resolve_params(
             preset_name=preset or settings.preset, overrides={**settings.params, **params}
         )
     except ParamsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise exits.Failure(exc.code, str(exc), status=exits.USAGE) from None
+    app = _client(settings)
     folder = Path(inbox)
+    reported: set[Path] = set()
 
     def make_job(path: Path) -> dict[str, Any]:
-        target = None if output_dir is None else Path(output_dir) / path.stem
+        target = None
+        if output_dir is not None:
+            target = Path(output_dir) / client.result_folder(path, inbox=folder)
         return client.build_job(
             path, output_dir=target, formats=formats, preset=preset, params=params
         )
@@ -399,12 +440,33 @@ def watch(
         time.sleep(interval)
         current = client.scan_inbox(folder)
         ready = client.settled(previous, current, now=time.time(), settle=settle)
+        ready = _without_clashes(ready, [f.path for f in current.values()], folder, reported)
         with _reachable():
             for path, job_id in client.submit_new(app, settings, folder, ready, make_job):
                 click.echo(f"{job_id} {path}")
         previous = current
         if once:
             return
+
+
+def _without_clashes(
+    ready: list[Any], present: list[Path], inbox: Path, reported: set[Path]
+) -> list[Any]:
+    """``ready`` without the files whose results folder another file in ``inbox`` shares; each
+    such file is reported on one line when its clash begins (``reported`` remembers them)."""
+    from ocml.worker import client
+
+    clashes = client.result_clashes(present, inbox=inbox)
+    for path in sorted(set(clashes) - reported):
+        folder = client.result_folder(path, inbox=inbox)
+        exits.report(
+            "results_collide",
+            f"{path}: not submitted while {clashes[path]} is in the folder: their results "
+            f"would share the folder {folder}/ (the same name without the suffix); rename one",
+        )
+    reported.clear()
+    reported.update(clashes)
+    return [item for item in ready if item.path not in clashes]
 
 
 COMMANDS = [worker, submit, status, watch]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
+from ocml.cli import exits
 from ocml.cli.player import COMMANDS as PLAYER_COMMANDS
 from ocml.cli.queue import COMMANDS as QUEUE_COMMANDS
 from ocml.cli.segment import segment
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=exits.Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="opencast-ml")
 def main() -> None:
     """Find speech and silence in lecture recordings, for Opencast.
@@ -18,6 +22,12 @@ def main() -> None:
     Segment files right here:        ocml segment lecture.mp4 -o results/
     Queue them for a worker fleet:   ocml worker   (on each host), then ocml submit lecture.mp4 --wait
     Audit a result by ear and eye:   ocml play lecture.mp4 --result results/lecture.json
+
+    \b
+    Exit status, the same for every command:
+      0 success; 1 a job or an input failed; 2 usage error (bad option, argument, parameter,
+      setting or pair of inputs; nothing was done); 3 Redis cannot be reached; 130 interrupted.
+    Every failure ends with one line: ocml: failed: <code>: <message>.
     """
 
 

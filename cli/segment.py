@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ocml.cli import exits
 from ocml.cli.options import (
     cli_settings,
     config_option,
@@ -16,10 +17,11 @@ from ocml.cli.options import (
     no_speech_option,
     param_options,
     preset_option,
+    refuse_shared_results,
     track_identity,
     track_options,
 )
-from ocml.pipeline.errors import ModelError, OcmlError
+from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS as ALL_FORMATS
 
@@ -87,8 +89,11 @@ def segment(
     Outputs are named after the input: lecture.json, lecture.smil, lecture.cutmarks.json,
     lecture.txt (Audacity labels), lecture.rttm and lecture.probs.npy.
 
-    A file that cannot be processed is reported and skipped, and nothing is written for it;
-    the exit status is 0 only if every file succeeded.
+    Two inputs that would write the same result file (the same name with -o DIR, or beside
+    each other) are refused before any work, naming both: leave out -o, or run them separately.
+    A file that cannot be processed is reported on one line, `ocml: failed: <code>: <message>`,
+    and skipped, and nothing is written for it; the exit status is 0 only if every file
+    succeeded, else 1 (2 for a usage error).
 
     Defaults for the model, preset, formats and parameters come from the settings
     (config/default.yaml, then --config / $OCML_CONFIG, then OCML_* variables); options given
@@ -109,6 +114,8 @@ def segment(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
     )
     settings = cli_settings(config_path)
+    wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
+    _refuse_shared_results(inputs, output_dir, wanted)
     model_path = settings.model_path if model_path is None else model_path
     configure_tensorflow(1)  # one inference thread per process; run one process per core
     # Asked before the model loads: its background import runs fd 2 through a filter for a while.
@@ -117,22 +124,43 @@ def segment(
         runtime = _runtime(runtime or settings.runtime, model_path, inputs)
         # The network loads while the first file decodes; its errors surface at first use.
         model = load_model(model_path, runtime=runtime, background=True)
-    except OcmlError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
         resolved = resolve_params(
             model, preset_name=preset or settings.preset, overrides={**settings.params, **params}
         )
-        wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
         options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
         failures = sum(
             not _segment_one(path, output_dir, wanted, model, resolved, options) for path in inputs
         )
+    except ParamsError as exc:
+        raise exits.Failure(exc.code, str(exc), status=exits.USAGE) from None
     except OcmlError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise exits.Failure(exc.code, str(exc)) from None
     if failures:
         click.echo(f"{failures} of {len(inputs)} files failed", err=True)
-        sys.exit(1)
+        sys.exit(exits.FAILED)
+
+
+def _refuse_shared_results(
+    inputs: tuple[Path, ...], output_dir: Path | None, formats: tuple[str, ...]
+) -> None:
+    """Refuses two inputs whose results would land in the same file, before the model loads."""
+    from ocml.pipeline.writers import output_paths
+
+    outputs = []
+    for path in inputs:
+        try:
+            paths = output_paths(
+                path.parent if output_dir is None else output_dir, path.stem, formats
+            )
+        except (OcmlError, ValueError):
+            continue  # reported when the file's turn comes
+        outputs.append((str(path), [str(p) for p in paths.values()]))
+    fix = (
+        "leave out -o to write each result beside its input, or give each its own -o DIR"
+        if output_dir is not None
+        else "give one of them its own -o DIR"
+    )
+    refuse_shared_results(outputs, fix=fix)
 
 
 def _runtime(requested: str, model_path: Path, inputs: tuple[Path, ...]) -> str:
@@ -184,10 +212,10 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
     except ModelError:
         raise  # the model, not this file: every other file would fail the same way
     except OcmlError as exc:
-        click.echo(f"error: {exc}", err=True)
+        exits.report(exc.code, str(exc))
         return False
     except Exception as exc:  # an unexpected failure still must not stop the other files
-        click.echo(f"error: {path}: unexpected {type(exc).__name__}: {exc}", err=True)
+        exits.report("internal_error", f"{path}: unexpected {type(exc).__name__}: {exc}")
         return False
     click.echo(_summary(path, result, written))
     return True

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ocml.cli import exits
 from ocml.cli.options import param_options, parse_assignments
 from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
 from ocml.pipeline.errors import OcmlError
@@ -25,11 +26,17 @@ def _threads(threads: int) -> None:
     import_tensorflow()
 
 
-def _fail(err: Exception) -> click.ClickException:
-    return click.ClickException(str(err))
+def _fail(err: Exception) -> exits.Failure:
+    """The one failure line for ``err``: a bad recipe is a usage error (status 2), the rest 1."""
+    if isinstance(err, RecipeError):
+        return exits.Failure("bad_recipe", str(err), status=exits.USAGE)
+    return exits.Failure(getattr(err, "code", "error"), str(err))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=exits.Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also log every skipped source file and failed TTS call."
 )

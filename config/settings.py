@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -198,12 +199,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise SettingsError(f"{where} must be at least {_FLOATS[key]}, got {value!r}")
         return number
     if key in ("broker_url", "result_backend"):
-        url = _text(value, where)
-        if not url.startswith(REDIS_SCHEMES):
-            raise SettingsError(
-                f"{where} must be a Redis URL ({', '.join(REDIS_SCHEMES)}), got {value!r}"
-            )
-        return url
+        return _redis_url(_text(value, where), where)
     if key == "media_roots":
         if isinstance(value, str) or not isinstance(value, list) or not value:
             raise SettingsError(f"{where} must be a non-empty list of directories, got {value!r}")
@@ -245,6 +241,57 @@ def _text(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise SettingsError(f"{where} must be a non-empty string, got {value!r}")
     return value
+
+
+def _redis_url(url: str, where: str) -> str:
+    """``url`` when every part of it (``;`` separates sentinels) is a Redis URL a client can
+    connect with; else a SettingsError quoting it without its password."""
+    for part in url.split(";"):
+        reason = _redis_url_problem(part)
+        if reason is not None:
+            raise SettingsError(
+                f"{where} must be a Redis URL such as redis://host:6379/0 "
+                f"({', '.join(REDIS_SCHEMES)}): {reason}, got {_without_password(url)!r}"
+            )
+    return url
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """What makes one Redis URL unusable, or None."""
+    if not url.startswith(REDIS_SCHEMES):
+        return "unknown scheme"
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if any(not value.isdigit() for value in query.get("db", [])):
+        return f"the db {query['db'][0]!r} is not a number"
+    if parts.scheme == "unix":
+        return None if parts.path else "no socket path"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        shown = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        return f"the port {shown!r} is not a number from 1 to 65535"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return f"the db {db!r} is not a number"
+    return None
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of each of its parts replaced by ``***``."""
+    return ";".join(_part_without_password(part) for part in url.split(";"))
+
+
+def _part_without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not (sep and at and colon):
+        return url
+    return f"{scheme}://{user}:***@{host}{slash}{tail}"
 
 
 def _absolute(value: Any, where: str) -> Path:

@@ -113,26 +113,29 @@ def test_submit_wait_submits_a_lost_job_once_more_then_fails_with_one_line(
     ]
 
 
-def test_clients_fail_with_one_line_and_status_2_when_redis_cannot_be_reached(folders, tmp_path):
+def test_clients_fail_with_one_line_and_status_3_when_redis_cannot_be_reached(folders, tmp_path):
     media, output = folders
     url = f"redis://:hunter2@127.0.0.1:{CLOSED_PORT}/3"
     config = write_settings(
         tmp_path / "s.yaml", redis_url=url, media=media, output=output, model="default"
     )
     path = recording(media / "any.wav", 2.0)
-    expected = f"cannot reach Redis at redis://127.0.0.1:{CLOSED_PORT}/3: "
+    expected = (
+        "ocml: failed: redis_unreachable: "
+        f"cannot reach Redis at redis://127.0.0.1:{CLOSED_PORT}/3: "
+    )
 
     status = ocml("status", "some-job", config=config)
     queued = ocml("submit", str(path), config=config)
     waited = ocml("submit", str(path), "--wait", config=config)
 
-    assert (status.returncode, queued.returncode, waited.returncode) == (2, 2, 2)
+    assert (status.returncode, queued.returncode, waited.returncode) == (3, 3, 3)
     for done in (status, queued):
         assert done.stdout == ""
         (line,) = done.stderr.splitlines()
         assert line.startswith(expected)
     (line,) = waited.stdout.splitlines()
-    assert line.startswith(f"ocml: failed: redis_unreachable: {expected}")
+    assert line.startswith(expected)
     assert "hunter2" not in status.stderr + queued.stderr + waited.stdout
 
 
@@ -150,8 +153,11 @@ def test_submit_checks_params_against_the_values_the_worker_will_use(volatile, f
     refused = ocml("submit", str(path), "-p", f"threshold={tuned - 0.03:.2f}", config=config)
     accepted = ocml("submit", str(path), "-p", f"threshold={tuned + 0.01:.2f}", config=config)
 
-    assert refused.returncode == 1
-    assert "bad_params" in refused.stderr and "neg_threshold" in refused.stderr
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.startswith("ocml: failed: bad_params: ")
+        and "neg_threshold" in refused.stderr
+    )
     assert refused.stdout == ""
     assert accepted.returncode == 0, accepted.stderr
 
@@ -168,5 +174,21 @@ def test_submit_refuses_a_file_name_that_is_not_utf8_in_one_line(volatile, folde
 
     assert refused.returncode == 1
     (line,) = refused.stderr.splitlines()
-    assert line.startswith("Error: bad_file_name: input ")
+    assert line.startswith("ocml: failed: bad_file_name: input ")
     assert "is not valid UTF-8 (byte b'\\xff' at character" in line
+
+
+def test_a_watched_file_gets_its_results_folder_from_its_path_below_the_inbox(tmp_path):
+    inbox = tmp_path / "inbox"
+    files = [inbox / "a" / "presenter.mp4", inbox / "b" / "presenter.mp4", inbox / "talk.wav"]
+
+    folders = [client.result_folder(path, inbox=inbox) for path in files]
+    clashes = client.result_clashes(
+        [*files, inbox / "talk.flac", inbox / "a" / "talk.wav"], inbox=inbox
+    )
+
+    assert folders == [Path("a/presenter"), Path("b/presenter"), Path("talk")]
+    assert clashes == {
+        inbox / "talk.wav": inbox / "talk.flac",
+        inbox / "talk.flac": inbox / "talk.wav",
+    }

@@ -74,6 +74,12 @@ def test_explicit_path_wins_over_ocml_config(tmp_path):
         ("file", "concurrency", 1.5, ["concurrency", "whole number", "1.5"]),
         ("file", "visibility_timeout", "nan", ["visibility_timeout", "finite", "nan"]),
         ("file", "broker_url", "amqp://localhost", ["broker_url", "Redis URL", "amqp://localhost"]),
+        ("env", "BROKER_URL", "redis://host:notaport/0", ["OCML_BROKER_URL", "port 'notaport'"]),
+        ("env", "RESULT_BACKEND", "redis://h:99999/0", ["OCML_RESULT_BACKEND", "port '99999'"]),
+        ("file", "broker_url", "redis://h:6379/zero", ["broker_url", "db 'zero' is not a number"]),
+        ("file", "broker_url", "redis://h/0?db=x", ["broker_url", "db 'x' is not a number"]),
+        ("file", "broker_url", "unix://", ["broker_url", "no socket path"]),
+        ("file", "broker_url", "sentinel://a:1;sentinel://b:x", ["broker_url", "port 'x'"]),
         ("file", "media_roots", "/srv/media", ["media_roots", "list"]),
         ("env", "MEDIA_ROOTS", "relative/dir", ["OCML_MEDIA_ROOTS", "absolute", "relative/dir"]),
         ("file", "output_root", "results", ["output_root", "absolute", "results"]),
@@ -146,3 +152,26 @@ def test_celery_config_is_crash_safe_and_json_only():
     )
     assert conf["ocml_lease_interval"] * 3 <= settings.visibility_timeout
     assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
+
+
+def test_a_bad_redis_url_is_quoted_without_its_password():
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={"OCML_BROKER_URL": "redis://user:hun@ter2@host:notaport/0"})
+    message = str(caught.value)
+    assert "'redis://user:***@host:notaport/0'" in message
+    assert "hun" not in message and "ter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://host:6379/0",
+        "redis://:secret@host/15?db=3",
+        "rediss://host:6380/0",
+        "redis://[::1]:6379",
+        "unix:///run/redis.sock?db=2",
+        "sentinel://a:26379;sentinel://b:26379",
+    ],
+)
+def test_usable_redis_urls_are_accepted(url):
+    assert load_settings(env={"OCML_BROKER_URL": url}).broker_url == url

@@ -47,6 +47,35 @@ def test_a_good_job_is_resolved_with_defaults(roots):
     assert parse(json.dumps(job.to_dict()), settings) == job
 
 
+def test_inputs_of_the_same_name_get_their_own_default_folders(roots, tmp_path):
+    settings, media, output, _ = roots
+    lectures = tmp_path / "lectures"
+    for folder in (media / "mp1", media / "mp2", lectures / "mp1"):
+        folder.mkdir(parents=True)
+        (folder / "presenter.mp4").write_bytes(b"RIFF")
+    one_root = [
+        parse({"input": str(media / p / "presenter.mp4")}, settings) for p in ("mp1", "mp2")
+    ]
+    two_roots = replace(settings, media_roots=(media, lectures))
+    both = [
+        parse({"input": str(root / "mp1" / "presenter.mp4")}, two_roots)
+        for root in (media, lectures)
+    ]
+
+    assert [job.output_dir for job in one_root] == [
+        output / "mp1" / "presenter",
+        output / "mp2" / "presenter",
+    ]
+    # Below the folder the roots share, so the same path under two roots stays apart.
+    assert [job.output_dir for job in both] == [
+        output / "media" / "mp1" / "presenter",
+        output / "lectures" / "mp1" / "presenter",
+    ]
+    assert parse({"input": str(media / "talk.wav")}, two_roots).output_dir == (
+        output / "media" / "talk"
+    )
+
+
 def test_job_values_override_the_settings(roots):
     settings, media, output, _ = roots
     job = parse(

@@ -113,5 +113,5 @@ def test_watch_refuses_a_bad_parameter_before_watching(tmp_path: Path, monkeypat
     for name in [n for n in os.environ if n.startswith("OCML_")]:
         monkeypatch.delenv(name)
     got = CliRunner().invoke(ocml, ["watch", str(tmp_path), "--min-silence", "-1", "--once"])
-    assert got.exit_code == 1
+    assert got.exit_code == 2
     assert "min_silence must lie in [0, 3600] seconds, got -1.0" in got.output

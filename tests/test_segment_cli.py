@@ -124,7 +124,7 @@ def test_each_bad_input_gets_its_own_message(bad_call, case: str) -> None:
     path, phrase = cases[case]
     lines = [line for line in proc.stderr.splitlines() if str(path) in line]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {path}: ")
+    assert lines[0].startswith(f"ocml: failed: {lines[0].split(': ')[2]}: {path}: ")
     assert phrase in lines[0].lower(), lines[0]
     assert "Traceback" not in proc.stderr
 
@@ -140,7 +140,8 @@ def test_unwritable_output_directory_fails_without_output(
         nested = run_ocml("segment", source, "-o", locked / "new", "--model", tiny_model_dir)
     for call in (proc, nested):
         assert call.returncode == 1
-        assert call.stderr.startswith(f"error: {locked}") and "Traceback" not in call.stderr
+        assert call.stderr.startswith(f"ocml: failed: output_error: {locked}")
+        assert "Traceback" not in call.stderr
     assert list(locked.iterdir()) == []
 
 
@@ -345,7 +346,8 @@ def test_bad_settings_key_is_named(tmp_path: Path) -> None:
     settings = tmp_path / "ocml.yaml"
     settings.write_text("min_silense: 3\n")
     proc = run_ocml("segment", tmp_path / "x.wav", "--config", settings)
-    assert proc.returncode == 1 and "min_silense" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ocml: failed: bad_settings: ") and "min_silense" in proc.stderr
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path, tiny_model_dir: Path) -> None:

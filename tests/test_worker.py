@@ -362,6 +362,52 @@ def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_pa
     assert (output / "watched" / "w-one" / "w-one.json").is_file()
 
 
+def test_ocml_submit_keeps_the_results_of_inputs_of_the_same_name_apart(fleet):
+    media, output, config = fleet["media"], fleet["output"], fleet["config"]
+    paths = []
+    for seed, package in enumerate(("same-a", "same-b")):
+        (media / package).mkdir()
+        paths.append(recording(media / package / "lecture.wav", 3.0 + seed, seed=seed))
+
+    done = ocml("submit", *map(str, paths), "--wait", config=config)
+
+    assert done.returncode == 0, done.stderr
+    for path in paths:
+        folder = output / path.parent.name / "lecture"
+        document = json.loads((folder / "lecture.json").read_text())
+        assert document["input"]["path"] == str(path)
+        assert f"{path}: done: {folder / 'lecture.json'} {folder / 'lecture.smil'}" in done.stderr
+
+
+def test_ocml_watch_keeps_the_results_of_files_of_the_same_name_apart(fleet):
+    media, output, config, app = fleet["media"], fleet["output"], fleet["config"], fleet["app"]
+    inboxes = [media / "inbox-a", media / "inbox-b"]
+    for seed, inbox in enumerate(inboxes):
+        inbox.mkdir()
+        recording(inbox / "presenter.wav", 2.0, seed=seed)
+    recording(inboxes[0] / "talk.wav", 2.0, seed=3)
+    recording(inboxes[0] / "talk.flac", 2.0, seed=4)
+    watch = ("--once", "--settle", "0", "--interval", "0.2")
+
+    watched = [ocml("watch", str(inbox), *watch, config=config) for inbox in inboxes]
+
+    for inbox, done in zip(inboxes, watched):
+        assert done.returncode == 0, done.stderr
+        (line,) = done.stdout.splitlines()
+        job_id, path = line.split()
+        assert path == str(inbox / "presenter.wav")
+        (status,) = client.wait(app, [job_id], timeout=60)
+        assert status["result"]["outputs"]["json"] == str(
+            output / inbox.name / "presenter" / "presenter.json"
+        )
+    assert sorted(watched[0].stderr.splitlines()) == [
+        f"ocml: failed: results_collide: {inboxes[0] / name}: not submitted while "
+        f"{inboxes[0] / other} is in the folder: their results would share the folder talk/ "
+        "(the same name without the suffix); rename one"
+        for name, other in (("talk.flac", "talk.wav"), ("talk.wav", "talk.flac"))
+    ]
+
+
 def test_a_message_of_a_job_that_succeeded_is_acknowledged_without_running_it(fleet):
     app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
     job = client.build_job(recording(media / "twice-sent.wav", 3.0, seed=4))

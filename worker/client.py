@@ -105,6 +105,28 @@ def build_job(
     return job
 
 
+def result_folder(path: Path, *, inbox: Path) -> Path:
+    """A hot-folder file's results folder, relative to the output directory: its path below
+    ``inbox`` without the suffix (``a/presenter.mp4`` gives ``a/presenter``), so files of the
+    same name in different folders keep their own results."""
+    relative = path.relative_to(inbox)
+    return relative.parent / relative.stem
+
+
+def result_clashes(paths: Iterable[Path], *, inbox: Path) -> dict[Path, Path]:
+    """Each of ``paths`` whose ``result_folder`` another one shares (``talk.mp4`` and
+    ``talk.wav``), mapped to the first such other path in sorted order."""
+    first: dict[Path, Path] = {}
+    clashes: dict[Path, Path] = {}
+    for path in sorted(paths):
+        folder = result_folder(path, inbox=inbox)
+        other = first.setdefault(folder, path)
+        if other != path:
+            clashes[path] = other
+            clashes.setdefault(other, path)
+    return clashes
+
+
 def duration_of(path: str | os.PathLike[str]) -> float | None:
     """The recording's duration in seconds, or None when it cannot be probed here."""
     from ocml.pipeline.decode import probe

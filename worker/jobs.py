@@ -124,7 +124,7 @@ def parse_job(
     source = resolve_inside(_string(data, "input"), settings.media_roots, "input")
     _check_input_file(source)
     if data.get("output_dir") is None:
-        target_text = str(settings.output_root / source.stem)
+        target_text = str(default_output_dir(source, settings))
     else:
         target_text = _string(data, "output_dir")
     target = resolve_inside(target_text, (settings.output_root,), "output_dir")
@@ -147,6 +147,15 @@ def parse_job(
         no_speech=_no_speech(data.get("no_speech", "keep")),
         track=_track(data.get("track", {})),
     )
+
+
+def default_output_dir(source: Path, settings: Settings) -> Path:
+    """Where a job without ``output_dir`` writes: ``output_root``, then the input's path below
+    the folder all media roots share, without the suffix (``/srv/media/mp1/presenter.mp4``
+    gives ``<output_root>/mp1/presenter``), so distinct inputs get distinct folders."""
+    base = os.path.commonpath([os.path.realpath(root) for root in settings.media_roots])
+    relative = source.relative_to(base)
+    return settings.output_root / relative.parent / source.stem
 
 
 def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
