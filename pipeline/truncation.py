@@ -98,7 +98,8 @@ def _ogg_page_flags(data: bytes, at: int) -> int | None:
 
 
 def _ogg_crc(data: bytes) -> int:
-    """Ogg's CRC-32 (polynomial 0x04C11DB7, MSB first, no inversion), through zlib's reflected one."""
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, MSB first, no inversion) through zlib's reflected
+    one."""
     reflected = zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
     return int(f"{reflected:032b}"[::-1], 2)
 
