@@ -354,7 +354,8 @@ def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_pa
 
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert sorted(Path(line.split()[1]).name for line in lines) == ["w-one.wav", "w-two.wav"]
+    assert [line.split()[1] for line in lines] == ["submitted", "submitted"]
+    assert sorted(Path(line.split()[2]).name for line in lines) == ["w-one.wav", "w-two.wav"]
     assert again.returncode == 0 and again.stdout == ""
     statuses = client.wait(app, [line.split()[0] for line in lines], timeout=60)
     assert [s["state"] for s in statuses] == ["SUCCESS", "SUCCESS"]
