@@ -16,7 +16,7 @@ import redis
 
 from ocml.worker import client
 from ocml.worker.app import make_app
-from ocml.worker.watch import RECORD_KEY, open_for_writing
+from ocml.worker.watch import RECORD_KEY, Watcher, open_for_writing
 from tests.media import encode, speechlike
 from tests.worker_support import (
     SR,
@@ -229,6 +229,45 @@ def test_open_for_writing_sees_a_writer_of_this_host(tmp_path):
     with open(path, "rb"):
         assert open_for_writing({ident}) == set()
     assert open_for_writing({ident}) == set()
+
+
+def test_a_job_redis_forgot_is_reported_lost_and_submitted_again(hot, tmp_path):
+    """No worker serves database 1 of the private Redis, so the job stays queued until that
+    database is flushed; the watcher's clock is moved past the time a job may go unseen."""
+    url = f"redis://127.0.0.1:{PORT}/1"
+    config = write_settings(
+        tmp_path / "db1.yaml",
+        redis_url=url,
+        media=hot["media"],
+        output=hot["output"],
+        model=hot["model"],
+    )
+    settings = settings_from(config)
+    inbox, results = folders(hot, "forgotten")
+    recording(inbox / "forgotten.wav", 2.0, seed=13)
+    now = [0.0]
+    watcher = Watcher(
+        make_app(settings),
+        settings,
+        inbox,
+        make_job=lambda path: client.build_job(path, output_dir=results / path.stem),
+        settle=0,
+        clock=lambda: now[0],
+    )
+    database = redis.Redis.from_url(url)
+    try:
+        (submitted,) = watcher.scan()
+        database.flushdb()
+        unseen = watcher.scan()
+        now[0] += watcher.lost_after + 1
+        lost, again = watcher.scan()
+    finally:
+        database.flushdb()
+        database.close()
+
+    assert submitted.kind == "submitted" and unseen == []
+    assert (lost.kind, lost.job_id, lost.error["error"]) == ("lost", submitted.job_id, "job_lost")
+    assert again.kind == "submitted" and again.job_id != submitted.job_id
 
 
 def test_records_of_deleted_files_expire_and_those_of_present_files_stay(hot, tmp_path):

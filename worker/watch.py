@@ -73,6 +73,8 @@ class Event:
 
 @dataclass
 class _Pending:
+    """A job this watcher waits for: its file, and since when Redis has had no trace of it."""
+
     item: InboxFile
     missing_since: float | None = None
 
@@ -322,10 +324,11 @@ class Watcher:
             status = job_status(self.app, job_id)
             state = status["state"]
             if state == "LOST":
-                pending.missing_since = pending.missing_since or now
+                if pending.missing_since is None:
+                    pending.missing_since = now
                 if now - pending.missing_since < self.lost_after:
                     continue
-                self._forget(pending.item, job_id)
+                self._forget(pending.item)
             else:
                 pending.missing_since = None
             if state not in FINISHED:
@@ -335,7 +338,7 @@ class Watcher:
             events.append(Event(kind, pending.item.path, job_id, error=status.get("error")))
         return events
 
-    def _forget(self, item: InboxFile, job_id: str) -> None:
+    def _forget(self, item: InboxFile) -> None:
         """Drops the record of a lost job, so the file is looked at again at the next scan."""
         known = self._known.pop(item.path.name, None)
         if known is not None and known.record is not None:
