@@ -392,9 +392,15 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
     default=5.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="A file counts as fully written once unchanged for this many seconds.",
+    help="A file is ready once its size and mtime have not changed for this many seconds "
+    "and no process on this host has it open for writing.",
 )
-@click.option("--once", is_flag=True, help="Scan twice, submit what is ready, exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Scan, wait the settle time (at least --interval), scan again, submit what is ready "
+    "and exit, without waiting for the outcomes.",
+)
 @config_option
 def watch(
     inbox: str,
@@ -407,14 +413,22 @@ def watch(
     once: bool,
     config_path: str | None,
 ) -> None:
-    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included).
+    """Hot folder: submit each file in INBOX once it is fully written, and again when it changes.
 
-    Files whose names differ only in their suffix (talk.mp4, talk.wav) would share a results
-    folder: neither is submitted while both are in INBOX, and one line names them.
+    Prints a line on stdout for each job: `<job id> submitted <path>`, then as it ends
+    `<job id> done <path>` or `<job id> failed <path>: <code>: <message>`. Each file's version
+    and job are kept in Redis, and a file whose result (JSON) already names it with the same
+    sha256 is not submitted again, so neither a restart of the watcher nor a Redis that lost
+    its data submits a file twice. A changed file's old results are removed before its new job.
+    INBOX must lie below media_roots and DIR below output_root. Files whose names differ only
+    in their suffix (talk.mp4, talk.wav) would share a results folder: neither is submitted
+    while both are in INBOX, and one line names them.
     """
     from ocml.pipeline.errors import ParamsError
     from ocml.pipeline.postprocess import resolve_params
     from ocml.worker import client
+    from ocml.worker.jobs import model_postprocess
+    from ocml.worker.watch import Watcher
 
     settings = cli_settings(config_path)
     try:  # every job would fail on a bad parameter: refuse it before watching
@@ -423,9 +437,12 @@ def watch(
         )
     except ParamsError as exc:
         raise exits.Failure(exc.code, str(exc), status=exits.USAGE) from None
+    folder = Path(os.path.realpath(inbox))
+    _check_below(folder, settings.media_roots, setting="media_roots", what="INBOX")
+    if output_dir is not None:
+        results = Path(os.path.realpath(output_dir))
+        _check_below(results, (settings.output_root,), setting="output_root", what="--output-dir")
     app = _client(settings)
-    folder = Path(inbox)
-    reported: set[Path] = set()
 
     def make_job(path: Path) -> dict[str, Any]:
         target = None
@@ -435,38 +452,86 @@ def watch(
             path, output_dir=target, formats=formats, preset=preset, params=params
         )
 
-    previous = client.scan_inbox(folder)
-    while True:
-        time.sleep(interval)
-        current = client.scan_inbox(folder)
-        ready = client.settled(previous, current, now=time.time(), settle=settle)
-        ready = _without_clashes(ready, [f.path for f in current.values()], folder, reported)
+    watcher = Watcher(
+        app, settings, folder, make_job=make_job, settle=settle, tuned=model_postprocess(settings)
+    )
+    if once:
         with _reachable():
-            for path, job_id in client.submit_new(app, settings, folder, ready, make_job):
-                click.echo(f"{job_id} {path}")
-        previous = current
-        if once:
-            return
+            _scan(watcher)
+            time.sleep(max(interval, settle))
+            _scan(watcher)
+        return
+    outage = RedisOutage(app.conf.result_backend)
+    while True:
+        try:
+            _scan(watcher)
+            outage.over()
+        except client.UNREACHABLE as exc:
+            outage.began(exc)
+        time.sleep(interval)
 
 
-def _without_clashes(
-    ready: list[Any], present: list[Path], inbox: Path, reported: set[Path]
-) -> list[Any]:
-    """``ready`` without the files whose results folder another file in ``inbox`` shares; each
-    such file is reported on one line when its clash begins (``reported`` remembers them)."""
-    from ocml.worker import client
+def _check_below(path: Path, roots: tuple[Path, ...], *, setting: str, what: str) -> None:
+    """Refuses to watch when every job would fail ``path_outside_roots``: one line naming the
+    setting and the folder."""
+    if any(path.is_relative_to(os.path.realpath(root)) for root in roots):
+        return
+    allowed = ", ".join(str(root) for root in roots)
+    raise click.ClickException(
+        f"{what} {path} lies outside {setting} ({allowed}): every job would fail with "
+        f"path_outside_roots; choose a folder below {setting} or add it to {setting} in the "
+        "settings"
+    )
 
-    clashes = client.result_clashes(present, inbox=inbox)
-    for path in sorted(set(clashes) - reported):
-        folder = client.result_folder(path, inbox=inbox)
-        exits.report(
-            "results_collide",
-            f"{path}: not submitted while {clashes[path]} is in the folder: their results "
-            f"would share the folder {folder}/ (the same name without the suffix); rename one",
-        )
-    reported.clear()
-    reported.update(clashes)
-    return [item for item in ready if item.path not in clashes]
+
+def _scan(watcher: Any) -> None:
+    """One scan of the hot folder, each event on one line (jobs on stdout, notes on stderr)."""
+    for event in watcher.scan():
+        click.echo(**_event_line(event))
+
+
+def _event_line(event: Any) -> dict[str, Any]:
+    """``click.echo`` arguments for one `worker.watch.Event`."""
+    path = event.path
+    if event.kind in ("submitted", "done"):
+        return {"message": f"{event.job_id} {event.kind} {path}"}
+    error = event.error or {"error": "unknown", "message": ""}
+    reason = f"{error['error']}: {' '.join(str(error['message']).split())}"
+    if event.kind in ("failed", "lost"):
+        return {"message": f"{event.job_id} {event.kind} {path}: {reason}"}
+    notes = {
+        "present": f"{path}: its result is already there ({event.detail}); not submitted again",
+        "refused": f"{path}: not submitted: {reason}",
+        "replaced": f"{path}: changed since its last job; its old results were removed "
+        f"({event.detail})",
+    }
+    return {"message": notes.get(event.kind, f"{path}: {event.detail}"), "err": True}
+
+
+class RedisOutage:
+    """A watcher waits out a Redis outage of up to ``limit`` s (a restart), saying so on
+    stderr; a longer one ends it with the one-line report and exit status 3."""
+
+    def __init__(self, url: str, *, limit: float = 60.0) -> None:
+        self.url = url
+        self.limit = limit
+        self.since: float | None = None
+
+    def began(self, exc: Exception) -> None:
+        from ocml.worker.client import redis_location
+
+        now = time.monotonic()
+        reason = f"cannot reach Redis at {redis_location(self.url)}: {exc}"
+        if self.since is None:
+            self.since = now
+            click.echo(f"{' '.join(reason.split())}; retrying for {self.limit:g} s", err=True)
+        elif now - self.since > self.limit:
+            raise exits.Failure("redis_unreachable", reason, status=exits.UNREACHABLE)
+
+    def over(self) -> None:
+        if self.since is not None:
+            click.echo("Redis answers again; watching on", err=True)
+        self.since = None
 
 
 COMMANDS = [worker, submit, status, watch]

@@ -5,7 +5,8 @@ sample counts; PyAV (FFmpeg) reads the rest (mp3, mp4/m4a/mov AAC, mkv, webm, ..
 frame by its timestamp. Channels are averaged in float, then resampled by one
 ``soxr.ResampleStream`` per file, so block boundaries leave no seams. A `Recording` opens a file
 once and reads it once: its header info, its audio, its length and the sha256 of its bytes all
-come from that one pass.
+come from that one pass (besides the few bytes `pipeline.truncation` reads to catch a cut-off
+copy).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from ocml.pipeline.errors import (
     InputMissing,
     InputNotAFile,
     InputTooShort,
+    InputTruncated,
     InputUnreadable,
     InvalidSamples,
     NoAudioTrack,
     ParamsError,
     TransientIOError,
 )
+from ocml.pipeline.truncation import OGG_MAGIC, check_mp3_size, check_ogg_end, mp3_header
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +168,13 @@ class Recording:
         self._sound: sf.SoundFile | None = None
         self._container: av.container.InputContainer | None = None
         self._audio: av.AudioStream | None = None
+        self._promised: float | None = None
         self._used = False
         self.samples = 0
         """Samples yielded by `blocks` so far, at its ``sample_rate``."""
         try:
+            if self._reader.read_at(0, len(OGG_MAGIC)) == OGG_MAGIC:
+                check_ogg_end(self.path, self._reader.read_at, self._reader.size())
             self._sound = _open_soundfile(self.path, self._file)
             if self._sound is not None:
                 self.info = _soundfile_info(self.path, self._sound)
@@ -177,6 +183,7 @@ class Recording:
                 self._container = _open_av(self.path, self._file)
                 self._audio = _audio_stream(self.path, self._container)
                 self.info = _av_info(self.path, self._container, self._audio)
+                self._promised = self._mp3_promise()
             known = self.info.duration > 0 or self._sound is not None  # libsndfile counts exactly
             if check_duration and known and self.info.duration < MIN_DURATION:
                 raise InputTooShort(
@@ -187,6 +194,17 @@ class Recording:
         except BaseException:
             self.close()
             raise
+
+    def _mp3_promise(self) -> float | None:
+        """Refuse an MP3 smaller than its Xing/VBRI header states; return the seconds its frame
+        count states, for the check after decoding, or None when it states none."""
+        if self.info.container != "mp3":
+            return None
+        header = mp3_header(self._reader.read_at)
+        if header is None:
+            return None
+        check_mp3_size(self.path, header, self._reader.size())
+        return header.seconds
 
     def __enter__(self) -> Recording:
         return self
@@ -214,13 +232,16 @@ class Recording:
           defined; ``samples`` is its length so far.
         - Total length is ``round(n * sample_rate / native_rate)`` for ``n`` decoded native
           samples — this can differ from the container's stated duration (AAC/Opus priming is
-          removed by the decoder, a truncated file yields what it holds).
+          removed by the decoder, a cut-off file that states no length yields what it holds).
         - Down-mix is the plain channel mean (L+R)/2 in float32 — not FFmpeg's +3 dB (L+R)/√2.
         - Timing: PyAV-decoded frames are placed by timestamp relative to the container's start
           (gaps are filled with zeros, overlaps trimmed; jumps beyond 60 s are counted through as
           discontinuities); soundfile-decoded audio is counted, which is exact there.
-        - Truncated or partly corrupt files: what decodes is returned (a warning is logged);
-          packets that fail to decode become silence. Only a file where nothing decodes is
+        - A file shorter than its container states is ``InputTruncated``: an Ogg stream
+          without its end-of-stream page or an MP3 smaller than its Xing/VBRI byte count when
+          opened; a WAV, FLAC, mp4/mkv/webm or MP3 (frame count) that decodes short after its
+          last block. Otherwise a partly corrupt file gives what decodes (a warning is logged):
+          packets that fail to decode become silence, and only a file where nothing decodes is
           ``InputUnreadable``.
         - Refused with `pipeline.errors`: ``ParamsError`` when called; ``InvalidSamples``
           (NaN/inf) and ``TransientIOError`` during iteration; ``InputTooShort`` (< 0.1 s) before
@@ -250,7 +271,13 @@ class Recording:
             chunks = _soundfile_chunks(self.path, self._sound, skip=skip)
         else:
             chunks = _av_chunks(
-                self.path, self._container, self._audio, rate, block=block, start=start
+                self.path,
+                self._container,
+                self._audio,
+                rate,
+                block=block,
+                start=start,
+                promised=self._promised,
             )
         minimum = 0 if start else _min_samples(rate)
         resampled = _resampled(
@@ -321,6 +348,20 @@ class _HashingReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._position
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``, without moving the position or hashing them."""
+        try:
+            return os.pread(self._raw.fileno(), size, offset)
+        except OSError as exc:
+            raise _os_error(self.name, exc) from exc
+
+    def size(self) -> int:
+        """The file's size in bytes now."""
+        try:
+            return os.fstat(self._raw.fileno()).st_size
+        except OSError as exc:
+            raise _os_error(self.name, exc) from exc
 
     def close(self) -> None:
         self._raw.close()
@@ -445,7 +486,7 @@ def _check_wav_size(name: str, sound: sf.SoundFile) -> None:
         return
     declared, present = int(match[1]), int(match[2])
     if declared not in _WAV_UNKNOWN_SIZES and present < declared:
-        raise InputUnreadable(
+        raise InputTruncated(
             f"truncated: the header promises {declared} bytes of audio, the file holds {present}",
             path=name,
         )
@@ -518,7 +559,7 @@ def _soundfile_chunks(name: str, sound: sf.SoundFile, *, skip: int = 0) -> Itera
             decoded += len(data)
             yield data.T
         if decoded < sound.frames:
-            raise InputUnreadable(
+            raise InputTruncated(
                 f"truncated: {decoded / sound.samplerate:.2f} of "
                 f"{sound.frames / sound.samplerate:.2f} s decodable",
                 path=name,
@@ -533,9 +574,10 @@ def _av_chunks(
     *,
     block: int,
     start: float = 0.0,
+    promised: float | None = None,
 ) -> Iterator[Chunk]:
     """Yield the decoded audio of ``audio`` (native sample type) in chunks of ``block`` samples,
-    placed by timestamp.
+    placed by timestamp; ``promised`` is the duration an MP3 header states (`_check_complete`).
 
     Sample ``k`` of the output is the audio at ``start + k / rate`` (see `_start_time`). A frame
     whose timestamp disagrees with the running count by more than a tolerance (2 ms plus one tick)
@@ -610,7 +652,7 @@ def _av_chunks(
             ) from e
         if fifo is not None:
             yield from fifo.drain()
-        _check_complete(name, container, audio, start + written / rate)
+        _check_complete(name, container, audio, start + written / rate, promised=promised)
     if failed:
         if not written:
             raise InputUnreadable(f"none of {failed} audio packets could be decoded", path=name)
@@ -643,18 +685,28 @@ class _Fifo:
 
 
 def _check_complete(
-    name: str, container: av.container.InputContainer, audio: av.AudioStream, decoded: float
+    name: str,
+    container: av.container.InputContainer,
+    audio: av.AudioStream,
+    decoded: float,
+    *,
+    promised: float | None = None,
 ) -> None:
-    """Refuse an indexed container (mp4, mkv, webm) whose audio ends well before its stated end.
+    """Refuse audio that ends well before its stated end: an indexed container's (mp4, mkv,
+    webm) stated duration, or the ``promised`` seconds of an MP3's frame-count header.
 
     A cut-off mp4 with its index in front ("faststart") demuxes without error; only the stated
-    duration shows what is missing. MP3 and raw streams state no reliable duration.
+    duration shows what is missing. Other MP3s and raw streams state no reliable duration.
     """
-    if not any(part in _INDEXED_FORMATS for part in container.format.name.split(",")):
+    if promised is not None:
+        stated, tolerance = promised, _TRUNCATION_TOLERANCE
+    elif any(part in _INDEXED_FORMATS for part in container.format.name.split(",")):
+        stated = _av_duration(container, audio)
+        tolerance = max(_TRUNCATION_TOLERANCE, 0.01 * stated)
+    else:
         return
-    stated = _av_duration(container, audio)
-    if stated - decoded > max(_TRUNCATION_TOLERANCE, 0.01 * stated):
-        raise InputUnreadable(f"truncated: {decoded:.2f} of {stated:.2f} s decodable", path=name)
+    if stated - decoded > tolerance:
+        raise InputTruncated(f"truncated: {decoded:.2f} of {stated:.2f} s decodable", path=name)
 
 
 def _start_time(container: av.container.InputContainer) -> float:

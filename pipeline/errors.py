@@ -64,6 +64,12 @@ class InputUnreadable(InputError):
     code = "input_unreadable"
 
 
+class InputTruncated(InputUnreadable):
+    """Shorter than its own header or container says: a cut-off copy or an upload still going."""
+
+    code = "input_truncated"
+
+
 class NoAudioTrack(InputError):
     code = "no_audio_track"
 

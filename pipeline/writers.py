@@ -558,6 +558,23 @@ def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
     _fsync_fd(directory.fd)
 
 
+def remove_result_set(directory: OpenDir, names: Iterable[str]) -> list[str]:
+    """Removes those of ``names`` present in ``directory``, the main ``.json`` first (a set
+    without its JSON is no result), and returns them; for results that no longer describe
+    their input (it was replaced)."""
+    removed = []
+    for name in sorted(names, key=lambda n: not _is_main_json(n)):
+        try:
+            os.unlink(name, dir_fd=directory.fd)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _io_error(exc, f"remove {excerpt(name)}", directory.path) from exc
+        removed.append(name)
+    _fsync_fd(directory.fd)
+    return removed
+
+
 def _is_main_json(name: str) -> bool:
     return name.endswith(SUFFIXES["json"]) and not name.endswith(SUFFIXES["cutmarks"])
 

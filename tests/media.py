@@ -112,11 +112,13 @@ def encode(
     codec: str,
     container: str | None = None,
     bitrate: int | None = None,
+    muxer_options: dict[str, str] | None = None,
 ) -> Path:
     """Encode ``samples`` with PyAV/FFmpeg: ``codec`` one of aac, opus, vorbis, mp3, flac.
 
     ``container`` is an FFmpeg muxer name; by default it follows the extension (.mp4, .m4a, .mov,
-    .mkv, .webm, .mp3, .ogg, .opus). The channel count follows ``samples``' second axis (1, 2, 6
+    .mkv, .webm, .mp3, .ogg, .opus); ``muxer_options`` go to that muxer (``{"write_xing": "0"}``:
+    an MP3 without a Xing/Info header). The channel count follows ``samples``' second axis (1, 2, 6
     or 8). FFmpeg's own vorbis encoder (no libvorbis here) takes stereo only; for other vorbis
     files use `write_soundfile`.
     """
@@ -125,7 +127,8 @@ def encode(
     data = samples if samples.ndim == 2 else samples[:, None]
     channels = data.shape[1]
     layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
-    with av.open(str(path), "w", format=container or _CONTAINERS[path.suffix]) as out:
+    muxer = container or _CONTAINERS[path.suffix]
+    with av.open(str(path), "w", format=muxer, options=muxer_options or {}) as out:
         stream = out.add_stream(encoder, rate=sr, layout=layout, options={"strict": "experimental"})
         if bitrate:
             stream.bit_rate = bitrate

@@ -21,6 +21,7 @@ from ocml.pipeline.errors import (
     InputMissing,
     InputNotAFile,
     InputTooShort,
+    InputTruncated,
     InputUnreadable,
     InvalidSamples,
     NoAudioTrack,
@@ -348,29 +349,123 @@ def write_cut(tmp_path, name: str, fraction: float = 0.6):
             for packet in stream_.encode(frame) + stream_.encode(None):
                 out.mux(packet)
     else:
-        key = {
-            "cut.wav": "wav16.wav",
-            "cut.flac": "a.flac",
-            "cut.mp3": "sf.mp3",
-            "cut.webm": "opus.webm",
-        }[name]
-        WRITERS[key][0](full, x, sr)
+        WRITERS[CUT_FROM[name]][0](full, x, sr)
     data = full.read_bytes()
     (tmp_path / name).write_bytes(data[: int(len(data) * fraction)])
     return tmp_path / name
 
 
+CUT_FROM = {
+    "cut.wav": "wav16.wav",
+    "cut.flac": "a.flac",
+    "cut.webm": "opus.webm",
+    "cut-lame-xing.mp3": "sf.mp3",
+    "cut-ffmpeg-info.mp3": "av.mp3",
+    "cut-vorbis.ogg": "sf_vorbis.ogg",
+    "cut-ffmpeg-vorbis.ogg": "av_vorbis.ogg",
+    "cut-opus.ogg": "sf_opus.ogg",
+    "cut-ffmpeg.opus": "av_opus.opus",
+}
+"""A cut-off file's name → the `WRITERS` entry that writes it whole (cut.mp4 is made apart)."""
+
+
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["cut.wav", "cut.flac", "cut.webm", "cut.mp4"])
-def test_truncated_file_is_refused(tmp_path, name):
+@pytest.mark.parametrize("name", [*(n for n in CUT_FROM if n != "cut.flac"), "cut.mp4"])
+@pytest.mark.parametrize("fraction", [0.2, 0.6])
+def test_truncated_file_is_refused(tmp_path, name, fraction):
     """Decision: a file cut short is refused, never segmented as if it ended early."""
-    with pytest.raises(InputUnreadable, match="truncated"):
-        decoded(write_cut(tmp_path, name))
+    with pytest.raises(InputTruncated, match="truncated") as caught:
+        decoded(write_cut(tmp_path, name, fraction))
+    assert caught.value.code == "input_truncated"
 
 
-def test_truncated_mp3_decodes_its_prefix(tmp_path):
-    """MP3 states no reliable length, so a cut-off MP3 yields the audio it still holds."""
-    y = decoded(write_cut(tmp_path, "cut.mp3"))
+def test_a_truncated_flac_is_refused_as_truncated_or_corrupt(tmp_path):
+    """libsndfile loses sync where a FLAC is cut, as it would at a corrupt frame: which of the
+    two it was cannot be told, so the file is refused as unreadable."""
+    with pytest.raises(InputUnreadable, match="truncated or corrupt"):
+        decoded(write_cut(tmp_path, "cut.flac"))
+
+
+@pytest.mark.parametrize("name", ["sf_vorbis.ogg", "av_opus.opus", "sf.mp3", "av.mp3"])
+def test_an_ogg_or_mp3_that_states_its_length_is_refused_when_opened(tmp_path, name):
+    """Ogg and MP3 with a Xing/Info header show a cut of any size before decoding."""
+    write, _ = WRITERS[name]
+    whole = write(tmp_path / name, np.repeat(sine(48000, 4.0)[:, None], 2, axis=1), 48000)
+    cut = tmp_path / f"cut-{name}"
+    cut.write_bytes(whole.read_bytes()[:-100])
+
+    assert probe(whole).duration > 3.9
+    with pytest.raises(InputTruncated, match="truncated"):
+        probe(cut)
+
+
+def test_an_ogg_cut_at_a_page_boundary_is_refused(tmp_path):
+    whole = write_soundfile(tmp_path / "whole.ogg", sine(48000, 8.0), 48000, subtype="VORBIS")
+    data = whole.read_bytes()
+    last_page = data.rfind(b"OggS")
+    (tmp_path / "cut.ogg").write_bytes(data[:last_page])
+
+    with pytest.raises(InputTruncated, match="end-of-stream"):
+        decoded(tmp_path / "cut.ogg")
+
+
+def test_bytes_after_an_oggs_last_page_do_not_count_as_a_cut(tmp_path):
+    whole = write_soundfile(tmp_path / "whole.ogg", sine(48000, 2.0), 48000, subtype="VORBIS")
+    tagged = tmp_path / "tagged.ogg"
+    tagged.write_bytes(whole.read_bytes() + b"TAG" + bytes(125))
+
+    assert abs(len(decoded(tagged)) - 2 * OUT) <= 1
+
+
+def id3v2_tag(size: int) -> bytes:
+    """An ID3v2.4 tag of ``size`` bytes after its header, all padding (as cover art would be)."""
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + bytes(size)
+
+
+def test_an_mp3_cut_within_its_tag_s_size_is_caught_by_its_frame_count(tmp_path):
+    """The byte count is compared with the whole file (tags too), so a cut shorter than a large
+    ID3v2 tag passes it; the Xing frame count still shows the missing seconds."""
+    whole = write_soundfile(tmp_path / "whole.mp3", sine(16000, 20.0), 16000)
+    data = whole.read_bytes()
+    tag = id3v2_tag(len(data))
+    (tmp_path / "tagged.mp3").write_bytes(tag + data)
+    (tmp_path / "cut.mp3").write_bytes(tag + data[: len(data) // 2])
+
+    assert abs(len(decoded(tmp_path / "tagged.mp3")) - 20 * OUT) <= 1152
+    with pytest.raises(InputTruncated, match=r"of 20\.\d\d s decodable"):
+        decoded(tmp_path / "cut.mp3")
+
+
+def with_vbri_header(data: bytes) -> bytes:
+    """``data`` (an MPEG-1 stereo MP3 whose first frame carries a Xing header) with a VBRI
+    header instead, stating the same bytes and frames, as Fraunhofer's encoder writes it."""
+    xing = 36
+    assert data[xing : xing + 4] == b"Xing" and data[xing + 7] & 3 == 3
+    size, frames = data[xing + 12 : xing + 16], data[xing + 8 : xing + 12]
+    vbri = b"VBRI" + bytes((0, 1, 0, 0, 0, 75)) + size + frames
+    return data[:xing] + vbri + bytes(200 - len(vbri)) + data[xing + 200 :]
+
+
+def test_an_mp3_with_a_vbri_header_is_refused_when_cut(tmp_path):
+    lame = write_soundfile(tmp_path / "lame.mp3", np.stack([sine(48000, 4.0)] * 2, 1), 48000)
+    whole = tmp_path / "vbri.mp3"
+    whole.write_bytes(with_vbri_header(lame.read_bytes()))
+    (tmp_path / "cut.mp3").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+
+    assert abs(len(decoded(whole)) - 4 * OUT) <= 1152
+    with pytest.raises(InputTruncated, match="VBRI header states"):
+        decoded(tmp_path / "cut.mp3")
+
+
+def test_a_cut_mp3_without_a_length_header_decodes_its_prefix(tmp_path):
+    """Limit: an MP3 without a Xing/Info or VBRI header states no length, so a cut-off one
+    yields the audio it still holds."""
+    x = np.repeat(sine(48000, 4.0)[:, None], 2, axis=1)
+    whole = encode(tmp_path / "whole.mp3", x, 48000, codec="mp3", muxer_options={"write_xing": "0"})
+    (tmp_path / "cut.mp3").write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+
+    y = decoded(tmp_path / "cut.mp3")
     assert 1.0 * OUT < len(y) < 3.9 * OUT
     assert abs(peak_frequency(y[: OUT // 2], OUT) - 440.0) < 3.0
 

@@ -355,7 +355,8 @@ def test_ocml_watch_submits_each_settled_file_once_across_restarts(fleet, tmp_pa
 
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert sorted(Path(line.split()[1]).name for line in lines) == ["w-one.wav", "w-two.wav"]
+    assert [line.split()[1] for line in lines] == ["submitted", "submitted"]
+    assert sorted(Path(line.split()[2]).name for line in lines) == ["w-one.wav", "w-two.wav"]
     assert again.returncode == 0 and again.stdout == ""
     statuses = client.wait(app, [line.split()[0] for line in lines], timeout=60)
     assert [s["state"] for s in statuses] == ["SUCCESS", "SUCCESS"]
@@ -394,16 +395,16 @@ def test_ocml_watch_keeps_the_results_of_files_of_the_same_name_apart(fleet):
     for inbox, done in zip(inboxes, watched):
         assert done.returncode == 0, done.stderr
         (line,) = done.stdout.splitlines()
-        job_id, path = line.split()
-        assert path == str(inbox / "presenter.wav")
+        job_id, kind, path = line.split()
+        assert (kind, path) == ("submitted", str(inbox / "presenter.wav"))
         (status,) = client.wait(app, [job_id], timeout=60)
         assert status["result"]["outputs"]["json"] == str(
             output / inbox.name / "presenter" / "presenter.json"
         )
     assert sorted(watched[0].stderr.splitlines()) == [
-        f"ocml: failed: results_collide: {inboxes[0] / name}: not submitted while "
-        f"{inboxes[0] / other} is in the folder: their results would share the folder talk/ "
-        "(the same name without the suffix); rename one"
+        f"{inboxes[0] / name}: not submitted: results_collide: {inboxes[0] / other} is in the "
+        f"folder too: their results would share the folder talk/ (the same name without the "
+        "suffix); rename one"
         for name, other in (("talk.flac", "talk.wav"), ("talk.wav", "talk.flac"))
     ]
 

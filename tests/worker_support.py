@@ -7,11 +7,13 @@ Redis; nothing here is a test itself.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,58 @@ def running_workers(
     finally:
         for w in workers:
             w.stop()
+
+
+class WatchProcess:
+    """A running ``ocml watch ARGS --config config``; its output lines are collected as they come
+    (stdout's in ``lines`` as `wait_for` meets them, stderr's in ``notes``)."""
+
+    def __init__(self, *args: str, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ocml")), "watch", *args, "--config", str(config)],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.notes: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._new.put)),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.notes.append)),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe: Any, keep: Callable[[str], None]) -> None:
+        for line in pipe:
+            keep(line.rstrip("\n"))
+
+    def wait_for(self, wanted: Callable[[str], bool], *, timeout: float = 60.0) -> str:
+        """The first stdout line (from now on) for which ``wanted`` is true; fails after
+        ``timeout`` s or when the watcher exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._new.get(timeout=0.2)
+            except queue.Empty:
+                assert self.proc.poll() is None, f"watch exited: {self.stop()}"
+                assert time.monotonic() < deadline, f"no such line in {self.lines} {self.notes}"
+                continue
+            self.lines.append(line)
+            if wanted(line):
+                return line
+
+    def stop(self) -> list[str]:
+        """Stops the watcher (SIGTERM) and returns all its stdout lines."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        while not self._new.empty():
+            self.lines.append(self._new.get())
+        return self.lines

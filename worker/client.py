@@ -1,4 +1,5 @@
-"""Submitting jobs and reading their state: what ``ocml submit``, ``status`` and ``watch`` do.
+"""Submitting jobs and reading their state: what ``ocml submit`` and ``status`` do (and ``watch``,
+through ``worker.watch``).
 
 Everything here talks to Redis through a client-side Celery app (``worker.app.make_app``); nothing
 loads TensorFlow. Job states are Celery's plus ``PROGRESS`` (``processed_seconds``, ``duration``,
@@ -15,7 +16,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,10 +67,6 @@ def check_redis(settings: Settings) -> None:
             ) from None
         finally:
             connection.close()
-
-
-WATCH_KEY = "ocml:watch:{inbox}"
-PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", "~")
 
 
 def build_job(
@@ -280,73 +276,3 @@ def wait(
         if deadline is not None and time.monotonic() >= deadline:
             return statuses
         time.sleep(poll)
-
-
-@dataclass(frozen=True)
-class InboxFile:
-    """A file in a hot folder, identified by name, size and modification time."""
-
-    path: Path
-    size: int
-    mtime_ns: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.path.name}|{self.size}|{self.mtime_ns}"
-
-
-def scan_inbox(inbox: Path) -> dict[str, InboxFile]:
-    """The candidate files directly in ``inbox`` by name (no hidden or partial-upload names)."""
-    found: dict[str, InboxFile] = {}
-    for entry in os.scandir(inbox):
-        name = entry.name
-        if name.startswith(".") or name.endswith(PARTIAL_SUFFIXES):
-            continue
-        try:
-            if not entry.is_file():
-                continue
-            st = entry.stat()
-        except FileNotFoundError:
-            continue
-        found[name] = InboxFile(Path(entry.path), st.st_size, st.st_mtime_ns)
-    return found
-
-
-def settled(
-    previous: Mapping[str, InboxFile],
-    current: Mapping[str, InboxFile],
-    *,
-    now: float,
-    settle: float,
-) -> list[InboxFile]:
-    """Files fully written: unchanged since the previous scan and untouched for ``settle`` s."""
-    return sorted(
-        (
-            f
-            for name, f in current.items()
-            if previous.get(name) == f and now - f.mtime_ns / 1e9 >= settle
-        ),
-        key=lambda f: f.path.name,
-    )
-
-
-def claim(app: Celery, inbox: Path, item: InboxFile, job_id: str) -> bool:
-    """Records in Redis that ``item`` gets ``job_id``; False if it was claimed before (a restart)."""
-    key = WATCH_KEY.format(inbox=os.path.realpath(inbox))
-    return bool(app.backend.client.hsetnx(key, item.key, job_id))
-
-
-def submit_new(
-    app: Celery,
-    settings: Settings,
-    inbox: Path,
-    ready: Iterable[InboxFile],
-    make_job: Callable[[Path], dict[str, Any]],
-) -> list[tuple[Path, str]]:
-    """Submits each ready file not claimed before; returns (path, job id) of those submitted."""
-    submitted = []
-    for item in ready:
-        job_id = str(uuid.uuid4())
-        if claim(app, inbox, item, job_id):
-            submitted.append((item.path, submit(app, settings, make_job(item.path), job_id=job_id)))
-    return submitted

@@ -158,6 +158,11 @@ def default_output_dir(source: Path, settings: Settings) -> Path:
     return settings.output_root / relative.parent / source.stem
 
 
+def result_paths(job: Job, formats: Collection[str] | None = None) -> dict[str, Path]:
+    """Where ``job`` writes each of ``formats`` (default: its own), as ``run_job`` names them."""
+    return output_paths(job.output_dir, job.input.stem, job.formats if formats is None else formats)
+
+
 def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
     """``text`` as an absolute path with every symlink and ``..`` resolved, inside one of ``roots``."""
     if "\x00" in text:
