@@ -59,7 +59,8 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
 @click.option(
     "--model",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="SavedModel for running the pipeline (default: the shipped model).",
+    help="SavedModel, or a training run's directory, for running the pipeline (default: the "
+    "shipped model).",
 )
 @click.option(
     "--screenshot", type=FILE, help="Render one frame to this PNG without a display and exit."

@@ -28,6 +28,7 @@ from ocml.cli.options import (
     track_options,
 )
 from ocml.config.settings import CONFIG_ENV, Settings
+from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.writers import FORMATS
 
 FAILED_PREFIX = "ocml: failed:"
@@ -113,13 +114,16 @@ def worker(
 
 
 def _check_model(settings: Settings) -> None:
-    """Refuses to start on a model path that is no SavedModel (loading happens in the children)."""
+    """Refuses to start on a model path that is no usable model (loading happens in the
+    children): the metadata is read and checked here, which is quick."""
+    from ocml.pipeline.model import read_metadata
+
     if settings.model_path is None:
         return
-    if not (settings.model_path / "saved_model.pb").is_file():
-        raise click.ClickException(
-            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)"
-        )
+    try:
+        read_metadata(settings.model_path)
+    except OcmlError as exc:
+        raise click.ClickException(f"model: {exc}") from None
 
 
 @click.command("submit")

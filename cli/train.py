@@ -308,8 +308,9 @@ def train(
 ) -> None:
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
 
-    Prints one line per epoch (training and validation loss and accuracy), keeps the last and
-    the best weights in OUT/checkpoints, stops early when validation loss stops improving and
+    Prints one line per epoch (training and validation loss and accuracy, the epoch's time and
+    an estimate of the time the remaining epochs take), keeps the last and the best weights in
+    OUT/checkpoints, stops early when validation loss stops improving and
     restores the best epoch. Window classifiers (vanilla_conv, autoencoder) are exported
     wrapped, so every model maps [batch, frames, n_mels] to [batch, frames].
 
