@@ -170,8 +170,9 @@ def submit(
 ) -> None:
     """Queue FILE... for segmentation; prints one job id per line.
 
-    The post-processing options are those of `ocml segment` (--preset trim keeps one segment from
-    the first to the last sustained speech; tune it with --trim-min-speech and --trim-window);
+    The post-processing options are those of `ocml segment` (--preset trim keeps one segment over
+    the lecture: its sustained speech and the speech around it closer than --trim-bridge; tune it
+    with --trim-min-speech, --trim-window and --trim-bridge);
     what is not given comes from the preset, the model's tuned values and the settings, checked
     here as the worker will resolve them.
 
