@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REDIS_PORT ?= 6379
 
-.PHONY: demo test lint redis bench model clean
+.PHONY: demo test lint redis xtools bench model clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/ocml segment tests/data/lecture-sample.flac -o demo-output --format json,smil
 
 ## Lint and format check (ruff, configured in pyproject.toml), then the whole test suite (starts a
-## Redis server when none answers on $(REDIS_PORT)).
-test: $(STAMP) redis lint
+## Redis server when none answers on $(REDIS_PORT); installs Xvfb and xdotool when missing).
+test: $(STAMP) redis xtools lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -30,6 +30,12 @@ redis:
 	@$(BIN)/python -c "import redis,sys; redis.Redis(port=$(REDIS_PORT), socket_connect_timeout=1).ping()" 2>/dev/null \
 	  || { command -v redis-server >/dev/null || apt-get install -y -q redis-server >/dev/null; \
 	       redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no; sleep 1; }
+
+## The player's end-to-end tests open a real window on a virtual X display (Xvfb) and press its
+## keys with xdotool.
+xtools:
+	@command -v Xvfb >/dev/null && command -v xdotool >/dev/null \
+	  || apt-get install -y -q xvfb xdotool >/dev/null
 
 ## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency).
 ## LiteRT rows need a model with a TFLite asset (speed.py --litert-model; the shipped calibrated

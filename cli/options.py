@@ -163,8 +163,9 @@ preset_option = click.option(
     type=click.Choice(list(PRESETS)),
     help="Post-processing preset (default from the settings: 'default', tuned for the model); "
     "'opencast' for the semantics of Opencast's silence detection (cut silences of 10 s or "
-    "more, drop voice under 60 s, keep 2 s before speech); 'trim' for one segment from the "
-    "first to the last sustained speech (3 s within 10 s), padded by 2 s: cuts only the ends. "
+    "more, drop voice under 60 s, keep 2 s before speech); 'trim' for one segment over the "
+    "lecture, padded by 2 s: from the first to the last sustained speech (3 s within 10 s), "
+    "extended across silences under 10 s to the words around it; cuts only the ends. "
     "The parameter options refine it.",
 )
 

@@ -60,7 +60,8 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
 @click.option(
     "--model",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="SavedModel for running the pipeline (default: the shipped model).",
+    help="SavedModel, or a training run's directory, for running the pipeline (default: the "
+    "shipped model).",
 )
 @click.option(
     "--screenshot", type=FILE, help="Render one frame to this PNG without a display and exit."
@@ -87,7 +88,8 @@ def play(
     \b
     Keys: space play/pause, ←/→ seek 5 s (shift 1 s), n/p next/previous boundary, +/- zoom,
     Home/End, v waveform/spectrogram, f flip the segment under the cursor, x split at the cursor,
-    drag a boundary with the mouse, s save NAME.labels.txt + NAME.labels.json, q quit.
+    drag a boundary with the mouse, s save NAME.labels.txt + NAME.labels.json beside MEDIA
+    (where `ocml-train spectrograms` finds them; they win over any other label file), q quit.
     """
     dims = _size(size)
     try:
@@ -103,9 +105,13 @@ def play(
         if screenshot is not None:
             click.echo(ui.screenshot(session, screenshot, at=at, size=dims))
             return
-        ui.run(session, size=dims, at=at)
+        saved = ui.run(session, size=dims, at=at).saved
     except OcmlError as exc:
         raise exits.Failure(exc.code, str(exc)) from exc
+    if saved is not None:
+        click.echo(
+            f"corrected labels: {saved[1]} (Audacity: {saved[0].name}); ocml-train reads them"
+        )
 
 
 @click.command()

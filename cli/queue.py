@@ -30,6 +30,7 @@ from ocml.cli.options import (
     track_options,
 )
 from ocml.config.settings import CONFIG_ENV, Settings
+from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.writers import FORMATS
 
 USAGE_CODES = ("bad_params", "bad_preset", "bad_format", "bad_track")
@@ -99,15 +100,16 @@ def worker(
 
 
 def _check_model(settings: Settings) -> None:
-    """Refuses to start on a model path that is no SavedModel (loading happens in the children)."""
+    """Refuses to start on a model path that is no usable model (loading happens in the
+    children): the metadata is read and checked here, which is quick."""
+    from ocml.pipeline.model import read_metadata
+
     if settings.model_path is None:
         return
-    if not (settings.model_path / "saved_model.pb").is_file():
-        raise exits.Failure(
-            "bad_settings",
-            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)",
-            status=exits.USAGE,
-        )
+    try:
+        read_metadata(settings.model_path)
+    except OcmlError as exc:
+        raise exits.Failure("bad_settings", f"model: {exc}", status=exits.USAGE) from None
 
 
 @exits.failures_on_stdout_with("--wait")
@@ -155,8 +157,9 @@ def submit(
 ) -> None:
     """Queue FILE... for segmentation; prints one job id per line.
 
-    The post-processing options are those of `ocml segment` (--preset trim keeps one segment from
-    the first to the last sustained speech; tune it with --trim-min-speech and --trim-window);
+    The post-processing options are those of `ocml segment` (--preset trim keeps one segment over
+    the lecture: its sustained speech and the speech around it closer than --trim-bridge; tune it
+    with --trim-min-speech, --trim-window and --trim-bridge);
     what is not given comes from the preset, the model's tuned values and the settings, checked
     here as the worker will resolve them.
 

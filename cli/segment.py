@@ -43,7 +43,8 @@ FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
     "model_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="SavedModel directory (default from the settings: the shipped model).",
+    help="SavedModel directory, or a training run's (its savedmodel/) (default from the "
+    "settings: the shipped model).",
 )
 @click.option(
     "--runtime",

@@ -33,6 +33,14 @@ def _fail(err: Exception) -> exits.Failure:
     return exits.Failure(getattr(err, "code", "error"), str(err))
 
 
+LABEL_KINDS = {  # how `spectrograms` names where its labels came from
+    "corrected": "corrected in the player",
+    "labels": "from label files",
+    "result": "from model results (--results-as-labels)",
+    "none": "unlabelled",
+}
+
+
 @click.group(
     cls=exits.Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -178,6 +186,12 @@ def synth(
 @click.option(
     "--unlabelled", is_flag=True, help="Accept recordings without label files (for pretrain)."
 )
+@click.option(
+    "--results-as-labels",
+    is_flag=True,
+    help="Accept a model's result JSON (what `ocml segment` writes) as a recording's labels; "
+    "without it such a recording is refused.",
+)
 @click.option("--png", is_flag=True, help="Also write every window as a PNG under OUT/png/.")
 def spectrograms(
     data: tuple[Path, ...],
@@ -186,14 +200,18 @@ def spectrograms(
     hop: int,
     per_shard: int,
     unlabelled: bool,
+    results_as_labels: bool,
     png: bool,
 ) -> None:
     """Cut the recordings in the DATA folders into log-mel windows with per-frame labels, as .npz shards in OUT.
 
-    Each DATA folder holds recordings with a label file beside each (same stem): our result JSON,
-    {"duration", "speech": [[s, e], ...]}, an Audacity label track (.txt), RTTM or an Opencast
-    SMIL. Features are computed by the pipeline's own chunked generator, so training sees what
-    inference sees. `train` streams the shards back, so data sets larger than memory work.
+    Each DATA folder holds recordings with a label file beside each (same stem NAME). Corrected
+    labels saved in `ocml play` (NAME.labels.json, NAME.labels.txt) come first; else NAME.json
+    ({"duration", "speech": [[s, e], ...]}), an Audacity label track (NAME.txt), RTTM or an
+    Opencast SMIL. A model's result JSON (NAME.json from `ocml segment`) is used only with
+    --results-as-labels. Features are computed by the pipeline's own chunked generator, so
+    training sees what inference sees. `train` streams the shards back, so data sets larger
+    than memory work.
 
     \b
     Example:
@@ -206,7 +224,11 @@ def spectrograms(
 
     try:
         items = [
-            item for folder in data for item in load_dataset(folder, require_labels=not unlabelled)
+            item
+            for folder in data
+            for item in load_dataset(
+                folder, require_labels=not unlabelled, results_as_labels=results_as_labels
+            )
         ]
         with click.progressbar(length=len(items), label="features") as bar:
             index = write_shards(
@@ -219,8 +241,10 @@ def spectrograms(
             )
     except (ValueError, OcmlError) as err:
         raise _fail(err) from err
+    kinds = ", ".join(f"{n} {LABEL_KINDS[kind]}" for kind, n in index["labels"].items())
     click.echo(
-        f"{out}: {len(index['shards'])} shards, {index['hours']} h, speech {index['speech_fraction']:.0%}"
+        f"{out}: {len(index['shards'])} shards, {index['hours']} h, "
+        f"speech {index['speech_fraction']:.0%}; labels: {kinds}"
     )
 
 
@@ -315,8 +339,9 @@ def train(
 ) -> None:
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
 
-    Prints one line per epoch (training and validation loss and accuracy), keeps the last and
-    the best weights in OUT/checkpoints, stops early when validation loss stops improving and
+    Prints one line per epoch (training and validation loss and accuracy, the epoch's time and
+    an estimate of the time the remaining epochs take), keeps the last and the best weights in
+    OUT/checkpoints, stops early when validation loss stops improving and
     restores the best epoch. Window classifiers (vanilla_conv, autoencoder) are exported
     wrapped, so every model maps [batch, frames, n_mels] to [batch, frames].
 

@@ -249,13 +249,12 @@ def calibrate_dirs(
         TUNE_OBJECTIVE,
         load_data_sets,
         rescore,
-        resolve_model_path,
         run_data_sets,
         section,
     )
-    from ocml.pipeline.model import load_model
+    from ocml.pipeline.model import load_model, resolve_model_dir
 
-    source = resolve_model_path(model_path)
+    source = resolve_model_dir(model_path)
     model = load_model(source)
     generic = SegmentParams()
     sets = load_data_sets(data)

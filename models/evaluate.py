@@ -153,11 +153,6 @@ def tune_params(
     return best[1], best[2]
 
 
-def resolve_model_path(path: Path) -> Path:
-    """A SavedModel directory, or a training run's directory holding ``savedmodel/``."""
-    return path / "savedmodel" if (path / "savedmodel" / "saved_model.pb").is_file() else path
-
-
 def run_data_sets(
     model: Any, sets: Sequence[DataSet], params: Any, *, echo: Echo | None = None
 ) -> list[FileRun]:
@@ -186,7 +181,7 @@ def evaluate_dirs(
     from ocml.pipeline.model import load_model
     from ocml.pipeline.segment import resolve_params
 
-    model = load_model(resolve_model_path(model_path))
+    model = load_model(model_path)
     params = resolve_params(model, overrides=dict(overrides or {}))
     sets = load_data_sets(data)
     runs = run_data_sets(model, sets, params, echo=echo)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,7 @@ def write_shards(
         "frames": frames,
         "hours": round(frames * cfg.hop_length / cfg.sample_rate / 3600, 4),
         "speech_fraction": round(speech / max(frames, 1), 4),
+        "labels": dict(Counter(item.label_kind for item in items)),
     }
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return index

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from ocml.models.architectures import Built, build, frame_model
 from ocml.models.recipe import Recipe, RecipeError, load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
 from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import RUN_MODEL_DIR, RUN_RECIPE
 
 Echo = Callable[[str], None]
 
@@ -241,8 +243,35 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic | np.ndarray) else value
 
 
+def clock(seconds: float) -> str:
+    """A duration for people: ``0.4 s``, ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f} s"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def epoch_timing(durations: list[float], epoch: int, epochs: int) -> str:
+    """This epoch's time and the estimate for the epochs left after ``epoch`` (1-based).
+
+    The estimate is the mean epoch time times the epochs left; the first epoch (which also
+    builds the graph) counts only until a second one has run. Early stopping may end sooner.
+    """
+    took = f"took {clock(durations[-1])}"
+    if epoch >= epochs:
+        return took
+    steady = durations[1:] or durations
+    return f"{took}, ~{clock((epochs - epoch) * sum(steady) / len(steady))} left"
+
+
 class _Progress:
     """Keras callback: one line per epoch through ``echo``, then the run's state in ``ckpt``.
+
+    Each line ends with the epoch's time and an estimate of the time the remaining epochs take.
 
     The state is the epoch reached and the counters of the callbacks in ``carried`` (the
     optimiser's moments, step and learning rate travel in ``last.weights.h5``), so that a resumed
@@ -262,18 +291,25 @@ class _Progress:
 
         state = ckpt / "state.json"
 
+        durations: list[float] = []
+
         class Progress(keras.callbacks.Callback):
             def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
                 for name, values in (restore or {}).items():
                     for attr, value in values.items():
                         setattr(carried[name], attr, value)
 
+            def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+                self.started = time.perf_counter()
+
             def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+                durations.append(time.perf_counter() - self.started)
                 logs = dict(logs or {})
                 shown = "  ".join(
                     f"{k} {v:.4f}" for k, v in sorted(logs.items()) if k != "learning_rate"
                 )
-                echo(f"epoch {epoch + 1}/{epochs}  {shown}")
+                timing = epoch_timing(durations, epoch + 1, epochs)
+                echo(f"epoch {epoch + 1}/{epochs}  {shown}  ({timing})")
                 counters = {
                     name: {attr: _plain(getattr(carried[name], attr)) for attr in _CARRIED[name]}
                     for name in carried
@@ -362,19 +398,27 @@ def fit(
 
 
 def _history(out: Path) -> dict[str, Any]:
-    rows = (
-        list(csv.DictReader((out / "history.csv").open()))
-        if (out / "history.csv").is_file()
-        else []
-    )
+    """The run's length and its best epoch's metrics, read from ``history.csv``.
+
+    Keras's CSV logger writes ``NA`` for metrics an epoch did not log (every ``val_*`` column
+    of a run without validation shards); those columns are left out.
+    """
+    path = out / "history.csv"
+    if not path.is_file():
+        return {"epochs": 0}
+    with path.open(newline="") as file:
+        rows = [
+            {k: float(v) for k, v in row.items() if v not in ("", "NA")}
+            for row in csv.DictReader(file)
+        ]
     if not rows:
         return {"epochs": 0}
-    key = "val_loss" if "val_loss" in rows[0] else "loss"
-    best = min(rows, key=lambda r: float(r[key]))
+    key = "val_loss" if all("val_loss" in r for r in rows) else "loss"
+    best = min(rows, key=lambda r: r[key])
     return {
         "epochs": len(rows),
         "best_epoch": int(best["epoch"]) + 1,
-        **{k: round(float(v), 5) for k, v in best.items() if k != "epoch"},
+        **{k: round(v, 5) for k, v in best.items() if k != "epoch"},
     }
 
 
@@ -486,7 +530,7 @@ def train(
 
     keras.utils.set_random_seed(recipe.train.seed)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    (out / RUN_RECIPE).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     teacher = None
     if recipe.train.teacher:
         from ocml.pipeline.model import load_model
@@ -520,7 +564,7 @@ def train(
         echo=echo,
         steps=recipe.train.steps_per_epoch,
     )
-    path = export_model(built, out / "savedmodel", recipe=recipe, shards=shards, history=history)
+    path = export_model(built, out / RUN_MODEL_DIR, recipe=recipe, shards=shards, history=history)
     echo(f"exported {path}")
     return path
 
@@ -591,7 +635,7 @@ def export_checkpoint(
     (with an ONNX asset unless ``onnx`` is false, a TFLite one if ``tflite``)."""
     changes = {"name": name, "version": version, "postprocess": postprocess}
     recipe = load_recipe(
-        run_dir / "recipe.yaml",
+        run_dir / RUN_RECIPE,
         overrides={key: value for key, value in changes.items() if value is not None},
     )
     weights = run_dir / "checkpoints" / f"{checkpoint}.weights.h5"

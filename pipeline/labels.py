@@ -6,6 +6,11 @@ A label file is one of:
 ``.rttm`` — NIST RTTM ``SPEAKER`` lines (speakers are merged into one speech track);
 ``.smil`` — an Opencast SMIL whose ``par`` elements are the kept (speech) parts.
 Training (``models.datasets``) and the player's reference and corrections share this one reader.
+
+A result JSON is a model's output, not a person's labels: ``Labels.model`` names the model that
+wrote it, so training can refuse it unless asked. The labels a person saved in the player are
+``NAME.labels.json`` and ``NAME.labels.txt`` beside the recording ``NAME.ext``
+(``CORRECTED_SUFFIXES``), which training prefers to every other label file.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.times import round_ms
 
 LABEL_SUFFIXES = (".json", ".txt", ".rttm", ".smil")
+CORRECTED_SUFFIXES = (".labels.json", ".labels.txt")
+"""What the player's ``s`` writes beside ``NAME.ext``: ``NAME.labels.json``, ``NAME.labels.txt``."""
 NON_SPEECH_LABELS = {
     "silence",
     "non-speech",
@@ -42,10 +49,12 @@ class LabelError(OcmlError):
 
 @dataclass(frozen=True)
 class Labels:
-    """Speech intervals in seconds, sorted and non-overlapping; ``duration`` when the file states it."""
+    """Speech intervals in seconds, sorted and non-overlapping; ``duration`` when the file states
+    it; ``model`` ("name version") when the file is a model's result JSON rather than labels."""
 
     speech: list[tuple[float, float]]
     duration: float | None = None
+    model: str | None = None
 
 
 def read_labels(path: Path | str) -> Labels:
@@ -69,8 +78,8 @@ def read_labels(path: Path | str) -> Labels:
             f"unknown label format {suffix!r}; use one of {', '.join(LABEL_SUFFIXES)}",
             path=str(path),
         )
-    speech, duration = readers[suffix](text, str(path))
-    return Labels(_validated(speech, duration, str(path), merge=suffix == ".rttm"), duration)
+    speech, duration, model = readers[suffix](text, str(path))
+    return Labels(_validated(speech, duration, str(path), merge=suffix == ".rttm"), duration, model)
 
 
 def _number(value: object, what: str, path: str) -> float:
@@ -83,15 +92,21 @@ def _number(value: object, what: str, path: str) -> float:
     return x
 
 
-def _read_json(text: str, path: str) -> tuple[list[tuple[float, float]], float | None]:
+Read = tuple[list[tuple[float, float]], float | None, str | None]
+"""What each format's reader returns: speech intervals, the stated duration, the writing model."""
+
+
+def _read_json(text: str, path: str) -> Read:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise LabelError(f"not valid JSON: {err}", path=path) from err
     if not isinstance(data, dict):
         raise LabelError(f"expected a JSON object, got {type(data).__name__}", path=path)
+    model = None
     if "segments" in data:
         duration = (data.get("input") or {}).get("duration")
+        model = _writer(data)
         rows = [
             (s.get("start"), s.get("end"))
             for s in data["segments"]
@@ -113,10 +128,18 @@ def _read_json(text: str, path: str) -> tuple[list[tuple[float, float]], float |
             "JSON labels need 'speech' (simple form) or 'segments' (result JSON)", path=path
         )
     dur = None if duration is None else _number(duration, "duration", path)
-    return [(_number(s, "start", path), _number(e, "end", path)) for s, e in rows], dur
+    return [(_number(s, "start", path), _number(e, "end", path)) for s, e in rows], dur, model
 
 
-def _read_audacity(text: str, path: str) -> tuple[list[tuple[float, float]], None]:
+def _writer(data: dict[str, object]) -> str:
+    """The model a result document names, as "name version" ("a model" if it names none)."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return "a model"
+    return " ".join(str(model[k]) for k in ("name", "version") if model.get(k)) or "a model"
+
+
+def _read_audacity(text: str, path: str) -> Read:
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith(
@@ -134,10 +157,10 @@ def _read_audacity(text: str, path: str) -> tuple[list[tuple[float, float]], Non
                     _number(parts[1], f"line {n} end", path),
                 )
             )
-    return out, None
+    return out, None, None
 
 
-def _read_rttm(text: str, path: str) -> tuple[list[tuple[float, float]], None]:
+def _read_rttm(text: str, path: str) -> Read:
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
@@ -150,7 +173,7 @@ def _read_rttm(text: str, path: str) -> tuple[list[tuple[float, float]], None]:
         start = _number(parts[3], f"line {n} onset", path)
         dur = _number(parts[4], f"line {n} duration", path)
         out.append((start, start + dur))
-    return out, None
+    return out, None, None
 
 
 def _clock(value: str | None, path: str) -> float:
@@ -163,7 +186,7 @@ def _clock(value: str | None, path: str) -> float:
     return _number(v.removesuffix("s"), "SMIL time", path)
 
 
-def _read_smil(text: str, path: str) -> tuple[list[tuple[float, float]], float | None]:
+def _read_smil(text: str, path: str) -> Read:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as err:
@@ -179,7 +202,7 @@ def _read_smil(text: str, path: str) -> tuple[list[tuple[float, float]], float |
             out.append(
                 (_clock(clips[0].get("clipBegin"), path), _clock(clips[0].get("clipEnd"), path))
             )
-    return out, duration
+    return out, duration, None
 
 
 def _validated(

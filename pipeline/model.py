@@ -46,6 +46,9 @@ REQUIRED_KEYS = (
     "context_frames",
     "labels",
 )
+RUN_MODEL_DIR = "savedmodel"
+RUN_RECIPE = "recipe.yaml"
+"""A training run's directory holds its recipe and, once trained, its model in ``savedmodel/``."""
 PIPELINE_FEATURES = FeatureConfig()
 """The features this pipeline computes; a model trained on others is refused."""
 
@@ -223,10 +226,21 @@ def default_model_path() -> Path:
     return path
 
 
+def resolve_model_dir(path: str | os.PathLike[str] | None) -> Path:
+    """The SavedModel a ``--model`` path names: the shipped default for None, a training run's
+    exported ``savedmodel/`` for a run directory (``ocml-train train --out``), else ``path``."""
+    if path is None:
+        return default_model_path()
+    root = Path(path)
+    if not (root / "saved_model.pb").is_file() and (root / RUN_MODEL_DIR).is_dir():
+        return root / RUN_MODEL_DIR
+    return root
+
+
 def read_metadata(path: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The validated ``assets/ocml.json`` of the SavedModel at ``path`` (None: the shipped
-    default, as for `load_model`); ``ModelError`` if unusable."""
-    return _read_metadata(default_model_path() if path is None else Path(path))[0]
+    """The validated ``assets/ocml.json`` of the model at ``path`` (as ``resolve_model_dir``
+    finds it); ``ModelError`` if unusable."""
+    return _read_metadata(_check_directory(resolve_model_dir(path)))[0]
 
 
 def _read_metadata(path: Path) -> tuple[dict[str, Any], FeatureConfig]:
@@ -423,7 +437,7 @@ def load_model(
     the network loads in a thread, so the caller can start decoding; TensorFlow must then not be
     forked while it loads (worker processes load after the fork, in the foreground).
     """
-    root = default_model_path() if path is None else Path(path)
+    root = resolve_model_dir(path)
     metadata, features = _read_metadata(_check_directory(root))
     problems = features.mismatches(PIPELINE_FEATURES)
     if problems:
@@ -438,13 +452,20 @@ def open_savedmodel(path: str | os.PathLike[str], *, runtime: str = "tensorflow"
 
     For export checks and tools; segmenting uses ``load_model``, which also checks the features.
     """
-    root = _check_directory(Path(path))
+    root = _check_directory(resolve_model_dir(path))
     return _model(root, *_read_metadata(root), runtime=runtime, background=False)
 
 
 def _check_directory(root: Path) -> Path:
+    """``root`` if it holds a SavedModel; a ``ModelError`` that says what it holds instead."""
     if not root.is_dir():
         raise ModelError("model directory does not exist", path=str(root))
+    if (root / RUN_RECIPE).is_file() and not (root / "saved_model.pb").is_file():
+        raise ModelError(
+            f"a training run without an exported model ({RUN_MODEL_DIR}/ is missing: the run "
+            "has not finished; `ocml-train export` writes one from its checkpoints)",
+            path=str(root),
+        )
     if not (root / "saved_model.pb").is_file():
         raise ModelError("not a SavedModel: saved_model.pb is missing", path=str(root))
     return root

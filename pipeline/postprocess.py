@@ -30,12 +30,19 @@ end of the recording, are bridged), ``min_voice=60`` (stretches shorter than 60 
 except one covering the whole recording), ``pad_before=2``, ``pad_after=0``. The decibel
 threshold has no counterpart: the model's probability replaces it.
 
-The ``trim`` preset keeps one segment, from the start of the first *sustained* speech to the end
-of the last (sustained: at least ``trim_min_speech`` seconds of speech within ``trim_window``
-seconds), padded by 2 s on either side: the edit Opencast users make most often, cutting the
-minutes before and after a lecture, while a lone cough or a short announcement before it and
-every pause inside it are kept as they are. ``trim_min_speech = 0`` (every other preset) turns
-the step off.
+The ``trim`` preset keeps one segment over the whole lecture, padded by 2 s on either side: the
+edit Opencast users make most often, cutting the minutes before and after a lecture and keeping
+every pause inside it. The lecture is found in two steps. Its *core* runs from the start of the
+first sustained speech to the end of the last (sustained: at least ``trim_min_speech`` seconds of
+speech within ``trim_window`` seconds). The core is then extended outwards across every speech
+segment separated from it by a silence shorter than ``trim_bridge``, one after the other, so a
+lecturer's sparse opening ("Good morning." … "Can you hear me?" … "Right.") and closing words
+are kept, while speech beyond a wider silence (a cough a minute before, chatter after the end)
+is cut. The trim preset bridges 10 s: on synthetic lectures whose opening and closing pauses
+last up to 8 s it cut no lecture word, and it kept no chatter 15 s or more after the lecture nor
+a cough a minute before it (``benchmarks/trim_bridge.py``, ``benchmarks/results/trim-bridge.md``).
+``trim_min_speech = 0`` (every other preset) turns the step off; ``trim_bridge = 0`` keeps the
+core only.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ _DURATIONS = (
     "pad_after",
     "trim_min_speech",
     "trim_window",
+    "trim_bridge",
     "snap_max",
 )
 MAX_SNAP_DB = 120.0
@@ -92,6 +100,12 @@ class SegmentParams:
         "within trim_window (set by the trim preset: 3; 0 = off).",
     )
     trim_window: float = _param(0.0, "The window for trim_min_speech (the trim preset: 10).")
+    trim_bridge: float = _param(
+        0.0,
+        "With trim_min_speech: extend the one segment outwards across speech separated from it "
+        "by silences shorter than this, so sparse opening and closing words are kept (the trim "
+        "preset: 10; 0 = the sustained speech only).",
+    )
     snap_db: float = _param(
         0.0,
         "Move each segment's edges inwards past frames this many dB below its loudest frame "
@@ -190,7 +204,9 @@ def parameter_help() -> dict[str, str]:
 PRESETS: dict[str, SegmentParams] = {
     "default": SegmentParams(),
     "opencast": SegmentParams(min_silence=10.0, min_voice=60.0, pad_before=2.0, pad_after=0.0),
-    "trim": SegmentParams(trim_min_speech=3.0, trim_window=10.0, pad_before=2.0, pad_after=2.0),
+    "trim": SegmentParams(
+        trim_min_speech=3.0, trim_window=10.0, trim_bridge=10.0, pad_before=2.0, pad_after=2.0
+    ),
 }
 
 
@@ -297,7 +313,9 @@ class Binarize:
         spans = self.bridge(spans, to_ms(p.min_silence), duration_ms=duration_ms)
         spans = self.drop_short_voice(spans, to_ms(p.min_voice), duration_ms=duration_ms)
         if p.trims:
-            spans = self.trim(spans, to_ms(p.trim_min_speech), to_ms(p.trim_window))
+            spans = self.trim(
+                spans, to_ms(p.trim_min_speech), to_ms(p.trim_window), to_ms(p.trim_bridge)
+            )
         if p.snaps:
             spans = self.snap(spans, energy, p.snap_db, to_ms(p.snap_max), grid)
         spans = self.pad(spans, to_ms(p.pad_before), to_ms(p.pad_after))
@@ -377,12 +395,14 @@ class Binarize:
         return spans[(spans[:, 1] - spans[:, 0] >= min_ms) | whole]
 
     @staticmethod
-    def trim(spans: Spans, min_speech_ms: int, window_ms: int) -> Spans:
-        """One span from the first to the last sustained speech, or none if there is none.
+    def trim(spans: Spans, min_speech_ms: int, window_ms: int, bridge_ms: int = 0) -> Spans:
+        """One span over the lecture: its sustained core, extended outwards across every span
+        separated from it by less than ``bridge_ms`` of silence; none if there is no core.
 
-        A span's start is a sustained onset when the ``window_ms`` from it hold at least
-        ``min_speech_ms`` of speech; a span's end is a sustained offset when the ``window_ms``
-        before it do. If any window holds that much speech, both an onset and a later offset exist.
+        The core runs from the first sustained onset to the last sustained offset: a span's
+        start is a sustained onset when the ``window_ms`` from it hold at least ``min_speech_ms``
+        of speech; a span's end is a sustained offset when the ``window_ms`` before it do. If
+        any window holds that much speech, both an onset and a later offset exist.
         """
         if len(spans) == 0:
             return spans
@@ -391,7 +411,13 @@ class Binarize:
         offset = _speech_between(spans, ends - window_ms, ends) >= min_speech_ms
         if not onset.any():
             return spans[:0]
-        return np.array([[starts[onset][0], ends[offset][-1]]], np.int64)
+        first, last = np.flatnonzero(onset)[0], np.flatnonzero(offset)[-1]
+        # gap k lies between spans k and k + 1; the core extends up to the nearest wide ones
+        wide = np.flatnonzero(starts[1:] - ends[:-1] >= bridge_ms)
+        before, after = wide[wide < first], wide[wide >= last]
+        first = before[-1] + 1 if len(before) else 0
+        last = after[0] if len(after) else len(spans) - 1
+        return np.array([[starts[first], ends[last]]], np.int64)
 
     @staticmethod
     def snap(

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocml.pipeline.labels import render_audacity_labels, render_labels_json
+from ocml.pipeline.labels import (
+    CORRECTED_SUFFIXES,
+    render_audacity_labels,
+    render_labels_json,
+)
 from ocml.pipeline.writers import atomic_write
 
 MIN_PIECE = 0.01  # seconds: a moved boundary keeps at least one frame to each neighbour
@@ -125,8 +129,10 @@ class Labels:
 
 
 def label_paths(stem: Path) -> tuple[Path, Path]:
-    """Where corrected labels go: ``STEM.labels.txt`` (Audacity) and ``STEM.labels.json``."""
-    return stem.with_name(stem.name + ".labels.txt"), stem.with_name(stem.name + ".labels.json")
+    """Where corrected labels go: ``STEM.labels.txt`` (Audacity) and ``STEM.labels.json``, the
+    names training looks for first (``pipeline.labels.CORRECTED_SUFFIXES``)."""
+    js, txt = (stem.with_name(stem.name + suffix) for suffix in CORRECTED_SUFFIXES)
+    return txt, js
 
 
 def save_labels(labels: Labels, stem: Path) -> tuple[Path, Path]:

@@ -22,7 +22,7 @@ FRAME_SLACK = 0.05  # seconds of difference allowed between probabilities and du
 
 @dataclass
 class Session:
-    """The data the player and ``ocml plot`` draw; ``stem`` is where corrected labels go."""
+    """The data the player and ``ocml plot`` draw."""
 
     media: Path
     duration: float
@@ -30,7 +30,12 @@ class Session:
     probabilities: np.ndarray | None
     threshold: float
     model_name: str
-    stem: Path
+
+    @property
+    def stem(self) -> Path:
+        """Where corrected labels go: ``NAME`` of the recording ``NAME.ext``, so they lie beside
+        it, where training looks for a recording's labels (``models.datasets``)."""
+        return self.media.with_name(self.media.stem)
 
     def labels(self) -> Labels:
         """Editable labels starting from the result's segments."""
@@ -89,13 +94,10 @@ def from_result(media: Path, result_path: Path, *, probabilities: Path | None = 
         result,
         media=media,
         probabilities=probs,
-        stem=result_path.with_name(result_path.name.removesuffix(".json")),
     )
 
 
-def session_of(
-    result: Result, *, media: Path, probabilities: np.ndarray | None, stem: Path
-) -> Session:
+def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None) -> Session:
     """The player's view of a ``Result``."""
     return Session(
         media=Path(media),
@@ -104,7 +106,6 @@ def session_of(
         probabilities=probabilities,
         threshold=result.params.threshold,
         model_name=f"{result.model.name} {result.model.version}",
-        stem=stem,
     )
 
 
@@ -125,5 +126,4 @@ def from_pipeline(
         result,
         media=media,
         probabilities=result.probabilities,
-        stem=Path(media).with_name(Path(media).stem),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pygame
 
+from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.features import FeatureConfig, logmel
 from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed
 from ocml.player.labels import save_labels
@@ -64,6 +65,7 @@ class PlayerUI:
         self._detail: tuple[tuple, pygame.Surface] | None = None
         self._drag: int | None = None
         self.running = True
+        self.saved: tuple[Path, Path] | None = None
 
     # --- drawing -------------------------------------------------------------------------------
 
@@ -295,9 +297,8 @@ class PlayerUI:
 
     def apply(self, effect: str | None) -> None:
         """Carry out an effect returned by ``PlayerState.handle``."""
-        if effect == "save" or effect == "save_and_quit":
-            txt, js = save_labels(self.state.labels, self.session.stem)
-            self.state.message = f"saved {txt.name} and {js.name}"
+        if effect in ("save", "save_and_quit") and not self.save():
+            return  # nothing written: the edits stay, unsaved, and the player stays open
         if effect in ("quit", "save_and_quit"):
             self.running = False
         if self.feed is None:
@@ -308,6 +309,18 @@ class PlayerUI:
             effect == "seek" and not self.state.playing
         ):
             self.feed.stop()
+
+    def save(self) -> bool:
+        """Write the corrected labels beside the recording, where training looks for them; a
+        failure is shown in the status line and the edits are kept."""
+        try:
+            self.saved = save_labels(self.state.labels, self.session.stem)
+        except (OcmlError, OSError) as exc:
+            self.state.message = f"cannot save: {exc}"
+            return False
+        txt, js = self.saved
+        self.state.message = f"saved {txt.name} and {js.name} beside {self.session.media.name}"
+        return True
 
     def step(self, surface: pygame.Surface) -> None:
         """One frame: apply the pending events, follow the audio, draw."""

@@ -148,3 +148,40 @@ def test_frame_labels_use_frame_centres() -> None:
     # frame i's centre is at 12.5 ms + i * 10 ms: frames 1..3 have centres 22.5, 32.5, 42.5 ms
     y = frame_labels([(0.02, 0.045)], 6, cfg)
     assert y.tolist() == [0, 1, 1, 1, 0, 0]
+
+
+def test_corrections_win_and_segment_outputs_are_no_orphans(tmp_path: Path) -> None:
+    _write_audio(tmp_path / "talk.flac")
+    (tmp_path / "talk.json").write_text(json.dumps({"duration": 4.0, "speech": [[0.5, 1.0]]}))
+    (tmp_path / "talk.cutmarks.json").write_text("[]")
+    (tmp_path / "talk.labels.txt").write_text("1.0\t2.0\tspeech\n")
+    (item,) = load_dataset(tmp_path)
+    assert (item.label_path.name, item.label_kind, item.labels.speech) == (
+        "talk.labels.txt",
+        "corrected",
+        [(1.0, 2.0)],
+    )
+    (tmp_path / "talk.labels.json").write_text(json.dumps({"duration": 4.0, "speech": [[2, 3]]}))
+    (item,) = load_dataset(tmp_path)
+    assert (item.label_path.name, item.labels.speech) == ("talk.labels.json", [(2.0, 3.0)])
+    (tmp_path / "gone.labels.json").write_text(json.dumps({"duration": 4.0, "speech": []}))
+    with pytest.raises(InputMissing, match=r"no recording beside it \(looked for gone\{\.flac"):
+        load_dataset(tmp_path)
+
+
+def test_a_model_result_is_labels_only_when_asked(tmp_path: Path) -> None:
+    _write_audio(tmp_path / "talk.flac")
+    result = {
+        "schema": "opencast-ml/segments/v1",
+        "input": {"duration": 4.0},
+        "model": {"name": "default", "version": "2.2.0"},
+        "segments": [{"start": 0.5, "end": 1.0, "label": "speech"}],
+    }
+    (tmp_path / "talk.json").write_text(json.dumps(result))
+    with pytest.raises(LabelError, match="talk.json, a result of the model default 2.2.0") as err:
+        load_dataset(tmp_path)
+    assert str(tmp_path / "talk.flac") in str(err.value)
+    (item,) = load_dataset(tmp_path, results_as_labels=True)
+    assert (item.label_kind, item.labels.speech) == ("result", [(0.5, 1.0)])
+    (item,) = load_dataset(tmp_path, require_labels=False)
+    assert (item.label_kind, item.labels) == ("none", None)

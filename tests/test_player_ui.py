@@ -45,11 +45,16 @@ def recording(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def player(recording, tmp_path):
-    """A PlayerUI on a dummy display with the mixer streaming the recording."""
+    """A PlayerUI on a dummy display with the mixer streaming a copy of the recording (corrected
+    labels are saved beside it)."""
     media, result = recording
-    copy = tmp_path / "lecture.json"
-    copy.write_bytes(result.read_bytes())
-    session = from_result(media, copy, probabilities=result.with_name("lecture.probs.npy"))
+    for source in (media, result):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    session = from_result(
+        tmp_path / media.name,
+        tmp_path / result.name,
+        probabilities=result.with_name("lecture.probs.npy"),
+    )
     pygame.display.init()
     pygame.font.init()
     surface = pygame.display.set_mode(SIZE)
@@ -154,6 +159,22 @@ def test_flip_and_save_write_label_files(player, tmp_path) -> None:
     view.step(surface)
     assert not view.running
     assert (tmp_path / "lecture.labels.txt").read_text() == "5.000000\t10.000000\tspeech\n"
+
+
+def test_a_failed_save_keeps_the_edits_and_the_window(player, tmp_path) -> None:
+    view, surface = player
+    (tmp_path / "lecture.labels.txt").mkdir()  # nothing can be renamed onto a directory
+    press(pygame.K_f)
+    press(pygame.K_s)
+    view.step(surface)
+    assert view.state.message.startswith("cannot save: ") and "lecture.labels.txt" in (
+        view.state.message
+    )
+    assert view.state.labels.dirty and view.running and view.saved is None
+    press(pygame.K_q)
+    press(pygame.K_s)  # "save and quit" in the prompt: the save fails, so the player stays
+    view.step(surface)
+    assert view.running and view.state.labels.dirty
 
 
 def test_window_close_with_unsaved_changes_prompts(player, tmp_path) -> None:

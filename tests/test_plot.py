@@ -64,7 +64,6 @@ def test_detail_windows_follow_errors_then_uncertainty() -> None:
         probabilities=probs,
         threshold=0.5,
         model_name="m",
-        stem=Path("x"),
     )
     assert detail_windows(session, [(100.0, 200.0), (310.0, 330.0)]) == [(300.0, 360.0)]
     assert detail_windows(session, None) == [(360.0, 420.0)]
@@ -75,7 +74,6 @@ def test_detail_windows_follow_errors_then_uncertainty() -> None:
         probabilities=None,
         threshold=0.5,
         model_name="m",
-        stem=Path("x"),
     )
     assert detail_windows(flat, None) == [(0.0, 60.0), (240.0, 300.0), (540.0, 600.0)]
 

@@ -54,6 +54,7 @@ def test_default_params_and_to_dict_lists_every_field():
         "pad_after": 0.03,
         "trim_min_speech": 0.0,
         "trim_window": 0.0,
+        "trim_bridge": 0.0,
         "snap_db": 0.0,
         "snap_max": 0.0,
     }
@@ -96,6 +97,7 @@ def test_from_mapping_rejects_unknown_keys_naming_them_and_the_known_ones():
         ({"pad_after": None}, r"pad_after must be a number, got None"),
         ({"snap_db": -3}, r"snap_db must lie in \[0, 120\] dB, got -3\.0"),
         ({"snap_max": 4000}, r"snap_max must lie in \[0, 3600\] seconds, got 4000\.0"),
+        ({"trim_bridge": -5}, r"trim_bridge must lie in \[0, 3600\] seconds, got -5\.0"),
     ],
 )
 def test_invalid_values_are_refused_quoting_the_value(changes, message):
@@ -390,6 +392,32 @@ def test_trim_keeps_one_span_from_the_first_to_the_last_sustained_speech():
     lecture = [(30_000 + 3000 * k, 32_000 + 3000 * k) for k in range(10)]
     got = Binarize.trim(spans((10_000, 10_500), *lecture, (80_000, 81_000)), 3000, 10_000)
     assert got.tolist() == [[30_000, 59_000]]
+
+
+# A lone burst, 60 s later four short opening phrases (2.9 s of speech within 10 s, 9.9 s before
+# the core), the core (10 phrases of 2 s), two closing words 7 s apart, chatter 15.4 s after them.
+OPENING = [(60_000, 60_600), (62_500, 63_300), (65_600, 66_200), (69_200, 70_100)]
+CORE = [(80_000 + 3000 * k, 82_000 + 3000 * k) for k in range(10)]
+CLOSING = [(116_000, 116_800), (124_000, 124_600)]
+AROUND = spans((0, 500), *OPENING, *CORE, *CLOSING, (140_000, 140_800))
+
+
+def test_trim_extends_the_core_across_silences_shorter_than_the_bridge():
+    assert Binarize.trim(AROUND, 3000, 10_000, 10_000).tolist() == [[60_000, 124_600]]
+    # the 9.9 s silence before the core is not shorter than a 9.9 s bridge
+    assert Binarize.trim(AROUND, 3000, 10_000, 9_900).tolist() == [[80_000, 124_600]]
+    assert Binarize.trim(AROUND, 3000, 10_000, 0).tolist() == [[80_000, 109_000]]  # the core
+
+
+def test_trim_preset_keeps_a_sparse_opening_and_cuts_a_burst_a_minute_before():
+    probs = np.zeros(150 * 100)
+    for start, end in [(0, 500), *OPENING, *CORE, *CLOSING, (140_000, 140_800)]:
+        probs[start // 10 : end // 10] = 0.9
+    (segment,) = Binarize(preset("trim"))(probs, duration=150.0)
+    assert (segment.start, segment.end) == (
+        (frame_ms(OPENING[0][0] // 10) - 2000) / 1000,
+        (frame_ms(CLOSING[-1][1] // 10) + 2000) / 1000,
+    )
 
 
 def test_trim_counts_speech_across_the_window_exactly():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,12 @@ from click.testing import CliRunner
 from ocml.cli.train import main
 from ocml.models.recipe import load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard
+from ocml.models.train import clock, epoch_timing
 from ocml.pipeline.model import load_model
 from tests.media import speechlike
 
 SR = 16000
+OCML = str(Path(sys.executable).with_name("ocml"))
 TINY_TCN = {
     "name": "tiny",
     "version": "0.0.1",
@@ -158,6 +163,67 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     for runtime in ("litert", "onnx"):
         other = load_model(out, runtime=runtime)
         np.testing.assert_allclose(other.predict(probe), exported.predict(probe), atol=1e-4)
+
+
+def test_a_first_small_run_without_validation_finishes_and_segments(tmp_path: Path) -> None:
+    """A new trainer's first run: 3 short recordings in one shard (no validation), 2 epochs.
+
+    It must finish and export, show each epoch's time and what is left, and the run's folder
+    must be a model `ocml segment --model` takes, as `evaluate` and `calibrate` do.
+    """
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        _recording(data, f"rec{i}", i)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_TCN))
+    spec, run = tmp_path / "spec", tmp_path / "runs" / "mine"
+    runner = CliRunner()
+    result = runner.invoke(main, ["spectrograms", str(data), str(spec), "--window", "200"])
+    assert result.exit_code == 0, result.output
+    assert "1 shards" in result.output
+    args = ["--recipe", str(recipe), "--data", str(spec), "--out", str(run), "--threads", "1"]
+    result = runner.invoke(main, ["train", *args])
+    assert result.exit_code == 0, result.output
+    assert "1 training / 0 validation shards" in result.output
+    assert re.search(
+        r"^epoch 1/2  .*loss \d\.\d{4}  \(took [\d.]+ s, ~[\d.]+ s left\)$", result.output, re.M
+    ), result.output
+    assert re.search(r"^epoch 2/2  .*\(took [\d.]+ s\)$", result.output, re.M), result.output
+    history = load_model(run).metadata["training"]["history"]
+    assert history["epochs"] == 2 and "val_loss" not in history and history["loss"] > 0
+
+    media = data / "rec0.flac"
+    segmented = subprocess.run(
+        [OCML, "segment", str(media), "--model", str(run), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert segmented.returncode == 0, segmented.stderr
+    document = json.loads((tmp_path / "out" / "rec0.json").read_text())
+    assert document["model"]["name"] == "tiny"
+
+    (run / "savedmodel" / "saved_model.pb").unlink()
+    unfinished = subprocess.run(
+        [OCML, "segment", str(media), "--model", str(run / "savedmodel")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unfinished.returncode != 0 and "saved_model.pb is missing" in unfinished.stderr
+    (run / "savedmodel").rename(run / "exported-elsewhere")
+    unfinished = subprocess.run(
+        [OCML, "segment", str(media), "--model", str(run)], capture_output=True, text=True
+    )
+    assert "a training run without an exported model" in unfinished.stderr
+
+
+def test_epoch_lines_estimate_what_is_left_from_the_epochs_after_the_first() -> None:
+    assert epoch_timing([8.0], 1, 10) == "took 8.0 s, ~1 min 12 s left"
+    assert epoch_timing([8.0, 1.0, 3.0], 3, 10) == "took 3.0 s, ~14 s left"
+    assert epoch_timing([8.0, 1.0], 2, 2) == "took 1.0 s"
+    assert clock(7384) == "2 h 03 min"
 
 
 def _fit_toy(out: Path, *, epochs: int, resume: bool = False) -> tuple[list[np.ndarray], str]:

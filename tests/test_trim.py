@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,27 @@ def test_trim_of_a_recording_with_only_a_cough_and_music_keeps_everything(
     assert json.loads(paths["cutmarks"].read_text()) == []
     (par,) = ET.parse(paths["smil"]).getroot().iter(f"{SMIL}par")
     assert [(c.get("clipBegin"), c.get("clipEnd")) for c in par] == [("0ms", "60000ms")]
+
+
+def test_trim_keeps_a_sparse_opening_whole_and_cuts_a_burst_a_minute_before(
+    tmp_path: Path, tiny_model: Model
+) -> None:
+    """The lecturer's first 10 s of speech are four short phrases (2.9 s of speech), 9.9 s before
+    the sustained lecture; a lone voice-like burst lies 60 s before them, chatter 15 s after the
+    closing words."""
+    opening = [(80.0, 80.6), (82.5, 83.3), (85.6, 86.2), (89.2, 90.1)]
+    core = [(100.0 + 3 * k, 102.0 + 3 * k) for k in range(10)]
+    closing = [(136.0, 136.8), (144.0, 144.6)]
+    outside = [(20.0, 20.5), (160.0, 160.8), (163.0, 163.7)]
+    samples = speechlike(SR, 180.0, [*opening, *core, *closing, *outside], seed=7, noise_db=-55)
+    source = write_wav(tmp_path / "sparse.wav", samples, SR)
+    untrimmed = segment_file(source, tiny_model, preset("default"))
+    found = [(s.start, s.end) for s in untrimmed.segments]
+    assert any(s < 21 for s, _ in found) and any(s > 159 for s, _ in found), found
+
+    (segment,) = segment_file(source, tiny_model, preset("trim")).segments
+    assert segment.start == pytest.approx(opening[0][0] - 2.0, abs=0.15)
+    assert segment.end == pytest.approx(closing[-1][1] + 2.0, abs=0.15)
+    core_only = replace(preset("trim"), trim_bridge=0.0)  # the rule before the bridge
+    (segment,) = segment_file(source, tiny_model, core_only).segments
+    assert segment.start == pytest.approx(core[0][0] - 2.0, abs=0.15)

@@ -94,6 +94,7 @@ def test_render_json_matches_the_expected_text():
     "pad_after": 0.03,
     "trim_min_speech": 0.0,
     "trim_window": 0.0,
+    "trim_bridge": 0.0,
     "snap_db": 0.0,
     "snap_max": 0.0
   },
