@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -21,6 +21,7 @@ from ocml.cli.options import (
     cli_settings,
     config_option,
     format_option,
+    model_options,
     no_speech_option,
     param_options,
     preset_option,
@@ -94,13 +95,25 @@ def _fail_line(code: str, message: str, *, wait_line: bool, status: int) -> None
 def worker(
     config_path: str | None, concurrency: int | None, hostname: str | None, loglevel: str
 ) -> None:
-    """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit)."""
+    """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit).
+
+    It first checks its settings (the model, the preset and parameters against the model, the
+    formats, every media root readable, the output root writable) and refuses to start on the
+    first that cannot work: one line, ``ocml: failed: <setting>: <problem>``, exit status 2.
+    """
+    from ocml.config.settings import SettingsError
+    from ocml.worker import preflight
+    from ocml.worker.app import app, current_settings
+
     if config_path is not None:
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
-    settings = cli_settings(config_path)
-    _check_model(settings)
-    from ocml.worker.app import app
-
+    try:
+        settings = current_settings()
+        preflight.check_worker_settings(settings)
+    except SettingsError as exc:
+        preflight.refuse(preflight.SettingProblem("settings", str(exc)))
+    except preflight.SettingProblem as problem:
+        preflight.refuse(problem)
     argv = [
         "worker",
         f"--loglevel={loglevel}",
@@ -110,16 +123,6 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
-
-
-def _check_model(settings: Settings) -> None:
-    """Refuses to start on a model path that is no SavedModel (loading happens in the children)."""
-    if settings.model_path is None:
-        return
-    if not (settings.model_path / "saved_model.pb").is_file():
-        raise click.ClickException(
-            f"model: {settings.model} is not a SavedModel directory (no saved_model.pb)"
-        )
 
 
 @click.command("submit")
@@ -148,6 +151,7 @@ def _check_model(settings: Settings) -> None:
 )
 @no_speech_option
 @track_options
+@model_options
 @config_option
 def submit(
     files: tuple[str, ...],
@@ -162,6 +166,8 @@ def submit(
     track_id: str | None,
     track_flavor: str | None,
     track_src: str | None,
+    model_version: str | None,
+    any_model: bool,
     config_path: str | None,
 ) -> None:
     """Queue FILE... for segmentation; prints one job id per line.
@@ -171,12 +177,15 @@ def submit(
     what is not given comes from the preset, the model's tuned values and the settings, checked
     here as the worker will resolve them.
 
+    Each job expects the settings' model (name, version and digest), so only a worker serving
+    that model runs it; --model-version accepts any build of a version, --any-model any model.
+
     With --wait, a job that failed, was lost twice or did not finish in time ends the command
     with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; when Redis
     cannot be reached, status 2.
     """
     from ocml.worker import client
-    from ocml.worker.jobs import JobInvalid, model_postprocess, parse_job
+    from ocml.worker.jobs import JobInvalid, parse_job
 
     app, settings = _client(config_path, wait_line=wait_)
     if output_file is not None:
@@ -186,6 +195,9 @@ def submit(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(files)
     )
     given_track = {k: v for k, v in vars(track).items() if v is not None}
+    model, tuned = _job_model(
+        settings, model_version=model_version, any_model=any_model, wait_line=wait_
+    )
     jobs = [
         client.build_job(
             f,
@@ -195,17 +207,15 @@ def submit(
             params=params,
             no_speech=None if no_speech == "keep" else no_speech,
             track=given_track,
+            model=model,
         )
         for f in files
     ]
-    tuned = model_postprocess(settings)
     for job in jobs:
         try:
             parse_job(job, settings, tuned=tuned, formats_known=FORMATS)
         except JobInvalid as exc:
-            if wait_:
-                _fail_line(exc.code, str(exc), wait_line=True, status=1)
-            raise click.ClickException(f"{exc.code}: {exc}") from None
+            _refuse_job(exc.code, str(exc), wait_line=wait_)
     durations = [client.duration_of(job["input"]) for job in jobs]
     with _reachable(wait_line=wait_):
         ids = [client.submit(app, settings, j, duration=d) for j, d in zip(jobs, durations)]
@@ -252,6 +262,42 @@ def submit(
         sys.exit(1)
     if output_file is not None:
         _copy_result(statuses[0]["result"], output_file)
+
+
+def _refuse_job(code: str, message: str, *, wait_line: bool) -> NoReturn:
+    """Ends ``submit`` before anything is queued: ``ocml: failed: code: message`` on stdout
+    with ``--wait``, else ``Error: code: message``; exit status 1."""
+    if wait_line:
+        _fail_line(code, message, wait_line=True, status=1)
+    raise click.ClickException(f"{code}: {message}")
+
+
+def _job_model(
+    settings: Settings, *, model_version: str | None, any_model: bool, wait_line: bool = False
+) -> tuple[dict[str, str] | None, dict[str, Any] | None]:
+    """The ``model`` each job expects and the tuned values its parameters are checked with:
+    the settings' model in full, by name and ``model_version``, or none with ``any_model``.
+
+    A model that cannot be read here (it lives on the worker hosts only) needs one of the two
+    options; with ``model_version`` the jobs then expect that version of any name.
+    """
+    from ocml.pipeline.errors import OcmlError
+    from ocml.worker.jobs import read_model
+
+    if model_version is not None and any_model:
+        raise click.UsageError("--model-version and --any-model exclude each other")
+    try:
+        identity, tuned = read_model(settings)
+    except OcmlError as exc:
+        if any_model or model_version is not None:
+            return (None if any_model else {"version": model_version}), None
+        _refuse_job(
+            exc.code,
+            f"{exc}; the jobs could not say which model they expect: give --model-version "
+            "VERSION or --any-model",
+            wait_line=wait_line,
+        )
+    return (None if any_model else identity.expectation(version=model_version)), tuned
 
 
 def _one_line(message: str) -> str:
@@ -362,6 +408,7 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
     help="A file counts as fully written once unchanged for this many seconds.",
 )
 @click.option("--once", is_flag=True, help="Scan twice, submit what is ready, exit.")
+@model_options
 @config_option
 def watch(
     inbox: str,
@@ -372,26 +419,29 @@ def watch(
     interval: float,
     settle: float,
     once: bool,
+    model_version: str | None,
+    any_model: bool,
     config_path: str | None,
 ) -> None:
-    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included)."""
-    from ocml.pipeline.errors import ParamsError
-    from ocml.pipeline.postprocess import resolve_params
+    """Hot folder: submit each new, fully written file in INBOX exactly once (restarts included).
+
+    The jobs expect the settings' model as `ocml submit`'s do (--model-version, --any-model).
+    """
     from ocml.worker import client
+    from ocml.worker.jobs import JobInvalid, resolve_job_params
 
     app, settings = _client(config_path)
+    model, tuned = _job_model(settings, model_version=model_version, any_model=any_model)
     try:  # every job would fail on a bad parameter: refuse it before watching
-        resolve_params(
-            preset_name=preset or settings.preset, overrides={**settings.params, **params}
-        )
-    except ParamsError as exc:
+        resolve_job_params(settings, preset=preset, params=params, tuned=tuned)
+    except JobInvalid as exc:
         raise click.ClickException(str(exc)) from None
     folder = Path(inbox)
 
     def make_job(path: Path) -> dict[str, Any]:
         target = None if output_dir is None else Path(output_dir) / path.stem
         return client.build_job(
-            path, output_dir=target, formats=formats, preset=preset, params=params
+            path, output_dir=target, formats=formats, preset=preset, params=params, model=model
         )
 
     previous = client.scan_inbox(folder)

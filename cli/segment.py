@@ -103,7 +103,7 @@ def segment(
       ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
     from ocml.pipeline.model import configure_tensorflow, load_model
-    from ocml.pipeline.segment import resolve_params
+    from ocml.worker.jobs import resolve_job_params
 
     track = track_identity(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
@@ -120,8 +120,8 @@ def segment(
     except OcmlError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        resolved = resolve_params(
-            model, preset_name=preset or settings.preset, overrides={**settings.params, **params}
+        resolved = resolve_job_params(
+            settings, preset=preset, params=params, tuned=model.postprocess
         )
         wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
         options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
