@@ -158,6 +158,22 @@ def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(run)
 
 
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds ``--model-version`` and ``--any-model``: which model the submitted jobs expect."""
+    command = click.option(
+        "--any-model",
+        is_flag=True,
+        help="The jobs run on whatever model a worker serves (they expect none).",
+    )(command)
+    return click.option(
+        "--model-version",
+        metavar="VERSION",
+        help="The jobs expect the settings' model by name and this version, any build of it "
+        "(default: that very model: name, version and digest). A worker serving another "
+        "leaves the job to others; it fails with model_mismatch after max_handoffs refusals.",
+    )(command)
+
+
 preset_option = click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from ocml.cli.options import (
     cli_settings,
     config_option,
     format_option,
+    model_options,
     no_speech_option,
     param_options,
     preset_option,
@@ -81,11 +82,21 @@ def _reachable() -> Iterator[None]:
 def worker(
     config_path: str | None, concurrency: int | None, hostname: str | None, loglevel: str
 ) -> None:
-    """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit)."""
+    """Run a worker that processes queued jobs until stopped (SIGTERM: finish, then exit).
+
+    It first checks its settings (the model, the preset and parameters against the model, the
+    formats, every media root readable, the output root writable) and refuses to start on the
+    first that cannot work: one line, ``ocml: failed: <setting>: <problem>``, exit status 2.
+    """
+    from ocml.worker import preflight
+
     if config_path is not None:
         os.environ[CONFIG_ENV] = os.path.abspath(config_path)
     settings = cli_settings(config_path)
-    _check_model(settings)
+    try:
+        preflight.check_worker_settings(settings)
+    except preflight.SettingProblem as problem:
+        raise exits.Failure(problem.setting, problem.problem, status=exits.USAGE) from None
     from ocml.worker.app import app
 
     argv = [
@@ -97,19 +108,6 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
-
-
-def _check_model(settings: Settings) -> None:
-    """Refuses to start on a model path that is no usable model (loading happens in the
-    children): the metadata is read and checked here, which is quick."""
-    from ocml.pipeline.model import read_metadata
-
-    if settings.model_path is None:
-        return
-    try:
-        read_metadata(settings.model_path)
-    except OcmlError as exc:
-        raise exits.Failure("bad_settings", f"model: {exc}", status=exits.USAGE) from None
 
 
 @exits.failures_on_stdout_with("--wait")
@@ -139,6 +137,7 @@ def _check_model(settings: Settings) -> None:
 )
 @no_speech_option
 @track_options
+@model_options
 @config_option
 def submit(
     files: tuple[str, ...],
@@ -153,6 +152,8 @@ def submit(
     track_id: str | None,
     track_flavor: str | None,
     track_src: str | None,
+    model_version: str | None,
+    any_model: bool,
     config_path: str | None,
 ) -> None:
     """Queue FILE... for segmentation; prints one job id per line.
@@ -166,6 +167,9 @@ def submit(
     Without -o, each job's results go to <output_root>/<its path below the media roots,
     without the suffix>/, so inputs of the same name in different folders keep their own
     results; two inputs that would still write the same result file are refused, naming both.
+
+    Each job expects the settings' model (name, version and digest), so only a worker serving
+    that model runs it; --model-version accepts any build of a version, --any-model any model.
 
     With --wait, a job that failed, was lost twice or did not finish in time ends the command
     with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; every other
@@ -181,6 +185,7 @@ def submit(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(files)
     )
     given_track = {k: v for k, v in vars(track).items() if v is not None}
+    model, tuned = _job_model(settings, model_version=model_version, any_model=any_model)
     jobs = [
         client.build_job(
             f,
@@ -190,10 +195,11 @@ def submit(
             params=params,
             no_speech=None if no_speech == "keep" else no_speech,
             track=given_track,
+            model=model,
         )
         for f in files
     ]
-    _check_jobs(files, jobs, settings, output_dir=output_dir)
+    _check_jobs(files, jobs, settings, tuned=tuned, output_dir=output_dir)
     app = _client(settings)
     durations = [client.duration_of(job["input"]) for job in jobs]
     with _reachable():
@@ -254,14 +260,15 @@ def _check_jobs(
     jobs: list[dict[str, Any]],
     settings: Settings,
     *,
+    tuned: Mapping[str, Any] | None,
     output_dir: str | None,
 ) -> None:
-    """Checks every job as the worker will, then that no two write the same result file:
-    a failure line before anything is queued (status 2 for a bad parameter or format)."""
+    """Checks every job as the worker will (parameters with the model's ``tuned`` values), then
+    that no two write the same result file: a failure line before anything is queued (status 2
+    for a bad parameter or format)."""
     from ocml.pipeline.writers import output_paths
-    from ocml.worker.jobs import JobInvalid, model_postprocess, parse_job
+    from ocml.worker.jobs import JobInvalid, parse_job
 
-    tuned = model_postprocess(settings)
     outputs = []
     for name, job in zip(files, jobs):
         try:
@@ -277,6 +284,34 @@ def _check_jobs(
         else "submit one of them with its own -o DIR"
     )
     refuse_shared_results(outputs, fix=fix)
+
+
+def _job_model(
+    settings: Settings, *, model_version: str | None, any_model: bool
+) -> tuple[dict[str, str] | None, dict[str, Any] | None]:
+    """The ``model`` each job expects and the tuned values its parameters are checked with:
+    the settings' model in full, by name and ``model_version``, or none with ``any_model``.
+
+    A model that cannot be read here (it lives on the worker hosts only) needs one of the two
+    options (else a usage failure); with ``model_version`` the jobs then expect that version of
+    any name.
+    """
+    from ocml.worker.jobs import read_model
+
+    if model_version is not None and any_model:
+        raise click.UsageError("--model-version and --any-model exclude each other")
+    try:
+        identity, tuned = read_model(settings)
+    except OcmlError as exc:
+        if any_model or model_version is not None:
+            return (None if any_model else {"version": model_version}), None
+        raise exits.Failure(
+            exc.code,
+            f"{exc}; the jobs could not say which model they expect: give --model-version "
+            "VERSION or --any-model",
+            status=exits.USAGE,
+        ) from None
+    return (None if any_model else identity.expectation(version=model_version)), tuned
 
 
 def display_names(files: tuple[str, ...]) -> list[str]:
@@ -404,6 +439,7 @@ def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> 
     help="Scan, wait the settle time (at least --interval), scan again, submit what is ready "
     "and exit, without waiting for the outcomes.",
 )
+@model_options
 @config_option
 def watch(
     inbox: str,
@@ -414,6 +450,8 @@ def watch(
     interval: float,
     settle: float,
     once: bool,
+    model_version: str | None,
+    any_model: bool,
     config_path: str | None,
 ) -> None:
     """Hot folder: submit each file in INBOX once it is fully written, and again when it changes.
@@ -426,19 +464,18 @@ def watch(
     INBOX must lie below media_roots and DIR below output_root. Files whose names differ only
     in their suffix (talk.mp4, talk.wav) would share a results folder: neither is submitted
     while both are in INBOX, and one line names them.
+
+    The jobs expect the settings' model as `ocml submit`'s do (--model-version, --any-model).
     """
-    from ocml.pipeline.errors import ParamsError
-    from ocml.pipeline.postprocess import resolve_params
     from ocml.worker import client
-    from ocml.worker.jobs import model_postprocess
+    from ocml.worker.jobs import JobInvalid, resolve_job_params
     from ocml.worker.watch import Watcher
 
     settings = cli_settings(config_path)
+    model, tuned = _job_model(settings, model_version=model_version, any_model=any_model)
     try:  # every job would fail on a bad parameter: refuse it before watching
-        resolve_params(
-            preset_name=preset or settings.preset, overrides={**settings.params, **params}
-        )
-    except ParamsError as exc:
+        resolve_job_params(settings, preset=preset, params=params, tuned=tuned)
+    except JobInvalid as exc:
         raise exits.Failure(exc.code, str(exc), status=exits.USAGE) from None
     folder = Path(os.path.realpath(inbox))
     _check_below(folder, settings.media_roots, setting="media_roots", what="INBOX")
@@ -452,12 +489,10 @@ def watch(
         if output_dir is not None:
             target = Path(output_dir) / client.result_folder(path, inbox=folder)
         return client.build_job(
-            path, output_dir=target, formats=formats, preset=preset, params=params
+            path, output_dir=target, formats=formats, preset=preset, params=params, model=model
         )
 
-    watcher = Watcher(
-        app, settings, folder, make_job=make_job, settle=settle, tuned=model_postprocess(settings)
-    )
+    watcher = Watcher(app, settings, folder, make_job=make_job, settle=settle, tuned=tuned)
     if once:
         with _reachable():
             _scan(watcher)

@@ -109,7 +109,7 @@ def segment(
       ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
     from ocml.pipeline.model import configure_tensorflow, load_model
-    from ocml.pipeline.segment import resolve_params
+    from ocml.worker.jobs import JobInvalid, resolve_job_params
 
     track = track_identity(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
@@ -125,14 +125,14 @@ def segment(
         runtime = _runtime(runtime or settings.runtime, model_path, inputs)
         # The network loads while the first file decodes; its errors surface at first use.
         model = load_model(model_path, runtime=runtime, background=True)
-        resolved = resolve_params(
-            model, preset_name=preset or settings.preset, overrides={**settings.params, **params}
+        resolved = resolve_job_params(
+            settings, preset=preset, params=params, tuned=model.postprocess
         )
         options = _Options(no_speech=no_speech, track=track, show_progress=show_progress)
         failures = sum(
             not _segment_one(path, output_dir, wanted, model, resolved, options) for path in inputs
         )
-    except ParamsError as exc:
+    except (ParamsError, JobInvalid) as exc:
         raise exits.Failure(exc.code, str(exc), status=exits.USAGE) from None
     except OcmlError as exc:
         raise exits.Failure(exc.code, str(exc)) from None

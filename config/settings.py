@@ -54,6 +54,7 @@ class Settings:
     retry_backoff: float
     retry_backoff_max: float
     max_deliveries: int
+    max_handoffs: int
     time_limit_base: float
     time_limit_per_audio_second: float
     time_limit_max: float
@@ -170,7 +171,13 @@ def _from_env(key: str, text: str, name: str) -> Any:
 LEASE_RENEWALS_PER_TIMEOUT = 3
 """A lease may miss this many renewals minus one before its job is delivered again."""
 
-_INTS = {"concurrency": 0, "max_retries": 0, "max_deliveries": 1, "result_expires": 1}
+_INTS = {
+    "concurrency": 0,
+    "max_retries": 0,
+    "max_deliveries": 1,
+    "max_handoffs": 0,
+    "result_expires": 1,
+}
 _FLOATS = {
     "retry_backoff": 0.0,
     "retry_backoff_max": 0.0,

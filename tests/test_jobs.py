@@ -11,7 +11,17 @@ from ocml.config.settings import load_settings
 from ocml.pipeline.postprocess import PRESETS, SegmentParams
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS
-from ocml.worker.jobs import Job, JobFailed, JobInvalid, model_postprocess, parse_job
+from ocml.worker.jobs import (
+    Job,
+    JobFailed,
+    JobInvalid,
+    ModelIdentity,
+    parse_job,
+    read_model,
+    resolve_job_params,
+)
+
+TINY = ModelIdentity(name="tiny", version="0.0.1", sha256="ab" * 32)
 
 
 @pytest.fixture
@@ -90,11 +100,11 @@ def test_job_values_override_the_settings(roots):
             "track": {"id": "t-7", "src": "https://oc.example/files/t-7/presenter.mp4"},
         },
         settings,
-        model_names=("tiny",),
+        served=TINY,
     )
     assert job.no_speech == "fail"
     assert job.track == TrackIdentity(id="t-7", src="https://oc.example/files/t-7/presenter.mp4")
-    assert parse(job.to_dict(), settings, model_names=("tiny",)) == job
+    assert parse(job.to_dict(), settings, served=TINY) == job
     assert job.output_dir == output / "x" / "y"
     assert job.formats == ("rttm", "json")
     assert job.preset == "opencast"
@@ -213,7 +223,7 @@ def test_track_and_no_speech_messages_quote_the_bad_value(roots):
 
 def test_params_are_checked_against_the_models_tuned_values(roots):
     settings, media, _, _ = roots
-    tuned = model_postprocess(settings)
+    _, tuned = read_model(settings)
     assert tuned is not None and tuned["neg_threshold"] < SegmentParams().neg_threshold
     above = {"input": str(media / "talk.wav"), "params": {"threshold": tuned["neg_threshold"]}}
     below = {"input": str(media / "talk.wav"), "params": {"threshold": 0.2}}
@@ -237,3 +247,76 @@ def test_refusals_quote_at_most_a_few_hundred_characters(roots):
             parse(job, settings)
         assert len(str(info.value)) < 1000
         assert "characters left out" in str(info.value)
+
+
+def test_a_job_expecting_a_model_runs_only_where_every_given_field_matches(roots):
+    settings, media, _, _ = roots
+    talk = str(media / "talk.wav")
+    full = {"input": talk, "model": TINY.expectation()}
+    same_version = {"input": talk, "model": TINY.expectation(version="0.0.1")}
+    other_build = ModelIdentity(name="tiny", version="0.0.1", sha256="cd" * 32)
+
+    assert parse(full, settings, served=TINY).model == TINY.expectation()
+    assert parse(same_version, settings, served=other_build).model == {
+        "name": "tiny",
+        "version": "0.0.1",
+    }
+    with pytest.raises(JobInvalid) as info:
+        parse(full, settings, served=other_build)
+    assert info.value.code == "model_mismatch"
+    message = str(info.value)
+    assert f"expects model name tiny, version 0.0.1, sha256 {'ab' * 32}" in message
+    assert f"this worker serves name tiny, version 0.0.1, sha256 {'cd' * 32}" in message
+    assert message.endswith("(differs in sha256)")
+    assert parse(json.dumps(parse(full, settings).to_dict()), settings).model == TINY.expectation()
+
+
+def test_the_model_is_checked_before_parameters_tuned_for_it(roots):
+    settings, media, _, _ = roots
+    # Against a model tuned to neg_threshold 0.7 the threshold would be refused: a worker serving
+    # another model must say so, not blame the parameters.
+    job = {
+        "input": str(media / "talk.wav"),
+        "model": {"version": "9"},
+        "params": {"threshold": 0.5},
+    }
+    with pytest.raises(JobInvalid) as info:
+        parse(job, settings, served=TINY, tuned={"threshold": 0.8, "neg_threshold": 0.7})
+    assert info.value.code == "model_mismatch"
+
+
+@pytest.mark.parametrize(
+    "model",
+    [{}, {"colour": "red"}, {"name": ""}, {"version": 2}, ["tiny"], 7],
+)
+def test_a_malformed_model_expectation_is_a_bad_job(roots, model):
+    settings, media, _, _ = roots
+    with pytest.raises(JobInvalid) as info:
+        parse({"input": str(media / "talk.wav"), "model": model}, settings)
+    assert info.value.code == "bad_job"
+    assert "model" in str(info.value)
+
+
+def test_read_model_gives_the_identity_results_record_without_tensorflow(roots):
+    from ocml.pipeline.model import default_model_path, directory_sha256, read_metadata
+
+    settings, _, _, _ = roots
+    identity, tuned = read_model(settings)
+    metadata = read_metadata(default_model_path())
+    assert (identity.name, identity.version) == (metadata["name"], metadata["version"])
+    assert identity.sha256 == directory_sha256(default_model_path())
+    assert tuned == metadata["postprocess"]
+    assert identity.expectation(version="1.0") == {"name": metadata["name"], "version": "1.0"}
+
+
+def test_one_resolution_for_jobs_and_the_commands(roots):
+    settings, media, _, _ = roots
+    tuned = {"min_silence": 0.3, "threshold": 0.6}
+    job = parse({"input": str(media / "talk.wav"), "params": {"pad": 0.2}}, settings, tuned=tuned)
+    assert resolve_job_params(settings, params={"pad": 0.2}, tuned=tuned) == job.segment_params
+    with pytest.raises(JobInvalid) as info:
+        resolve_job_params(settings, params={"threshold": 5})
+    assert info.value.code == "bad_params"
+    with pytest.raises(JobInvalid) as info:
+        resolve_job_params(settings, preset="loud")
+    assert info.value.code == "bad_preset"

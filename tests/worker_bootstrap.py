@@ -29,9 +29,10 @@ def crash_on_marker(run_job: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main(argv: Sequence[str]) -> None:
-    """``ocml worker ARGV`` with the crash hook installed."""
-    from ocml.cli.queue import worker
+    """``ocml worker ARGV`` with the crash hook installed, through the ``ocml`` group, so a
+    refusal ends as the command line's would (one failure line and its exit status)."""
+    from ocml.cli import root
     from ocml.worker import tasks
 
     tasks.run_job = crash_on_marker(tasks.run_job)
-    worker(list(argv))
+    root.main(["worker", *argv])

@@ -6,14 +6,16 @@ Redis; nothing here is a test itself.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,21 @@ def write_settings(
     return path
 
 
+def model_copy(source: Path, target: Path, **changes: Any) -> Path:
+    """The SavedModel at ``source`` copied to ``target`` with its metadata changed by
+    ``changes`` (a key given None is removed): another build or tuning of the same network."""
+    shutil.copytree(source, target)
+    file = target / "assets" / "ocml.json"
+    metadata = json.loads(file.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            metadata.pop(key)
+        else:
+            metadata[key] = value
+    file.write_text(json.dumps(metadata), encoding="utf-8")
+    return target
+
+
 def recording(path: Path, seconds: float, *, seed: int = 0) -> Path:
     """A 16 kHz WAV of ``seconds`` s: a 20 s speech-like pattern (bursts and pauses) repeated."""
     length = min(seconds, 20.0)
@@ -167,12 +184,15 @@ def progress_status(
         time.sleep(0.05)
 
 
-def ocml(*args: str, config: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Runs the installed ``ocml`` console script with ``--config config``."""
+def ocml(
+    *args: str, config: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Runs the installed ``ocml`` console script with ``--config config`` (and ``env`` added to
+    its environment)."""
     return subprocess.run(
         [str(Path(sys.executable).with_name("ocml")), *args, "--config", str(config)],
         cwd=ROOT,
-        env=worker_env(),
+        env={**worker_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -189,6 +209,23 @@ def flush(url: str) -> None:
     client.close()
 
 
+def under_tmpfs(path: Path, *, read_only: bool = False) -> list[str]:
+    """A command prefix that runs a process in a mount namespace of its own where an empty
+    tmpfs (read-only with ``read_only``) hides ``path``: a host whose media mount is missing,
+    or whose results mount is read-only."""
+    options = "-o ro " if read_only else ""
+    script = f'mount -t tmpfs {options}ocml-test "$0" && exec "$@"'
+    return ["unshare", "--map-root-user", "--mount", "sh", "-c", script, str(path)]
+
+
+def can_hide_mounts() -> bool:
+    """Whether ``under_tmpfs`` works here (it needs user or mount namespaces)."""
+    probe = subprocess.run(
+        [*under_tmpfs(Path("/tmp")), "true"], capture_output=True, timeout=30, check=False
+    )
+    return probe.returncode == 0
+
+
 def worker_env() -> dict[str, str]:
     """The environment for a worker subprocess: no inherited OCML_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCML_")}
@@ -197,15 +234,26 @@ def worker_env() -> dict[str, str]:
 
 
 class WorkerProcess:
-    """An ``ocml worker`` main process with its prefork children, logging to a file."""
+    """An ``ocml worker`` main process with its prefork children, logging to a file; run under
+    ``prefix`` (e.g. ``under_tmpfs``) and with ``env`` added to its environment if given."""
 
-    def __init__(self, config: Path, *, name: str, concurrency: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *,
+        name: str,
+        concurrency: int,
+        log: Path,
+        prefix: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = f"{name}@test"
         self.log = log
         code = "import sys; from tests.worker_bootstrap import main; main(sys.argv[1:])"
         self._log_handle = open(log, "ab")
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-c",
                 code,
@@ -219,7 +267,7 @@ class WorkerProcess:
                 "info",
             ],
             cwd=ROOT,
-            env=worker_env(),
+            env={**worker_env(), **(env or {})},
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -274,12 +322,26 @@ class WorkerProcess:
 
 @contextmanager
 def running_workers(
-    config: Path, log_dir: Path, *, names: tuple[str, ...], concurrency: int
+    config: Path,
+    log_dir: Path,
+    *,
+    names: tuple[str, ...],
+    concurrency: int,
+    configs: Mapping[str, Path] | None = None,
+    prefixes: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[list[WorkerProcess]]:
-    """Starts one worker per name, waits until all are ready, stops them afterwards."""
+    """Starts one worker per name, waits until all are ready, stops them afterwards; a worker
+    named in ``configs`` uses its own settings file, one named in ``prefixes`` runs under that
+    command prefix."""
     settings = settings_from(config)
     workers = [
-        WorkerProcess(config, name=n, concurrency=concurrency, log=log_dir / f"{n}.log")
+        WorkerProcess(
+            (configs or {}).get(n, config),
+            name=n,
+            concurrency=concurrency,
+            log=log_dir / f"{n}.log",
+            prefix=(prefixes or {}).get(n, ()),
+        )
         for n in names
     ]
     try:

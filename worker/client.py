@@ -78,12 +78,14 @@ def build_job(
     params: Mapping[str, Any] | None = None,
     no_speech: str | None = None,
     track: Mapping[str, str] | None = None,
+    model: str | Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The wire form of a job for ``path`` (made absolute; the worker resolves symlinks).
 
     Keys left ``None`` are left out (the worker's defaults; ``no_speech``: keep), so a job that
     needs nothing new also runs on workers that do not know the newer keys. ``track`` holds the
-    given ones of ``id``, ``flavor``, ``src`` (the Opencast track the SMIL names).
+    given ones of ``id``, ``flavor``, ``src`` (the Opencast track the SMIL names); ``model`` is
+    the model the job expects (``jobs.ModelIdentity.expectation``), None for any.
     """
     job: dict[str, Any] = {"input": os.path.abspath(path)}
     if output_dir is not None:
@@ -98,6 +100,8 @@ def build_job(
         job["no_speech"] = no_speech
     if track:
         job["track"] = dict(track)
+    if model is not None:
+        job["model"] = model if isinstance(model, str) else dict(model)
     return job
 
 

@@ -1,11 +1,11 @@
 """The job a worker runs (design.md, "Job"): its schema and its validation before any work.
 
-A job is one JSON object. ``parse_job`` checks the shape, the formats, preset and parameters (as
-the worker will resolve them: preset, then the model's tuned values, then the job's), the
-``no_speech`` choice and the optional Opencast ``track`` identity, and resolves both paths
-(symlinks too) into the configured roots; anything wrong is a ``JobInvalid`` with a stable code,
-and the task fails at once without a retry. Messages quote at most a few hundred characters of
-what they refuse.
+A job is one JSON object. ``parse_job`` checks the shape, the model the job expects, the
+formats, preset and parameters (``resolve_job_params``, the one resolution ``segment``, ``submit``,
+``watch`` and the worker share), the ``no_speech`` choice and the optional Opencast ``track``
+identity, and resolves both paths (symlinks too) into the configured roots; anything wrong is a
+``JobInvalid`` with a stable code. Messages quote at most a few hundred characters of what they
+refuse.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ocml.config.settings import Settings
-from ocml.pipeline.errors import NAME_MAX, OcmlError, ParamsError, TrackError, excerpt
+from ocml.pipeline.errors import (
+    NAME_MAX,
+    ModelError,
+    OcmlError,
+    ParamsError,
+    TrackError,
+    excerpt,
+)
+from ocml.pipeline.model import Model, directory_sha256, read_metadata, resolve_model_dir
 from ocml.pipeline.postprocess import SegmentParams, preset, resolve_params
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 from ocml.pipeline.writers import output_paths
@@ -32,6 +40,7 @@ PATH_MAX = 4096
 
 JOB_KEYS = ("input", "output_dir", "formats", "params", "model", "preset", "no_speech", "track")
 TRACK_KEYS = ("id", "flavor", "src")
+MODEL_KEYS = ("name", "version", "sha256")
 
 
 class JobInvalid(OcmlError):
@@ -62,11 +71,47 @@ class JobFailed(Exception):
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """The model a worker serves or a client submits with: its metadata's name and version and
+    the digest of its SavedModel directory (``directory_sha256``, as results record it)."""
+
+    name: str
+    version: str
+    sha256: str
+
+    def expectation(self, *, version: str | None = None) -> dict[str, str]:
+        """The job's ``model`` object for this model; with ``version``, its name and that
+        version only (any build of it)."""
+        if version is not None:
+            return {"name": self.name, "version": version}
+        return {key: getattr(self, key) for key in MODEL_KEYS}
+
+    @classmethod
+    def of(cls, model: Model) -> ModelIdentity:
+        """The identity of a loaded model."""
+        return cls(name=model.name, version=model.version, sha256=model.sha256)
+
+
+def read_model(settings: Settings) -> tuple[ModelIdentity, dict[str, Any]]:
+    """The settings' model's identity and tuned post-processing values, from its metadata and
+    files only (no TensorFlow); ``ModelError`` if it cannot be read here."""
+    path = resolve_model_dir(settings.model_path)
+    metadata = read_metadata(path)
+    try:
+        digest = directory_sha256(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model's files: {exc}", path=str(path)) from None
+    identity = ModelIdentity(name=metadata["name"], version=metadata["version"], sha256=digest)
+    return identity, dict(metadata.get("postprocess") or {})
+
+
+@dataclass(frozen=True)
 class Job:
     """A validated job: resolved paths inside the roots, known formats and preset, valid params.
 
     ``params`` are the overrides as sent (with the settings' params under them);
-    ``segment_params`` are the parameters the job runs with, resolved once by ``parse_job``.
+    ``segment_params`` are the parameters the job runs with, resolved once by ``parse_job``;
+    ``model`` is the model the job asks for: a name, or the fields of ``MODEL_KEYS`` it expects.
     """
 
     input: Path
@@ -74,7 +119,7 @@ class Job:
     formats: tuple[str, ...]
     preset: str
     params: Mapping[str, Any]
-    model: str | None
+    model: str | Mapping[str, str] | None
     segment_params: SegmentParams
     no_speech: str = "keep"
     track: TrackIdentity = TrackIdentity()
@@ -89,7 +134,7 @@ class Job:
             "params": dict(self.params),
         }
         if self.model is not None:
-            out["model"] = self.model
+            out["model"] = self.model if isinstance(self.model, str) else dict(self.model)
         out["no_speech"] = self.no_speech
         track = {key: getattr(self.track, key) for key in TRACK_KEYS}
         if any(track.values()):
@@ -101,15 +146,16 @@ def parse_job(
     raw: Any,
     settings: Settings,
     *,
-    model_names: Collection[str] = (),
+    served: ModelIdentity | None = None,
     tuned: Mapping[str, Any] | None = None,
     formats_known: Collection[str],
 ) -> Job:
     """``raw`` (a mapping, or JSON text of one) checked against the schema and ``settings``.
 
-    ``model_names`` are names the job's ``model`` may use besides ``settings.model``; ``tuned``
-    are the model's recommended post-processing values (a worker has them loaded, a submitter
-    reads them with ``model_postprocess``);
+    ``served`` is the worker's loaded model: the job's ``model`` must match it (``unknown_model``
+    for a name, ``model_mismatch`` for an object), and is checked before the parameters, which
+    are resolved with that model's ``tuned`` values; a submitter passes no ``served`` (a name
+    must then be ``settings.model``) and its own model's ``tuned`` values (``read_model``).
     ``formats_known`` are the writers' format names.
     """
     data = _as_mapping(raw)
@@ -121,6 +167,7 @@ def parse_job(
         )
     if "input" not in data:
         raise JobInvalid("bad_job", "the job has no 'input' path")
+    model = _model(data.get("model"), settings, served)
     source = resolve_inside(_string(data, "input"), settings.media_roots, "input")
     _check_input_file(source)
     if data.get("output_dir") is None:
@@ -135,7 +182,6 @@ def parse_job(
         raise JobInvalid(exc.code, str(exc)) from None
     preset_name = _string(data, "preset") if "preset" in data else settings.preset
     params = _params(data.get("params", {}), settings)
-    model = _model(data.get("model"), {settings.model, *model_names})
     return Job(
         input=source,
         output_dir=target,
@@ -274,6 +320,20 @@ def _params(value: Any, settings: Settings) -> dict[str, Any]:
     return merged
 
 
+def resolve_job_params(
+    settings: Settings,
+    *,
+    preset: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tuned: Mapping[str, Any] | None = None,
+) -> SegmentParams:
+    """The parameters a job runs with, resolved the one way ``segment``, ``submit``, ``watch``,
+    a worker's start-up check and its jobs share: ``preset`` (default: the settings'), then the
+    model's ``tuned`` values (``default`` preset only), then the settings' params, then
+    ``params``; a ``JobInvalid`` (``bad_preset``, ``bad_params``, ``bad_job``) quoting the value."""
+    return _resolve(preset or settings.preset, tuned, _params(params or {}, settings))
+
+
 def _resolve(
     preset_name: str, tuned: Mapping[str, Any] | None, params: Mapping[str, Any]
 ) -> SegmentParams:
@@ -311,25 +371,48 @@ def _track(value: Any) -> TrackIdentity:
         raise JobInvalid(exc.code, str(exc)) from None
 
 
-def model_postprocess(settings: Settings) -> Mapping[str, Any] | None:
-    """The tuned post-processing values of the settings' model, read from its metadata only
-    (no TensorFlow), so ``submit`` checks parameters against what the worker will use; None
-    when the model cannot be read here (it lives on the worker hosts only)."""
-    from ocml.pipeline.model import default_model_path, read_metadata
-
-    try:
-        return read_metadata(settings.model_path or default_model_path()).get("postprocess") or None
-    except OcmlError:
-        return None
-
-
-def _model(value: Any, accepted: set[str]) -> str | None:
+def _model(
+    value: Any, settings: Settings, served: ModelIdentity | None
+) -> str | dict[str, str] | None:
+    """The job's ``model`` checked: a name this worker serves, or an object of expected
+    ``MODEL_KEYS`` each equal to the served model's (unchecked without ``served``)."""
     if value is None:
         return None
-    if not isinstance(value, str) or value not in accepted:
-        raise JobInvalid(
-            "unknown_model",
-            f"this worker does not serve model {excerpt(repr(value))}; "
-            f"it serves: {', '.join(sorted(accepted))}",
-        )
-    return value
+    if isinstance(value, str) and value:
+        accepted = {settings.model} | ({served.name} if served is not None else set())
+        if value not in accepted:
+            raise JobInvalid(
+                "unknown_model",
+                f"this worker does not serve model {excerpt(repr(value))}; "
+                f"it serves: {', '.join(sorted(accepted))}",
+            )
+        return value
+    expected = _expectation(value)
+    if served is not None:
+        differ = [key for key, wanted in expected.items() if getattr(served, key) != wanted]
+        if differ:
+            raise JobInvalid(
+                "model_mismatch",
+                f"the job expects model {_describe(expected)}; this worker serves "
+                f"{_describe(vars(served))} (differs in {', '.join(differ)})",
+            )
+    return expected
+
+
+def _expectation(value: Any) -> dict[str, str]:
+    shape = f"model must be a name or an object with some of {', '.join(MODEL_KEYS)}"
+    if not isinstance(value, Mapping) or not value:
+        raise JobInvalid("bad_job", f"{shape}, got {excerpt(repr(value))}")
+    unknown = sorted(set(value) - set(MODEL_KEYS))
+    if unknown:
+        raise JobInvalid("bad_job", f"{shape}; unknown: {excerpt(', '.join(map(repr, unknown)))}")
+    for key, text in value.items():
+        if not isinstance(text, str) or not text:
+            raise JobInvalid(
+                "bad_job", f"model {key} must be a non-empty string, got {excerpt(repr(text))}"
+            )
+    return {key: value[key] for key in MODEL_KEYS if key in value}
+
+
+def _describe(fields: Mapping[str, str]) -> str:
+    return ", ".join(f"{key} {excerpt(fields[key], 80)}" for key in MODEL_KEYS if key in fields)

@@ -10,8 +10,10 @@ at once, so a crashed process's job runs again within seconds.
 Failures are ``JobFailed({"error": code, "message": ...})``: bad jobs and permanent input errors at
 once, transient I/O after retries with exponential backoff and jitter, a job whose runs keep
 ending without finishing after ``max_deliveries`` runs (counted in Redis, which Celery does not
-do; a message restored while its job runs elsewhere is not counted). The SavedModel is loaded
-once per worker process, after the fork (``worker_process_init``).
+do; a message restored while its job runs elsewhere is not counted). A job this worker cannot
+run for a reason of its own (its input not visible here, another model) is first left to
+another worker (``worker.handoff``). The SavedModel is loaded once per worker process, after the
+fork (``worker_process_init``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from celery.worker.request import Request
 from ocml.config.settings import Settings
 from ocml.pipeline.errors import OcmlError, TransientIOError, excerpt
 from ocml.pipeline.writers import FORMATS
-from ocml.worker import runs
+from ocml.worker import handoff, runs
 from ocml.worker.app import app, current_settings
-from ocml.worker.jobs import TASK_NAME, Job, JobFailed, parse_job
+from ocml.worker.jobs import TASK_NAME, Job, JobFailed, ModelIdentity, parse_job
 
 PROGRESS = "PROGRESS"
 DELIVERY_KEY = "ocml:deliveries:{id}:{retry}"
@@ -146,6 +148,9 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
             "job %s has finished (%s): message acknowledged, not run", job_id, outcome["state"]
         )
         return _replay(outcome)
+    refusal = handoff.local_refusal(job, settings, process_model)
+    if refusal is not None and _redis(lambda: handoff.hand_off(self, refusal, settings), job_id):
+        raise Ignore()
     token = runs.lock_token(node, os.getpid())
     ttl = settings.visibility_timeout
     claim = _redis(lambda: runs.acquire(client, job_id, token, ttl=ttl), job_id)
@@ -242,7 +247,7 @@ def _attempt(task: Task, job: Any, settings: Settings, token: str) -> dict[str, 
         parsed = parse_job(
             job,
             settings,
-            model_names=(model.name,),
+            served=ModelIdentity.of(model),
             tuned=model.postprocess,
             formats_known=FORMATS,
         )
