@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from ocml.models import sources
+from ocml.models.catalogue import load_catalogue, materialised
 from ocml.models.sources import Clip
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class SynthConfig:
     midi_pieces: int = 60
     speech_dirs: tuple[str, ...] = ()
     noise_dirs: tuple[str, ...] = ()
+    catalogue: tuple[str, ...] = ()
+    catalogue_root: str = ""
+    heldout: bool = False
 
     def __post_init__(self) -> None:
         if self.recordings < 1:
@@ -74,18 +78,30 @@ class SynthConfig:
         for d in (*self.speech_dirs, *self.noise_dirs):
             if not Path(d).is_dir():
                 raise ValueError(f"source folder {d!r} does not exist")
+        known = catalogue_names()
+        if unknown := sorted(set(self.catalogue) - set(known)):
+            raise ValueError(f"unknown catalogue source(s) {unknown}; known: {', '.join(known)}")
+        if self.catalogue and not Path(self.catalogue_root).is_dir():
+            raise ValueError(f"catalogue root {self.catalogue_root!r} is not a folder")
         for name, weight in self.source_weights:
-            if name not in SPEECH_GROUPS or not weight >= 0:
+            if name not in (*SPEECH_GROUPS, *known) or not weight >= 0:
                 raise ValueError(
                     f"source weight {name}={weight!r}: need a weight >= 0 for one of "
-                    f"{', '.join(SPEECH_GROUPS)}"
+                    f"{', '.join((*SPEECH_GROUPS, *known))}"
                 )
         if unknown := set(self.recorded_speech) - set(sources.RECORDED_SOURCES):
             raise ValueError(f"unknown recorded speech source(s) {sorted(unknown)}")
 
     def weight(self, group: str) -> float:
-        """How often a speaker is drawn from ``group`` relative to the others (unlisted: 0)."""
-        return dict(self.source_weights).get(group, 0.0)
+        """How often a speaker is drawn from ``group`` relative to the others (unlisted: 0;
+        a catalogue source that is not listed: 1)."""
+        default = 1.0 if group in self.catalogue else 0.0
+        return dict(self.source_weights).get(group, default)
+
+
+def catalogue_names() -> tuple[str, ...]:
+    """The names of every source in the catalogue of pinned real audio."""
+    return tuple(load_catalogue())
 
 
 @dataclass
@@ -95,6 +111,8 @@ class Pools:
     speech: list[Clip] = field(default_factory=list)
     effects: list[Clip] = field(default_factory=list)
     music: list[Clip] = field(default_factory=list)
+    noise: list[Clip] = field(default_factory=list)  # recorded ambience: streets, rooms, crowds
+    nonspeech: list[Clip] = field(default_factory=list)  # coughs, laughter, breaths, applause
 
     def summary(self) -> dict[str, object]:
         """Counts and hours per source, for the data set's manifest and the model card."""
@@ -107,6 +125,8 @@ class Pools:
             "speech_voices": len({(c.source.split(":")[0], c.voice) for c in self.speech}),
             "effects": len(self.effects),
             "music_pieces": len(self.music),
+            "noise_minutes": round(sum(c.samples.size for c in self.noise) / 16000 / 60, 1),
+            "nonspeech_clips": len(self.nonspeech),
         }
 
 
@@ -141,6 +161,8 @@ def build_pools(cfg: SynthConfig) -> Pools:
         pools.speech += sources.load_speech(files, sr)
         pools.effects += sources.load_clips(sources.system_effect_files(), sr, source="system")
         pools.music += sources.midi_clips(rng, count=cfg.midi_pieces, sample_rate=sr)
+    if cfg.catalogue:
+        _add_catalogue(pools, cfg)
     if cfg.tts_utterances and cfg.tts_engines:
         texts = sources.gettext_texts()
         pools.speech += list(
@@ -151,11 +173,65 @@ def build_pools(cfg: SynthConfig) -> Pools:
     pools.speech = [
         Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr))
         for c in pools.speech
-        if (trimmed := trim(c.samples, sr)).size >= sr // 20 and cfg.weight(c.group) > 0
+        if cfg.weight(c.group) > 0
+        for piece in split_long(c.samples, sr)
+        if (trimmed := trim(piece, sr)).size >= sr // 20
     ]
     if not pools.speech:
         raise ValueError("no speech source found: pass speech folders or install a TTS engine")
     return pools
+
+
+def _add_catalogue(pools: Pools, cfg: SynthConfig) -> None:
+    """Decode the catalogue's materialised sources into the pools their kind names.
+
+    Only the sources that are (or are not, for ``cfg.heldout``) held out for the real-recordings
+    yardstick are read, so a training set and the yardstick never share a file.
+    """
+    catalogue = load_catalogue()
+    root = Path(cfg.catalogue_root)
+    for name in cfg.catalogue:
+        source = catalogue[name]
+        folder = materialised(source, root)
+        if folder is None:
+            raise ValueError(
+                f"catalogue source {name!r} is not in {root} at version {source.version}: "
+                "run ocml-train sources fetch first"
+            )
+        files = [f for f in source.files(folder) if source.is_heldout(f) == cfg.heldout]
+        if source.kind == "speech":
+            found = [
+                sources.SpeechFile(f, name, source.voice_of(f), source.language_of(f))
+                for f in files
+            ]
+            pools.speech += sources.load_speech(found, cfg.sample_rate)
+        else:
+            clips = sources.load_clips(files, cfg.sample_rate, source=name)
+            {"noise": pools.noise, "nonspeech": pools.nonspeech, "music": pools.music}[
+                source.kind
+            ].extend(clips)
+
+
+def split_long(x: np.ndarray, sr: int, *, max_seconds: float = 12.0) -> list[np.ndarray]:
+    """A long recording cut at its pauses into pieces of at most about ``max_seconds``.
+
+    A read chapter or a podcast is minutes long; the mixer places whole clips between pauses,
+    so a clip longer than a recording would never be used. Cuts fall in the middle of pauses;
+    a stretch without any pause is cut where it must be.
+    """
+    limit = int(max_seconds * sr)
+    if x.size <= limit:
+        return [x]
+    spans = utterance_spans(x, sr)
+    pieces, start, last_end = [], 0, 0
+    for a, b in spans:
+        if b - start > limit and last_end > start:
+            cut = (last_end + a) // 2
+            pieces.append(x[start:cut])
+            start = cut
+        last_end = b
+    pieces.append(x[start:])
+    return [p for piece in pieces for p in np.array_split(piece, -(-piece.size // (2 * limit)))]
 
 
 def _loud_frames(x: np.ndarray, sr: int, floor_db: float) -> tuple[int, np.ndarray]:
@@ -542,6 +618,10 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
     if pools.effects and rng.random() < 0.15:
         loop = pools.effects[rng.integers(len(pools.effects))].samples
         parts.append(np.resize(loop, n) / rms(loop) * rng.uniform(0.1, 0.5))
+    if pools.noise and rng.random() < 0.6:  # a recorded place: street, café, crowd, machines
+        parts.append(_recorded_bed(rng, n, pools.noise) * 10 ** (rng.uniform(-6, 10) / 20))
+    if rng.random() < 0.15:
+        parts.append(babble(rng, n, sr, pools.speech) * 10 ** (rng.uniform(-6, 6) / 20))
     y = sum(parts)
     if rng.random() < 0.3:
         y = y * (1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.02, 0.3) * np.arange(n) / sr))
@@ -558,7 +638,10 @@ def _events_and_music(
     """
     out = np.zeros(n, np.float32)
     for _ in range(int(rng.integers(0, 16))):
-        if pools.effects and rng.random() < 0.25:
+        r = rng.random()
+        if pools.nonspeech and r < 0.3:  # a cough, a laugh, a breath, applause
+            x = pools.nonspeech[rng.integers(len(pools.nonspeech))].samples
+        elif pools.effects and r < 0.45:
             x = pools.effects[rng.integers(len(pools.effects))].samples
         else:
             x = _event(rng, str(rng.choice(EVENTS)), sr)
@@ -590,6 +673,42 @@ def _events_and_music(
             start = int(rng.integers(lo, max(lo + 1, hi - x.size)))
             out[start : start + x.size] += x[: n - start]
     return out
+
+
+def _recorded_bed(rng: np.random.Generator, n: int, clips: list[Clip]) -> np.ndarray:
+    """``n`` samples of recorded ambience: clips drawn at random offsets, joined end to end with
+    short crossfades, unit RMS."""
+    out = np.zeros(n, np.float32)
+    fill, fade = 0, 160
+    while fill < n:
+        x = clips[rng.integers(len(clips))].samples
+        x = np.roll(x, int(rng.integers(x.size))) / rms(x)
+        piece = x[: n - fill].astype(np.float32)
+        ramp = min(fade, piece.size)
+        piece[:ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)
+        out[fill : fill + piece.size] += piece
+        fill += max(piece.size - ramp, 1)
+    return out / rms(out)
+
+
+def babble(rng: np.random.Generator, n: int, sr: int, speech: list[Clip]) -> np.ndarray:
+    """Distant crowd chatter, unit RMS: six to twelve voices talking at once through a room.
+
+    Labelled non-speech: no word of it can be followed. Many overlapping voices have the flat
+    envelope of a crowd, unlike the one quieter second speaker that the labels call speech.
+    """
+    out = np.zeros(n, np.float32)
+    for _ in range(int(rng.integers(6, 13))):
+        voice = np.zeros(n, np.float32)
+        t = int(rng.integers(0, sr))
+        while t < n:
+            x = speech[rng.integers(len(speech))].samples
+            x = x[: n - t] / rms(x)
+            voice[t : t + x.size] += x
+            t += x.size + int(rng.uniform(0.05, 0.5) * sr)
+        out += voice
+    out = fft_convolve(out, room_impulse(rng, float(rng.uniform(0.5, 1.2)), sr))[:n]
+    return (out / rms(out)).astype(np.float32)
 
 
 def _add_anywhere(rng: np.random.Generator, out: np.ndarray, x: np.ndarray) -> None:
