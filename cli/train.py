@@ -95,6 +95,14 @@ def main(verbose: bool) -> None:
     is_flag=True,
     help="Use no installed Debian sounds (recorded voices, alerts, MIDI via fluidsynth).",
 )
+@click.option(
+    "--sources",
+    "catalogue_root",
+    type=click.Path(file_okay=False),
+    default="data/sources",
+    show_default=True,
+    help="Folder holding the recipe's catalogue sources (`ocml-train sources fetch` fills it).",
+)
 def synth(
     out: Path,
     recipe: str,
@@ -107,6 +115,7 @@ def synth(
     speech_dir: tuple[str, ...],
     noise_dir: tuple[str, ...],
     no_system_sources: bool,
+    catalogue_root: str,
 ) -> None:
     """Mix a labelled, lecture-like training set into OUT.
 
@@ -149,6 +158,7 @@ def synth(
             system_sources=not no_system_sources,
             speech_dirs=speech_dir,
             noise_dirs=noise_dir,
+            catalogue_root=catalogue_root,
         )
         with click.progressbar(length=cfg.recordings, label="mixing") as bar:
             manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
@@ -293,6 +303,11 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
     "--teacher", help="SavedModel whose probabilities are blended into the targets (distillation)."
 )
 @click.option("--epochs", type=int, help="Override the recipe's epoch count.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Start from the weights of this SavedModel of the same network (a second stage).",
+)
 @_threads_opt
 def train(
     arch: str | None,
@@ -304,6 +319,7 @@ def train(
     encoder: Path | None,
     teacher: str | None,
     epochs: int | None,
+    init_from: Path | None,
     threads: int,
 ) -> None:
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
@@ -328,7 +344,15 @@ def train(
         r = _recipe(recipe, arch, label_fraction, epochs, teacher)
         if encoder is not None and encoder.is_dir():
             encoder = encoder / "encoder.weights.h5"
-        run(r, data, out, resume=resume, echo=click.echo, encoder_weights=encoder)
+        run(
+            r,
+            data,
+            out,
+            resume=resume,
+            echo=click.echo,
+            encoder_weights=encoder,
+            init_from=init_from,
+        )
     except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err
 

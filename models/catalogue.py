@@ -9,6 +9,7 @@ or takes a folder that already holds it, so ``make model`` works with a network 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,12 @@ class Source:
     ``<archive>.d/`` first, so globs can reach into it. ``voice`` names a file's speaker:
     ``dir`` (its folder), ``dir2`` (its folder's parent / folder), ``regex:<pattern>`` (the
     pattern's first group on the file name) or any other text (one voice for the whole source).
-    ``heldout`` gives the whole source, ``heldout_voices`` those voices' files, to the
-    real-recordings yardstick instead of training.
+    ``heldout`` gives the whole source, ``heldout_voices`` those voices' files and
+    ``heldout_share`` that share of its voices (or, for noise, of its files) to the
+    real-recordings yardstick instead of training. Sources that draw different kinds from one
+    package name the same ``tree`` (the folder they share) and the same ``archive_members``
+    (the members unpacked from its archives) or, from git, the same ``paths`` (the folders
+    taken from the repository), so it is fetched and unpacked once.
     """
 
     name: str
@@ -59,6 +65,10 @@ class Source:
     language_from: str = ""
     heldout: bool = False
     heldout_voices: tuple[str, ...] = ()
+    heldout_share: float = 0.0
+    tree: str = ""
+    archive_members: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -70,6 +80,10 @@ class Source:
             raise CatalogueError(f"{self.name}: include needs at least one glob")
         if not self.version:
             raise CatalogueError(f"{self.name}: a source must be pinned (version or commit)")
+        if not 0.0 <= self.heldout_share < 1.0:
+            raise CatalogueError(
+                f"{self.name}: heldout_share must be in [0, 1), got {self.heldout_share!r}"
+            )
 
     def files(self, root: Path) -> list[Path]:
         """The source's audio files under its materialised folder ``root``, sorted."""
@@ -92,8 +106,12 @@ class Source:
 
     def is_heldout(self, path: Path) -> bool:
         """Whether a file belongs to the real-recordings yardstick rather than to training: all
-        of a held-out source, or the files of its held-out voices (never heard in training)."""
-        return self.heldout or self.voice_of(path) in self.heldout_voices
+        of a held-out source, its held-out voices, or ``heldout_share`` of its voices (speech)
+        or files (other kinds), chosen by a hash of the name so the split never changes."""
+        voice = self.voice_of(path)
+        key = voice if self.kind == "speech" else path.name
+        share = zlib.crc32(key.encode()) % 1000 < self.heldout_share * 1000
+        return self.heldout or voice in self.heldout_voices or share
 
     def language_of(self, path: Path) -> str:
         """The language of one file: the one language listed, or read off its path."""
@@ -142,7 +160,7 @@ def load_catalogue(path: Path | None = None) -> dict[str, Source]:
 
 def materialised(source: Source, root: Path) -> Path | None:
     """The folder holding ``source`` under ``root`` if it was materialised at its pinned version."""
-    folder = root / source.name
+    folder = root / (source.tree or source.name)
     try:
         stamp = json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
@@ -163,7 +181,7 @@ def materialise(
     """
     if done := materialised(source, root):
         return done
-    folder = root / source.name
+    folder = root / (source.tree or source.name)
     if folder.exists():
         shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +196,10 @@ def materialise(
         else:
             _git(source, Path(tmp), staging, mirror)
         for archive in source.archives:
-            _unzip(staging / archive, staging / f"{archive}.d")
+            wanted = list(source.archive_members) or [
+                g.removeprefix(f"{archive}.d/") for g in source.include
+            ]
+            _unzip(staging / archive, staging / f"{archive}.d", members=wanted)
         staging.rename(folder)
     (folder / STAMP).write_text(json.dumps(source.describe(), indent=1) + "\n")
     return folder
@@ -217,22 +238,48 @@ def _pypi(source: Source, tmp: Path, staging: Path) -> None:
 
 
 def _git(source: Source, tmp: Path, staging: Path, mirror: Path | None) -> None:
-    """The pinned commit of a git repository, from ``mirror`` when it holds it, else GitHub."""
-    repo = mirror / source.package.replace("/", "+") if mirror else None
-    url = str(repo) if repo and repo.exists() else f"https://github.com/{source.package}.git"
-    _run(source, ["git", "clone", "-q", "--bare", url, "repo.git"], tmp)
+    """The pinned commit of a git repository (only its ``paths``, by default the folders the
+    globs reach into), from a bare repository in ``mirror`` (``owner+name`` or ``owner+name/repo``) or else from GitHub."""
+    local = mirror / source.package.replace("/", "+") if mirror else None
+    if local and (local / "repo").is_dir():
+        local = local / "repo"
+    if local and local.is_dir():
+        git_dir = local
+    else:
+        git_dir = tmp / "repo.git"
+        url = f"https://github.com/{source.package}.git"
+        _run(source, ["git", "clone", "-q", "--bare", url, str(git_dir)], tmp)
     tar = tmp / "tree.tar"
-    _run(source, ["git", "--git-dir=repo.git", "archive", "-o", str(tar), source.version], tmp)
+    paths = list(source.paths) or sorted({_literal_prefix(g) for g in source.include} - {""})
+    args = ["git", f"--git-dir={git_dir}", "archive", "-o", str(tar), source.version, *paths]
+    _run(source, args, tmp)
     staging.mkdir()
     with tarfile.open(tar) as archive:
         archive.extractall(staging, filter="data")
 
 
-def _unzip(archive: Path, dest: Path) -> None:
-    """Unpack a zip (a wheel, a game's data archive) into ``dest``, refusing escaping names."""
+def _literal_prefix(glob: str) -> str:
+    """The folders of a glob before its first wildcard (``a/b/*/c.wav`` → ``a/b``)."""
+    parts = []
+    for part in glob.split("/")[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _unzip(archive: Path, dest: Path, *, members: list[str] | None = None) -> None:
+    """Unpack a zip (a wheel, a game's data archive) into ``dest``, refusing escaping names;
+    ``members``: only names matching one of these globs (``*`` also crosses folders here, so
+    this keeps a superset of what the source's globs select later)."""
     with zipfile.ZipFile(archive) as z:
         for member in z.infolist():
             target = (dest / member.filename).resolve()
             if not target.is_relative_to(dest.resolve()):
                 raise CatalogueError(f"{archive.name}: member {member.filename!r} escapes")
-        z.extractall(dest)
+        chosen = [
+            m
+            for m in z.infolist()
+            if members is None or any(fnmatch.fnmatch(m.filename, g) for g in members)
+        ]
+        z.extractall(dest, members=chosen)

@@ -2,9 +2,14 @@
 
 A recording is a main speaker (sometimes a second one) talking in utterances separated by pauses
 of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, steady noise
-bursts, alerts, music, reverberation of the voice, the events and the music alike (tails left
-unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from −60 to −5 dBFS, slow gain
-drift and occasional clipping. Labels come from the clean utterances.
+bursts, alerts, music, reverberation of the voice, the events and the music alike (tails labelled
+non-speech), SNRs from 30 to 0 dB, levels from −60 to −5 dBFS, slow gain drift and occasional
+clipping. With the catalogue of pinned real audio (``models/catalogue.py``) it adds recorded
+voices, recorded places (streets, crowds, machines), human non-speech (coughs, cries, applause)
+and crowd babble; with ``channels`` a share of recordings passes whole through a microphone,
+processing and transport chain (``models/channels.py``), so a channel never means speech (without
+it, as before, a fifth of the voices alone is telephone-band). Labels come from the clean
+utterances.
 Recording ``i`` depends only on ``(seed, i)`` and the sound pools, which depend only on the seed
 and the installed sources, so the same command on the same machine gives the same data set.
 """
@@ -21,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ocml.models import sources
+from ocml.models import channels, sources
 from ocml.models.catalogue import load_catalogue, materialised
 from ocml.models.sources import Clip
 
@@ -62,10 +67,14 @@ class SynthConfig:
     catalogue: tuple[str, ...] = ()
     catalogue_root: str = ""
     heldout: bool = False
+    channels: float = 0.0  # share of recordings sent whole through a random channel
+    floor_margin_db: float = 0.0  # speech must stand this far above a clip's noise floor (0: off)
 
     def __post_init__(self) -> None:
         if self.recordings < 1:
             raise ValueError(f"recordings must be at least 1, got {self.recordings!r}")
+        if not 0.0 <= self.channels <= 1.0:
+            raise ValueError(f"channels must be a share in [0, 1], got {self.channels!r}")
         if not 5.0 <= self.min_seconds <= self.max_seconds:
             raise ValueError(
                 f"need 5 <= min_seconds <= max_seconds, got {self.min_seconds!r}, {self.max_seconds!r}"
@@ -140,8 +149,9 @@ def config_from_recipe(
     """A ``SynthConfig`` from a recipe's ``synth:`` section, then ``overrides`` and ``weights``."""
     values = {**section, **(overrides or {})}
     merged = {**dict(DEFAULT_WEIGHTS), **values.pop("source_weights", {}), **(weights or {})}
-    if "recorded_speech" in values:
-        values["recorded_speech"] = tuple(values["recorded_speech"])
+    for key in ("recorded_speech", "catalogue"):
+        if key in values:
+            values[key] = tuple(values[key])
     return SynthConfig(**values, source_weights=tuple(sorted(merged.items())), **fields)
 
 
@@ -171,11 +181,11 @@ def build_pools(cfg: SynthConfig) -> Pools:
             )
         )
     pools.speech = [
-        Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr))
+        Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr, margin_db=m))
         for c in pools.speech
         if cfg.weight(c.group) > 0
         for piece in split_long(c.samples, sr)
-        if (trimmed := trim(piece, sr)).size >= sr // 20
+        if (trimmed := trim(piece, sr, margin_db=(m := cfg.floor_margin_db))).size >= sr // 20
     ]
     if not pools.speech:
         raise ValueError("no speech source found: pass speech folders or install a TTS engine")
@@ -234,32 +244,40 @@ def split_long(x: np.ndarray, sr: int, *, max_seconds: float = 12.0) -> list[np.
     return [p for piece in pieces for p in np.array_split(piece, -(-piece.size // (2 * limit)))]
 
 
-def _loud_frames(x: np.ndarray, sr: int, floor_db: float) -> tuple[int, np.ndarray]:
+def _loud_frames(
+    x: np.ndarray, sr: int, floor_db: float, margin_db: float = 0.0
+) -> tuple[int, np.ndarray]:
     """The 10 ms hop in samples and the indices of the hops louder than ``floor_db`` below the
-    clip's loudest 10 ms (none for a clip shorter than one hop)."""
+    clip's loudest 10 ms and, with ``margin_db``, than ``margin_db`` above its own noise floor
+    (its 10th-percentile hop): a phone recording's room noise is not speech (none for a clip
+    shorter than one hop)."""
     hop = sr // 100
     n = x.size // hop
     if n == 0:
         return hop, np.zeros(0, np.intp)
     energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
-    return hop, np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    floor = energy.max() * 10 ** (floor_db / 10)
+    if margin_db:
+        floor = max(floor, float(np.percentile(energy, 10)) * 10 ** (margin_db / 10))
+    return hop, np.flatnonzero(energy > floor)
 
 
-def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
-    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms."""
-    hop, loud = _loud_frames(x, sr, floor_db)
+def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0, margin_db: float = 0.0) -> np.ndarray:
+    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms (and,
+    with ``margin_db``, not that far above its noise floor)."""
+    hop, loud = _loud_frames(x, sr, floor_db, margin_db)
     return x[loud[0] * hop : (loud[-1] + 1) * hop] if loud.size else x[:0]
 
 
 def utterance_spans(
-    x: np.ndarray, sr: int, *, floor_db: float = -40.0, min_gap: float = 0.3
+    x: np.ndarray, sr: int, *, floor_db: float = -40.0, min_gap: float = 0.3, margin_db: float = 0.0
 ) -> tuple[tuple[int, int], ...]:
     """Spans of a trimmed clip split at pauses of at least ``min_gap`` s quieter than ``floor_db``.
 
     A recorded description of several sentences is labelled sentence by sentence, as a listener
     would, not as one block that teaches the model to bridge half-second pauses.
     """
-    hop, loud = _loud_frames(x, sr, floor_db)
+    hop, loud = _loud_frames(x, sr, floor_db, margin_db)
     if loud.size == 0:
         return ((0, x.size),)
     breaks = np.flatnonzero(np.diff(loud) > round(min_gap * 100))
@@ -519,7 +537,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     labels: list[list[float]] = []
     t = float(rng.uniform(0.3, min(30.0, duration / 5)))
     end = duration - float(rng.uniform(0.3, min(25.0, duration / 6)))
-    phone = rng.random() < 0.2
+    phone = rng.random() < 0.2 and not cfg.channels  # a channel replaces speech-only phone
     by_source: dict[str, float] = {}
     by_language: dict[str, float] = {}
     while True:
@@ -537,7 +555,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         if start + clip.size > int(end * sr):
             break
         gain = 10 ** (rng.uniform(-4, 4) / 20) / rms(clip)
-        if phone or rng.random() < 0.05:
+        if phone or (rng.random() < 0.05 and not cfg.channels):
             clip = telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
         labels += [[round((start + a) / sr, 4), round((start + b) / sr, 4)] for a, b in spans]
@@ -556,7 +574,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         if labels:
             speech /= rms(np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]))
     snr = float(rng.uniform(0, 30))
-    noise = _noise_bed(rng, n, sr, pools)
+    noise, noise_kind = _noise_bed(rng, n, sr, pools)
     background = noise * 10 ** (-snr / 20)
     room_sounds = _events_and_music(rng, n, sr, pools, labels)
     if rt60:  # the room colours every sound in it, not only the voice: else reverberation = speech
@@ -565,6 +583,11 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     level_db = float(rng.uniform(-60, -5)) if rng.random() < 0.8 else float(rng.uniform(-35, -15))
     drift = _drift(rng, n, sr)
     y = (speech + background) * 10 ** (level_db / 20) * drift
+    channel = channels.ChannelChain()
+    if cfg.channels:  # microphone, processing and transport act on the voice and the room alike
+        channel_rng = np.random.default_rng([cfg.seed, 3, index])
+        channel = channels.random_channel(channel_rng, none_share=1.0 - cfg.channels)
+        y = channels.apply(channel, y, sr)
     clipped = rng.random() < 0.1
     if clipped:
         y = np.clip(y * 10 ** (rng.uniform(6, 20) / 20), -1.0, 1.0)
@@ -573,11 +596,14 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         y[: int(sr * rng.uniform(0.1, min(3.0, labels[0][0] if labels else 3.0)))] = 0.0
     meta = {
         "index": index,
+        "audio": f"synth-{index:05d}.flac",
         "duration": round(n / sr, 4),
         "snr_db": round(snr, 1),
         "rt60": rt60,
         "level_dbfs": round(level_db, 1),
         "telephone": phone,
+        "channel": channel.describe(),
+        "noise": noise_kind,
         "clipped": clipped,
         "main_voice": f"{group}/{main}",
         "utterances": len(labels),
@@ -606,8 +632,9 @@ def _merge(labels: list[list[float]]) -> list[list[float]]:
     return out
 
 
-def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.ndarray:
-    """Stationary-ish background: coloured noise, room tone, hum, slow modulation; unit RMS."""
+def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> tuple[np.ndarray, str]:
+    """Background of unit RMS: coloured noise, room tone, hum, slow modulation, often a recorded
+    place, sometimes crowd babble; and which of ``synthetic``, ``recorded``, ``babble`` leads."""
     parts = [colored_noise(rng, n, float(rng.choice([0.0, 1.0, 1.5, 2.0])))]
     if rng.random() < 0.6:
         parts.append(colored_noise(rng, n, 2.5) * rng.uniform(0.3, 1.0))
@@ -618,14 +645,17 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
     if pools.effects and rng.random() < 0.15:
         loop = pools.effects[rng.integers(len(pools.effects))].samples
         parts.append(np.resize(loop, n) / rms(loop) * rng.uniform(0.1, 0.5))
+    kind = "synthetic"
     if pools.noise and rng.random() < 0.6:  # a recorded place: street, café, crowd, machines
         parts.append(_recorded_bed(rng, n, pools.noise) * 10 ** (rng.uniform(-6, 10) / 20))
+        kind = "recorded"
     if rng.random() < 0.15:
         parts.append(babble(rng, n, sr, pools.speech) * 10 ** (rng.uniform(-6, 6) / 20))
+        kind = "babble"
     y = sum(parts)
     if rng.random() < 0.3:
         y = y * (1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.02, 0.3) * np.arange(n) / sr))
-    return (y / rms(y)).astype(np.float32)
+    return (y / rms(y)).astype(np.float32), kind
 
 
 def _events_and_music(

@@ -389,10 +389,13 @@ def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict
     return out
 
 
-def prepare(data: Path, recipe: Recipe, *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
-    """Split the shards, build the model with the data's feature statistics, make both datasets."""
+def prepare(
+    data: Path, recipe: Recipe, *, teacher: Any = None, warm: WarmStart | None = None
+) -> tuple[ShardSet, Built, Any, Any]:
+    """Split the shards, build the model with the data's feature statistics (or those of the
+    model it starts from), make both datasets."""
     shards = split_shards(data, recipe.data.validation_every)
-    mean, std = feature_stats(shards.train)
+    mean, std = (warm.mean, warm.std) if warm is not None else feature_stats(shards.train)
     built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     frame = built.window is None
     bs = recipe.data.batch_size
@@ -480,8 +483,13 @@ def train(
     resume: bool = False,
     echo: Echo = print,
     encoder_weights: Path | None = None,
+    init_from: Path | None = None,
 ) -> Path:
-    """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path."""
+    """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path.
+
+    ``init_from``: a SavedModel of the same network whose weights and input standardisation the
+    training starts from (a second stage on new data).
+    """
     import keras
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -495,7 +503,11 @@ def train(
         echo(
             f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe.train.distill_weight}"
         )
-    shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher)
+    warm = None
+    if init_from is not None:
+        n_mels = FeatureConfig.from_dict(read_index(data)["features"]).n_mels
+        warm = load_warm_start(init_from, n_mels)
+    shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher, warm=warm)
     if recipe.arch == "autoencoder":
         if encoder_weights is None:
             raise ValueError(
@@ -504,6 +516,9 @@ def train(
             )
         built.encoder.load_weights(encoder_weights)
         built.encoder.trainable = False
+    if warm is not None and not resume:
+        warm.apply(built.model)
+        echo(f"starting from the weights of {warm.source}")
     echo(
         f"{recipe.arch}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
         f"{len(shards.train)} training / {len(shards.validation)} validation shards"
@@ -523,6 +538,59 @@ def train(
     path = export_model(built, out / "savedmodel", recipe=recipe, shards=shards, history=history)
     echo(f"exported {path}")
     return path
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The weights and input standardisation of a trained SavedModel, to start a second stage."""
+
+    source: Path
+    weights: dict[str, np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, model: Any) -> None:
+        """Copy every weight into ``model`` by variable name (random-generator states aside); a
+        weight missing or of another shape is a ``RecipeError`` naming it."""
+        for var in model.variables:
+            if "seed_generator" in var.path:
+                continue
+            saved = self.weights.get(var.path)
+            if saved is None or saved.shape != tuple(var.shape):
+                found = "missing" if saved is None else f"shape {saved.shape}"
+                raise RecipeError(
+                    f"--init-from {str(self.source)!r}: weight {var.path} "
+                    f"{tuple(var.shape)} is {found} there"
+                )
+            var.assign(saved)
+
+
+def load_warm_start(savedmodel: Path, n_mels: int) -> WarmStart:
+    """Read a SavedModel written by ``export`` or ``calibrate`` for a warm start.
+
+    Its per-mel standardisation is not a variable but two constants captured by the serving
+    function (mean, then variance, each ``[1, 1, n_mels]``): the new model must standardise
+    exactly as the old one did, or its first convolution would see other inputs.
+    """
+    from ocml.pipeline.model import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(savedmodel))
+    except (OSError, ValueError) as err:
+        raise RecipeError(f"--init-from {str(savedmodel)!r}: not a SavedModel ({err})") from None
+    inner = getattr(loaded, "inner", loaded)  # a calibrated model wraps the trained one
+    captured = [
+        np.asarray(t).reshape(-1)
+        for t in inner.signatures["serve"].captured_inputs
+        if t.dtype == tf.float32 and tuple(t.shape) == (1, 1, n_mels)
+    ]
+    if len(captured) < 2 or not (captured[1] > 0).all():
+        raise RecipeError(
+            f"--init-from {str(savedmodel)!r}: its input standardisation was not found"
+        )
+    weights = {v.name.removesuffix(":0"): v.numpy() for v in inner.variables}
+    return WarmStart(savedmodel, weights, captured[0], np.sqrt(captured[1]))
 
 
 def pretrain(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,8 +44,9 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _cfg(speech_dir: Path, seed: int) -> SynthConfig:
+def _cfg(speech_dir: Path, seed: int, **changes: Any) -> SynthConfig:
     return SynthConfig(
+        **changes,
         seed=seed,
         recordings=2,
         min_seconds=15,
@@ -276,3 +278,20 @@ def test_babble_is_a_crowd_not_one_voice(speech_dir: Path) -> None:
     assert crowd.size == n and np.isfinite(crowd).all()
     assert abs(float(np.sqrt(np.mean(crowd**2))) - 1.0) < 1e-3
     assert spread(crowd) < 0.5 * spread(one)
+
+
+def test_a_recording_through_a_channel_records_it_and_its_condition(speech_dir: Path) -> None:
+    """With ``channels`` every recording's manifest names its channel; the evaluation groups
+    recordings by it (a codec by name) and by the kind of background."""
+    from ocml.models.conditions import channel_group
+
+    cfg = _cfg(speech_dir, 6, channels=1.0)
+    pools = build_pools(cfg)
+    metas = [mix(pools, i, cfg).meta for i in range(6)]
+    assert all(m["channel"]["steps"] for m in metas)
+    assert all(m["noise"] in ("synthetic", "recorded", "babble") for m in metas)
+    assert channel_group({"steps": []}) == "direct"
+    assert channel_group({"steps": [{"kind": "band"}, {"kind": "codec", "name": "opus"}]}) == (
+        "codec opus"
+    )
+    assert channel_group({"steps": [{"kind": "gate"}, {"kind": "band"}]}) == "band"
