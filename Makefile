@@ -31,11 +31,13 @@ redis:
 	  || { command -v redis-server >/dev/null || apt-get install -y -q redis-server >/dev/null; \
 	       redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no; sleep 1; }
 
-## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency).
+## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency;
+## ten-vad's bundled libten_vad.so needs Debian's libc++1, installed when missing).
 ## LiteRT rows need a model with a TFLite asset (speed.py --litert-model; the shipped calibrated
 ## model cannot be rebuilt with one, benchmarks/litert_model.py says how), so bench leaves them out.
 ## Accuracy runs on ../shared/data/dev and val and rewrites benchmarks/results/accuracy.{md,json}.
 bench: $(STAMP)
+	@dpkg -s libc++1 >/dev/null 2>&1 || apt-get install -y -q libc++1 >/dev/null
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m pip install --quiet --no-deps silero-vad
 	$(BIN)/python benchmarks/speed.py --skip-litert
