@@ -508,6 +508,12 @@ def train(
         n_mels = FeatureConfig.from_dict(read_index(data)["features"]).n_mels
         warm = load_warm_start(init_from, n_mels)
     shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher, warm=warm)
+    norm = built.model.get_layer("standardise")
+    np.savez(
+        out / STANDARDISE_FILE,
+        mean=np.asarray(norm.mean).reshape(-1),
+        std=np.sqrt(np.asarray(norm.variance).reshape(-1)),
+    )
     if recipe.arch == "autoencoder":
         if encoder_weights is None:
             raise ValueError(
@@ -642,6 +648,20 @@ def reconstruction_model(built: Built) -> Any:
     return keras.Model(inp, keras.layers.Subtract()([recon, target]), name="reconstruction_error")
 
 
+STANDARDISE_FILE = "standardise.npz"
+"""The per-mel mean and deviation a run's model standardises with (the data's, or those of the
+model it started from), kept so an export rebuilds the same network."""
+
+
+def run_standardisation(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The standardisation a run recorded, or None for runs made before it was recorded."""
+    path = run_dir / STANDARDISE_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return saved["mean"], saved["std"]
+
+
 def export_checkpoint(
     run_dir: Path,
     out: Path,
@@ -666,7 +686,7 @@ def export_checkpoint(
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint")
     shards = split_shards(data, recipe.data.validation_every)
-    mean, std = feature_stats(shards.train)
+    mean, std = run_standardisation(run_dir) or feature_stats(shards.train)
     built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     built.model.load_weights(weights)
     return export_model(

@@ -23,20 +23,24 @@ def test_every_shipped_recipe_loads_into_typed_sections() -> None:
     for file in sorted(RECIPES.glob("*.yaml")):
         recipe = load_recipe(file.stem)
         assert recipe.arch in ARCHITECTURES and isinstance(recipe.train, TrainRecipe), file
-    stage1 = load_recipe("default-stage1")
-    assert (stage1.arch, stage1.train.epochs, stage1.data.crop) == ("crnn", 20, 800)
     default = load_recipe("default")
-    assert (default.arch, default.model, default.data) == (stage1.arch, stage1.model, stage1.data)
+    assert (default.arch, default.train.epochs, default.data.crop) == ("crnn", 20, 800)
     assert default.inference == {"chunk_frames": 2000, "batch_size": 12}
-    assert default.synth.catalogue and default.synth.channels > 0 and not default.synth.heldout
-    assert load_recipe("realset").synth.heldout
     assert load_recipe("tcn").arch == "tcn"
+    candidate = load_recipe("candidate3")
+    assert (candidate.arch, candidate.model, candidate.data) == (
+        default.arch,
+        default.model,
+        default.data,
+    )
+    assert candidate.synth.catalogue and candidate.synth.channels > 0
+    assert not candidate.synth.heldout and load_recipe("realset").synth.heldout
 
 
 def test_the_synth_section_is_typed_with_its_defaults() -> None:
     assert load_recipe().synth == SynthRecipe()
     assert (SynthRecipe().seed, SynthRecipe().recordings) == (2, 100)
-    synth = load_recipe("default-stage1").synth
+    synth = load_recipe("default").synth
     assert (synth.seed, synth.recordings, synth.tts_utterances) == (20, 160, 3000)
     assert synth.recorded_speech == ["system", "tuxpaint", "ktuberling", "hedgewars"]
     assert synth.source_weights["tuxpaint"] == 0.28
@@ -48,7 +52,7 @@ def test_the_synth_section_is_typed_with_its_defaults() -> None:
 
 def test_overrides_lay_over_the_file_and_keep_the_rest() -> None:
     recipe = load_recipe("default", overrides={"train": {"epochs": 3}, "arch": "tcn"})
-    assert recipe.train == TrainRecipe(epochs=3, learning_rate=0.001, patience=3, seed=0)
+    assert recipe.train == TrainRecipe(epochs=3, learning_rate=0.002, patience=4, seed=0)
     assert recipe.arch == "tcn" and recipe.data == load_recipe("default").data
 
 
