@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REDIS_PORT ?= 6379
 
-.PHONY: demo test lint redis xtools bench model clean
+.PHONY: demo test lint redis xtools bench model candidate3 realset clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,13 @@ xtools:
 	@command -v Xvfb >/dev/null && command -v xdotool >/dev/null \
 	  || apt-get install -y -q xvfb xdotool >/dev/null
 
-## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency).
+## Speed and accuracy against the peers (benchmark-only extras; silero-vad without its torch dependency;
+## ten-vad's bundled libten_vad.so needs Debian's libc++1, installed when missing).
 ## LiteRT rows need a model with a TFLite asset (speed.py --litert-model; the shipped calibrated
 ## model cannot be rebuilt with one, benchmarks/litert_model.py says how), so bench leaves them out.
 ## Accuracy runs on ../shared/data/dev and val and rewrites benchmarks/results/accuracy.{md,json}.
 bench: $(STAMP)
+	@dpkg -s libc++1 >/dev/null 2>&1 || apt-get install -y -q libc++1 >/dev/null
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m pip install --quiet --no-deps silero-vad
 	$(BIN)/python benchmarks/speed.py --skip-litert
@@ -58,6 +60,22 @@ TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fes
 model: $(STAMP)
 	apt-get install -y -q $(TRAIN_SOURCES)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(CURDIR)/$(BIN)/python models/reproduce_default.sh data/reproduce
+
+## The default model 3.0 candidate (~1.5 h on 2 cores, resumable): fetches the catalogue's pinned
+## real recordings (models/catalogue.yaml), then runs models/train_candidate3.sh from the shipped
+## model. MIRROR=DIR (bare git repositories named owner+name) and LOCAL="name=DIR ..." serve
+## machines without network.
+candidate3: $(STAMP)
+	apt-get install -y -q $(TRAIN_SOURCES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MIRROR=$(MIRROR) LOCAL="$(LOCAL)" \
+	  models/train_candidate3.sh data/candidate3
+
+## The real-recordings yardstick: the catalogue's held-out voices, places and human sounds mixed
+## into 40 labelled recordings in data/realset (benchmarks/accuracy.py reports it beside dev, val).
+realset: $(STAMP)
+	$(BIN)/ocml-train sources fetch data/sources $(if $(MIRROR),--mirror $(MIRROR))
+	test -f data/realset/manifest.json || \
+	  $(BIN)/ocml-train synth data/realset --recipe realset --sources data/sources
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

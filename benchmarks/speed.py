@@ -18,7 +18,8 @@ peak RSS (the child's own ru_maxrss from wait4). Tools:
                     (Opencast's silence operation; system ffmpeg or imageio-ffmpeg's).
   WebRTC VAD        webrtcvad-wheels, mode 3, 30 ms frames at 16 kHz.
   Silero VAD        silero_vad.onnx with onnxruntime, 512-sample chunks + 64 context, 1 thread.
-WebRTC and Silero decode through pipeline.decode.stream, exactly like ocml.
+  TEN VAD           ten-vad's TenVad, 256-sample hops of 16-bit PCM, one call per hop.
+WebRTC, Silero and TEN VAD decode through pipeline.decode.stream, exactly like ocml.
 
 The memory check runs ocml segment on a 10-minute and a 3-hour 16 kHz FLAC and compares peak RSS.
 Inference alone: frames per second of each runtime on one thread, the model's own batch of
@@ -258,14 +259,14 @@ def run_peer(rec: Recording, peer: str) -> Run:
     if peer == "ffmpeg silencedetect":
         wall, cpu, rss, _ = measure(silencedetect_command(rec.path), cwd=ROOT)
         return Run(rec.name, peer, rec.duration, wall, cpu, rss)
-    name = {"WebRTC VAD": "webrtc", "Silero VAD": "silero"}[peer]
+    name = {"WebRTC VAD": "webrtc", "Silero VAD": "silero", "TEN VAD": "tenvad"}[peer]
     wall, cpu, rss, out = measure(
         [sys.executable, str(PEERS_SCRIPT), name, str(rec.path)], cwd=ROOT
     )
     return Run(rec.name, peer, json.loads(out)["duration"], wall, cpu, rss)
 
 
-PEERS = ("ffmpeg silencedetect", "WebRTC VAD", "Silero VAD")
+PEERS = ("ffmpeg silencedetect", "WebRTC VAD", "Silero VAD", "TEN VAD")
 
 
 def best(runs: list[Run]) -> Run:
@@ -576,7 +577,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-peers",
         action="store_true",
-        help="time ocml segment only (no ffmpeg, WebRTC, Silero)",
+        help="time ocml segment only (no ffmpeg, WebRTC, Silero, TEN VAD)",
     )
     parser.add_argument(
         "--model",

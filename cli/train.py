@@ -69,6 +69,87 @@ def main(verbose: bool) -> None:
     )
 
 
+@main.group()
+def sources() -> None:
+    """The catalogue of pinned real recordings that `synth` mixes (models/catalogue.yaml).
+
+    Each source is pinned to a Debian package version, a PyPI release or a git commit, with the
+    licence of its audio. `fetch` brings them into a folder that `synth --sources` reads.
+    """
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """Print every catalogue source: kind, origin, pin, licence and what is held out."""
+    from ocml.models.catalogue import load_catalogue
+
+    for name, s in load_catalogue().items():
+        held = (
+            "held out"
+            if s.heldout
+            else f"held out {s.heldout_share:.0%}"
+            if s.heldout_share
+            else ""
+        )
+        held = held or ("held out: " + ", ".join(s.heldout_voices) if s.heldout_voices else "")
+        click.echo(
+            f"{name:<26} {s.kind:<9} {s.origin}:{s.package}@{s.version[:12]:<13} "
+            f"{s.licence}{'  [' + held + ']' if held else ''}"
+        )
+
+
+@sources.command("fetch")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default="data/sources")
+@click.option("--only", "names", multiple=True, help="Fetch only this source (repeatable).")
+@click.option(
+    "--local",
+    "locals_",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="Take source NAME from DIR, a folder already holding its tree (no network; repeatable).",
+)
+@click.option(
+    "--mirror",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of bare git repositories named owner+name, tried before GitHub.",
+)
+def sources_fetch(
+    folder: Path, names: tuple[str, ...], locals_: tuple[str, ...], mirror: Path | None
+) -> None:
+    """Bring the catalogue's sources into FOLDER (default data/sources) at their pinned versions.
+
+    Debian packages are downloaded and unpacked without installing them (apt-get download,
+    dpkg-deb -x), PyPI releases with pip download, git repositories at their commit. A source
+    already there at its version is kept.
+
+    \b
+    Examples:
+      ocml-train sources fetch
+      ocml-train sources fetch data/sources --only librispeech --mirror /srv/git-mirror
+      ocml-train sources fetch --local fsdd=/media/usb/free-spoken-digit-dataset
+    """
+    from ocml.models.catalogue import CatalogueError, load_catalogue, materialise
+
+    catalogue = load_catalogue()
+    local = {}
+    for item in locals_:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not Path(value).is_dir():
+            raise click.BadParameter(f"expected NAME=DIR with a folder, got {item!r}", "--local")
+        local[key] = Path(value)
+    unknown = sorted((set(names) | set(local)) - set(catalogue))
+    if unknown:
+        raise click.UsageError(f"unknown source(s) {', '.join(unknown)}; see `sources list`")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names or tuple(catalogue):
+        source = catalogue[name]
+        try:
+            path = materialise(source, folder, local=local.get(name), mirror=mirror)
+        except (CatalogueError, OSError) as err:
+            raise _fail(err) from err
+        click.echo(f"{name}: {len(source.files(path))} files in {path}")
+
+
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -110,6 +191,14 @@ def main(verbose: bool) -> None:
     is_flag=True,
     help="Use no installed Debian sounds (recorded voices, alerts, MIDI via fluidsynth).",
 )
+@click.option(
+    "--sources",
+    "catalogue_root",
+    type=click.Path(file_okay=False),
+    default="data/sources",
+    show_default=True,
+    help="Folder holding the recipe's catalogue sources (`ocml-train sources fetch` fills it).",
+)
 def synth(
     out: Path,
     recipe: str,
@@ -122,6 +211,7 @@ def synth(
     speech_dir: tuple[str, ...],
     noise_dir: tuple[str, ...],
     no_system_sources: bool,
+    catalogue_root: str,
 ) -> None:
     """Mix a labelled, lecture-like training set into OUT.
 
@@ -164,6 +254,7 @@ def synth(
             system_sources=not no_system_sources,
             speech_dirs=speech_dir,
             noise_dirs=noise_dir,
+            catalogue_root=catalogue_root,
         )
         with click.progressbar(length=cfg.recordings, label="mixing") as bar:
             manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
@@ -324,6 +415,11 @@ _threads_opt = click.option("--threads", default=2, show_default=True, help="Ten
     "--teacher", help="SavedModel whose probabilities are blended into the targets (distillation)."
 )
 @click.option("--epochs", type=int, help="Override the recipe's epoch count.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Start from the weights of this SavedModel of the same network (a second stage).",
+)
 @_threads_opt
 def train(
     arch: str | None,
@@ -335,6 +431,7 @@ def train(
     encoder: Path | None,
     teacher: str | None,
     epochs: int | None,
+    init_from: Path | None,
     threads: int,
 ) -> None:
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
@@ -360,7 +457,15 @@ def train(
         r = _recipe(recipe, arch, label_fraction, epochs, teacher)
         if encoder is not None and encoder.is_dir():
             encoder = encoder / "encoder.weights.h5"
-        run(r, data, out, resume=resume, echo=click.echo, encoder_weights=encoder)
+        run(
+            r,
+            data,
+            out,
+            resume=resume,
+            echo=click.echo,
+            encoder_weights=encoder,
+            init_from=init_from,
+        )
     except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
         raise _fail(err) from err
 

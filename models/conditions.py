@@ -12,7 +12,9 @@ role. Every frame of the pool is put into a group on each axis and counted there
   overlap, so these groups may too) and frames in none;
 - ``speaker``: frames within ``NEAR_SPEECH`` s of a reference segment, given to the nearest
   segment's speaker (``main`` or ``second``, from the utterance that starts it), and frames
-  farther from any speech.
+  farther from any speech;
+- ``channel``, ``noise``: the whole recording, by the channel it passed through and the kind of
+  its background (``ocml-train synth``'s manifests).
 
 Recordings the manifest does not describe (or folders without one) are left out of the groups.
 """
@@ -41,6 +43,8 @@ AXES = (
     "during music",
     "events",
     "speaker",
+    "channel",
+    "noise",
 )
 
 
@@ -153,7 +157,21 @@ def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[s
         "during music": {"music playing": in_music, "no music": ~in_music},
         "events": {**event_masks, "no event": ~any_event},
         "speaker": speaker_groups(t, speech, segment_roles(speech, entry.get("utterances") or [])),
+        **({"channel": {channel_group(entry["channel"]): whole}} if "channel" in entry else {}),
+        **({"noise": {f"{entry['noise']} background": whole}} if "noise" in entry else {}),
     }
+
+
+CHANNEL_PRIORITY = ("resample", "band", "microphone", "agc", "compress", "gate", "clip", "quantize")
+
+
+def channel_group(description: Mapping[str, Any]) -> str:
+    """A channel's group, by its most telling step: a codec by name, else an 8 kHz round trip,
+    a band limit, a microphone, a processor (AGC, compressor, gate) or damage; ``direct``."""
+    kinds = {str(s["kind"]): s for s in description.get("steps") or []}
+    if "codec" in kinds:
+        return f"codec {kinds['codec'].get('name', '')}".strip()
+    return next((kind for kind in CHANNEL_PRIORITY if kind in kinds), "direct")
 
 
 GROUP_ORDER = (

@@ -173,16 +173,37 @@ def _speech_sources(value: Any, name: str) -> list[str]:
     return list(value)
 
 
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecipeError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _catalogue_sources(value: Any, name: str) -> list[str]:
+    """Names of sources in the catalogue of pinned real audio (``models/catalogue.yaml``)."""
+    from ocml.models.catalogue import load_catalogue
+
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise RecipeError(f"{name} must be a list of catalogue source names, got {value!r}")
+    known = load_catalogue()
+    if unknown := [item for item in value if item not in known]:
+        raise RecipeError(
+            f"{name}: unknown source(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+    return list(value)
+
+
 def _source_weights(value: Any, name: str) -> dict[str, float]:
-    """Speaker source → relative weight >= 0 (``models.synth.SPEECH_GROUPS``)."""
+    """Speaker source → relative weight >= 0 (``models.synth.SPEECH_GROUPS`` or a catalogue
+    source)."""
+    from ocml.models.catalogue import load_catalogue
     from ocml.models.synth import SPEECH_GROUPS
 
     weights = _mapping(value, name)
+    known = (*SPEECH_GROUPS, *load_catalogue())
     for source, given in weights.items():
-        if source not in SPEECH_GROUPS:
-            raise RecipeError(
-                f"{name}: unknown source {source!r}; known: {', '.join(SPEECH_GROUPS)}"
-            )
+        if source not in known:
+            raise RecipeError(f"{name}: unknown source {source!r}; known: {', '.join(known)}")
         weights[source] = _non_negative(given, f"{name}.{source}")
     return weights
 
@@ -201,6 +222,10 @@ class SynthRecipe(_Checked):
         ["system", "tuxpaint", "ktuberling", "hedgewars"], _speech_sources
     )
     source_weights: dict[str, float] = _field({}, _source_weights)
+    catalogue: list[str] = _field([], _catalogue_sources)
+    channels: float = _field(0.0, _weight)  # share of recordings sent through a channel
+    floor_margin_db: float = _field(0.0, _non_negative)  # speech above a clip's noise floor
+    heldout: bool = _field(False, _flag)  # the real-recordings yardstick, never training data
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -2,9 +2,14 @@
 
 A recording is a main speaker (sometimes a second one) talking in utterances separated by pauses
 of 0.2–10 s, with long quiet stretches at start and end, room tone, hum, clicks, steady noise
-bursts, alerts, music, reverberation of the voice, the events and the music alike (tails left
-unlabelled), telephone-band speech, SNRs from 30 to 0 dB, levels from −60 to −5 dBFS, slow gain
-drift and occasional clipping. Labels come from the clean utterances.
+bursts, alerts, music, reverberation of the voice, the events and the music alike (tails labelled
+non-speech), SNRs from 30 to 0 dB, levels from −60 to −5 dBFS, slow gain drift and occasional
+clipping. With the catalogue of pinned real audio (``models/catalogue.py``) it adds recorded
+voices, recorded places (streets, crowds, machines), human non-speech (coughs, cries, applause)
+and crowd babble; with ``channels`` a share of recordings passes whole through a microphone,
+processing and transport chain (``models/channels.py``), so a channel never means speech (without
+it, as before, a fifth of the voices alone is telephone-band). Labels come from the clean
+utterances.
 Recording ``i`` depends only on ``(seed, i)`` and the sound pools, which depend only on the seed
 and the installed sources, so the same command on the same machine gives the same data set.
 """
@@ -21,7 +26,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ocml.models import sources
+from ocml.models import channels, sources
+from ocml.models.catalogue import load_catalogue, materialised
 from ocml.models.sources import Clip
 
 log = logging.getLogger(__name__)
@@ -58,10 +64,17 @@ class SynthConfig:
     midi_pieces: int = 60
     speech_dirs: tuple[str, ...] = ()
     noise_dirs: tuple[str, ...] = ()
+    catalogue: tuple[str, ...] = ()
+    catalogue_root: str = ""
+    heldout: bool = False
+    channels: float = 0.0  # share of recordings sent whole through a random channel
+    floor_margin_db: float = 0.0  # speech must stand this far above a clip's noise floor (0: off)
 
     def __post_init__(self) -> None:
         if self.recordings < 1:
             raise ValueError(f"recordings must be at least 1, got {self.recordings!r}")
+        if not 0.0 <= self.channels <= 1.0:
+            raise ValueError(f"channels must be a share in [0, 1], got {self.channels!r}")
         if not 5.0 <= self.min_seconds <= self.max_seconds:
             raise ValueError(
                 f"need 5 <= min_seconds <= max_seconds, got {self.min_seconds!r}, {self.max_seconds!r}"
@@ -74,18 +87,30 @@ class SynthConfig:
         for d in (*self.speech_dirs, *self.noise_dirs):
             if not Path(d).is_dir():
                 raise ValueError(f"source folder {d!r} does not exist")
+        known = catalogue_names()
+        if unknown := sorted(set(self.catalogue) - set(known)):
+            raise ValueError(f"unknown catalogue source(s) {unknown}; known: {', '.join(known)}")
+        if self.catalogue and not Path(self.catalogue_root).is_dir():
+            raise ValueError(f"catalogue root {self.catalogue_root!r} is not a folder")
         for name, weight in self.source_weights:
-            if name not in SPEECH_GROUPS or not weight >= 0:
+            if name not in (*SPEECH_GROUPS, *known) or not weight >= 0:
                 raise ValueError(
                     f"source weight {name}={weight!r}: need a weight >= 0 for one of "
-                    f"{', '.join(SPEECH_GROUPS)}"
+                    f"{', '.join((*SPEECH_GROUPS, *known))}"
                 )
         if unknown := set(self.recorded_speech) - set(sources.RECORDED_SOURCES):
             raise ValueError(f"unknown recorded speech source(s) {sorted(unknown)}")
 
     def weight(self, group: str) -> float:
-        """How often a speaker is drawn from ``group`` relative to the others (unlisted: 0)."""
-        return dict(self.source_weights).get(group, 0.0)
+        """How often a speaker is drawn from ``group`` relative to the others (unlisted: 0;
+        a catalogue source that is not listed: 1)."""
+        default = 1.0 if group in self.catalogue else 0.0
+        return dict(self.source_weights).get(group, default)
+
+
+def catalogue_names() -> tuple[str, ...]:
+    """The names of every source in the catalogue of pinned real audio."""
+    return tuple(load_catalogue())
 
 
 @dataclass
@@ -95,6 +120,8 @@ class Pools:
     speech: list[Clip] = field(default_factory=list)
     effects: list[Clip] = field(default_factory=list)
     music: list[Clip] = field(default_factory=list)
+    noise: list[Clip] = field(default_factory=list)  # recorded ambience: streets, rooms, crowds
+    nonspeech: list[Clip] = field(default_factory=list)  # coughs, laughter, breaths, applause
 
     def summary(self) -> dict[str, object]:
         """Counts and hours per source, for the data set's manifest and the model card."""
@@ -107,6 +134,8 @@ class Pools:
             "speech_voices": len({(c.source.split(":")[0], c.voice) for c in self.speech}),
             "effects": len(self.effects),
             "music_pieces": len(self.music),
+            "noise_minutes": round(sum(c.samples.size for c in self.noise) / 16000 / 60, 1),
+            "nonspeech_clips": len(self.nonspeech),
         }
 
 
@@ -120,8 +149,9 @@ def config_from_recipe(
     """A ``SynthConfig`` from a recipe's ``synth:`` section, then ``overrides`` and ``weights``."""
     values = {**section, **(overrides or {})}
     merged = {**dict(DEFAULT_WEIGHTS), **values.pop("source_weights", {}), **(weights or {})}
-    if "recorded_speech" in values:
-        values["recorded_speech"] = tuple(values["recorded_speech"])
+    for key in ("recorded_speech", "catalogue"):
+        if key in values:
+            values[key] = tuple(values[key])
     return SynthConfig(**values, source_weights=tuple(sorted(merged.items())), **fields)
 
 
@@ -141,6 +171,8 @@ def build_pools(cfg: SynthConfig) -> Pools:
         pools.speech += sources.load_speech(files, sr)
         pools.effects += sources.load_clips(sources.system_effect_files(), sr, source="system")
         pools.music += sources.midi_clips(rng, count=cfg.midi_pieces, sample_rate=sr)
+    if cfg.catalogue:
+        _add_catalogue(pools, cfg)
     if cfg.tts_utterances and cfg.tts_engines:
         texts = sources.gettext_texts()
         pools.speech += list(
@@ -149,41 +181,103 @@ def build_pools(cfg: SynthConfig) -> Pools:
             )
         )
     pools.speech = [
-        Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr))
+        Clip(trimmed, c.source, c.voice, c.language, utterance_spans(trimmed, sr, margin_db=m))
         for c in pools.speech
-        if (trimmed := trim(c.samples, sr)).size >= sr // 20 and cfg.weight(c.group) > 0
+        if cfg.weight(c.group) > 0
+        for piece in split_long(c.samples, sr)
+        if (trimmed := trim(piece, sr, margin_db=(m := cfg.floor_margin_db))).size >= sr // 20
     ]
     if not pools.speech:
         raise ValueError("no speech source found: pass speech folders or install a TTS engine")
     return pools
 
 
-def _loud_frames(x: np.ndarray, sr: int, floor_db: float) -> tuple[int, np.ndarray]:
+def _add_catalogue(pools: Pools, cfg: SynthConfig) -> None:
+    """Decode the catalogue's materialised sources into the pools their kind names.
+
+    Only the sources that are (or are not, for ``cfg.heldout``) held out for the real-recordings
+    yardstick are read, so a training set and the yardstick never share a file.
+    """
+    catalogue = load_catalogue()
+    root = Path(cfg.catalogue_root)
+    for name in cfg.catalogue:
+        source = catalogue[name]
+        folder = materialised(source, root)
+        if folder is None:
+            raise ValueError(
+                f"catalogue source {name!r} is not in {root} at version {source.version}: "
+                "run ocml-train sources fetch first"
+            )
+        files = [f for f in source.files(folder) if source.is_heldout(f) == cfg.heldout]
+        if source.kind == "speech":
+            found = [
+                sources.SpeechFile(f, name, source.voice_of(f), source.language_of(f))
+                for f in files
+            ]
+            pools.speech += sources.load_speech(found, cfg.sample_rate)
+        else:
+            clips = sources.load_clips(files, cfg.sample_rate, source=name)
+            {"noise": pools.noise, "nonspeech": pools.nonspeech, "music": pools.music}[
+                source.kind
+            ].extend(clips)
+
+
+def split_long(x: np.ndarray, sr: int, *, max_seconds: float = 12.0) -> list[np.ndarray]:
+    """A long recording cut at its pauses into pieces of at most about ``max_seconds``.
+
+    A read chapter or a podcast is minutes long; the mixer places whole clips between pauses,
+    so a clip longer than a recording would never be used. Cuts fall in the middle of pauses;
+    a stretch without any pause is cut where it must be.
+    """
+    limit = int(max_seconds * sr)
+    if x.size <= limit:
+        return [x]
+    spans = utterance_spans(x, sr)
+    pieces, start, last_end = [], 0, 0
+    for a, b in spans:
+        if b - start > limit and last_end > start:
+            cut = (last_end + a) // 2
+            pieces.append(x[start:cut])
+            start = cut
+        last_end = b
+    pieces.append(x[start:])
+    return [p for piece in pieces for p in np.array_split(piece, -(-piece.size // (2 * limit)))]
+
+
+def _loud_frames(
+    x: np.ndarray, sr: int, floor_db: float, margin_db: float = 0.0
+) -> tuple[int, np.ndarray]:
     """The 10 ms hop in samples and the indices of the hops louder than ``floor_db`` below the
-    clip's loudest 10 ms (none for a clip shorter than one hop)."""
+    clip's loudest 10 ms and, with ``margin_db``, than ``margin_db`` above its own noise floor
+    (its 10th-percentile hop): a phone recording's room noise is not speech (none for a clip
+    shorter than one hop)."""
     hop = sr // 100
     n = x.size // hop
     if n == 0:
         return hop, np.zeros(0, np.intp)
     energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
-    return hop, np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    floor = energy.max() * 10 ** (floor_db / 10)
+    if margin_db:
+        floor = max(floor, float(np.percentile(energy, 10)) * 10 ** (margin_db / 10))
+    return hop, np.flatnonzero(energy > floor)
 
 
-def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0) -> np.ndarray:
-    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms."""
-    hop, loud = _loud_frames(x, sr, floor_db)
+def trim(x: np.ndarray, sr: int, *, floor_db: float = -40.0, margin_db: float = 0.0) -> np.ndarray:
+    """Cut leading/trailing parts quieter than ``floor_db`` below the clip's loudest 10 ms (and,
+    with ``margin_db``, not that far above its noise floor)."""
+    hop, loud = _loud_frames(x, sr, floor_db, margin_db)
     return x[loud[0] * hop : (loud[-1] + 1) * hop] if loud.size else x[:0]
 
 
 def utterance_spans(
-    x: np.ndarray, sr: int, *, floor_db: float = -40.0, min_gap: float = 0.3
+    x: np.ndarray, sr: int, *, floor_db: float = -40.0, min_gap: float = 0.3, margin_db: float = 0.0
 ) -> tuple[tuple[int, int], ...]:
     """Spans of a trimmed clip split at pauses of at least ``min_gap`` s quieter than ``floor_db``.
 
     A recorded description of several sentences is labelled sentence by sentence, as a listener
     would, not as one block that teaches the model to bridge half-second pauses.
     """
-    hop, loud = _loud_frames(x, sr, floor_db)
+    hop, loud = _loud_frames(x, sr, floor_db, margin_db)
     if loud.size == 0:
         return ((0, x.size),)
     breaks = np.flatnonzero(np.diff(loud) > round(min_gap * 100))
@@ -443,7 +537,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     labels: list[list[float]] = []
     t = float(rng.uniform(0.3, min(30.0, duration / 5)))
     end = duration - float(rng.uniform(0.3, min(25.0, duration / 6)))
-    phone = rng.random() < 0.2
+    phone = rng.random() < 0.2 and not cfg.channels  # a channel replaces speech-only phone
     by_source: dict[str, float] = {}
     by_language: dict[str, float] = {}
     while True:
@@ -461,7 +555,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         if start + clip.size > int(end * sr):
             break
         gain = 10 ** (rng.uniform(-4, 4) / 20) / rms(clip)
-        if phone or rng.random() < 0.05:
+        if phone or (rng.random() < 0.05 and not cfg.channels):
             clip = telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
         labels += [[round((start + a) / sr, 4), round((start + b) / sr, 4)] for a, b in spans]
@@ -480,7 +574,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         if labels:
             speech /= rms(np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]))
     snr = float(rng.uniform(0, 30))
-    noise = _noise_bed(rng, n, sr, pools)
+    noise, noise_kind = _noise_bed(rng, n, sr, pools)
     background = noise * 10 ** (-snr / 20)
     room_sounds = _events_and_music(rng, n, sr, pools, labels)
     if rt60:  # the room colours every sound in it, not only the voice: else reverberation = speech
@@ -489,6 +583,11 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     level_db = float(rng.uniform(-60, -5)) if rng.random() < 0.8 else float(rng.uniform(-35, -15))
     drift = _drift(rng, n, sr)
     y = (speech + background) * 10 ** (level_db / 20) * drift
+    channel = channels.ChannelChain()
+    if cfg.channels:  # microphone, processing and transport act on the voice and the room alike
+        channel_rng = np.random.default_rng([cfg.seed, 3, index])
+        channel = channels.random_channel(channel_rng, none_share=1.0 - cfg.channels)
+        y = channels.apply(channel, y, sr)
     clipped = rng.random() < 0.1
     if clipped:
         y = np.clip(y * 10 ** (rng.uniform(6, 20) / 20), -1.0, 1.0)
@@ -497,11 +596,14 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         y[: int(sr * rng.uniform(0.1, min(3.0, labels[0][0] if labels else 3.0)))] = 0.0
     meta = {
         "index": index,
+        "audio": f"synth-{index:05d}.flac",
         "duration": round(n / sr, 4),
         "snr_db": round(snr, 1),
         "rt60": rt60,
         "level_dbfs": round(level_db, 1),
         "telephone": phone,
+        "channel": channel.describe(),
+        "noise": noise_kind,
         "clipped": clipped,
         "main_voice": f"{group}/{main}",
         "utterances": len(labels),
@@ -530,8 +632,9 @@ def _merge(labels: list[list[float]]) -> list[list[float]]:
     return out
 
 
-def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.ndarray:
-    """Stationary-ish background: coloured noise, room tone, hum, slow modulation; unit RMS."""
+def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> tuple[np.ndarray, str]:
+    """Background of unit RMS: coloured noise, room tone, hum, slow modulation, often a recorded
+    place, sometimes crowd babble; and which of ``synthetic``, ``recorded``, ``babble`` leads."""
     parts = [colored_noise(rng, n, float(rng.choice([0.0, 1.0, 1.5, 2.0])))]
     if rng.random() < 0.6:
         parts.append(colored_noise(rng, n, 2.5) * rng.uniform(0.3, 1.0))
@@ -542,10 +645,17 @@ def _noise_bed(rng: np.random.Generator, n: int, sr: int, pools: Pools) -> np.nd
     if pools.effects and rng.random() < 0.15:
         loop = pools.effects[rng.integers(len(pools.effects))].samples
         parts.append(np.resize(loop, n) / rms(loop) * rng.uniform(0.1, 0.5))
+    kind = "synthetic"
+    if pools.noise and rng.random() < 0.6:  # a recorded place: street, café, crowd, machines
+        parts.append(_recorded_bed(rng, n, pools.noise) * 10 ** (rng.uniform(-6, 10) / 20))
+        kind = "recorded"
+    if rng.random() < 0.15:
+        parts.append(babble(rng, n, sr, pools.speech) * 10 ** (rng.uniform(-6, 6) / 20))
+        kind = "babble"
     y = sum(parts)
     if rng.random() < 0.3:
         y = y * (1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.02, 0.3) * np.arange(n) / sr))
-    return (y / rms(y)).astype(np.float32)
+    return (y / rms(y)).astype(np.float32), kind
 
 
 def _events_and_music(
@@ -558,7 +668,10 @@ def _events_and_music(
     """
     out = np.zeros(n, np.float32)
     for _ in range(int(rng.integers(0, 16))):
-        if pools.effects and rng.random() < 0.25:
+        r = rng.random()
+        if pools.nonspeech and r < 0.3:  # a cough, a laugh, a breath, applause
+            x = pools.nonspeech[rng.integers(len(pools.nonspeech))].samples
+        elif pools.effects and r < 0.45:
             x = pools.effects[rng.integers(len(pools.effects))].samples
         else:
             x = _event(rng, str(rng.choice(EVENTS)), sr)
@@ -590,6 +703,42 @@ def _events_and_music(
             start = int(rng.integers(lo, max(lo + 1, hi - x.size)))
             out[start : start + x.size] += x[: n - start]
     return out
+
+
+def _recorded_bed(rng: np.random.Generator, n: int, clips: list[Clip]) -> np.ndarray:
+    """``n`` samples of recorded ambience: clips drawn at random offsets, joined end to end with
+    short crossfades, unit RMS."""
+    out = np.zeros(n, np.float32)
+    fill, fade = 0, 160
+    while fill < n:
+        x = clips[rng.integers(len(clips))].samples
+        x = np.roll(x, int(rng.integers(x.size))) / rms(x)
+        piece = x[: n - fill].astype(np.float32)
+        ramp = min(fade, piece.size)
+        piece[:ramp] *= np.linspace(0, 1, ramp, dtype=np.float32)
+        out[fill : fill + piece.size] += piece
+        fill += max(piece.size - ramp, 1)
+    return out / rms(out)
+
+
+def babble(rng: np.random.Generator, n: int, sr: int, speech: list[Clip]) -> np.ndarray:
+    """Distant crowd chatter, unit RMS: six to twelve voices talking at once through a room.
+
+    Labelled non-speech: no word of it can be followed. Many overlapping voices have the flat
+    envelope of a crowd, unlike the one quieter second speaker that the labels call speech.
+    """
+    out = np.zeros(n, np.float32)
+    for _ in range(int(rng.integers(6, 13))):
+        voice = np.zeros(n, np.float32)
+        t = int(rng.integers(0, sr))
+        while t < n:
+            x = speech[rng.integers(len(speech))].samples
+            x = x[: n - t] / rms(x)
+            voice[t : t + x.size] += x
+            t += x.size + int(rng.uniform(0.05, 0.5) * sr)
+        out += voice
+    out = fft_convolve(out, room_impulse(rng, float(rng.uniform(0.5, 1.2)), sr))[:n]
+    return (out / rms(out)).astype(np.float32)
 
 
 def _add_anywhere(rng: np.random.Generator, out: np.ndarray, x: np.ndarray) -> None:

@@ -433,10 +433,13 @@ def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict
     return out
 
 
-def prepare(data: Path, recipe: Recipe, *, teacher: Any = None) -> tuple[ShardSet, Built, Any, Any]:
-    """Split the shards, build the model with the data's feature statistics, make both datasets."""
+def prepare(
+    data: Path, recipe: Recipe, *, teacher: Any = None, warm: WarmStart | None = None
+) -> tuple[ShardSet, Built, Any, Any]:
+    """Split the shards, build the model with the data's feature statistics (or those of the
+    model it starts from), make both datasets."""
     shards = split_shards(data, recipe.data.validation_every)
-    mean, std = feature_stats(shards.train)
+    mean, std = (warm.mean, warm.std) if warm is not None else feature_stats(shards.train)
     built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     frame = built.window is None
     bs = recipe.data.batch_size
@@ -524,8 +527,13 @@ def train(
     resume: bool = False,
     echo: Echo = print,
     encoder_weights: Path | None = None,
+    init_from: Path | None = None,
 ) -> Path:
-    """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path."""
+    """Train ``recipe`` on the shard folder ``data`` into ``out``; returns the exported SavedModel path.
+
+    ``init_from``: a SavedModel of the same network whose weights and input standardisation the
+    training starts from (a second stage on new data).
+    """
     import keras
 
     keras.utils.set_random_seed(recipe.train.seed)
@@ -539,7 +547,17 @@ def train(
         echo(
             f"distilling from {teacher.name} ({teacher.architecture}), weight {recipe.train.distill_weight}"
         )
-    shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher)
+    warm = None
+    if init_from is not None:
+        n_mels = FeatureConfig.from_dict(read_index(data)["features"]).n_mels
+        warm = load_warm_start(init_from, n_mels)
+    shards, built, train_ds, val_ds = prepare(data, recipe, teacher=teacher, warm=warm)
+    norm = built.model.get_layer("standardise")
+    np.savez(
+        out / STANDARDISE_FILE,
+        mean=np.asarray(norm.mean).reshape(-1),
+        std=np.sqrt(np.asarray(norm.variance).reshape(-1)),
+    )
     if recipe.arch == "autoencoder":
         if encoder_weights is None:
             raise ValueError(
@@ -548,6 +566,9 @@ def train(
             )
         built.encoder.load_weights(encoder_weights)
         built.encoder.trainable = False
+    if warm is not None and not resume:
+        warm.apply(built.model)
+        echo(f"starting from the weights of {warm.source}")
     echo(
         f"{recipe.arch}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
         f"{len(shards.train)} training / {len(shards.validation)} validation shards"
@@ -567,6 +588,59 @@ def train(
     path = export_model(built, out / RUN_MODEL_DIR, recipe=recipe, shards=shards, history=history)
     echo(f"exported {path}")
     return path
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The weights and input standardisation of a trained SavedModel, to start a second stage."""
+
+    source: Path
+    weights: dict[str, np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, model: Any) -> None:
+        """Copy every weight into ``model`` by variable name (random-generator states aside); a
+        weight missing or of another shape is a ``RecipeError`` naming it."""
+        for var in model.variables:
+            if "seed_generator" in var.path:
+                continue
+            saved = self.weights.get(var.path)
+            if saved is None or saved.shape != tuple(var.shape):
+                found = "missing" if saved is None else f"shape {saved.shape}"
+                raise RecipeError(
+                    f"--init-from {str(self.source)!r}: weight {var.path} "
+                    f"{tuple(var.shape)} is {found} there"
+                )
+            var.assign(saved)
+
+
+def load_warm_start(savedmodel: Path, n_mels: int) -> WarmStart:
+    """Read a SavedModel written by ``export`` or ``calibrate`` for a warm start.
+
+    Its per-mel standardisation is not a variable but two constants captured by the serving
+    function (mean, then variance, each ``[1, 1, n_mels]``): the new model must standardise
+    exactly as the old one did, or its first convolution would see other inputs.
+    """
+    from ocml.pipeline.model import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(savedmodel))
+    except (OSError, ValueError) as err:
+        raise RecipeError(f"--init-from {str(savedmodel)!r}: not a SavedModel ({err})") from None
+    inner = getattr(loaded, "inner", loaded)  # a calibrated model wraps the trained one
+    captured = [
+        np.asarray(t).reshape(-1)
+        for t in inner.signatures["serve"].captured_inputs
+        if t.dtype == tf.float32 and tuple(t.shape) == (1, 1, n_mels)
+    ]
+    if len(captured) < 2 or not (captured[1] > 0).all():
+        raise RecipeError(
+            f"--init-from {str(savedmodel)!r}: its input standardisation was not found"
+        )
+    weights = {v.name.removesuffix(":0"): v.numpy() for v in inner.variables}
+    return WarmStart(savedmodel, weights, captured[0], np.sqrt(captured[1]))
 
 
 def pretrain(
@@ -618,6 +692,20 @@ def reconstruction_model(built: Built) -> Any:
     return keras.Model(inp, keras.layers.Subtract()([recon, target]), name="reconstruction_error")
 
 
+STANDARDISE_FILE = "standardise.npz"
+"""The per-mel mean and deviation a run's model standardises with (the data's, or those of the
+model it started from), kept so an export rebuilds the same network."""
+
+
+def run_standardisation(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The standardisation a run recorded, or None for runs made before it was recorded."""
+    path = run_dir / STANDARDISE_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return saved["mean"], saved["std"]
+
+
 def export_checkpoint(
     run_dir: Path,
     out: Path,
@@ -642,7 +730,7 @@ def export_checkpoint(
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint")
     shards = split_shards(data, recipe.data.validation_every)
-    mean, std = feature_stats(shards.train)
+    mean, std = run_standardisation(run_dir) or feature_stats(shards.train)
     built = build(recipe.arch, shards.features.n_mels, recipe.model, mean=mean, std=std)
     built.model.load_weights(weights)
     return export_model(

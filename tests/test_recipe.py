@@ -27,6 +27,14 @@ def test_every_shipped_recipe_loads_into_typed_sections() -> None:
     assert (default.arch, default.train.epochs, default.data.crop) == ("crnn", 20, 800)
     assert default.inference == {"chunk_frames": 2000, "batch_size": 12}
     assert load_recipe("tcn").arch == "tcn"
+    candidate = load_recipe("candidate3")
+    assert (candidate.arch, candidate.model, candidate.data) == (
+        default.arch,
+        default.model,
+        default.data,
+    )
+    assert candidate.synth.catalogue and candidate.synth.channels > 0
+    assert not candidate.synth.heldout and load_recipe("realset").synth.heldout
 
 
 def test_the_synth_section_is_typed_with_its_defaults() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,8 +44,9 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _cfg(speech_dir: Path, seed: int) -> SynthConfig:
+def _cfg(speech_dir: Path, seed: int, **changes: Any) -> SynthConfig:
     return SynthConfig(
+        **changes,
         seed=seed,
         recordings=2,
         min_seconds=15,
@@ -228,7 +230,8 @@ def test_a_recording_with_a_room_puts_the_other_sounds_in_it_too(
     speech_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The voice and the events and music are reverberated with the same RT60; a recording
-    without a room has neither (only the voice in a room taught that a room means speech)."""
+    without a room has neither (only the voice in a room taught that a room means speech).
+    Crowd babble has a far room of its own (RT60 of at least 0.5 s)."""
     from ocml.models import synth
 
     pools = build_pools(_cfg(speech_dir, 4))
@@ -244,6 +247,51 @@ def test_a_recording_with_a_room_puts_the_other_sounds_in_it_too(
     for index in range(8):
         calls.clear()
         rt60 = mix(pools, index, _cfg(speech_dir, 4)).meta["rt60"]
-        assert calls == ([rt60, rt60] if rt60 else [])
+        own = [c for c in calls if c != rt60]
+        assert calls.count(rt60) == (2 if rt60 else 0)
+        assert all(c >= 0.5 for c in own)
         rooms += bool(rt60)
     assert 0 < rooms < 8
+
+
+def test_babble_is_a_crowd_not_one_voice(speech_dir: Path) -> None:
+    """Babble (labelled non-speech) has the steady envelope of many voices: its 100 ms levels
+    vary far less than one speaker's, whose pauses drop to silence."""
+    from ocml.models.synth import babble
+
+    pools = build_pools(_cfg(speech_dir, 2))
+    n = SR * 20
+    crowd = babble(np.random.default_rng(3), n, SR, pools.speech)
+    one = np.zeros(n, np.float32)
+    t = 0
+    for clip in pools.speech * 10:
+        x = clip.samples[: n - t]
+        one[t : t + x.size] = x
+        t += x.size + SR // 2
+        if t >= n:
+            break
+
+    def spread(x: np.ndarray) -> float:
+        level = np.sqrt((x[: n // 1600 * 1600].reshape(-1, 1600) ** 2).mean(axis=1) + 1e-12)
+        return float(level.std() / level.mean())
+
+    assert crowd.size == n and np.isfinite(crowd).all()
+    assert abs(float(np.sqrt(np.mean(crowd**2))) - 1.0) < 1e-3
+    assert spread(crowd) < 0.5 * spread(one)
+
+
+def test_a_recording_through_a_channel_records_it_and_its_condition(speech_dir: Path) -> None:
+    """With ``channels`` every recording's manifest names its channel; the evaluation groups
+    recordings by it (a codec by name) and by the kind of background."""
+    from ocml.models.conditions import channel_group
+
+    cfg = _cfg(speech_dir, 6, channels=1.0)
+    pools = build_pools(cfg)
+    metas = [mix(pools, i, cfg).meta for i in range(6)]
+    assert all(m["channel"]["steps"] for m in metas)
+    assert all(m["noise"] in ("synthetic", "recorded", "babble") for m in metas)
+    assert channel_group({"steps": []}) == "direct"
+    assert channel_group({"steps": [{"kind": "band"}, {"kind": "codec", "name": "opus"}]}) == (
+        "codec opus"
+    )
+    assert channel_group({"steps": [{"kind": "gate"}, {"kind": "band"}]}) == "band"
