@@ -181,6 +181,7 @@ def materialise(
     """
     if done := materialised(source, root):
         return done
+    root = root.resolve()
     folder = root / (source.tree or source.name)
     if folder.exists():
         shutil.rmtree(folder)
@@ -240,7 +241,7 @@ def _pypi(source: Source, tmp: Path, staging: Path) -> None:
 def _git(source: Source, tmp: Path, staging: Path, mirror: Path | None) -> None:
     """The pinned commit of a git repository (only its ``paths``, by default the folders the
     globs reach into), from a bare repository in ``mirror`` (``owner+name`` or ``owner+name/repo``) or else from GitHub."""
-    local = mirror / source.package.replace("/", "+") if mirror else None
+    local = mirror.resolve() / source.package.replace("/", "+") if mirror else None
     if local and (local / "repo").is_dir():
         local = local / "repo"
     if local and local.is_dir():

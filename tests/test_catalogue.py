@@ -116,7 +116,9 @@ def test_an_archive_member_may_not_escape(tmp_path: Path) -> None:
     assert not (tmp_path / "outside.wav").exists()
 
 
-def test_materialise_a_pinned_commit_from_a_git_mirror(tmp_path: Path) -> None:
+def test_materialise_a_pinned_commit_from_a_git_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "work"
     write_tree(work)
 
@@ -135,8 +137,9 @@ def test_materialise_a_pinned_commit_from_a_git_mirror(tmp_path: Path) -> None:
     subprocess.run(
         ["git", "clone", "-q", "--bare", str(work), str(mirror / "someone+demo")], check=True
     )
-    folder = materialise(source(version=pinned), tmp_path / "root", mirror=mirror)
-    assert (folder / "clips" / "anna" / "0.wav").is_file()
+    monkeypatch.chdir(tmp_path)
+    folder = materialise(source(version=pinned), Path("root"), mirror=Path("mirror"))
+    assert (tmp_path / folder / "clips" / "anna" / "0.wav").is_file()
 
 
 def test_a_failing_fetch_names_the_source(tmp_path: Path) -> None:
