@@ -23,9 +23,7 @@ from ocml.cli.options import (
 )
 from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
 from ocml.pipeline.result import TrackIdentity
-from ocml.pipeline.writers import FORMATS as ALL_FORMATS
-
-FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
+from ocml.pipeline.writers import FORMATS
 
 
 @click.command()
@@ -61,7 +59,8 @@ FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 @click.option(
     "--probabilities",
     is_flag=True,
-    help="Also write per-frame speech probabilities (NAME.probs.npy, float16).",
+    help="Also write per-frame speech probabilities (NAME.probs.npy, float16): the same as "
+    "adding probabilities to --format.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
 @no_speech_option
@@ -115,7 +114,8 @@ def segment(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
     )
     settings = cli_settings(config_path)
-    wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
+    extra = ("probabilities",) if probabilities else ()
+    wanted = tuple(dict.fromkeys((formats or settings.formats) + extra))
     _refuse_shared_results(inputs, output_dir, wanted)
     model_path = settings.model_path if model_path is None else model_path
     configure_tensorflow(1)  # one inference thread per process; run one process per core

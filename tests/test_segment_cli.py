@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.result import validate
+from ocml.pipeline.writers import FORMATS
 from tests.media import encode, speechlike, write_video_without_audio, write_wav
 
 OCML = str(Path(sys.executable).with_name("ocml"))
@@ -237,6 +239,25 @@ def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: P
     assert preset.returncode != 0 and "loud" in preset.stderr
     assert fmt.returncode == 2 and "pdf" in fmt.stderr
     assert not source.with_suffix(".json").exists()
+
+
+def test_probabilities_is_a_format_as_in_submit_and_watch(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    proc = run_ocml(
+        "segment", source, "--model", tiny_model_dir, "--format", "json,probabilities", "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    probs = np.load(source.with_suffix(".probs.npy"))
+    assert probs.dtype == np.float16 and abs(len(probs) - 898) <= 2
+    assert str(source.with_suffix(".probs.npy")) in proc.stdout
+    assert not source.with_suffix(".smil").exists()
+    listed = set()
+    for command in ("segment", "submit", "watch"):
+        shown = " ".join(run_ocml(command, "--help").stdout.split())
+        listed.add(re.search(r"Comma-separated outputs: ([a-z, ]+) \(", shown).group(1))
+    assert listed == {", ".join(FORMATS)}, listed
 
 
 def test_settings_file_sets_defaults_and_options_override_it(
