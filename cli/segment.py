@@ -223,11 +223,21 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
 
 
 def _summary(path: Path, result: Any, written: dict[str, Path]) -> str:
+    """One line per file: durations, segments (and the voice ``min_voice`` dropped), speed,
+    the files written."""
     duration = result.input.duration
     speech = sum(s.end - s.start for s in result.segments)
     speed = duration / result.processing_seconds if result.processing_seconds > 0 else float("inf")
+    dropped = result.dropped_voice
+    why = (
+        f" (voice under min_voice {result.params.min_voice:g} s dropped: "
+        f"{dropped.stretches} {'stretch' if dropped.stretches == 1 else 'stretches'}, "
+        f"{dropped.seconds:.1f} s)"
+        if dropped.stretches
+        else ""
+    )
     return (
-        f"{path}: {duration:.1f} s, {len(result.segments)} speech segments, "
+        f"{path}: {duration:.1f} s, {len(result.segments)} speech segments{why}, "
         f"{speech:.1f} s speech ({100 * speech / duration:.0f} %), "
         f"{result.processing_seconds:.2f} s ({speed:.0f}x real time) -> "
         + ", ".join(str(p) for p in written.values())

@@ -232,6 +232,32 @@ def test_opencast_preset_and_overrides_reach_the_result(
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 9.0)]
 
 
+def test_opencast_preset_on_a_short_clip_says_why_nothing_is_left(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # two stretches of voice 18 s apart in a 45 s clip: each far under Opencast's 60 s minimum
+    clip = write_wav(
+        tmp_path / "clip.wav", speechlike(16000, 45.0, [(2.0, 12.0), (30.0, 40.0)], seed=7), 16000
+    )
+    proc = run_ocml("segment", clip, "--model", tiny_model_dir, "--preset", "opencast", "-q")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(clip.with_suffix(".json").read_text())
+    validate(result)
+    dropped = result["summary"]["dropped_voice"]
+    assert result["segments"] == [] and dropped["stretches"] == 2
+    assert 20.0 <= dropped["seconds"] <= 30.0  # 0–12 s (the start is bridged) and 30–45 s
+    assert (
+        f"0 speech segments (voice under min_voice 60 s dropped: 2 stretches, "
+        f"{dropped['seconds']:.1f} s)" in proc.stdout
+    )
+    kept = run_ocml("segment", clip, "--model", tiny_model_dir, "-q")
+    assert "dropped" not in kept.stdout
+    assert json.loads(clip.with_suffix(".json").read_text())["summary"]["dropped_voice"] == {
+        "stretches": 0,
+        "seconds": 0.0,
+    }
+
+
 def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
     source = good_recording(tmp_path / "lecture.wav")
     preset = run_ocml("segment", source, "--model", tiny_model_dir, "--preset", "loud")
