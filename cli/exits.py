@@ -4,7 +4,7 @@
 | --- | --- |
 | 0 | success |
 | 1 | failed: a job or an input failed, or the work itself (a model that does not load) |
-| 2 | usage error: a bad option, argument, parameter, setting or pair of inputs; nothing was done |
+| 2 | usage error: a bad option, argument, parameter, setting or pair of inputs (`results_collide`, `result_mismatch`); nothing was done |
 | 3 | the broker (Redis) cannot be reached |
 | 130 | interrupted (Ctrl-C) |
 

@@ -29,12 +29,26 @@ def _size(value: str) -> tuple[int, int]:
     return width, height
 
 
-def _session(media: Path, result: Path | None, probabilities: Path | None, model: Path | None):
+FORCE = click.option(
+    "--force",
+    is_flag=True,
+    help="Show a result of another recording (its sha256 is not MEDIA's) instead of refusing "
+    "it; the player then saves no corrections.",
+)
+
+
+def _session(
+    media: Path,
+    result: Path | None,
+    probabilities: Path | None,
+    model: Path | None,
+    force: bool,
+):
     """The session to show: from a result file, or by running the pipeline with a progress bar."""
     from ocml.player.session import from_pipeline, from_result
 
     if result is not None:
-        return from_result(media, result, probabilities=probabilities)
+        return from_result(media, result, probabilities=probabilities, force=force)
     if probabilities is not None:
         raise click.UsageError(
             "--probabilities needs --result (without it the pipeline computes them)"
@@ -74,6 +88,7 @@ def _session(media: Path, result: Path | None, probabilities: Path | None, model
     help="Cursor position in seconds for --screenshot (and where playback starts).",
 )
 @click.option("--size", default="1280x720", show_default=True, help="Window size WIDTHxHEIGHT.")
+@FORCE
 def play(
     media: Path,
     result: Path | None,
@@ -82,6 +97,7 @@ def play(
     screenshot: Path | None,
     at: float,
     size: str,
+    force: bool,
 ) -> None:
     """Play MEDIA with its speech segments, audit them and save corrected labels.
 
@@ -90,10 +106,13 @@ def play(
     Home/End, v waveform/spectrogram, f flip the segment under the cursor, x split at the cursor,
     drag a boundary with the mouse, s save NAME.labels.txt + NAME.labels.json beside MEDIA
     (where `ocml-train spectrograms` finds them; they win over any other label file), q quit.
+
+    A result of another recording (its input's sha256 is not MEDIA's) is refused, naming both,
+    unless --force. Without a sound device it plays silently: the cursor still moves.
     """
     dims = _size(size)
     try:
-        session = _session(media, result, probabilities, model)
+        session = _session(media, result, probabilities, model, force)
         if at > session.duration:
             raise click.BadParameter(
                 f"{at} s is beyond the end of the recording ({session.duration:.3f} s)",
@@ -105,13 +124,28 @@ def play(
         if screenshot is not None:
             click.echo(ui.screenshot(session, screenshot, at=at, size=dims))
             return
-        saved = ui.run(session, size=dims, at=at).saved
+        saved = ui.run(session, size=dims, at=at, no_sound=_no_sound).saved
     except OcmlError as exc:
-        raise exits.Failure(exc.code, str(exc)) from exc
+        raise _failure(exc) from exc
     if saved is not None:
         click.echo(
             f"corrected labels: {saved[1]} (Audacity: {saved[0].name}); ocml-train reads them"
         )
+
+
+def _failure(exc: OcmlError) -> exits.Failure:
+    """The command's failure line for ``exc``; a result of another recording is a bad pair of
+    inputs, a usage error."""
+    usage = exc.code == "result_mismatch"
+    return exits.Failure(exc.code, str(exc), status=exits.USAGE if usage else exits.FAILED)
+
+
+def _no_sound(reason: str) -> None:
+    """Says once on stderr that the player plays silently, and why."""
+    click.echo(
+        f"ocml play: no sound device ({reason}); playing without sound, the cursor still moves",
+        err=True,
+    )
 
 
 @click.command()
@@ -130,8 +164,14 @@ def play(
 @click.option(
     "--output", "-o", type=FILE, required=True, help="PNG (or any matplotlib format) to write."
 )
+@FORCE
 def plot(
-    media: Path, result: Path, probabilities: Path | None, reference: Path | None, output: Path
+    media: Path,
+    result: Path,
+    probabilities: Path | None,
+    reference: Path | None,
+    output: Path,
+    force: bool,
 ) -> None:
     """Draw MEDIA's spectrogram, speech probability and segments (and misses/false alarms)."""
     from ocml.pipeline.labels import read_labels
@@ -139,11 +179,11 @@ def plot(
     from ocml.player.session import from_result
 
     try:
-        session = from_result(media, result, probabilities=probabilities)
+        session = from_result(media, result, probabilities=probabilities, force=force)
         ref = read_labels(reference).speech if reference is not None else None
         click.echo(plot_session(session, output, reference=ref))
     except OcmlError as exc:
-        raise exits.Failure(exc.code, str(exc)) from exc
+        raise _failure(exc) from exc
 
 
 COMMANDS = [play, plot]

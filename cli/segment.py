@@ -23,9 +23,7 @@ from ocml.cli.options import (
 )
 from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
 from ocml.pipeline.result import TrackIdentity
-from ocml.pipeline.writers import FORMATS as ALL_FORMATS
-
-FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
+from ocml.pipeline.writers import FORMATS
 
 
 @click.command()
@@ -61,7 +59,8 @@ FORMATS = tuple(name for name in ALL_FORMATS if name != "probabilities")
 @click.option(
     "--probabilities",
     is_flag=True,
-    help="Also write per-frame speech probabilities (NAME.probs.npy, float16).",
+    help="Also write per-frame speech probabilities (NAME.probs.npy, float16): the same as "
+    "adding probabilities to --format.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (summaries still print).")
 @no_speech_option
@@ -115,7 +114,8 @@ def segment(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(inputs)
     )
     settings = cli_settings(config_path)
-    wanted = (formats or settings.formats) + (("probabilities",) if probabilities else ())
+    extra = ("probabilities",) if probabilities else ()
+    wanted = tuple(dict.fromkeys((formats or settings.formats) + extra))
     _refuse_shared_results(inputs, output_dir, wanted)
     model_path = settings.model_path if model_path is None else model_path
     configure_tensorflow(1)  # one inference thread per process; run one process per core
@@ -223,11 +223,21 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
 
 
 def _summary(path: Path, result: Any, written: dict[str, Path]) -> str:
+    """One line per file: durations, segments (and the voice ``min_voice`` dropped), speed,
+    the files written."""
     duration = result.input.duration
     speech = sum(s.end - s.start for s in result.segments)
     speed = duration / result.processing_seconds if result.processing_seconds > 0 else float("inf")
+    dropped = result.dropped_voice
+    why = (
+        f" (voice under min_voice {result.params.min_voice:g} s dropped: "
+        f"{dropped.stretches} {'stretch' if dropped.stretches == 1 else 'stretches'}, "
+        f"{dropped.seconds:.1f} s)"
+        if dropped.stretches
+        else ""
+    )
     return (
-        f"{path}: {duration:.1f} s, {len(result.segments)} speech segments, "
+        f"{path}: {duration:.1f} s, {len(result.segments)} speech segments{why}, "
         f"{speech:.1f} s speech ({100 * speech / duration:.0f} %), "
         f"{result.processing_seconds:.2f} s ({speed:.0f}x real time) -> "
         + ", ".join(str(p) for p in written.values())

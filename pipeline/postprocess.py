@@ -244,6 +244,25 @@ class Segment:
     confidence: float
 
 
+@dataclass(frozen=True)
+class DroppedVoice:
+    """The voice stretches ``min_voice`` dropped (after bridging): how many, and their seconds.
+
+    Kept so that a result without speech can say why: on a short clip the ``opencast`` preset
+    (60 s minimum voice) drops every word."""
+
+    stretches: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Binarized:
+    """What ``Binarize`` made of a probability track: the segments, and the voice it dropped."""
+
+    segments: list[Segment]
+    dropped_voice: DroppedVoice
+
+
 Spans = np.ndarray
 """``[n, 2]`` int64 array of ``[start, end)`` pairs, sorted and disjoint (frames or milliseconds)."""
 
@@ -298,6 +317,18 @@ class Binarize:
         ``grid`` defaults to the frames of the pipeline's features (10 ms hop, first centre 12.5 ms).
         ``energy`` (dB per frame, ``features.frame_energy_db``) is needed when the params snap.
         """
+        return self.binarize(probs, duration=duration, grid=grid, energy=energy).segments
+
+    def binarize(
+        self,
+        probs: np.ndarray,
+        *,
+        duration: float,
+        grid: FrameGrid | None = None,
+        energy: np.ndarray | None = None,
+    ) -> Binarized:
+        """The segments of ``probs``, as ``__call__`` makes them, and the voice ``min_voice``
+        dropped."""
         probs = self.check(probs)
         check_number(duration, name="duration", minimum=0.0)
         grid = FeatureConfig().grid if grid is None else grid
@@ -311,7 +342,10 @@ class Binarize:
         spans = self.to_ms(self.hysteresis(probs), grid)
         spans = self.drop_short(spans, to_ms(p.min_speech))
         spans = self.bridge(spans, to_ms(p.min_silence), duration_ms=duration_ms)
-        spans = self.drop_short_voice(spans, to_ms(p.min_voice), duration_ms=duration_ms)
+        voice = spans
+        spans = self.drop_short_voice(voice, to_ms(p.min_voice), duration_ms=duration_ms)
+        dropped_ms = int((voice[:, 1] - voice[:, 0]).sum() - (spans[:, 1] - spans[:, 0]).sum())
+        dropped = DroppedVoice(len(voice) - len(spans), dropped_ms / 1000)
         if p.trims:
             spans = self.trim(
                 spans, to_ms(p.trim_min_speech), to_ms(p.trim_window), to_ms(p.trim_bridge)
@@ -322,10 +356,11 @@ class Binarize:
         spans = self.merge(spans)
         spans = self.clip(spans, duration_ms)
         confidence = self.confidence(probs, spans, grid)
-        return [
+        segments = [
             Segment(start=int(s) / 1000, end=int(e) / 1000, confidence=round(float(c), 3))
             for (s, e), c in zip(spans, confidence)
         ]
+        return Binarized(segments, dropped)
 
     @staticmethod
     def check(probs: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The result of segmenting one recording, and its ``opencast-ml/segments/v1`` JSON form.
 
 ``Result.to_dict`` writes the form of docs/design.md (with ``input.has_video``, every
-``SegmentParams`` field and ``summary.no_speech``); ``validate`` checks a dict against the shipped
+``SegmentParams`` field, ``summary.no_speech`` and ``summary.dropped_voice``); ``validate`` checks a dict against the shipped
 JSON Schema and then the cross-item rules the schema cannot express; ``Result.from_dict`` reads a
 result file back. ``TrackIdentity`` is the Opencast track a caller says the recording is (for the
 SMIL only); ``require_speech`` applies the ``no_speech`` choice.
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ocml.pipeline.errors import NoSpeech, OcmlError, ParamsError, TrackError
-from ocml.pipeline.postprocess import Segment, SegmentParams
+from ocml.pipeline.postprocess import DroppedVoice, Segment, SegmentParams
 from ocml.pipeline.times import round_ms
 
 SCHEMA_ID = "opencast-ml/segments/v1"
@@ -100,6 +100,7 @@ class Result:
     created: str
     track: TrackIdentity = TrackIdentity()
     energy: np.ndarray | None = field(default=None, compare=False)
+    dropped_voice: DroppedVoice = DroppedVoice()
 
     @property
     def speech_seconds(self) -> float:
@@ -141,6 +142,10 @@ class Result:
                 "speech_ratio": round(min(speech / duration, 1.0), 4) if duration > 0 else 0.0,
                 "segments": len(self.segments),
                 "no_speech": not self.segments,
+                "dropped_voice": {
+                    "stretches": self.dropped_voice.stretches,
+                    "seconds": round_ms(self.dropped_voice.seconds),
+                },
             },
             "timing": {
                 "processing_seconds": round_ms(self.processing_seconds),
@@ -179,6 +184,7 @@ class Result:
             probabilities=None,
             processing_seconds=float(d["timing"]["processing_seconds"]),
             created=d["created"],
+            dropped_voice=DroppedVoice(**d["summary"].get("dropped_voice", {})),
         )
 
 

@@ -107,7 +107,9 @@ def segment_file(
         sha256 = recording.sha256()
     probabilities = probs.values()
     energies = None if energy is None else energy.values()
-    segments = Binarize(params)(probabilities, duration=duration, grid=cfg.grid, energy=energies)
+    binarized = Binarize(params).binarize(
+        probabilities, duration=duration, grid=cfg.grid, energy=energies
+    )
     if progress is not None:
         progress(duration, duration)
     return Result(
@@ -126,11 +128,12 @@ def segment_file(
             sha256=model.sha256,
         ),
         params=params,
-        segments=segments,
+        segments=binarized.segments,
         probabilities=probabilities,
         processing_seconds=time.perf_counter() - started,
         created=utc_now(),
         energy=energies,
+        dropped_voice=binarized.dropped_voice,
     )
 
 

@@ -5,6 +5,8 @@ The recording is never held whole: ``AudioSource`` keeps a few fixed-size blocks
 ahead), and ``MixerFeed`` keeps
 one chunk playing and one queued on a mixer channel. ``AudioClock`` turns "which chunk is
 playing" into a sample position, so the cursor follows the samples the mixer consumed.
+``SilentFeed`` stands in for ``MixerFeed`` where there is no sound device: the same clock, run
+by the wall clock alone.
 """
 
 from __future__ import annotations
@@ -224,3 +226,42 @@ class MixerFeed:
     def position(self) -> float:
         """Playback position in seconds."""
         return self.audio_clock.position(self.now()) / self.source.sample_rate
+
+
+class SilentFeed:
+    """Plays nothing but keeps time as ``MixerFeed`` does: where no sound device opens, the cursor
+    still moves at real speed from where playback started to ``duration`` seconds."""
+
+    def __init__(
+        self,
+        duration: float,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.end = int(round(duration * sample_rate))
+        self.now = clock or time.perf_counter
+        self.audio_clock = AudioClock(sample_rate)
+        self.playing = False
+
+    def play(self, seconds: float) -> None:
+        """Start "playing" at ``seconds``."""
+        start = min(max(int(round(seconds * self.sample_rate)), 0), self.end)
+        self.audio_clock.begin(start, self.end - start, self.now())
+        self.playing = start < self.end
+
+    def stop(self) -> None:
+        """Stop; the position stays where it was."""
+        if self.playing:
+            self.audio_clock.begin(self.audio_clock.position(self.now()), 0, self.now())
+        self.playing = False
+
+    def update(self) -> None:
+        """Stop at the end of the recording."""
+        if self.playing and self.audio_clock.position(self.now()) >= self.end:
+            self.stop()
+
+    def position(self) -> float:
+        """Playback position in seconds."""
+        return self.audio_clock.position(self.now()) / self.sample_rate

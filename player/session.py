@@ -1,6 +1,7 @@
 """What one player session shows: the media, its speech segments and the per-frame probabilities.
 
-Built from a result JSON (checked before any window opens) or by running the pipeline.
+Built from a result JSON (checked before any window opens, including that it is a result of this
+very recording) or by running the pipeline.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ocml.pipeline.errors import InputMissing, InputUnreadable
+from ocml.pipeline.errors import InputMissing, InputUnreadable, OcmlError, excerpt
 from ocml.pipeline.result import InvalidResult, Result
 from ocml.player.labels import Labels
 from ocml.player.timeline import pipeline_grid
 
 FRAME_SLACK = 0.05  # seconds of difference allowed between probabilities and duration
+
+
+class ResultMismatch(OcmlError):
+    """A result file belongs to another recording (its input's sha256 is not the media's)."""
+
+    code = "result_mismatch"
 
 
 @dataclass
@@ -30,6 +37,9 @@ class Session:
     probabilities: np.ndarray | None
     threshold: float
     model_name: str
+    writable: bool = True
+    """False when the result belongs to another recording (shown with ``--force``): corrections
+    made on it would be labels of the wrong recording, so they are never saved."""
 
     @property
     def stem(self) -> Path:
@@ -82,22 +92,57 @@ def probabilities_next_to(result_path: Path) -> Path:
     return result_path.with_name(result_path.name.removesuffix(".json") + ".probs.npy")
 
 
-def from_result(media: Path, result_path: Path, *, probabilities: Path | None = None) -> Session:
-    """A session from a result file; probabilities from ``probabilities`` or beside the result."""
+def from_result(
+    media: Path,
+    result_path: Path,
+    *,
+    probabilities: Path | None = None,
+    force: bool = False,
+) -> Session:
+    """A session from a result file; probabilities from ``probabilities`` or beside the result.
+
+    A result of another recording is refused (``ResultMismatch``); with ``force`` it is shown
+    read-only.
+    """
     result = read_result(result_path)
+    belongs = result_belongs(result, Path(media), Path(result_path), force=force)
     duration = result.input.duration
     probs_path = probabilities or probabilities_next_to(result_path)
     probs = None
     if probabilities is not None or probs_path.is_file():
         probs = read_probabilities(probs_path, duration=duration)
-    return session_of(
-        result,
-        media=media,
-        probabilities=probs,
+    return session_of(result, media=media, probabilities=probs, writable=belongs)
+
+
+def result_belongs(result: Result, media: Path, result_path: Path, *, force: bool) -> bool:
+    """Whether ``result`` is a result of ``media``: the sha256 of the file's bytes the result
+    records is the media's. If not, ``ResultMismatch`` names both files (their durations and
+    hashes), unless ``force``."""
+    from ocml.pipeline.segment import file_sha256
+
+    sha = file_sha256(media)
+    if sha == result.input.sha256:
+        return True
+    if force:
+        return False
+    from ocml.pipeline.decode import probe
+
+    try:
+        media_duration = f"{probe(media).duration:.1f} s, "
+    except OcmlError:
+        media_duration = ""
+    raise ResultMismatch(
+        f"{excerpt(str(result_path))} is a result of another recording: "
+        f"{excerpt(result.input.path)} ({result.input.duration:.1f} s, sha256 "
+        f"{result.input.sha256[:12]}…), not of {excerpt(str(media))} ({media_duration}sha256 "
+        f"{sha[:12]}…); give the recording it belongs to, or --force to show it anyway "
+        "(read-only: corrections cannot be saved against another recording)"
     )
 
 
-def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None) -> Session:
+def session_of(
+    result: Result, *, media: Path, probabilities: np.ndarray | None, writable: bool = True
+) -> Session:
     """The player's view of a ``Result``."""
     return Session(
         media=Path(media),
@@ -106,6 +151,7 @@ def session_of(result: Result, *, media: Path, probabilities: np.ndarray | None)
         probabilities=probabilities,
         threshold=result.params.threshold,
         model_name=f"{result.model.name} {result.model.version}",
+        writable=writable,
     )
 
 

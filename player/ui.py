@@ -7,6 +7,10 @@ events, and ``screenshot`` renders one frame headless (SDL dummy drivers) for re
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ import pygame
 
 from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.features import FeatureConfig, logmel
-from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed
+from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed, SilentFeed
 from ocml.player.labels import save_labels
 from ocml.player.session import Session
 from ocml.player.state import PlayerState, action_for, format_time
@@ -36,6 +40,8 @@ HELP = (
 )
 DRAG_PIXELS = 6
 FPS = 30
+HEADLESS_DRIVERS = ("offscreen", "dummy")
+"""SDL video drivers that show nothing: used by choice (``SDL_VIDEODRIVER``) or not at all."""
 
 
 def headless() -> None:
@@ -45,11 +51,21 @@ def headless() -> None:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 
+class NoDisplay(OcmlError):
+    """There is no display to open the player window on."""
+
+    code = "no_display"
+
+
 class PlayerUI:
     """Draws one session's ``PlayerState`` onto a surface and applies pygame events to it."""
 
     def __init__(
-        self, session: Session, *, source: AudioSource | None = None, feed: MixerFeed | None = None
+        self,
+        session: Session,
+        *,
+        source: AudioSource | None = None,
+        feed: MixerFeed | SilentFeed | None = None,
     ) -> None:
         self.session = session
         self.state = PlayerState(
@@ -87,6 +103,8 @@ class PlayerUI:
     def _draw_header(self, surface: pygame.Surface, r: Rect) -> None:
         n = len(self.state.labels.intervals())
         dirty = "   (unsaved changes)" if self.state.labels.dirty else ""
+        if not self.session.writable:
+            dirty += "   (result of another recording: read-only)"
         line = (
             f"{self.session.media.name}   model {self.session.model_name}   "
             f"{n} speech segments   {format_time(self.session.duration)}{dirty}"
@@ -108,7 +126,8 @@ class PlayerUI:
         x = self._text(surface, sure, size, TEXT, (x + size * 3 // 4, r.y))
         self._text(
             surface,
-            "PLAYING" if self.state.playing else "PAUSED",
+            ("PLAYING" if self.state.playing else "PAUSED")
+            + (" (no sound device)" if isinstance(self.feed, SilentFeed) else ""),
             26,
             DIM,
             (x + 30, r.y + size // 3),
@@ -313,6 +332,11 @@ class PlayerUI:
     def save(self) -> bool:
         """Write the corrected labels beside the recording, where training looks for them; a
         failure is shown in the status line and the edits are kept."""
+        if not self.session.writable:
+            self.state.message = (
+                "cannot save: this result belongs to another recording (shown with --force)"
+            )
+            return False
         try:
             self.saved = save_labels(self.state.labels, self.session.stem)
         except (OcmlError, OSError) as exc:
@@ -339,12 +363,83 @@ class PlayerUI:
             self.state.playing = False
 
 
-def start_audio(session: Session) -> tuple[AudioSource, MixerFeed]:
-    """Open the mixer mono 16-bit at 16 kHz and a streaming feed for the session's media."""
-    pygame.mixer.pre_init(frequency=SAMPLE_RATE, size=-16, channels=1, buffer=1024)
-    pygame.mixer.init()
+def start_audio(
+    session: Session, *, no_sound: Callable[[str], None] | None = None
+) -> tuple[AudioSource, MixerFeed | SilentFeed]:
+    """A streaming feed of the session's media on the mixer (mono 16-bit at 16 kHz); where no
+    sound device opens, a ``SilentFeed`` that keeps time instead, and ``no_sound`` is told why."""
     source = AudioSource.for_file(str(session.media))
-    return source, MixerFeed(source)
+    problem = open_mixer()
+    if problem is None:
+        return source, MixerFeed(source)
+    if no_sound is not None:
+        no_sound(problem)
+    return source, SilentFeed(session.duration)
+
+
+def open_mixer() -> str | None:
+    """Open ``pygame.mixer`` mono 16-bit at 16 kHz; SDL's reason when no sound device opens.
+
+    libasound prints lines of its own while SDL probes for a device; they are passed on only if
+    the mixer opened (else SDL's reason says what failed).
+    """
+    pygame.mixer.pre_init(frequency=SAMPLE_RATE, size=-16, channels=1, buffer=1024)
+    with held_stderr() as printed:
+        try:
+            pygame.mixer.init()
+            problem = None
+        except pygame.error as exc:
+            problem = str(exc) or "SDL opened no audio device"
+    if problem is None:
+        os.write(2, printed[0])
+    return problem
+
+
+def open_window(size: tuple[int, int]) -> pygame.Surface:
+    """The player's window; ``NoDisplay`` when there is no display to open it on.
+
+    Without ``SDL_VIDEODRIVER``, SDL falls back to its invisible ``offscreen`` driver where no
+    display answers, so that is refused too: a player nobody can see would wait for ever. What
+    the display libraries print while SDL probes them is passed on only if a window opens.
+    """
+    shown = ", ".join(
+        f"{name}={os.environ[name]!r}" if os.environ.get(name) else f"{name} not set"
+        for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    )
+    advice = "run it on a desktop or over ssh -X, or draw one frame with --screenshot"
+    with held_stderr() as printed:
+        try:
+            pygame.display.init()
+        except pygame.error as exc:
+            problem: str | None = f"{exc}; {shown}"
+        else:
+            invisible = pygame.display.get_driver() in HEADLESS_DRIVERS
+            problem = shown if invisible and not os.environ.get("SDL_VIDEODRIVER") else None
+    if problem is not None:
+        raise NoDisplay(f"no display to open the player window on ({problem}): {advice}")
+    os.write(2, printed[0])
+    try:
+        return pygame.display.set_mode(size, pygame.RESIZABLE)
+    except pygame.error as exc:
+        raise NoDisplay(f"cannot open the player window: {exc} ({shown}): {advice}") from None
+
+
+@contextmanager
+def held_stderr() -> Iterator[list[bytes]]:
+    """File descriptor 2 into a temporary file for the block; what reached it is in the list
+    afterwards. SDL's drivers (libasound, libwayland) print there, not to ``sys.stderr``."""
+    sys.stderr.flush()
+    printed: list[bytes] = []
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            printed.append(held.read())
 
 
 def run(
@@ -353,13 +448,16 @@ def run(
     size: tuple[int, int] = (1280, 720),
     at: float = 0.0,
     max_frames: int | None = None,
+    no_sound: Callable[[str], None] | None = None,
 ) -> PlayerUI:
-    """Open the window at ``at`` seconds and run until the user quits (or ``max_frames`` frames)."""
-    pygame.display.init()
-    pygame.font.init()
+    """Open the window at ``at`` seconds and run until the user quits (or ``max_frames`` frames).
+
+    ``no_sound`` is told, once, why no sound device opened; playback then keeps time silently.
+    """
     try:
-        source, feed = start_audio(session)
-        pygame.display.set_mode(size, pygame.RESIZABLE)
+        open_window(size)
+        pygame.font.init()
+        source, feed = start_audio(session, no_sound=no_sound)
         pygame.display.set_caption(f"ocml play — {session.media.name}")
         ui = PlayerUI(session, source=source, feed=feed)
         ui.state.seek(at)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ocml.pipeline.postprocess import PRESETS, Segment, SegmentParams
 from ocml.pipeline.result import InputInfo, ModelInfo, Result
+from ocml.pipeline.segment import file_sha256
 
 PROBABILITIES = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
 
@@ -51,9 +52,11 @@ def write_result(
     media: Path | None = None,
     sample_rate: int = 16000,
 ) -> Path:
-    """A result JSON at ``path`` for ``media`` (default: ``path`` itself) with confidence 0.9."""
+    """A result JSON at ``path`` for ``media`` (default: ``path`` itself) with confidence 0.9;
+    its input's sha256 is ``media``'s, as `ocml segment` writes it."""
+    sha = file_sha256(media) if media is not None else "0" * 64
     result = Result(
-        input=InputInfo(str(media or path), duration, sample_rate, 1, "0" * 64, False),
+        input=InputInfo(str(media or path), duration, sample_rate, 1, sha, False),
         model=ModelInfo("tiny", "1.0.0", "conv", "0" * 64),
         params=SegmentParams(),
         segments=[Segment(s, e, 0.9) for s, e in segments],

@@ -178,6 +178,29 @@ def test_submit_refuses_a_file_name_that_is_not_utf8_in_one_line(volatile, folde
     assert "is not valid UTF-8 (byte b'\\xff' at character" in line
 
 
+def test_submit_outside_the_roots_names_the_setting_to_change(volatile, folders, tmp_path):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = recording(elsewhere / "talk.wav", 2.0)
+
+    refused = ocml("submit", str(path), config=config)
+    wrong_output = ocml(
+        "submit", str(recording(media / "talk.wav", 2.0)), "-o", str(elsewhere), config=config
+    )
+
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith(f"ocml: failed: path_outside_roots: input {path} lies outside")
+    assert f"media_roots = {media};" in line and "OCML_MEDIA_ROOTS=DIR:DIR" in line
+    (line,) = wrong_output.stderr.splitlines()
+    assert f"output_dir {elsewhere} lies outside the allowed directories, output_root" in line
+    assert "OCML_OUTPUT_ROOT=DIR" in line
+
+
 def test_a_watched_file_gets_its_results_folder_from_its_path_below_the_inbox(tmp_path):
     inbox = tmp_path / "inbox"
     files = [inbox / "a" / "presenter.mp4", inbox / "b" / "presenter.mp4", inbox / "talk.wav"]

@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 from ocml.cli.player import play  # noqa: E402
 from ocml.pipeline.decode import stream  # noqa: E402
 from ocml.player import ui  # noqa: E402
-from ocml.player.audio import AudioClock, AudioSource, fixed_blocks  # noqa: E402
+from ocml.player.audio import AudioClock, AudioSource, SilentFeed, fixed_blocks  # noqa: E402
 from ocml.player.session import from_result  # noqa: E402
 from ocml.player.timeline import Axis, Layout  # noqa: E402
 from tests.media import speechlike, write_wav  # noqa: E402
@@ -309,3 +309,19 @@ def test_audio_clock_follows_chunks() -> None:
     assert clock.position(11.0) == 5250  # never past the chunk the mixer holds
     clock.next_chunk(250)
     assert clock.position(10.3) == 5300  # the second chunk began where the first ended, at 10.25
+
+
+def test_silent_feed_keeps_time_from_where_it_starts_to_the_end() -> None:
+    now = [100.0]
+    feed = SilentFeed(60.0, clock=lambda: now[0])
+    feed.play(58.0)
+    now[0] += 1.5
+    feed.update()
+    assert feed.playing and feed.position() == 59.5
+    feed.stop()
+    now[0] += 5.0
+    assert not feed.playing and feed.position() == 59.5
+    feed.play(59.5)
+    now[0] += 3.0
+    feed.update()
+    assert not feed.playing and feed.position() == 60.0

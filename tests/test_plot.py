@@ -23,7 +23,7 @@ def recording(
     folder: Path, duration: float, speech: list[tuple[float, float]]
 ) -> tuple[Path, Path]:
     media = write_wav(folder / "talk.wav", speechlike(SR, duration, speech), SR)
-    result = write_result(folder / "talk.json", speech, duration=duration)
+    result = write_result(folder / "talk.json", speech, duration=duration, media=media)
     probs = np.full(int(duration * 100), 0.1, np.float16)
     for start, end in speech:
         probs[int(start * 100) : int(end * 100)] = 0.9
@@ -115,3 +115,17 @@ def test_bad_reference_is_a_clear_error(tmp_path) -> None:
         and "must be a list of [start, end] pairs" in run.output
     )
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_result_of_another_recording_is_drawn_only_with_force(tmp_path) -> None:
+    media, _ = recording(tmp_path, 30.0, [(3.0, 12.0)])
+    other = write_wav(tmp_path / "other.wav", speechlike(SR, 45.0, [(5.0, 40.0)], seed=4), SR)
+    result = write_result(tmp_path / "other.json", [(5.0, 40.0)], duration=45.0, media=other)
+    out = tmp_path / "plot.png"
+    run = CliRunner().invoke(plot, [str(media), "-r", str(result), "-o", str(out)])
+    assert run.exit_code == 2 and not out.exists()
+    assert "is a result of another recording" in run.output and "other.json" in run.output
+    assert "other.wav (45.0 s" in run.output and "talk.wav (30.0 s" in run.output
+    run = CliRunner().invoke(plot, [str(media), "-r", str(result), "-o", str(out), "--force"])
+    assert run.exit_code == 0, run.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

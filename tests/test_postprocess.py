@@ -9,7 +9,14 @@ import pytest
 
 from ocml.pipeline.errors import ParamsError
 from ocml.pipeline.features import FeatureConfig, FrameGrid
-from ocml.pipeline.postprocess import PRESETS, Binarize, Segment, SegmentParams, preset
+from ocml.pipeline.postprocess import (
+    PRESETS,
+    Binarize,
+    DroppedVoice,
+    Segment,
+    SegmentParams,
+    preset,
+)
 
 
 def spans(*pairs: tuple[int, int]) -> np.ndarray:
@@ -342,6 +349,8 @@ def test_opencast_drops_a_voice_stretch_shorter_than_60_s():
     # 30 s of speech in 10 s pieces with 5 s pauses form one 40 s stretch, between 15 s silences
     probs = track((15, 0.0), (10, 0.9), (5, 0.1), (10, 0.9), (5, 0.1), (10, 0.9), (15, 0.0))
     assert opencast(probs, duration=70.0) == []
+    made = Binarize(preset("opencast")).binarize(probs, duration=70.0)
+    assert made.segments == [] and made.dropped_voice == DroppedVoice(1, 40.0)
 
 
 def test_opencast_cuts_silences_of_10_s_and_keeps_2_s_before_speech():
@@ -362,7 +371,9 @@ def test_opencast_cuts_silences_of_10_s_and_keeps_2_s_before_speech():
         (61, 0.9),
         (15, 0.0),
     )
-    segments = opencast(probs, duration=len(probs) / 100)
+    made = Binarize(preset("opencast")).binarize(probs, duration=len(probs) / 100)
+    segments = made.segments
+    assert made.dropped_voice == DroppedVoice(0, 0.0)
     # speech frames [1500, 11000) and [12200, 26200): the 5 s and 9 s pauses are bridged, the
     # 12 s silence is cut; 2 s are kept before speech and nothing after it
     assert [(round(s.start * 1000), round(s.end * 1000)) for s in segments] == [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
 from ocml.pipeline.errors import NoSpeech, ParamsError
-from ocml.pipeline.postprocess import PRESETS, Binarize, preset
+from ocml.pipeline.postprocess import PRESETS, Binarize, DroppedVoice, preset
 from ocml.pipeline.result import (
     InvalidResult,
     Result,
@@ -59,6 +60,7 @@ def test_to_dict_is_the_design_form():
         "speech_ratio": 0.4875,
         "segments": 2,
         "no_speech": False,
+        "dropped_voice": {"stretches": 0, "seconds": 0.0},
     }
     assert d["timing"] == {"processing_seconds": 2.5, "realtime_factor": 0.25}
     assert d["created"] == "2026-11-25T12:00:00Z"
@@ -92,6 +94,7 @@ def test_empty_result_and_zero_duration_are_valid():
         "speech_ratio": 0.0,
         "segments": 0,
         "no_speech": True,
+        "dropped_voice": {"stretches": 0, "seconds": 0.0},
     }
     assert d["timing"]["realtime_factor"] == 0.0
     validate(d)
@@ -194,9 +197,20 @@ def test_from_dict_validates_first():
 def test_a_result_written_before_no_speech_and_trim_existed_still_reads():
     d = make_result().to_dict()
     del d["summary"]["no_speech"], d["params"]["trim_min_speech"], d["params"]["trim_window"]
+    del d["summary"]["dropped_voice"]
     back = Result.from_dict(d)
     assert back.params == PRESETS["default"]
     assert back.to_dict()["summary"]["no_speech"] is False
+    assert back.dropped_voice == DroppedVoice(0, 0.0)
+
+
+def test_dropped_voice_is_written_and_read_back():
+    result = replace(make_result(segments=[]), dropped_voice=DroppedVoice(2, 41.25))
+    d = result.to_dict()
+    assert d["summary"]["dropped_voice"] == {"stretches": 2, "seconds": 41.25}
+    assert Result.from_dict(d).dropped_voice == DroppedVoice(2, 41.25)
+    with pytest.raises(InvalidResult, match=r"dropped_voice.*stretches"):
+        Result.from_dict(broken(lambda d: d["summary"]["dropped_voice"].pop("stretches")))
 
 
 def test_require_speech_fails_only_a_result_without_speech_when_asked():

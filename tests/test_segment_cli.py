@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.result import validate
+from ocml.pipeline.writers import FORMATS
 from tests.media import encode, speechlike, write_video_without_audio, write_wav
 
 OCML = str(Path(sys.executable).with_name("ocml"))
@@ -230,6 +232,32 @@ def test_opencast_preset_and_overrides_reach_the_result(
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(0.0, 9.0)]
 
 
+def test_opencast_preset_on_a_short_clip_says_why_nothing_is_left(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # two stretches of voice 18 s apart in a 45 s clip: each far under Opencast's 60 s minimum
+    clip = write_wav(
+        tmp_path / "clip.wav", speechlike(16000, 45.0, [(2.0, 12.0), (30.0, 40.0)], seed=7), 16000
+    )
+    proc = run_ocml("segment", clip, "--model", tiny_model_dir, "--preset", "opencast", "-q")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(clip.with_suffix(".json").read_text())
+    validate(result)
+    dropped = result["summary"]["dropped_voice"]
+    assert result["segments"] == [] and dropped["stretches"] == 2
+    assert 20.0 <= dropped["seconds"] <= 30.0  # 0–12 s (the start is bridged) and 30–45 s
+    assert (
+        f"0 speech segments (voice under min_voice 60 s dropped: 2 stretches, "
+        f"{dropped['seconds']:.1f} s)" in proc.stdout
+    )
+    kept = run_ocml("segment", clip, "--model", tiny_model_dir, "-q")
+    assert "dropped" not in kept.stdout
+    assert json.loads(clip.with_suffix(".json").read_text())["summary"]["dropped_voice"] == {
+        "stretches": 0,
+        "seconds": 0.0,
+    }
+
+
 def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
     source = good_recording(tmp_path / "lecture.wav")
     preset = run_ocml("segment", source, "--model", tiny_model_dir, "--preset", "loud")
@@ -237,6 +265,25 @@ def test_unknown_preset_and_format_are_refused(tmp_path: Path, tiny_model_dir: P
     assert preset.returncode != 0 and "loud" in preset.stderr
     assert fmt.returncode == 2 and "pdf" in fmt.stderr
     assert not source.with_suffix(".json").exists()
+
+
+def test_probabilities_is_a_format_as_in_submit_and_watch(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    source = good_recording(tmp_path / "lecture.wav")
+    proc = run_ocml(
+        "segment", source, "--model", tiny_model_dir, "--format", "json,probabilities", "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    probs = np.load(source.with_suffix(".probs.npy"))
+    assert probs.dtype == np.float16 and abs(len(probs) - 898) <= 2
+    assert str(source.with_suffix(".probs.npy")) in proc.stdout
+    assert not source.with_suffix(".smil").exists()
+    listed = set()
+    for command in ("segment", "submit", "watch"):
+        shown = " ".join(run_ocml(command, "--help").stdout.split())
+        listed.add(re.search(r"Comma-separated outputs: ([a-z, ]+) \(", shown).group(1))
+    assert listed == {", ".join(FORMATS)}, listed
 
 
 def test_settings_file_sets_defaults_and_options_override_it(

@@ -175,6 +175,22 @@ def test_every_kind_of_bad_job_fails_at_once_with_its_code(fleet, tmp_path):
     assert not (outside / "r").exists()
 
 
+def test_a_failed_job_is_logged_once_at_warning_with_its_code(fleet):
+    app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
+    path = media / "not-audio.wav"
+    path.write_bytes(b"RIFF but no wave data" * 20)
+    job_id = client.submit(app, settings, client.build_job(path))
+
+    (status,) = client.wait(app, [job_id], timeout=60)
+
+    assert status["state"] == "FAILURE" and status["error"]["error"] == "input_unreadable"
+    logs = "".join(worker.log.read_text() for worker in fleet["workers"])
+    lines = [line for line in logs.splitlines() if job_id in line]
+    failed = [line for line in lines if f"job {job_id} failed: input_unreadable: " in line]
+    assert len(failed) == 1 and "WARNING/" in failed[0] and str(path) in failed[0], lines
+    assert not [line for line in lines if "raised expected" in line], lines
+
+
 def test_a_job_that_kills_its_process_every_time_fails_after_max_deliveries(fleet):
     app, settings, media = fleet["app"], fleet["settings"], fleet["media"]
     path = recording(media / f"{CRASH_MARKER}-lecture.wav", 2.0)

@@ -116,7 +116,11 @@ def test_render_json_matches_the_expected_text():
     "speech_seconds": 4.875,
     "speech_ratio": 0.4875,
     "segments": 2,
-    "no_speech": false
+    "no_speech": false,
+    "dropped_voice": {
+      "stretches": 0,
+      "seconds": 0.0
+    }
   },
   "timing": {
     "processing_seconds": 2.5,
@@ -262,6 +266,7 @@ def test_no_speech_keeps_everything_in_every_format():
         "speech_ratio": 0.0,
         "segments": 0,
         "no_speech": True,
+        "dropped_voice": {"stretches": 0, "seconds": 0.0},
     }
     assert render_audacity(result) == b"" and render_rttm(result) == b""
 

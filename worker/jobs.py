@@ -168,13 +168,17 @@ def parse_job(
     if "input" not in data:
         raise JobInvalid("bad_job", "the job has no 'input' path")
     model = _model(data.get("model"), settings, served)
-    source = resolve_inside(_string(data, "input"), settings.media_roots, "input")
+    source = resolve_inside(
+        _string(data, "input"), settings.media_roots, "input", setting="media_roots"
+    )
     _check_input_file(source)
     if data.get("output_dir") is None:
         target_text = str(default_output_dir(source, settings))
     else:
         target_text = _string(data, "output_dir")
-    target = resolve_inside(target_text, (settings.output_root,), "output_dir")
+    target = resolve_inside(
+        target_text, (settings.output_root,), "output_dir", setting="output_root"
+    )
     formats = _formats(data.get("formats", list(settings.formats)), formats_known)
     try:
         output_paths(target, source.stem, formats)
@@ -209,8 +213,18 @@ def result_paths(job: Job, formats: Collection[str] | None = None) -> dict[str, 
     return output_paths(job.output_dir, job.input.stem, job.formats if formats is None else formats)
 
 
-def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
-    """``text`` as an absolute path with every symlink and ``..`` resolved, inside one of ``roots``."""
+ROOT_SETTINGS = {
+    "media_roots": "add its folder to the media_roots setting (a list in the settings file, or "
+    "OCML_MEDIA_ROOTS=DIR:DIR) of the workers and of the commands that submit",
+    "output_root": "choose an output_dir below it, or change the output_root setting (the "
+    "settings file, or OCML_OUTPUT_ROOT=DIR) of the workers and of the commands that submit",
+}
+"""What a ``path_outside_roots`` failure advises, by the setting that holds the roots."""
+
+
+def resolve_inside(text: str, roots: Collection[Path], key: str, *, setting: str) -> Path:
+    """``text`` as an absolute path with every symlink and ``..`` resolved, inside one of ``roots``
+    (the value of ``setting``, which a ``path_outside_roots`` failure names)."""
     if "\x00" in text:
         raise JobInvalid("bad_job", f"{key} contains a NUL byte: {excerpt(repr(text))}")
     try:
@@ -237,7 +251,9 @@ def resolve_inside(text: str, roots: Collection[Path], key: str) -> Path:
         else f"{excerpt(text)} (resolves to {excerpt(str(resolved))})"
     )
     raise JobInvalid(
-        "path_outside_roots", f"{key} {shown} lies outside the allowed directories: {allowed}"
+        "path_outside_roots",
+        f"{key} {shown} lies outside the allowed directories, {setting} = {allowed}; "
+        f"{ROOT_SETTINGS[setting]}",
     )
 
 

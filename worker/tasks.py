@@ -13,12 +13,13 @@ ending without finishing after ``max_deliveries`` runs (counted in Redis, which 
 do; a message restored while its job runs elsewhere is not counted). A job this worker cannot
 run for a reason of its own (its input not visible here, another model) is first left to
 another worker (``worker.handoff``). The SavedModel is loaded once per worker process, after the
-fork (``worker_process_init``).
+fork (``worker_process_init``). A failed job is logged once, at WARNING, with its code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -32,7 +33,7 @@ import redis
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from celery.utils.log import get_logger
 from celery.worker.request import Request
 
@@ -78,6 +79,32 @@ def process_model() -> Any:
         runtime = choose_runtime(settings.runtime, read_metadata(path), math.inf)
         _process["model"] = load_model(path, runtime=runtime)
     return _process["model"]
+
+
+EXPECTED = "raised expected"
+"""How Celery describes a task's expected exception (its ``throws``) when it logs it at INFO."""
+
+
+@worker_init.connect
+def quiet_expected_failures(**_: Any) -> None:
+    """Celery logs every ``JobFailed`` at INFO as "raised expected" (``celery.app.trace``'s
+    policy for ``throws``, with no setting to change it); ``_run`` logs each failed job at WARNING
+    with its code instead, so that line is dropped. Installed before the pool forks, so every
+    pool process has it."""
+    trace = logging.getLogger("celery.app.trace")
+    if quiet_expected not in trace.filters:
+        trace.addFilter(quiet_expected)
+
+
+def quiet_expected(record: logging.LogRecord) -> bool:
+    """False for Celery's "raised expected" record of this module's task: a failed job, which
+    ``_run`` logs itself."""
+    data = getattr(record, "data", None)
+    return not (
+        isinstance(data, dict)
+        and data.get("description") == EXPECTED
+        and data.get("name") == TASK_NAME
+    )
 
 
 class JobRequest(Request):
@@ -196,6 +223,9 @@ def _run(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]
         failure = {"state": "FAILURE", "error": error}
         _redis(lambda: runs.finish(client, job_id, failure, expires=expires), job_id)
         end("failed")
+        log.warning(
+            "job %s failed: %s: %s", job_id, error.get("error"), " ".join(error["message"].split())
+        )
         raise JobFailed(error) from None
     except Retry:
         end("retry")
