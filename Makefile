@@ -5,17 +5,31 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REDIS_PORT ?= 6379
 
-.PHONY: demo test lint redis xtools bench model candidate3 realset clean
+DIST   ?= dist
+EXTRAS := test,train,tensorflow,litert,player
 
+.PHONY: demo test lint wheel redis xtools bench model candidate3 realset clean
+
+# Everything, editable: the core and every extra (an Opencast host or a worker needs only the
+# core: `make wheel`, docs/opencast.md). -qq keeps pip to its errors.
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,train]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing opencast-ml[$(EXTRAS)] into $(VENV) (minutes the first time)"
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
 
 ## Segment the bundled sample recording with the shipped default model.
 demo: $(STAMP)
 	$(BIN)/ocml segment tests/data/lecture-sample.flac -o demo-output --format json,smil
+
+## A wheel of opencast-ml (the package and the shipped model) in $(DIST)/, built in a small venv of
+## its own; install it on a host without this checkout (docs/opencast.md). Extras stay optional.
+wheel:
+	@test -x build/wheel-env/bin/python || $(PYTHON) -m venv build/wheel-env
+	@rm -rf build/lib build/bdist.*
+	@build/wheel-env/bin/python -m pip wheel -qq --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/opencast_ml-*.whl
 
 ## Lint and format check (ruff, configured in pyproject.toml), then the whole test suite (starts a
 ## Redis server when none answers on $(REDIS_PORT); installs Xvfb and xdotool when missing).
@@ -44,8 +58,8 @@ xtools:
 ## Accuracy runs on ../shared/data/dev and val and rewrites benchmarks/results/accuracy.{md,json}.
 bench: $(STAMP)
 	@dpkg -s libc++1 >/dev/null 2>&1 || apt-get install -y -q libc++1 >/dev/null
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m pip install --quiet --no-deps silero-vad
+	$(BIN)/python -m pip install -qq -e '.[bench]'
+	$(BIN)/python -m pip install -qq --no-deps silero-vad
 	$(BIN)/python benchmarks/speed.py --skip-litert
 	$(BIN)/python benchmarks/accuracy.py --markdown benchmarks/results/accuracy.md \
 	  --json benchmarks/results/accuracy.json
@@ -78,4 +92,4 @@ realset: $(STAMP)
 	  $(BIN)/ocml-train synth data/realset --recipe realset --sources data/sources
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info
+	rm -rf $(VENV) demo-output build dist *.egg-info

@@ -21,6 +21,9 @@ from typing import Any, NoReturn
 
 import click
 
+from ocml.pipeline.errors import MissingExtra, excerpt
+from ocml.pipeline.extras import explain
+
 SUCCESS = 0
 FAILED = 1
 USAGE = 2
@@ -45,8 +48,6 @@ class Failure(click.ClickException):
 
 def failure_line(code: str, message: str) -> str:
     """``ocml: failed: <code>: <message>`` on one line, the message cut to ``LINE_LIMIT``."""
-    from ocml.pipeline.errors import excerpt
-
     return f"{FAILED_PREFIX} {code}: {excerpt(' '.join(str(message).split()), LINE_LIMIT)}"
 
 
@@ -66,7 +67,12 @@ def failures_on_stdout_with(flag: str) -> Callable[[click.Command], click.Comman
 
 
 class Group(click.Group):
-    """A click group whose commands exit with the statuses above, every failure on one line."""
+    """A click group whose commands exit with the statuses above, every failure on one line.
+
+    A library of an extra that is not installed ends a command with ``missing_extra`` naming the
+    extra (``extra``, when it provides the library, else the first that does)."""
+
+    extra: str | None = None
 
     def main(  # type: ignore[override]
         self,
@@ -93,6 +99,13 @@ class Group(click.Group):
             _end(exc.code, exc.format_message(), exc.exit_code, stdout=stdout)
         except click.ClickException as exc:
             _end("error", exc.format_message(), exc.exit_code, stdout=stdout)
+        except MissingExtra as exc:
+            _end(exc.code, str(exc), FAILED, stdout=stdout)
+        except ModuleNotFoundError as exc:
+            missing = explain(exc, self.extra)
+            if missing is None:
+                raise
+            _end(missing.code, str(missing), FAILED, stdout=stdout)
         except (click.Abort, KeyboardInterrupt):
             _end("interrupted", "interrupted (Ctrl-C)", INTERRUPTED, stdout=stdout)
         sys.exit(status if isinstance(status, int) else SUCCESS)

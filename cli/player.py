@@ -1,6 +1,7 @@
 """``ocml play`` and ``ocml plot``: audit a result by ear and eye, or draw it as a figure.
 
-pygame and matplotlib are imported only when a command runs, so ``ocml --help`` stays fast.
+pygame and matplotlib are imported only when a command runs, so ``ocml --help`` stays fast; they
+come with the ``player`` extra, and a command says so when it is not installed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 
 from ocml.cli import exits
 from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.extras import require
 
 MEDIA = click.Path(exists=True, dir_okay=False, path_type=Path)
 FILE = click.Path(dir_okay=False, path_type=Path)
@@ -112,6 +114,7 @@ def play(
     """
     dims = _size(size)
     try:
+        require("player", "the player", modules=["pygame"])
         session = _session(media, result, probabilities, model, force)
         if at > session.duration:
             raise click.BadParameter(
@@ -179,6 +182,7 @@ def plot(
     from ocml.player.session import from_result
 
     try:
+        require("player", "ocml plot", modules=["matplotlib"])
         session = from_result(media, result, probabilities=probabilities, force=force)
         ref = read_labels(reference).speech if reference is not None else None
         click.echo(plot_session(session, output, reference=ref))

@@ -1,6 +1,8 @@
 """`ocml-train`: build training data, train, evaluate and export speech/silence models.
 
-TensorFlow is imported only inside the commands that need it, so ``ocml-train --help`` is instant.
+TensorFlow is imported only inside the commands that need it, so ``ocml-train --help`` is instant;
+it and the other libraries of training come with the ``train`` extra (`exits.Group` names it when
+one is missing).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from ocml.cli import exits
 from ocml.cli.options import param_options, parse_assignments
 from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
 from ocml.pipeline.errors import OcmlError
+from ocml.pipeline.extras import require
 
 
 def _threads(threads: int) -> None:
-    """This process's TensorFlow threads, from the command's option, applied before any op."""
+    """This process's TensorFlow threads, from the command's option, applied before any op; the
+    one-line ``missing_extra`` failure first when the ``train`` extra is not installed."""
     from ocml.pipeline.model import configure_tensorflow, import_tensorflow
 
+    require("train", click.get_current_context().command_path)
     configure_tensorflow(threads)
     import_tensorflow()
 
@@ -41,8 +46,14 @@ LABEL_KINDS = {  # how `spectrograms` names where its labels came from
 }
 
 
+class _TrainGroup(exits.Group):
+    """`exits.Group` for ``ocml-train``, whose missing libraries are those of the ``train`` extra."""
+
+    extra = "train"
+
+
 @click.group(
-    cls=exits.Group,
+    cls=_TrainGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(

@@ -118,6 +118,12 @@ class ModelError(OcmlError):
     code = "model_error"
 
 
+class MissingExtra(OcmlError):
+    """A command needs an optional part of opencast-ml (a pip extra) that is not installed."""
+
+    code = "missing_extra"
+
+
 class ParamsError(OcmlError, ValueError):
     """A post-processing parameter or preset is unknown or out of range."""
 

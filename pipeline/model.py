@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import importlib
 import importlib.resources
 import json
 import logging
@@ -32,6 +31,7 @@ import numpy as np
 
 from ocml.pipeline.checks import check_int
 from ocml.pipeline.errors import ModelError
+from ocml.pipeline.extras import RUNTIME_EXTRAS, require
 from ocml.pipeline.features import FeatureConfig
 
 FORMAT_VERSION = 1
@@ -487,6 +487,8 @@ def _model(
             f"runtime {runtime} needs the model's {asset.kind} in assets/ ({asset.how})",
             path=str(root),
         )
+    if runtime in RUNTIME_EXTRAS:
+        require(RUNTIME_EXTRAS[runtime], f"runtime {runtime}")
     opener = {"tensorflow": _open_tensorflow, "onnx": _open_onnx, "litert": _open_litert}[runtime]
     runner: Future[Runner] = Future()
 
@@ -568,7 +570,8 @@ def _open_litert(root: Path, metadata: dict[str, Any]) -> Runner:
     The flatbuffer has batch 1 and any number of frames (a fixed batch is what lets a recurrent
     layer convert to built-in ops); each length change re-plans the interpreter (cheap).
     """
-    Interpreter = _runtime_module("ai_edge_litert.interpreter", "litert", root).Interpreter
+    from ai_edge_litert.interpreter import Interpreter
+
     file = _asset_file(root, metadata, ASSETS["litert"])
     try:
         with native_noise_filtered():  # the first allocation announces its XNNPACK delegate
@@ -603,17 +606,6 @@ class _LiteRTRunner:
         return out
 
 
-def _runtime_module(module: str, runtime: str, root: Path) -> Any:
-    """The optional ``module`` a ``runtime`` runs on; ``ModelError`` naming its package if absent."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".")[0].replace("_", "-")
-        raise ModelError(
-            f"runtime {runtime} needs the {package} package ({exc})", path=str(root)
-        ) from exc
-
-
 def _asset_file(root: Path, metadata: Mapping[str, Any], asset: Asset) -> Path:
     """The path of the ``asset`` that ``metadata`` declares; ``ModelError`` naming it if missing."""
     file = root / "assets" / metadata[asset.key]["file"]
@@ -631,7 +623,8 @@ def _open_onnx(root: Path, metadata: dict[str, Any]) -> Runner:
     arena stays on: without it the batch of 12 × 2400 frames peaked ~85 MB lower but ran ~35 %
     slower (the recurrent loop allocates at every step; docs/performance.md).
     """
-    onnxruntime = _runtime_module("onnxruntime", "onnx", root)
+    import onnxruntime
+
     file = _asset_file(root, metadata, ASSETS["onnx"])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = _threads.get("threads", 1)

@@ -1,9 +1,11 @@
 """The Opencast workflow definitions in docs/opencast/ against facts read from Opencast's source.
 
-``tests/data/opencast-operations.json`` lists, for the Opencast commit named there and in
-docs/opencast.md, every operation id and configuration key these workflows use; the checks here
-also run each ``ocml`` command line through the real ``ocml submit`` option parser and follow the
-cutting SMIL from where it is made to the editor and the non-interactive cut.
+``tests/data/opencast-operations.json`` lists, for each Opencast branch (r/13.x to r/16.x and
+develop, at the commits named there and in docs/opencast.md), the definition elements its parser
+reads, the configuration panel its admin UI shows and every operation id and configuration key
+these workflows use; the checks here hold both definitions to every branch, also run each
+``ocml`` command line through the real ``ocml submit`` option parser and follow the cutting SMIL
+from where it is made to the editor and the non-interactive cut.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "docs" / "opencast").glob("*.xml"))
 FACTS = json.loads((ROOT / "tests" / "data" / "opencast-operations.json").read_text())
 OPS = FACTS["operations"]
+BRANCHES = FACTS["branches"]
 NS = "{http://workflow.opencastproject.org}"
 VARIABLE = re.compile(r"\$\{([^}:]+)\}")
 PLACEHOLDER = re.compile(r"#\{([^{}()]+)(?:\(([^{}()]+)\))?\}")
@@ -65,36 +68,103 @@ def test_there_are_both_workflows():
     assert [p.name for p in WORKFLOWS] == ["ocml-cutmarks.xml", "ocml-smil.xml"]
 
 
-def test_opencast_version_checked_is_named_in_the_docs():
+def panel_choices(root: ET.Element, panel: str) -> dict[str, tuple[str, str, bool]]:
+    """The choices a configuration panel offers: {name: (type, label, checked by default)}."""
+    text = root.findtext(f"{NS}{panel}")
+    if panel == "configuration_panel_json":
+        return {
+            field["name"]: (field["type"], field["label"], field["value"])
+            for fieldset in json.loads(text)
+            for field in fieldset["fieldset"]
+        }
+    html = ET.fromstring(text.strip())
+    labels = {label.get("for"): label.text.strip() for label in html.iter("label")}
+    return {
+        field.get("name"): (
+            field.get("type"),
+            labels[field.get("id")],
+            field.get("checked") is not None,
+        )
+        for field in html.iter("input")
+        if "configField" in field.get("class", "").split()
+    }
+
+
+def test_every_branch_checked_is_named_in_the_docs():
     text = (ROOT / "docs" / "opencast.md").read_text()
-    assert FACTS["opencast"]["commit"][:8] in text and FACTS["opencast"]["version"] in text
+    assert set(BRANCHES) >= {"r/13.x", "r/14.x", "r/15.x", "r/16.x"}
+    for branch, facts in BRANCHES.items():
+        assert facts["commit"][:8] in text, branch
+        for path in WORKFLOWS:
+            assert branch.removeprefix("r/") in path.read_text() or branch == "develop"
+    assert BRANCHES["develop"]["version"] in text
     for path in WORKFLOWS:
-        assert FACTS["opencast"]["commit"][:8] in path.read_text()
+        assert BRANCHES["develop"]["commit"][:8] in path.read_text()
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_a_whole_definition_of_known_elements(path: Path):
     root = ET.parse(path).getroot()
+    known = set().union(*(facts["definition_elements"] for facts in BRANCHES.values()))
     assert root.tag == f"{NS}definition"
-    assert {child.tag.removeprefix(NS) for child in root} <= set(FACTS["definition_elements"])
+    assert {child.tag.removeprefix(NS) for child in root} <= known
     assert root.findtext(f"{NS}id") == path.stem
     assert root.findtext(f"{NS}title").strip()
-    json.loads(root.findtext(f"{NS}configuration_panel_json"))
 
 
+@pytest.mark.parametrize("branch", BRANCHES)
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_operation_id_and_key_exists_in_opencast(path: Path):
+def test_each_branch_shows_the_same_choices_with_the_workflow_defaults(path: Path, branch: str):
+    """The panel a branch's admin UI shows is one its parser reads, and every panel offers the
+    same choices, each unchecked unless its ``defaults`` value is true."""
+    facts = BRANCHES[branch]
+    root = ET.parse(path).getroot()
+    shown = facts["admin_ui_panel"]
+    assert shown in facts["definition_elements"]
+    choices = panel_choices(root, shown)
+    assert "straightToPublishing" in choices
+    assert choices == panel_choices(root, "configuration_panel_json")
+    assert choices == panel_choices(root, "configuration_panel")
+    given = defaults(path)
+    for name, (kind, label, checked) in choices.items():
+        assert kind == "checkbox" and label.strip()
+        assert given[name] == str(checked).lower(), name
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_operation_id_and_key_exists_in_opencast(path: Path, branch: str):
+    keys = BRANCHES[branch]["operation_keys"]
     shipped = set(FACTS["shipped_workflows"])
     for op, cfg in operations(path):
         name = op.get("id")
-        assert name in OPS, f"{path.name}: operation {name!r} is not in the list from Opencast"
+        assert name in keys, f"{path.name}: operation {name!r} is not in {branch}'s list"
         assert set(op.attrib) <= set(FACTS["operation_attributes"]), (name, op.attrib)
-        if OPS[name]["keys"] != "any":
-            unknown = set(cfg) - set(OPS[name]["keys"])
-            assert not unknown, f"{path.name}: {name} has no configuration key(s) {unknown}"
+        if keys[name] != "any":
+            unknown = set(cfg) - set(keys[name])
+            assert not unknown, (
+                f"{path.name}: {name} has no configuration key(s) {unknown} in {branch}"
+            )
         if name == "include":
             assert cfg["workflow-id"] in shipped
         assert op.get("exception-handler-workflow", "partial-error") in shipped
+
+
+def test_the_docs_say_what_each_branch_does_with_a_recording_without_speech():
+    """One row per branch in docs/opencast.md, naming the editor's skip-if-not-trimmed default
+    there; the definitions cannot set it (the editor operation is in partial-publish)."""
+    assert not [
+        op for path in WORKFLOWS for op, _ in operations(path) if op.get("id") == "editor"
+    ], "a definition with its own editor operation must set skip-if-not-trimmed where it exists"
+    assert "skip-if-not-trimmed" not in FACTS["facts"]["partial_publish_editor_keys"]
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in (ROOT / "docs" / "opencast.md").read_text().splitlines()
+        if line.startswith("| r/") or line.startswith("| develop")
+    }
+    for branch, facts in BRANCHES.items():
+        default = str(facts["editor_skip_if_not_trimmed_default"]).lower()
+        assert f"`skip-if-not-trimmed` {default}" in rows[branch], branch
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -3,7 +3,7 @@ to start instead of failing them.
 
 The check uses the settings the tasks use (``worker.app.current_settings``) and reads the model
 without TensorFlow: the model (a SavedModel with usable metadata, the pipeline's features and the
-asset its runtime needs), the preset and parameters resolved against that model's tuned values as
+asset its runtime needs, and that runtime installed), the preset and parameters resolved against that model's tuned values as
 every job's are (``jobs.resolve_job_params``), the default formats, each media root (a directory
 this worker can list) and the output root (a directory it can create files in). ``ocml worker``
 runs it before Celery starts; the ``worker_init`` receiver runs it for ``celery -A
@@ -23,7 +23,8 @@ from typing import Any, NoReturn
 from celery.signals import worker_init
 
 from ocml.config.settings import Settings
-from ocml.pipeline.errors import ModelError
+from ocml.pipeline.errors import MissingExtra, ModelError
+from ocml.pipeline.extras import RUNTIME_EXTRAS, require
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.model import (
     ASSETS,
@@ -87,6 +88,11 @@ def _model_metadata(settings: Settings) -> dict[str, Any]:
         raise SettingProblem(
             "runtime", f"{runtime} needs the model's {asset.kind} in assets/ ({asset.how}): {path}"
         )
+    if runtime in RUNTIME_EXTRAS:
+        try:
+            require(RUNTIME_EXTRAS[runtime], f"runtime {runtime}")
+        except MissingExtra as exc:
+            raise SettingProblem("runtime", str(exc)) from None
     return metadata
 
 
