@@ -56,15 +56,12 @@ def segment_file(
 
     ``fd``, where given, is the file already open (a worker opens it safely below its media root)
     and ``path`` only names it. The file is read once (`Recording`: its info, samples and sha256
-    come from the same pass). Decoding, feature extraction and inference each run in their own thread, a block or
-    two apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than
-    decoding and features sharing one thread. A model still loading in the background
-    (``load_model(..., background=True)``) delays only inference; decoding and features start at
-    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most one inference
-    batch (plus a block) ahead: enough for the next batch to be ready when the current one ends,
-    and what any recording longer than a few batches reaches. Kept at 600 s throughout, the
-    queue stayed full for most of a long recording's run while a short one never filled it, so
-    peak memory grew with the length.
+    come from the same pass). Decoding, feature extraction and inference each run in their own
+    thread, a block or two apart (numpy, PyAV and the runtimes release the GIL). A model still
+    loading in the background (``load_model(..., background=True)``) delays only inference:
+    decoding and features run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most
+    one inference batch (plus a block) ahead, so peak memory does not grow with the length
+    (docs/performance.md has the measurements behind both choices).
     Each frame's energy is kept (``Result.energy``) when ``params`` snap edges or ``keep_energy``.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
