@@ -10,7 +10,9 @@
 
 Every failure is reported as one line, ``ocml: failed: <code>: <message>``: on stdout under
 ``ocml submit --wait`` (Opencast's execute-once logs a command's output only at DEBUG, but
-shows its exit status), on stderr otherwise. ``Group`` applies this to every command it runs.
+shows its exit status), on stderr otherwise. ``Group`` applies this to every command it runs, and
+is the one place where an expected error (`expected`) becomes that line; anything else is a bug
+and keeps its traceback with the root group's ``-v``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ class Group(click.Group):
             _end(missing.code, str(missing), FAILED, stdout=stdout)
         except (click.Abort, KeyboardInterrupt):
             _end("interrupted", "interrupted (Ctrl-C)", INTERRUPTED, stdout=stdout)
+        except Exception as exc:
+            if (known := expected(exc)) is not None:
+                _end(*known, stdout=stdout)
+            if _verbose(argv, self):
+                raise
+            message = f"{type(exc).__name__}: {exc} (a bug; run again with -v for the traceback)"
+            _end("internal_error", message, FAILED, stdout=stdout)
         sys.exit(status if isinstance(status, int) else SUCCESS)
 
     def _failures_on_stdout(self, argv: list[str]) -> bool:
@@ -118,6 +127,31 @@ class Group(click.Group):
         flag = getattr(self.commands[argv[0]], STDOUT_FLAG, None)
         given = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
         return flag is not None and flag in given
+
+
+def expected(exc: BaseException) -> tuple[str, str, int] | None:
+    """``(code, message, status)`` for an error a command may meet in normal use (our errors,
+    a bad settings file, an OS error on a file), or None for a bug."""
+    from ocml.config.settings import SettingsError
+    from ocml.pipeline.errors import OcmlError
+
+    if isinstance(exc, OcmlError):
+        return exc.code, str(exc), USAGE if exc.usage else FAILED
+    if isinstance(exc, SettingsError):
+        return "bad_settings", str(exc), USAGE
+    if isinstance(exc, OSError):
+        return "os_error", str(exc), FAILED
+    return None
+
+
+def _verbose(argv: list[str], group: click.Group) -> bool:
+    """Whether ``-v``/``--verbose`` was given to ``group`` itself (before the command's name)."""
+    for arg in argv:
+        if arg in group.commands:
+            return False
+        if arg in ("-v", "--verbose"):
+            return True
+    return False
 
 
 def _end_usage(exc: click.UsageError, *, stdout: bool) -> NoReturn:

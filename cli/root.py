@@ -15,6 +15,13 @@ from ocml.cli.segment import segment
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="opencast-ml")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    help="Show the traceback of an unexpected error (a bug to report) instead of its one line.",
+)
 def main() -> None:
     """Find speech and silence in lecture recordings, for Opencast.
 

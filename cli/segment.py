@@ -21,6 +21,7 @@ from ocml.cli.options import (
     track_identity,
     track_options,
 )
+from ocml.config.settings import RUNTIMES
 from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
 from ocml.pipeline.result import TrackIdentity
 from ocml.pipeline.writers import FORMATS
@@ -46,7 +47,7 @@ from ocml.pipeline.writers import FORMATS
 )
 @click.option(
     "--runtime",
-    type=click.Choice(["auto", "onnx", "tensorflow", "litert"]),
+    type=click.Choice(RUNTIMES),
     default=None,
     help="Where the model runs (default from the settings: auto). 'onnx': ONNX Runtime, for a "
     "model with an ONNX asset (the shipped one has it): no TensorFlow, faster to start and to "

@@ -16,8 +16,7 @@ import click
 
 from ocml.cli import exits
 from ocml.cli.options import param_options, parse_assignments
-from ocml.models.recipe import ARCHITECTURES, Recipe, RecipeError, load_recipe
-from ocml.pipeline.errors import OcmlError
+from ocml.models.recipe import ARCHITECTURES, Recipe, load_recipe
 from ocml.pipeline.extras import require
 
 
@@ -29,13 +28,6 @@ def _threads(threads: int) -> None:
     require("train", click.get_current_context().command_path)
     configure_tensorflow(threads)
     import_tensorflow()
-
-
-def _fail(err: Exception) -> exits.Failure:
-    """The one failure line for ``err``: a bad recipe is a usage error (status 2), the rest 1."""
-    if isinstance(err, RecipeError):
-        return exits.Failure("bad_recipe", str(err), status=exits.USAGE)
-    return exits.Failure(getattr(err, "code", "error"), str(err))
 
 
 LABEL_KINDS = {  # how `spectrograms` names where its labels came from
@@ -57,7 +49,11 @@ class _TrainGroup(exits.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Also log every skipped source file and failed TTS call."
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also log every skipped source file and failed TTS call, and show the traceback of an "
+    "unexpected error (a bug to report).",
 )
 def main(verbose: bool) -> None:
     """Train and evaluate the models that find speech in lecture recordings.
@@ -139,7 +135,7 @@ def sources_fetch(
       ocml-train sources fetch data/sources --only librispeech --mirror /srv/git-mirror
       ocml-train sources fetch --local fsdd=/media/usb/free-spoken-digit-dataset
     """
-    from ocml.models.catalogue import CatalogueError, load_catalogue, materialise
+    from ocml.models.catalogue import load_catalogue, materialise
 
     catalogue = load_catalogue()
     local = {}
@@ -154,10 +150,7 @@ def sources_fetch(
     folder.mkdir(parents=True, exist_ok=True)
     for name in names or tuple(catalogue):
         source = catalogue[name]
-        try:
-            path = materialise(source, folder, local=local.get(name), mirror=mirror)
-        except (CatalogueError, OSError) as err:
-            raise _fail(err) from err
+        path = materialise(source, folder, local=local.get(name), mirror=mirror)
         click.echo(f"{name}: {len(source.files(path))} files in {path}")
 
 
@@ -257,20 +250,17 @@ def synth(
         "max_seconds": max_seconds,
         "tts_utterances": tts_utterances,
     }
-    try:
-        cfg = config_from_recipe(
-            load_recipe(recipe).to_dict()["synth"],
-            overrides={k: v for k, v in options.items() if v is not None},
-            weights=parse_assignments(weights, option="--weight"),
-            system_sources=not no_system_sources,
-            speech_dirs=speech_dir,
-            noise_dirs=noise_dir,
-            catalogue_root=catalogue_root,
-        )
-        with click.progressbar(length=cfg.recordings, label="mixing") as bar:
-            manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
-    except (ValueError, OcmlError, RecipeError) as err:
-        raise _fail(err) from err
+    cfg = config_from_recipe(
+        load_recipe(recipe).to_dict()["synth"],
+        overrides={k: v for k, v in options.items() if v is not None},
+        weights=parse_assignments(weights, option="--weight"),
+        system_sources=not no_system_sources,
+        speech_dirs=speech_dir,
+        noise_dirs=noise_dir,
+        catalogue_root=catalogue_root,
+    )
+    with click.progressbar(length=cfg.recordings, label="mixing") as bar:
+        manifest = write_dataset(cfg, out, progress=lambda i, n: bar.update(1))
     click.echo(
         f"{out}: {cfg.recordings} recordings, {manifest['hours']} h, "
         f"speech {manifest['speech_fraction']:.0%}; sources {json.dumps(manifest['pools'])}"
@@ -324,25 +314,22 @@ def spectrograms(
     from ocml.models.spectrograms import ShardSpec, write_shards
     from ocml.pipeline.features import FeatureConfig
 
-    try:
-        items = [
-            item
-            for folder in data
-            for item in load_dataset(
-                folder, require_labels=not unlabelled, results_as_labels=results_as_labels
-            )
-        ]
-        with click.progressbar(length=len(items), label="features") as bar:
-            index = write_shards(
-                items,
-                out,
-                FeatureConfig(),
-                ShardSpec(window=window, hop=hop, per_shard=per_shard),
-                png=png,
-                progress=lambda i, n: bar.update(1),
-            )
-    except (ValueError, OcmlError) as err:
-        raise _fail(err) from err
+    items = [
+        item
+        for folder in data
+        for item in load_dataset(
+            folder, require_labels=not unlabelled, results_as_labels=results_as_labels
+        )
+    ]
+    with click.progressbar(length=len(items), label="features") as bar:
+        index = write_shards(
+            items,
+            out,
+            FeatureConfig(),
+            ShardSpec(window=window, hop=hop, per_shard=per_shard),
+            png=png,
+            progress=lambda i, n: bar.update(1),
+        )
     kinds = ", ".join(f"{n} {LABEL_KINDS[kind]}" for kind, n in index["labels"].items())
     click.echo(
         f"{out}: {len(index['shards'])} shards, {index['hours']} h, "
@@ -464,21 +451,18 @@ def train(
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from ocml.models.train import train as run
 
-    try:
-        r = _recipe(recipe, arch, label_fraction, epochs, teacher)
-        if encoder is not None and encoder.is_dir():
-            encoder = encoder / "encoder.weights.h5"
-        run(
-            r,
-            data,
-            out,
-            resume=resume,
-            echo=click.echo,
-            encoder_weights=encoder,
-            init_from=init_from,
-        )
-    except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
-        raise _fail(err) from err
+    r = _recipe(recipe, arch, label_fraction, epochs, teacher)
+    if encoder is not None and encoder.is_dir():
+        encoder = encoder / "encoder.weights.h5"
+    run(
+        r,
+        data,
+        out,
+        resume=resume,
+        echo=click.echo,
+        encoder_weights=encoder,
+        init_from=init_from,
+    )
 
 
 @main.command()
@@ -500,16 +484,13 @@ def pretrain(recipe: str | None, data: Path, out: Path, resume: bool, threads: i
     _threads(threads)  # before TensorFlow is imported, which also keeps its start-up noise off
     from ocml.models.train import pretrain as run
 
-    try:
-        run(
-            _recipe(recipe, "autoencoder", None, None, None),
-            data,
-            out,
-            resume=resume,
-            echo=click.echo,
-        )
-    except (RecipeError, ValueError, FileNotFoundError, OcmlError) as err:
-        raise _fail(err) from err
+    run(
+        _recipe(recipe, "autoencoder", None, None, None),
+        data,
+        out,
+        resume=resume,
+        echo=click.echo,
+    )
 
 
 _data_args = click.argument(
@@ -577,18 +558,15 @@ def evaluate(
     from ocml.models import evaluate as ev
 
     _threads(threads)
-    try:
-        report = ev.evaluate_dirs(
-            model,
-            data,
-            overrides=params,
-            plots=plots,
-            tune=tune,
-            by_condition=by_condition,
-            echo=click.echo,
-        )
-    except (ValueError, OcmlError) as err:
-        raise _fail(err) from err
+    report = ev.evaluate_dirs(
+        model,
+        data,
+        overrides=params,
+        plots=plots,
+        tune=tune,
+        by_condition=by_condition,
+        echo=click.echo,
+    )
     if as_json:
         as_json.write_text(json.dumps(report, indent=1))
 
@@ -647,19 +625,16 @@ def calibrate(
     from ocml.models.calibrate import calibrate_dirs
 
     _threads(threads)
-    try:
-        report = calibrate_dirs(
-            model,
-            data,
-            out,
-            tune=not no_tune,
-            version=version,
-            onnx=onnx,
-            overwrite=overwrite,
-            echo=click.echo,
-        )
-    except (ValueError, OcmlError) as err:
-        raise _fail(err) from err
+    report = calibrate_dirs(
+        model,
+        data,
+        out,
+        tune=not no_tune,
+        version=version,
+        onnx=onnx,
+        overwrite=overwrite,
+        echo=click.echo,
+    )
     if as_json:
         as_json.write_text(json.dumps(report, indent=1))
 
@@ -721,34 +696,23 @@ def export(
           --metrics dev.json --postprocess tuned.json
     """
     _threads(1)
+    from ocml.models.evaluate import read_metrics, read_postprocess
     from ocml.models.train import export_checkpoint
 
-    try:
-        metrics = None
-        if metrics_file:
-            report = json.loads(metrics_file.read_text())
-            metrics = {
-                "data": Path(report["data"]).name,
-                "collar": report["collar"],
-                "params": report["params"],
-                **report["overall"],
-                "sets": {name: s["overall"] for name, s in report.get("sets", {}).items()},
-            }
-        pp = json.loads(pp_file.read_text()) if pp_file else None
-        path = export_checkpoint(
-            run_dir,
-            out,
-            data=data,
-            checkpoint=checkpoint,
-            metrics=metrics,
-            postprocess=pp,
-            name=name,
-            version=version,
-            onnx=onnx,
-            tflite=tflite,
-        )
-    except (ValueError, KeyError, FileNotFoundError, OcmlError) as err:
-        raise _fail(err) from err
+    metrics = read_metrics(metrics_file) if metrics_file else None
+    pp = read_postprocess(pp_file) if pp_file else None
+    path = export_checkpoint(
+        run_dir,
+        out,
+        data=data,
+        checkpoint=checkpoint,
+        metrics=metrics,
+        postprocess=pp,
+        name=name,
+        version=version,
+        onnx=onnx,
+        tflite=tflite,
+    )
     click.echo(f"exported {path}")
 
 
@@ -774,8 +738,5 @@ def add_onnx(model: Path, out: Path | None, overwrite: bool) -> None:
     _threads(1)
     from ocml.models.export import add_onnx as add
 
-    try:
-        path = add(model, out, overwrite=overwrite)
-    except (ValueError, OcmlError) as err:
-        raise _fail(err) from err
+    path = add(model, out, overwrite=overwrite)
     click.echo(f"wrote {path}")

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from ocml.models.errors import TrainingInputError
 from ocml.models.recipe import ARCHITECTURES
 from ocml.pipeline.checks import check_int
 
@@ -156,7 +157,7 @@ def _recurrent(
     x: Any, units: int, cell: str, bidirectional: bool, dropout: float, name: str
 ) -> Any:
     if cell not in ("gru", "lstm"):
-        raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        raise TrainingInputError(f"cell must be 'gru' or 'lstm', got {cell!r}")
     rnn = (layers.GRU if cell == "gru" else layers.LSTM)(
         units, return_sequences=True, dropout=dropout, name=name
     )
@@ -208,7 +209,7 @@ def build_autoencoder(
     """
     _check_window(window, even=True, multiple=2 ** len(filters))
     if n_mels % 2 ** len(filters):
-        raise ValueError(
+        raise TrainingInputError(
             f"n_mels {n_mels} must be divisible by {2 ** len(filters)} for this encoder"
         )
     inp = keras.Input((window, n_mels), name="window")
@@ -238,7 +239,7 @@ def build_autoencoder(
 
 def _check_window(window: int, *, even: bool = False, multiple: int = 1) -> None:
     if not isinstance(window, int) or window < 3 or window % multiple or (even and window % 2):
-        raise ValueError(
+        raise TrainingInputError(
             f"window must be an integer >= 3 and a multiple of {multiple}, got {window!r}"
         )
 
@@ -257,11 +258,13 @@ def build(
 ) -> Built:
     """Build ``arch`` with the recipe's ``params``; unknown architectures or keys raise ``ValueError``."""
     if arch not in BUILDERS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise TrainingInputError(
+            f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}"
+        )
     try:
         return BUILDERS[arch](n_mels, mean=mean, std=std, **dict(params or {}))
     except TypeError as err:
-        raise ValueError(f"bad model parameters for {arch}: {err}") from err
+        raise TrainingInputError(f"bad model parameters for {arch}: {err}") from err
 
 
 @keras.saving.register_keras_serializable(package="ocml")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ocml.models.errors import TrainingInputError
 from ocml.models.evaluate import Echo
 from ocml.models.scoring import COLLAR, FileRun, pool
 from ocml.pipeline.errors import ModelError, OutputError
@@ -45,11 +46,11 @@ class Calibration:
         for name in ("a", "b"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"calibration {name} must be a number, got {value!r}")
+                raise TrainingInputError(f"calibration {name} must be a number, got {value!r}")
             if not np.isfinite(value):
-                raise ValueError(f"calibration {name} must be finite, got {value!r}")
+                raise TrainingInputError(f"calibration {name} must be finite, got {value!r}")
         if self.a <= 0:
-            raise ValueError(f"calibration a must be > 0 (monotone), got {self.a!r}")
+            raise TrainingInputError(f"calibration a must be > 0 (monotone), got {self.a!r}")
 
     def apply_logits(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of ``logit(p)`` values, float32."""
@@ -97,11 +98,13 @@ def fit_calibration(
     best point with halved steps. Ties keep the point closest to the identity.
     """
     if not runs:
-        raise ValueError("no recordings to calibrate on")
+        raise TrainingInputError("no recordings to calibrate on")
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be an integer >= 0, got {refine!r}")
+        raise TrainingInputError(f"refine must be an integer >= 0, got {refine!r}")
     if not a_grid or not b_grid:
-        raise ValueError(f"a_grid and b_grid must not be empty, got {a_grid!r} and {b_grid!r}")
+        raise TrainingInputError(
+            f"a_grid and b_grid must not be empty, got {a_grid!r} and {b_grid!r}"
+        )
     params = SegmentParams() if params is None else params
     logits = [logit(r.probabilities) for r in runs]
 
@@ -180,7 +183,7 @@ def write_calibrated(
         metadata["metrics"] = dict(metrics)
     if version is not None:
         if not isinstance(version, str) or not version:
-            raise ValueError(f"version must be a non-empty string, got {version!r}")
+            raise TrainingInputError(f"version must be a non-empty string, got {version!r}")
         metadata["version"] = version
     metadata["created"] = utc_now()
     n_mels = original.features.n_mels

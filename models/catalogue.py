@@ -24,14 +24,18 @@ from typing import Any
 
 import yaml
 
+from ocml.pipeline.errors import OcmlError
+
 CATALOGUE = Path(__file__).parent / "catalogue.yaml"
 KINDS = ("speech", "noise", "nonspeech", "music")
 ORIGINS = ("debian", "pypi", "git")
 STAMP = "SOURCE.json"
 
 
-class CatalogueError(ValueError):
+class CatalogueError(OcmlError, ValueError):
     """A catalogue entry is malformed or a source cannot be materialised; names the source."""
+
+    code = "bad_source"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ import av
 import numpy as np
 import soxr
 
+from ocml.models.errors import TrainingInputError
+
 
 @dataclass(frozen=True)
 class Codec:
@@ -123,33 +125,37 @@ PARAMS: dict[str, dict[str, _Num | tuple[str, ...]]] = {
 def _validate(kind: str, params: Mapping[str, Any]) -> None:
     """Refuse an unknown step, a missing or unknown parameter or a value out of range."""
     if kind not in PARAMS:
-        raise ValueError(f"unknown channel step {kind!r}; known: {', '.join(PARAMS)}")
+        raise TrainingInputError(f"unknown channel step {kind!r}; known: {', '.join(PARAMS)}")
     spec = PARAMS[kind]
     if unknown := sorted(set(params) - set(spec)):
-        raise ValueError(f"{kind}: unknown parameter(s) {unknown}; known: {', '.join(spec)}")
+        raise TrainingInputError(
+            f"{kind}: unknown parameter(s) {unknown}; known: {', '.join(spec)}"
+        )
     if missing := sorted(set(spec) - set(params)):
-        raise ValueError(f"{kind}: missing parameter(s) {missing}")
+        raise TrainingInputError(f"{kind}: missing parameter(s) {missing}")
     for key, rule in spec.items():
         value = params[key]
         if isinstance(rule, tuple):
             if value not in rule:
-                raise ValueError(f"{kind}: {key} must be one of {list(rule)}, got {value!r}")
+                raise TrainingInputError(
+                    f"{kind}: {key} must be one of {list(rule)}, got {value!r}"
+                )
             continue
         if value is None and rule.optional:
             continue
         number = isinstance(value, int if rule.integer else int | float)
         if isinstance(value, bool) or not number or not rule.lo <= value <= rule.hi:
             kind_of = "an integer" if rule.integer else "a number"
-            raise ValueError(
+            raise TrainingInputError(
                 f"{kind}: {key} must be {kind_of} in [{rule.lo:g}, {rule.hi:g}], "
                 f"got {value!r} ({type(value).__name__})"
             )
     if kind == "band" and not params["low_hz"] < params["high_hz"]:
-        raise ValueError(
+        raise TrainingInputError(
             f"band: need low_hz < high_hz, got {params['low_hz']!r}, {params['high_hz']!r}"
         )
     if kind == "codec" and params["bitrate"] not in CODECS[params["name"]].bitrates:
-        raise ValueError(
+        raise TrainingInputError(
             f"codec {params['name']}: bitrate must be one of "
             f"{list(CODECS[params['name']].bitrates)}, got {params['bitrate']!r}"
         )
@@ -159,11 +165,11 @@ def _mono(x: np.ndarray, sr: int) -> np.ndarray:
     """``x`` as finite float32 mono samples; refuses anything else, and a bad rate."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
-        raise ValueError(f"need mono samples (a 1-D array), got shape {x.shape}")
+        raise TrainingInputError(f"need mono samples (a 1-D array), got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("samples must be finite")
+        raise TrainingInputError("samples must be finite")
     if not isinstance(sr, int | np.integer) or sr < 1000:
-        raise ValueError(f"sample rate must be an integer >= 1000, got {sr!r}")
+        raise TrainingInputError(f"sample rate must be an integer >= 1000, got {sr!r}")
     return x
 
 
@@ -508,11 +514,11 @@ class ChannelChain:
             )
             seed = description["seed"]
         except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(
+            raise TrainingInputError(
                 f"not a channel description ({type(err).__name__}: {err}): {description!r}"
             ) from err
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"channel seed must be an integer >= 0, got {seed!r}")
+            raise TrainingInputError(f"channel seed must be an integer >= 0, got {seed!r}")
         return cls(steps, seed)
 
 
@@ -620,7 +626,7 @@ def random_channel(rng: np.random.Generator, *, none_share: float = 0.35) -> Cha
     """A plausible channel: nothing ``none_share`` of the time, else 1–3 steps from distinct
     stages in a device's order: microphone/band → AGC/compressor/gate → codec → clipping."""
     if not 0 <= none_share <= 1:
-        raise ValueError(f"none_share must be in [0, 1], got {none_share!r}")
+        raise TrainingInputError(f"none_share must be in [0, 1], got {none_share!r}")
     seed = int(rng.integers(2**31))
     if rng.random() < none_share:
         return ChannelChain((), seed)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ocml.models.errors import TrainingInputError
 from ocml.models.scoring import Counts, FileRun, count_frames, pool
 
 MANIFEST_FILE = "manifest.json"
@@ -58,7 +59,7 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
         recordings = data["recordings"]
         return {r.get("audio", f"{r['name']}.flac"): r for r in recordings}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(
+        raise TrainingInputError(
             f"{path}: not a data manifest with a 'recordings' list ({type(err).__name__}: {err})"
         ) from err
 

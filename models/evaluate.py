@@ -8,6 +8,7 @@ recording condition with ``models.conditions``.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from ocml.models.conditions import by_condition as condition_table
 from ocml.models.conditions import format_conditions, load_conditions
 from ocml.models.datasets import Item, load_dataset
+from ocml.models.errors import TrainingInputError
 from ocml.models.scoring import COLLAR, Counts, FileRun, pool
 
 Echo = Callable[[str], None]
@@ -35,11 +37,11 @@ class DataSet:
 def load_data_sets(folders: Sequence[Path]) -> list[DataSet]:
     """The labelled recordings of each folder; names are the folders' names, made unique."""
     if not folders:
-        raise ValueError("no data folders given: name at least one labelled folder")
+        raise TrainingInputError("no data folders given: name at least one labelled folder")
     resolved = [Path(f).resolve() for f in folders]
     for i, path in enumerate(resolved):
         if path in resolved[:i]:
-            raise ValueError(f"data folder {str(folders[i])!r} is given twice")
+            raise TrainingInputError(f"data folder {str(folders[i])!r} is given twice")
     names: list[str] = []
     for path in resolved:
         name, n = path.name, 2
@@ -126,7 +128,9 @@ def tune_params(
     from ocml.pipeline.postprocess import SegmentParams
 
     if set(grid) != set(TUNE_GRID) or not all(grid[k] for k in TUNE_GRID):
-        raise ValueError(f"grid must give values for each of {list(TUNE_GRID)}, got {dict(grid)!r}")
+        raise TrainingInputError(
+            f"grid must give values for each of {list(TUNE_GRID)}, got {dict(grid)!r}"
+        )
 
     def scored(chosen: dict[str, float]) -> tuple[float, dict[str, float], dict[str, float]]:
         m = pool(rescore(runs, SegmentParams.from_mapping(chosen, base=base))).metrics()
@@ -282,3 +286,33 @@ def format_table(part: Mapping[str, Any]) -> str:
     if len(part["sets"]) > 1:
         rows.append(row("pool overall", part["overall"]))
     return "\n".join(rows)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The summary of an ``ocml-train evaluate --json`` report that an exported model carries:
+    data folder, collar, parameters, overall scores and each data set's overall scores."""
+    try:
+        report = json.loads(path.read_text())
+        return {
+            "data": Path(report["data"]).name,
+            "collar": report["collar"],
+            "params": report["params"],
+            **report["overall"],
+            "sets": {name: s["overall"] for name, s in report.get("sets", {}).items()},
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TrainingInputError(
+            f"{path}: not an evaluation report from `ocml-train evaluate --json` ({exc!r})"
+        ) from None
+
+
+def read_postprocess(path: Path) -> dict[str, Any]:
+    """Tuned post-processing parameters (``evaluate --tune --json``'s ``params`` or a plain
+    mapping) as JSON."""
+    try:
+        params = json.loads(path.read_text())
+    except ValueError as exc:
+        raise TrainingInputError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise TrainingInputError(f"{path}: expected a JSON object of parameters")
+    return params

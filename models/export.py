@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ocml.models.errors import TrainingInputError
 from ocml.pipeline.checks import check_int, check_text
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.features import FeatureConfig
@@ -75,7 +76,7 @@ def build_metadata(
     for key, value in (("name", name), ("version", version), ("architecture", architecture)):
         check_text(value, name=key)
     if not isinstance(features, FeatureConfig):
-        raise ValueError(f"features must be a FeatureConfig, got {features!r}")
+        raise TrainingInputError(f"features must be a FeatureConfig, got {features!r}")
     check_int(context_frames, name="context_frames", minimum=0)
     metadata = {
         "format_version": FORMAT_VERSION,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ocml.models.datasets import frame_labels
+from ocml.models.errors import TrainingInputError
 from ocml.pipeline.features import FeatureConfig
 
 POOLED_COLUMNS = 2000
@@ -116,7 +117,9 @@ def error_rows(
     """The whole file in rows of ``seconds_per_row``: speech probability against the thresholds,
     reference, decisions, false alarms and misses — for reading where a file goes wrong."""
     if not (isinstance(seconds_per_row, (int, float)) and seconds_per_row > 0):
-        raise ValueError(f"seconds_per_row must be a positive number, got {seconds_per_row!r}")
+        raise TrainingInputError(
+            f"seconds_per_row must be a positive number, got {seconds_per_row!r}"
+        )
     plt = _pyplot()
     hop = cfg.grid.hop
     n = len(run.probabilities)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ocml.pipeline.checks import check_int, check_number, check_text
-from ocml.pipeline.errors import ParamsError
+from ocml.pipeline.errors import OcmlError, ParamsError
 from ocml.pipeline.model import inference_hint_problem
 from ocml.pipeline.postprocess import SegmentParams
 
@@ -24,8 +24,11 @@ ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")
 RECIPES = Path(__file__).parent / "recipes"
 
 
-class RecipeError(ValueError):
+class RecipeError(OcmlError, ValueError):
     """A recipe key is unknown or its value unusable; the message names the file and the key."""
+
+    code = "bad_recipe"
+    usage = True
 
 
 Check = Callable[[Any, str], Any]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocml.models.errors import TrainingInputError
 from ocml.pipeline.errors import OcmlError
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def recorded_speech_files(sources: tuple[str, ...]) -> list[SpeechFile]:
     """The installed real-speech files of the named ``sources`` (see ``RECORDED_SOURCES``)."""
     unknown = sorted(set(sources) - set(RECORDED_SOURCES))
     if unknown:
-        raise ValueError(
+        raise TrainingInputError(
             f"unknown speech source(s) {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(RECORDED_SOURCES)}"
         )

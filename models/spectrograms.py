@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ocml.models.datasets import Item, check_against_audio, frame_labels
+from ocml.models.errors import TrainingInputError
 from ocml.pipeline.checks import check_int
 from ocml.pipeline.features import FeatureConfig, stream_logmel
 
@@ -126,7 +127,9 @@ def write_shards(
             progress(i + 1, len(items))
     flush()
     if not shards:
-        raise ValueError(f"no recording in the dataset is at least {spec.window} frames long")
+        raise TrainingInputError(
+            f"no recording in the dataset is at least {spec.window} frames long"
+        )
     index = {
         "features": cfg.to_dict(),
         "window": spec.window,
@@ -181,7 +184,7 @@ def read_index(folder: Path) -> dict[str, object]:
     """The shard folder's ``index.json``; ``ValueError`` naming the folder when it is missing."""
     index = folder / "index.json"
     if not index.is_file():
-        raise ValueError(
+        raise TrainingInputError(
             f"{folder}: not a spectrogram folder (no index.json); run `ocml-train spectrograms` first"
         )
     return json.loads(index.read_text())

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from ocml.models.architectures import Built, build, frame_model
+from ocml.models.errors import TrainingInputError
 from ocml.models.recipe import Recipe, RecipeError, load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
 from ocml.pipeline.features import FeatureConfig
@@ -560,7 +561,7 @@ def train(
     )
     if recipe.arch == "autoencoder":
         if encoder_weights is None:
-            raise ValueError(
+            raise TrainingInputError(
                 "the autoencoder readout needs a pre-trained encoder: run `ocml-train pretrain` "
                 "and pass --encoder MODEL_DIR"
             )

@@ -29,6 +29,8 @@ class OcmlError(Exception):
 
     code = "error"
     permanent = True
+    usage = False
+    """True for a bad option, parameter, setting or recipe: the command line exits 2, not 1."""
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.message = message
@@ -128,12 +130,14 @@ class ParamsError(OcmlError, ValueError):
     """A post-processing parameter or preset is unknown or out of range."""
 
     code = "bad_params"
+    usage = True
 
 
 class TrackError(OcmlError, ValueError):
     """A track identity for the SMIL (id, flavor, URI) is malformed."""
 
     code = "bad_track"
+    usage = True
 
 
 class TransientIOError(OcmlError):

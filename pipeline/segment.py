@@ -14,7 +14,7 @@ import numpy as np
 
 from ocml.pipeline import postprocess
 from ocml.pipeline.decode import Recording
-from ocml.pipeline.errors import InputTooShort
+from ocml.pipeline.decoder import refuse_too_short
 from ocml.pipeline.features import frame_energy_db, stream_logmel
 from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
@@ -25,7 +25,6 @@ from ocml.pipeline.result import InputInfo, ModelInfo, Result, utc_now
 Progress = Callable[[float, float], None]
 """Called as ``progress(processed_seconds, duration_seconds)`` after each inference chunk."""
 
-MIN_DURATION = 0.1
 BLOCK_SECONDS = 30.0
 FEATURE_AHEAD_SECONDS = 600.0
 """Seconds of features (~15 MB) that may wait for inference while the model is still loading:
@@ -48,22 +47,21 @@ def segment_file(
     model: Model,
     params: SegmentParams,
     *,
+    fd: int | None = None,
     progress: Progress | None = None,
     block_seconds: float = BLOCK_SECONDS,
     keep_energy: bool = False,
 ) -> Result:
     """Segment one media file with ``model`` in memory that does not grow with its length.
 
-    The file is opened and read once (`Recording`: its info, samples and sha256 come from the same
-    pass). Decoding, feature extraction and inference each run in their own thread, a block or
-    two apart (numpy, PyAV and TensorFlow release the GIL): 20–30 % faster on two cores than
-    decoding and features sharing one thread. A model still loading in the background
-    (``load_model(..., background=True)``) delays only inference; decoding and features start at
-    once and run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most one inference
-    batch (plus a block) ahead: enough for the next batch to be ready when the current one ends,
-    and what any recording longer than a few batches reaches. Kept at 600 s throughout, the
-    queue stayed full for most of a long recording's run while a short one never filled it, so
-    peak memory grew with the length.
+    ``fd``, where given, is the file already open (a worker opens it safely below its media root)
+    and ``path`` only names it. The file is read once (`Recording`: its info, samples and sha256
+    come from the same pass). Decoding, feature extraction and inference each run in their own
+    thread, a block or two apart (numpy, PyAV and the runtimes release the GIL). A model still
+    loading in the background (``load_model(..., background=True)``) delays only inference:
+    decoding and features run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most
+    one inference batch (plus a block) ahead, so peak memory does not grow with the length
+    (docs/performance.md has the measurements behind both choices).
     Each frame's energy is kept (``Result.energy``) when ``params`` snap edges or ``keep_energy``.
     Raises the ``InputError`` subclasses of ``pipeline.errors`` for media that cannot be used.
     """
@@ -75,7 +73,7 @@ def segment_file(
     one_batch = max(2, math.ceil(inference.batch_size * inference.chunk_frames / block_frames) + 1)
     ahead = max(one_batch, math.ceil(FEATURE_AHEAD_SECONDS / block_seconds))
     with contextlib.ExitStack() as stack:
-        recording = stack.enter_context(Recording(path))
+        recording = stack.enter_context(Recording.open(path) if fd is None else Recording(fd, path))
         info = recording.info
         blocks = recording.blocks(sample_rate=cfg.sample_rate, block_seconds=block_seconds)
         hop = cfg.grid.hop
@@ -99,11 +97,7 @@ def segment_file(
             if progress is not None:
                 progress(len(probs) * hop, info.duration)
         duration = recording.samples / cfg.sample_rate
-        if duration < MIN_DURATION:
-            raise InputTooShort(
-                f"too short: {duration:.3f} s of audio, at least {MIN_DURATION} s needed",
-                path=path,
-            )
+        refuse_too_short(path, duration)
         sha256 = recording.sha256()
     probabilities = probs.values()
     energies = None if energy is None else energy.values()

@@ -56,6 +56,7 @@ from ocml.pipeline.errors import (
     excerpt,
 )
 from ocml.pipeline.labels import render_audacity_labels
+from ocml.pipeline.oserrors import TRANSIENT_ERRNOS
 from ocml.pipeline.result import Result, validate
 from ocml.pipeline.times import floor_ms, to_ms
 
@@ -70,7 +71,6 @@ SUFFIXES: dict[str, str] = {
     "rttm": ".rttm",
     "probabilities": ".probs.npy",
 }
-_TRANSIENT_ERRNOS = {errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR}
 TEMP_PREFIX = ".ocml-"
 """Every temporary file and staging directory starts with this (and is hidden)."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -78,7 +78,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def _io_error(exc: OSError, what: str, path: str | os.PathLike[str]) -> OcmlError:
     """The pipeline error for an OS error while writing: transient for network-storage hiccups."""
-    cls = TransientIOError if exc.errno in _TRANSIENT_ERRNOS else OutputError
+    cls = TransientIOError if exc.errno in TRANSIENT_ERRNOS else OutputError
     return cls(f"cannot {what}: {exc.strerror or exc}", path=os.fspath(path))
 
 

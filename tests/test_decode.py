@@ -549,14 +549,14 @@ def test_exactly_the_minimum_is_enough(tmp_path):
 )
 def test_os_errors_map_to_pipeline_errors(tmp_path, monkeypatch, code, error):
     path = write_wav(tmp_path / "nfs.wav", sine(16000, 1.0), 16000)
-    real_stat = os.stat
+    real_open = os.open
 
-    def failing_stat(p, *args, **kwargs):
+    def failing_open(p, *args, **kwargs):
         if os.fspath(p) == str(path):
             raise OSError(code, os.strerror(code), str(p))
-        return real_stat(p, *args, **kwargs)
+        return real_open(p, *args, **kwargs)
 
-    monkeypatch.setattr(decode.os, "stat", failing_stat)
+    monkeypatch.setattr(decode.os, "open", failing_open)
     refused(path, error)
 
 
@@ -646,3 +646,37 @@ def test_start_is_validated(tmp_path):
     path = write_wav(tmp_path / "a.wav", sine(16000, 1.0), 16000)
     with pytest.raises(ParamsError, match="-1"):
         stream(path, start=-1)
+
+
+@pytest.mark.parametrize("name", ["cut-lame-xing.mp3", "cut-vorbis.ogg"])
+def test_an_open_file_is_decoded_and_refused_under_its_display_name(tmp_path, name):
+    """A worker passes a descriptor it opened below its media root: errors name the media path."""
+    path = write_cut(tmp_path, name, 0.5)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(InputTruncated) as caught:
+            with decode.Recording(fd, "media/lecture/presenter.mp3") as recording:
+                for _ in recording.blocks():
+                    pass
+        assert caught.value.path == "media/lecture/presenter.mp3"
+        assert os.fstat(fd).st_size == path.stat().st_size  # the caller's descriptor stays open
+    finally:
+        os.close(fd)
+
+
+def test_an_open_file_gives_the_same_audio_and_digest_as_its_path(tmp_path):
+    path = write_wav(tmp_path / "a.wav", sine(16000, 1.0), 16000)
+    with decode.Recording.open(path) as by_path:
+        expected = np.concatenate(list(by_path.blocks()))
+        digest = by_path.sha256()
+    with open(path, "rb") as file, decode.Recording(file.fileno(), "shown.wav") as by_fd:
+        assert by_fd.info.path == "shown.wav"
+        np.testing.assert_array_equal(np.concatenate(list(by_fd.blocks())), expected)
+        assert by_fd.sha256() == digest
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(InputNotAFile, match="pipe"):
+        probe(fifo)

@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 
 from ocml.cli import exits
+from ocml.pipeline.errors import InputMissing, ParamsError
 from tests.worker_support import (
     ROOT,
     TEST_OWN_REDIS_PORT,
@@ -250,3 +252,52 @@ def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
     watched, out, err = ended["watch"]
     assert watched.returncode == exits.INTERRUPTED
     assert failure_lines(err) == ["ocml: failed: interrupted: interrupted (Ctrl-C)"]
+
+
+def test_an_unusable_evaluation_report_is_one_line_from_the_one_handler(tmp_path):
+    """`export --metrics` reads the report in the library; the command does not catch anything."""
+    report = tmp_path / "dev.json"
+    report.write_text('{"data": "dev"}')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    args = ["--data", tmp_path, "--metrics", report]
+    proc = run("ocml-train", "export", run_dir, tmp_path / "out", *args)
+    assert proc.returncode == exits.FAILED
+    assert the_line(proc).startswith(f"ocml: failed: bad_input: {report}: not an evaluation report")
+
+
+def _group_raising(error: Exception) -> exits.Group:
+    @click.group(cls=exits.Group)
+    @click.option("-v", "--verbose", is_flag=True, expose_value=False)
+    def group() -> None:
+        """A root group as `ocml` and `ocml-train` have it."""
+
+    @group.command()
+    def boom() -> None:
+        raise error
+
+    return group
+
+
+@pytest.mark.parametrize(
+    "error,line,status",
+    [
+        (ParamsError("threshold must lie in [0, 1], got 5"), "bad_params: threshold", exits.USAGE),
+        (InputMissing("no such file", path="a.wav"), "input_missing: a.wav: no such", exits.FAILED),
+        (PermissionError(13, "Permission denied", "out"), "os_error: [Errno 13]", exits.FAILED),
+        (ZeroDivisionError("division by zero"), "internal_error: ZeroDivisionError", exits.FAILED),
+    ],
+)
+def test_the_group_turns_expected_errors_and_bugs_into_one_line(capsys, error, line, status):
+    with pytest.raises(SystemExit) as ended:
+        _group_raising(error).main(["boom"], prog_name="ocml")
+    err = capsys.readouterr().err
+    assert ended.value.code == status
+    (reported,) = failure_lines(err)
+    assert reported.startswith(f"{exits.FAILED_PREFIX} {line}")
+    assert "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback_with_the_root_groups_verbose_flag():
+    with pytest.raises(ZeroDivisionError):
+        _group_raising(ZeroDivisionError("division by zero")).main(["-v", "boom"], prog_name="ocml")

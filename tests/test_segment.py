@@ -196,11 +196,11 @@ def test_one_pass_gives_the_same_result_byte_for_byte(
 def test_recording_hashes_bytes_the_decoder_skipped(tmp_path: Path) -> None:
     """An mp4 with its index at the end and a seek: the hash still covers every byte once."""
     path = encode(tmp_path / "a.m4a", speechlike(16000, 12.0, [(1, 5)], seed=1), 16000, codec="aac")
-    with Recording(path, check_duration=False) as recording:
+    with Recording.open(path, check_duration=False) as recording:
         blocks = recording.blocks(start=6.0)
         assert 5.9 * 16000 < sum(len(b) for b in blocks) == recording.samples < 6.1 * 16000
         assert recording.sha256() == file_sha256(path)
-    with Recording(path) as recording:
+    with Recording.open(path) as recording:
         assert recording.info == probe(path)
         assert recording.sha256() == file_sha256(path)  # nothing decoded: all read by the hash
 

@@ -338,18 +338,10 @@ def run_job(
         reporter = ProgressReporter(task, interval=settings.progress_interval, token=token)
         fd = open_file_beneath(job.input, roots=settings.media_roots)
         try:
-            handle = f"/proc/self/fd/{fd}"
-            try:
-                result = segment_file(handle, model, job.segment_params, progress=reporter)
-            except OcmlError as exc:
-                raise _named(exc, handle, job.input) from None
+            result = segment_file(job.input, model, job.segment_params, fd=fd, progress=reporter)
         finally:
             os.close(fd)
-        result = dataclasses.replace(
-            result,
-            input=dataclasses.replace(result.input, path=str(job.input)),
-            track=job.track,
-        )
+        result = dataclasses.replace(result, track=job.track)
         require_speech(result, no_speech=job.no_speech)
         with OpenDir.open(job.output_dir, root=output_root, create=True) as directory:
             paths = write_outputs(
@@ -368,15 +360,6 @@ def run_job(
         "model": document["model"],
         "timing": document["timing"],
     }
-
-
-def _named(exc: OcmlError, handle: str, path: Path) -> OcmlError:
-    """``exc`` naming ``path`` instead of the ``/proc/self/fd`` handle it was read through."""
-    if exc.path != handle:
-        return exc
-    renamed = type(exc)(exc.message, path=str(path))
-    renamed.code = exc.code
-    return renamed
 
 
 class ProgressReporter:
