@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ocml.pipeline.errors import MissingExtra, excerpt
+from ocml.pipeline.errors import OcmlError, excerpt
 from ocml.pipeline.extras import explain
 
 SUCCESS = 0
@@ -101,17 +101,10 @@ class Group(click.Group):
             _end(exc.code, exc.format_message(), exc.exit_code, stdout=stdout)
         except click.ClickException as exc:
             _end("error", exc.format_message(), exc.exit_code, stdout=stdout)
-        except MissingExtra as exc:
-            _end(exc.code, str(exc), FAILED, stdout=stdout)
-        except ModuleNotFoundError as exc:
-            missing = explain(exc, self.extra)
-            if missing is None:
-                raise
-            _end(missing.code, str(missing), FAILED, stdout=stdout)
         except (click.Abort, KeyboardInterrupt):
             _end("interrupted", "interrupted (Ctrl-C)", INTERRUPTED, stdout=stdout)
         except Exception as exc:
-            if (known := expected(exc)) is not None:
+            if (known := expected(exc, extra=self.extra)) is not None:
                 _end(*known, stdout=stdout)
             if _verbose(argv, self):
                 raise
@@ -129,12 +122,14 @@ class Group(click.Group):
         return flag is not None and flag in given
 
 
-def expected(exc: BaseException) -> tuple[str, str, int] | None:
+def expected(exc: BaseException, *, extra: str | None = None) -> tuple[str, str, int] | None:
     """``(code, message, status)`` for an error a command may meet in normal use (our errors,
-    a bad settings file, an OS error on a file), or None for a bug."""
+    a library of a pip extra that is not installed, preferring ``extra``; a bad settings file;
+    an OS error on a file), or None for a bug."""
     from ocml.config.settings import SettingsError
-    from ocml.pipeline.errors import OcmlError
 
+    if isinstance(exc, ModuleNotFoundError):
+        exc = explain(exc, extra) or exc
     if isinstance(exc, OcmlError):
         return exc.code, str(exc), USAGE if exc.usage else FAILED
     if isinstance(exc, SettingsError):
