@@ -57,7 +57,7 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         recordings = data["recordings"]
-        return {r.get("audio", f"{r['name']}.flac"): r for r in recordings}
+        return {r["audio"] if "audio" in r else f"{r['name']}.flac": r for r in recordings}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise TrainingInputError(
             f"{path}: not a data manifest with a 'recordings' list ({type(err).__name__}: {err})"

@@ -11,7 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from ocml.cli.train import main
-from ocml.models.conditions import by_condition, format_conditions, segment_roles
+from ocml.models.conditions import (
+    MANIFEST_FILE,
+    by_condition,
+    format_conditions,
+    read_manifest,
+    segment_roles,
+)
 from ocml.models.datasets import Item
 from ocml.models.evaluate import load_data_sets, rescore, tune_params
 from ocml.models.scoring import FileRun, compare, pool, spans_to_frames
@@ -268,3 +274,10 @@ def test_hypothesis_frames_match_spans_to_frames() -> None:
         expected = spans_to_frames(spans, 2000, CFG) > 0
         np.testing.assert_array_equal(run.hypothesis(spans), expected)
     assert not run.hypothesis([]).any()
+
+
+def test_manifest_recordings_are_keyed_by_their_audio_file_or_name(tmp_path: Path) -> None:
+    """synth writes ``audio``; older manifests only ``name``: both key the conditions."""
+    manifest = {"recordings": [{"audio": "synth-00000.flac", "snr_db": 5.0}, {"name": "old"}]}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert sorted(read_manifest(tmp_path)) == ["old.flac", "synth-00000.flac"]
