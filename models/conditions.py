@@ -150,6 +150,8 @@ def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[s
     event_masks = {kind: _inside(t, spans) for kind, spans in sorted(events.items())}
     any_event = np.logical_or.reduce([*event_masks.values(), np.zeros(n, bool)])
     speech = run.item.labels.speech
+    utterances = entry.get("utterances")  # synth's manifests count them, dev/val's list them
+    roles = segment_roles(speech, utterances if isinstance(utterances, list) else [])
     return {
         "snr": {snr_band(entry.get("snr_db")): whole},
         "reverberation": {reverberation_band(entry.get("rt60")): whole},
@@ -157,7 +159,7 @@ def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[s
         "music in recording": {"with music" if music else "without music": whole},
         "during music": {"music playing": in_music, "no music": ~in_music},
         "events": {**event_masks, "no event": ~any_event},
-        "speaker": speaker_groups(t, speech, segment_roles(speech, entry.get("utterances") or [])),
+        "speaker": speaker_groups(t, speech, roles),
         **({"channel": {channel_group(entry["channel"]): whole}} if "channel" in entry else {}),
         **({"noise": {f"{entry['noise']} background": whole}} if "noise" in entry else {}),
     }

@@ -281,3 +281,14 @@ def test_manifest_recordings_are_keyed_by_their_audio_file_or_name(tmp_path: Pat
     manifest = {"recordings": [{"audio": "synth-00000.flac", "snr_db": 5.0}, {"name": "old"}]}
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(manifest))
     assert sorted(read_manifest(tmp_path)) == ["old.flac", "synth-00000.flac"]
+
+
+def test_a_synth_manifest_that_counts_utterances_groups_by_channel_and_noise() -> None:
+    speech = [(1.0, 2.0)]
+    run = _run(speech, np.zeros(1000))
+    channel = {"seed": 1, "steps": [{"kind": "codec", "name": "opus"}]}
+    entry = {"utterances": 1, "channel": channel, "noise": "recorded", "snr_db": 5}
+    table = by_condition([run], [speech], {run.key: entry})
+    assert list(table["noise"]) == ["recorded background"]
+    assert list(table["channel"]) == ["codec opus"]
+    assert table["speaker"]["unknown speaker"]["recall"] == 1.0
