@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.train
+
 ROOT = Path(__file__).resolve().parents[1]
 TOP_LEVEL = {"ocml", "opencast_ml"}
 
