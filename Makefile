@@ -36,6 +36,12 @@ wheel:
 test: $(STAMP) redis xtools lint
 	$(BIN)/python -m pytest
 
+## The edit loop: lint, then the tests that start no worker fleet, train no model, build no wheel
+## and take under about 10 s each (pytest markers in setup.cfg); `make test` runs them all.
+.PHONY: quick
+quick: $(STAMP) redis lint
+	$(BIN)/python -m pytest -m "not fleet and not train and not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

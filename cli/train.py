@@ -241,7 +241,8 @@ def synth(
       ocml-train synth data/synth
       ocml-train synth data/synth-small --recordings 10 --weight tuxpaint=0
     """
-    from ocml.models.synth import config_from_recipe, write_dataset
+    from ocml.models.dataset_writer import write_dataset
+    from ocml.models.pools import config_from_recipe
 
     options = {
         "seed": seed,

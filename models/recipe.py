@@ -197,10 +197,10 @@ def _catalogue_sources(value: Any, name: str) -> list[str]:
 
 
 def _source_weights(value: Any, name: str) -> dict[str, float]:
-    """Speaker source → relative weight >= 0 (``models.synth.SPEECH_GROUPS`` or a catalogue
+    """Speaker source → relative weight >= 0 (``models.pools.SPEECH_GROUPS`` or a catalogue
     source)."""
     from ocml.models.catalogue import load_catalogue
-    from ocml.models.synth import SPEECH_GROUPS
+    from ocml.models.pools import SPEECH_GROUPS
 
     weights = _mapping(value, name)
     known = (*SPEECH_GROUPS, *load_catalogue())
@@ -213,7 +213,7 @@ def _source_weights(value: Any, name: str) -> dict[str, float]:
 
 @dataclass(frozen=True, kw_only=True)
 class SynthRecipe(_Checked):
-    """The training data ``ocml-train synth`` mixes (``models.synth.SynthConfig``)."""
+    """The training data ``ocml-train synth`` mixes (``models.pools.SynthConfig``)."""
 
     seed: int = _field(2, _count)
     recordings: int = _field(100, _positive_int)

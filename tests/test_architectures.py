@@ -27,6 +27,7 @@ def _one_thread() -> None:
     import_tensorflow()
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_builds_trains_exports_and_loads(arch: str, tmp_path: Path) -> None:
     import keras

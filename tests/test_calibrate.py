@@ -114,6 +114,7 @@ def test_fit_moves_the_default_thresholds_between_the_classes() -> None:
         fit_calibration(runs, a_grid=(0.0, 1.0), refine=0)
 
 
+@pytest.mark.slow
 def test_calibrate_command_end_to_end(
     tiny_model_dir: Path,
     folders: dict[str, Path],

@@ -14,7 +14,8 @@ import soundfile as sf
 
 from ocml.models import catalogue
 from ocml.models.catalogue import CatalogueError, Source, load_catalogue, materialise, materialised
-from ocml.models.synth import SynthConfig, build_pools, split_long
+from ocml.models.clips import split_long
+from ocml.models.pools import SynthConfig, build_pools
 
 SR = 16000
 # Reserved for independent evaluation or the sources dev and val are made from (DEVELOPERS.md).

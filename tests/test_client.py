@@ -70,6 +70,7 @@ def test_a_queued_job_is_queued_and_a_job_redis_forgot_is_lost(volatile, folders
     assert shown.stdout.startswith(f"{job_id} LOST job_lost: Redis has no trace of job {job_id}")
 
 
+@pytest.mark.slow
 def test_submit_wait_submits_a_lost_job_once_more_then_fails_with_one_line(
     volatile, folders, tmp_path
 ):

@@ -1,8 +1,8 @@
 """What the shipped default model must hear and must not: behaviour on synthetic sound, not scores.
 
-2.0.0 took steady broadband noise for a voice, over a quiet bed and above all when a room had
-coloured it (its training reverberated only the voice; MODEL.md): it fails the burst tests here,
-2.1.0 and 2.2.0 (the same weights) pass them. The second test keeps them from being passed by a model deaf in a room.
+Steady broadband noise is not a voice, over a quiet bed or coloured by a room (docs/models.md
+says which models failed this); the second test keeps the first from being passed by a model deaf
+in a room.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.models.synth import colored_noise, fft_convolve, rms, room_impulse
+from ocml.models.sounds import colored_noise, fft_convolve, rms, room_impulse
 from ocml.pipeline.model import Model, load_model
 from ocml.pipeline.segment import resolve_params, segment_file
 from tests.media import write_wav

@@ -44,6 +44,7 @@ def _evaluate(model: Path, tmp: Path, *args: str | Path) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_each_folder_and_the_pool(
     tiny_model_dir: Path, folders: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -62,6 +63,7 @@ def test_each_folder_and_the_pool(
     assert set(pooled["by_condition"]) >= {"snr", "music in recording", "speaker"}
 
 
+@pytest.mark.slow
 def test_tuning_on_the_pool_reports_what_the_tuned_values_score(
     tiny_model_dir: Path, folders: dict[str, Path], tmp_path: Path
 ) -> None:

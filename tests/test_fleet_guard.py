@@ -40,6 +40,8 @@ from tests.worker_support import (
     write_settings,
 )
 
+pytestmark = pytest.mark.fleet
+
 REDIS_URL = TEST_REDIS_URL
 Y_TUNING = {"threshold": 0.8, "neg_threshold": 0.7}
 needs_namespaces = pytest.mark.skipif(

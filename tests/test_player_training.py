@@ -23,6 +23,8 @@ from tests.results import write_result
 from tests.test_train import TINY_TCN
 from tests.xdisplay import press_keys, virtual_display
 
+pytestmark = pytest.mark.train
+
 SR = 16000
 DURATION = 60.0
 SPEECH = [(5.0, 20.0), (30.0, 45.0)]

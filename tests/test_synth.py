@@ -10,19 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ocml.models import sources
+from ocml.models import sounds, sources
+from ocml.models.clips import trim, utterance_spans
+from ocml.models.dataset_writer import write_dataset
 from ocml.models.datasets import load_dataset
-from ocml.models.synth import (
-    EVENTS,
-    SynthConfig,
-    _event,
-    build_pools,
-    config_from_recipe,
-    mix,
-    trim,
-    utterance_spans,
-    write_dataset,
-)
+from ocml.models.pools import SynthConfig, build_pools, config_from_recipe
+from ocml.models.sounds import EVENTS, babble, event
+from ocml.models.synth import mix
 from tests.media import speechlike
 
 SR = 16000
@@ -178,7 +172,7 @@ def test_val_and_reserved_languages_are_not_in_the_allow_lists() -> None:
 
 @pytest.mark.parametrize("kind", EVENTS)
 def test_every_lecture_hall_event_is_finite_and_audible(kind: str) -> None:
-    x = _event(np.random.default_rng(0), kind, SR)
+    x = event(np.random.default_rng(0), kind, SR)
     assert x.dtype == np.float32 and x.size >= SR // 500
     assert np.isfinite(x).all() and np.abs(x).max() > 0
 
@@ -186,7 +180,7 @@ def test_every_lecture_hall_event_is_finite_and_audible(kind: str) -> None:
 def test_hiss_is_steady_noise_switched_on_and_off_quickly() -> None:
     steady = []
     for seed in range(20):
-        x = _event(np.random.default_rng(seed), "hiss", SR)
+        x = event(np.random.default_rng(seed), "hiss", SR)
         assert 0.3 * SR <= x.size <= 4 * SR
         assert x[0] == 0 and x[-1] == 0  # ramps of 2–100 ms at both ends
         frames = x[: x.size // 1600 * 1600].reshape(-1, 1600)  # 100 ms frames
@@ -230,19 +224,17 @@ def test_a_recording_with_a_room_puts_the_other_sounds_in_it_too(
     speech_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The voice and the events and music are reverberated with the same RT60; a recording
-    without a room has neither (only the voice in a room taught that a room means speech).
-    Crowd babble has a far room of its own (RT60 of at least 0.5 s)."""
-    from ocml.models import synth
-
+    without a room has neither, so a room never means speech. Crowd babble has a far room of its
+    own (RT60 of at least 0.5 s)."""
     pools = build_pools(_cfg(speech_dir, 4))
     calls: list[float] = []
-    real = synth.room_impulse
+    real = sounds.room_impulse
 
     def spy(rng: np.random.Generator, rt60: float, sr: int) -> np.ndarray:
         calls.append(rt60)
         return real(rng, rt60, sr)
 
-    monkeypatch.setattr(synth, "room_impulse", spy)
+    monkeypatch.setattr(sounds, "room_impulse", spy)
     rooms = 0
     for index in range(8):
         calls.clear()
@@ -257,8 +249,6 @@ def test_a_recording_with_a_room_puts_the_other_sounds_in_it_too(
 def test_babble_is_a_crowd_not_one_voice(speech_dir: Path) -> None:
     """Babble (labelled non-speech) has the steady envelope of many voices: its 100 ms levels
     vary far less than one speaker's, whose pauses drop to silence."""
-    from ocml.models.synth import babble
-
     pools = build_pools(_cfg(speech_dir, 2))
     n = SR * 20
     crowd = babble(np.random.default_rng(3), n, SR, pools.speech)

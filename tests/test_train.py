@@ -22,6 +22,8 @@ from ocml.models.train import clock, epoch_timing
 from ocml.pipeline.model import load_model
 from tests.media import speechlike
 
+pytestmark = pytest.mark.train
+
 SR = 16000
 OCML = str(Path(sys.executable).with_name("ocml"))
 TINY_TCN = {

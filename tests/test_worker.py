@@ -32,6 +32,8 @@ from tests.worker_support import (
     write_settings,
 )
 
+pytestmark = pytest.mark.fleet
+
 REDIS_URL = TEST_REDIS_URL
 
 

@@ -30,6 +30,8 @@ from tests.worker_support import (
     write_settings,
 )
 
+pytestmark = pytest.mark.fleet
+
 PORT = TEST_OWN_REDIS_PORT
 VISIBILITY = 3.0
 REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
