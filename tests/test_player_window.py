@@ -16,6 +16,7 @@ from tests.media import speechlike, write_wav
 from tests.results import write_result
 from tests.xdisplay import press_keys, virtual_display
 
+pytestmark = pytest.mark.slow  # a real X server and player processes, about 70 s
 SR = 16000
 DURATION = 60.0
 SPEECH = [(5.0, 20.0), (30.0, 45.0)]
