@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ocml.pipeline.model import configure_tensorflow, import_tensorflow, read_metadata  # noqa: E402
+from ocml.pipeline.model_metadata import read_metadata  # noqa: E402
+from ocml.pipeline.threads import import_tensorflow, set_inference_threads  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "models" / "pretrained" / "default"
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=CACHE / "default-litert")
     args = parser.parse_args(argv)
-    configure_tensorflow(1)
+    set_inference_threads(1)
     from ocml.models.export import export_savedmodel
     from ocml.pipeline.features import FeatureConfig
 

@@ -71,9 +71,10 @@ LITERT_MODEL = ROOT / "benchmarks" / ".cache" / "default-litert"
 LITERT_SCRIPT = ROOT / "benchmarks" / "litert_model.py"
 PIPELINE_CODE = """
 import json, sys
-from ocml.pipeline.model import configure_tensorflow, load_model
+from ocml.pipeline.model import load_model
+from ocml.pipeline.threads import set_inference_threads
 from ocml.pipeline.segment import resolve_params, segment_file
-configure_tensorflow(1)
+set_inference_threads(1)
 path, model_path, runtime = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 model = load_model(model_path, runtime=runtime)
 params = resolve_params(model)
@@ -85,8 +86,9 @@ print(json.dumps({"duration": runs[-1].input.duration,
 INFERENCE_CODE = """
 import json, sys, time
 import numpy as np
-from ocml.pipeline.model import configure_tensorflow, load_model
-configure_tensorflow(1)
+from ocml.pipeline.model import load_model
+from ocml.pipeline.threads import set_inference_threads
+set_inference_threads(1)
 model = load_model(sys.argv[1] or None, runtime=sys.argv[2])
 shape = (model.inference["batch_size"], model.inference["chunk_frames"], model.features.n_mels)
 batch = np.random.default_rng(0).normal(-5.0, 3.0, shape).astype(np.float32)
@@ -110,10 +112,20 @@ _CATEGORIES = (
     ("decode", ("pipeline/decode.py",)),
     (
         "inference",
-        ("pipeline/inference.py", "predict (pipeline/model.py", "__call__ (pipeline/model.py"),
+        ("pipeline/inference.py", "predict (pipeline/model.py", "__call__ (pipeline/runtimes/"),
     ),
     ("start-up (imports)", ("importlib", "_find_and_load")),
-    ("model loading", ("load_model", "pipeline/model.py")),
+    (
+        "model loading",
+        (
+            "load_model",
+            "pipeline/model.py",
+            "pipeline/model_metadata.py",
+            "pipeline/runtimes/",
+            "pipeline/threads.py",
+            "pipeline/native_noise.py",
+        ),
+    ),
     (
         "orchestration (segment_file, prefetch, CLI)",
         ("pipeline/segment.py", "pipeline/prefetch.py", "worker/", "click/"),
@@ -203,7 +215,7 @@ def run_pipeline(rec: Recording, model: Path | None, *, runtime: str) -> Run:
 def runtimes(model: Path | None, lite: Path | None) -> dict[str, Path | None]:
     """Each runtime measured and the model it runs: ONNX Runtime if the model has the asset,
     TensorFlow, LiteRT on ``lite`` if given."""
-    from ocml.pipeline.model import read_metadata
+    from ocml.pipeline.model_metadata import read_metadata
 
     found: dict[str, Path | None] = {}
     if read_metadata(model).get("onnx"):
@@ -216,7 +228,8 @@ def runtimes(model: Path | None, lite: Path | None) -> dict[str, Path | None]:
 
 def default_runtime(model: Path | None) -> str:
     """The runtime ``ocml segment --runtime auto`` (the default setting) picks for an hour."""
-    from ocml.pipeline.model import choose_runtime, read_metadata
+    from ocml.pipeline.model_metadata import read_metadata
+    from ocml.pipeline.runtimes.choice import choose_runtime
 
     return choose_runtime("auto", read_metadata(model), 3600.0)
 
@@ -471,12 +484,13 @@ def stage_costs(
     from ocml.pipeline.decode import stream
     from ocml.pipeline.features import frame_energy_db, stream_logmel
     from ocml.pipeline.inference import Inference
-    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.model import load_model
     from ocml.pipeline.postprocess import Binarize
     from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
+    from ocml.pipeline.threads import set_inference_threads
     from ocml.pipeline.writers import write_outputs
 
-    configure_tensorflow(1)
+    set_inference_threads(1)
     rows: list[tuple[str, float, float]] = []
 
     def timed(name: str, work_fn):

@@ -52,11 +52,12 @@ def make_recording(path: Path, minutes: float, seed: int) -> Path:
 
 def in_process(paths: list[Path], model_path: str | None, out_dir: Path) -> float:
     """Seconds to segment and write every file in this process (what ``ocml segment`` does)."""
-    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.model import load_model
     from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.threads import set_inference_threads
     from ocml.pipeline.writers import write_outputs
 
-    configure_tensorflow(1)
+    set_inference_threads(1)
     model = load_model(model_path)
     params = resolve_params(model)
     out_dir.mkdir()

@@ -21,9 +21,9 @@ from ocml.cli.options import (
     track_identity,
     track_options,
 )
-from ocml.config.settings import RUNTIMES
 from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
 from ocml.pipeline.result import TrackIdentity
+from ocml.pipeline.runtimes.names import AUTO, RUNTIME_CHOICES
 from ocml.pipeline.writers import FORMATS
 
 
@@ -47,7 +47,7 @@ from ocml.pipeline.writers import FORMATS
 )
 @click.option(
     "--runtime",
-    type=click.Choice(RUNTIMES),
+    type=click.Choice(RUNTIME_CHOICES),
     default=None,
     help="Where the model runs (default from the settings: auto). 'onnx': ONNX Runtime, for a "
     "model with an ONNX asset (the shipped one has it): no TensorFlow, faster to start and to "
@@ -108,7 +108,8 @@ def segment(
       ocml segment lecture.mp4 --preset opencast --min-silence 5
       ocml segment lecture.mp4 --preset trim --format smil,cutmarks
     """
-    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.model import load_model
+    from ocml.pipeline.threads import set_inference_threads
     from ocml.worker.jobs import JobInvalid, resolve_job_params
 
     track = track_identity(
@@ -119,7 +120,7 @@ def segment(
     wanted = tuple(dict.fromkeys((formats or settings.formats) + extra))
     _refuse_shared_results(inputs, output_dir, wanted)
     model_path = settings.model_path if model_path is None else model_path
-    configure_tensorflow(1)  # one inference thread per process; run one process per core
+    set_inference_threads(1)  # one inference thread per process; run one process per core
     # Asked before the model loads: its background import runs fd 2 through a filter for a while.
     show_progress = not quiet and sys.stderr.isatty()
     try:
@@ -168,9 +169,10 @@ def _refuse_shared_results(
 def _runtime(requested: str, model_path: Path, inputs: tuple[Path, ...]) -> str:
     """The runtime for this call; ``auto`` reads the inputs' headers for their total duration."""
     from ocml.pipeline.decode import probe
-    from ocml.pipeline.model import choose_runtime, read_metadata, runtime_depends_on_duration
+    from ocml.pipeline.model_metadata import read_metadata
+    from ocml.pipeline.runtimes.choice import choose_runtime, runtime_depends_on_duration
 
-    if requested != "auto":
+    if requested != AUTO:
         return requested
     metadata = read_metadata(model_path)
     if not runtime_depends_on_duration(metadata):

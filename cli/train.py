@@ -23,10 +23,10 @@ from ocml.pipeline.extras import require
 def _threads(threads: int) -> None:
     """This process's TensorFlow threads, from the command's option, applied before any op; the
     one-line ``missing_extra`` failure first when the ``train`` extra is not installed."""
-    from ocml.pipeline.model import configure_tensorflow, import_tensorflow
+    from ocml.pipeline.threads import import_tensorflow, set_inference_threads
 
     require("train", click.get_current_context().command_path)
-    configure_tensorflow(threads)
+    set_inference_threads(threads)
     import_tensorflow()
 
 

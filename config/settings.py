@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from ocml.pipeline.runtimes.names import RUNTIME_CHOICES
+
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")
 ENV_PREFIX = "OCML_"
 CONFIG_ENV = "OCML_CONFIG"
@@ -24,12 +26,6 @@ TEST_ENV_PREFIX = "OCML_TEST_"
 REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://", "unix://")
 DEFAULT_MODEL = "default"
 """The ``model`` setting that names the shipped model; any other value is a SavedModel path."""
-
-
-RUNTIMES = ("auto", "onnx", "tensorflow", "litert")
-"""Where the model runs (``pipeline.model.choose_runtime``): whichever is faster for the job,
-ONNX Runtime for a model with an ONNX asset, TensorFlow, or LiteRT for a model with a TFLite
-asset."""
 
 
 class SettingsError(ValueError):
@@ -224,8 +220,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             )
         return dict(value)
     if key == "runtime":
-        if value not in RUNTIMES:
-            raise SettingsError(f"{where} must be one of {', '.join(RUNTIMES)}, got {value!r}")
+        if value not in RUNTIME_CHOICES:
+            raise SettingsError(
+                f"{where} must be one of {', '.join(RUNTIME_CHOICES)}, got {value!r}"
+            )
         return value
     return _text(value, where)
 

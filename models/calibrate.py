@@ -151,13 +151,11 @@ def write_calibrated(
     SavedModel, transform included); the original's runtime assets are never carried over.
     """
     from ocml.models.export import ONNX_FILE, probe_batch, write_checked
-    from ocml.pipeline.model import (
-        ASSETS,
-        import_tensorflow,
-        open_savedmodel,
-        serving_signature_name,
-    )
+    from ocml.pipeline.model import open_savedmodel
+    from ocml.pipeline.model_metadata import ASSETS
     from ocml.pipeline.result import utc_now
+    from ocml.pipeline.runtimes.tensorflow import serving_signature_name
+    from ocml.pipeline.threads import import_tensorflow
 
     src, out = Path(model_path), Path(out_dir)
     if out.resolve() == src.resolve():
@@ -255,7 +253,8 @@ def calibrate_dirs(
         run_data_sets,
         section,
     )
-    from ocml.pipeline.model import load_model, resolve_model_dir
+    from ocml.pipeline.model import load_model
+    from ocml.pipeline.model_metadata import resolve_model_dir
 
     source = resolve_model_dir(model_path)
     model = load_model(source)

@@ -2,9 +2,9 @@
 
 The SavedModel's ``serve`` signature maps float32 ``[batch, frames, n_mels]`` log-mels to
 ``[batch, frames]`` speech probabilities; ``assets/ocml.json`` carries the metadata that
-``pipeline.model`` checks when loading. By default the serving signature is also converted to
-``assets/model.onnx`` (declared in ``ocml.json``), which ``pipeline.model`` runs on ONNX Runtime
-without TensorFlow; every asset is checked against the SavedModel on TensorFlow before the
+``pipeline.model_metadata`` checks when loading. By default the serving signature is also
+converted to ``assets/model.onnx`` (declared in ``ocml.json``), which ``pipeline.runtimes.onnx``
+runs on ONNX Runtime without TensorFlow; every asset is checked against the SavedModel on TensorFlow before the
 model is written.
 """
 
@@ -27,18 +27,18 @@ from ocml.models.errors import TrainingInputError
 from ocml.pipeline.checks import check_int, check_text
 from ocml.pipeline.errors import ModelError, OutputError
 from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model import (
+from ocml.pipeline.model import open_savedmodel
+from ocml.pipeline.model_metadata import (
     ASSETS,
     FORMAT_VERSION,
     LABELS,
     METADATA_FILE,
-    import_tensorflow,
-    native_noise_filtered,
-    open_savedmodel,
     read_metadata,
-    serving_signature_name,
 )
+from ocml.pipeline.native_noise import native_noise_filtered
 from ocml.pipeline.result import utc_now
+from ocml.pipeline.runtimes.tensorflow import serving_signature_name
+from ocml.pipeline.threads import import_tensorflow
 
 __all__ = [
     "export_savedmodel",
@@ -72,7 +72,8 @@ def build_metadata(
     metrics: dict[str, Any] | None = None,
     inference: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The ``assets/ocml.json`` content (format_version 1), validated by ``pipeline.model``'s rules."""
+    """The ``assets/ocml.json`` content (format_version 1), checked by the rules of
+    ``pipeline.model_metadata``."""
     for key, value in (("name", name), ("version", version), ("architecture", architecture)):
         check_text(value, name=key)
     if not isinstance(features, FeatureConfig):

@@ -17,7 +17,7 @@ import yaml
 
 from ocml.pipeline.checks import check_int, check_number, check_text
 from ocml.pipeline.errors import OcmlError, ParamsError
-from ocml.pipeline.model import inference_hint_problem
+from ocml.pipeline.model_metadata import inference_hint_problem
 from ocml.pipeline.postprocess import SegmentParams
 
 ARCHITECTURES = ("vanilla_conv", "autoencoder", "rnn", "crnn", "tcn")

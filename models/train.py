@@ -28,7 +28,7 @@ from ocml.models.errors import TrainingInputError
 from ocml.models.recipe import Recipe, RecipeError, load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
 from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model import RUN_MODEL_DIR, RUN_RECIPE
+from ocml.pipeline.model_metadata import RUN_MODEL_DIR, RUN_RECIPE
 
 Echo = Callable[[str], None]
 
@@ -623,7 +623,7 @@ def load_warm_start(savedmodel: Path, n_mels: int) -> WarmStart:
     function (mean, then variance, each ``[1, 1, n_mels]``): the new model must standardise
     exactly as the old one did, or its first convolution would see other inputs.
     """
-    from ocml.pipeline.model import import_tensorflow
+    from ocml.pipeline.threads import import_tensorflow
 
     tf = import_tensorflow()
     try:

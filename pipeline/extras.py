@@ -12,6 +12,7 @@ import importlib.util
 from collections.abc import Iterable
 
 from ocml.pipeline.errors import MissingExtra
+from ocml.pipeline.runtimes.names import LITERT, TENSORFLOW
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "tensorflow": ("tensorflow",),
@@ -22,7 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 """Each extra of setup.cfg and the top-level modules it installs."""
 DISTRIBUTIONS = {"tensorflow": "tensorflow-cpu", "ai_edge_litert": "ai-edge-litert"}
 """The pip name of each module whose distribution is named otherwise."""
-RUNTIME_EXTRAS = {"tensorflow": "tensorflow", "litert": "litert"}
+RUNTIME_EXTRAS = {TENSORFLOW: "tensorflow", LITERT: "litert"}
 """The extra each model runtime other than ONNX Runtime (a core dependency) needs."""
 
 

@@ -162,10 +162,11 @@ def from_pipeline(
     progress: Callable[[float, float], None] | None = None,
 ) -> Session:
     """A session from running the pipeline on ``media`` with the model's default parameters."""
-    from ocml.pipeline.model import configure_tensorflow, load_model
+    from ocml.pipeline.model import load_model
     from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.threads import set_inference_threads
 
-    configure_tensorflow()
+    set_inference_threads()
     model = load_model(model_path)
     result = segment_file(media, model, resolve_params(model), progress=progress)
     return session_of(

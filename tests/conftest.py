@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from ocml.pipeline.features import FeatureConfig, logmel
-from ocml.pipeline.model import Model, configure_tensorflow, import_tensorflow, load_model
+from ocml.pipeline.model import Model, load_model
+from ocml.pipeline.threads import import_tensorflow, set_inference_threads
 from tests.media import speechlike
 
 SR = 16000
@@ -76,7 +77,7 @@ def _training_set(cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _train_tiny_model(cfg: FeatureConfig):
     """A 2-layer Conv1D model over [B, T, n_mels] log-mels → [B, T] speech probabilities."""
-    configure_tensorflow()
+    set_inference_threads()
     import_tensorflow()
     import keras
 

@@ -18,10 +18,11 @@ def assert_segments_without_tensorflow(model: Path | None, runtime: str, audio: 
     and check it found speech, never imported TensorFlow or Keras, and wrote nothing to stderr."""
     code = f"""
 import sys
-from ocml.pipeline.model import configure_tensorflow, load_model
+from ocml.pipeline.model import load_model
+from ocml.pipeline.threads import set_inference_threads
 from ocml.pipeline.postprocess import PRESETS
 from ocml.pipeline.segment import segment_file
-configure_tensorflow(1)
+set_inference_threads(1)
 model = load_model({str(model) if model else None!r}, runtime={runtime!r}, background=True)
 result = segment_file({str(audio)!r}, model, PRESETS["default"])
 print(len(result.segments), "tensorflow" in sys.modules, "keras" in sys.modules)

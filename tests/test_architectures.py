@@ -9,7 +9,8 @@ import pytest
 
 from ocml.models.architectures import ARCHITECTURES, build, frame_model
 from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model import configure_tensorflow, import_tensorflow, load_model
+from ocml.pipeline.model import load_model
+from ocml.pipeline.threads import import_tensorflow, set_inference_threads
 
 TINY = {
     "vanilla_conv": {"window": 9, "filters": [4], "dense": 8},
@@ -23,7 +24,7 @@ MELS = 64
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> None:
-    configure_tensorflow(1)
+    set_inference_threads(1)
     import_tensorflow()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ocml.pipeline.model import default_model_path, read_metadata
+from ocml.pipeline.model_metadata import default_model_path, read_metadata
 from ocml.pipeline.postprocess import SegmentParams
 from ocml.worker import client
 from ocml.worker.app import make_app

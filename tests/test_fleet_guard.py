@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ocml.cli import exits
-from ocml.pipeline.model import directory_sha256
+from ocml.pipeline.model_metadata import directory_sha256
 from ocml.worker import client, runs
 from ocml.worker.app import make_app
 from ocml.worker.handoff import REFUSERS_KEY

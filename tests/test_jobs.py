@@ -298,7 +298,7 @@ def test_a_malformed_model_expectation_is_a_bad_job(roots, model):
 
 
 def test_read_model_gives_the_identity_results_record_without_tensorflow(roots):
-    from ocml.pipeline.model import default_model_path, directory_sha256, read_metadata
+    from ocml.pipeline.model_metadata import default_model_path, directory_sha256, read_metadata
 
     settings, _, _, _ = roots
     identity, tuned = read_model(settings)

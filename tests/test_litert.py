@@ -20,7 +20,8 @@ from ocml.models.export import TFLITE_FILE, export_savedmodel
 from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import FeatureConfig, logmel
 from ocml.pipeline.inference import Inference
-from ocml.pipeline.model import LITERT_MAX_SECONDS, choose_runtime, load_model
+from ocml.pipeline.model import load_model
+from ocml.pipeline.runtimes.choice import LITERT_MAX_SECONDS, choose_runtime
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
 from tests.runtimes import assert_same_result_as_tensorflow, assert_segments_without_tensorflow

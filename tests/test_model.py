@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.pipeline import model as model_module
+from ocml.pipeline import model_metadata
 from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import FeatureConfig, logmel
-from ocml.pipeline.model import configure_tensorflow, directory_sha256, load_model, read_metadata
+from ocml.pipeline.model import load_model
+from ocml.pipeline.model_metadata import directory_sha256, read_metadata
+from ocml.pipeline.threads import set_inference_threads
 from tests.conftest import TINY_POSTPROCESS, frame_labels, synthetic_recording
 
 
@@ -222,34 +224,35 @@ def test_signature_input_must_match_the_metadata(tmp_path):
 
 
 def test_default_model_location(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(model_module.importlib.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(model_metadata.importlib.resources, "files", lambda package: tmp_path)
     with pytest.raises(ModelError, match="the default model is not installed"):
         load_model()
     shutil.copytree(tiny_model_dir, tmp_path / "default")
-    assert model_module.default_model_path() == tmp_path / "default"
+    assert model_metadata.default_model_path() == tmp_path / "default"
     assert load_model().name == "tiny"
 
 
-def test_configure_tensorflow_is_idempotent_after_start(tiny_model, caplog):
+def test_set_inference_threads_is_idempotent_after_start(tiny_model, caplog):
     import tensorflow as tf
 
-    configure_tensorflow()
-    configure_tensorflow(threads=1)
+    set_inference_threads()
+    set_inference_threads(threads=1)
     assert tf.config.threading.get_intra_op_parallelism_threads() == 1
     assert tf.config.threading.get_inter_op_parallelism_threads() == 1
-    configure_tensorflow(threads=2)
+    set_inference_threads(threads=2)
     assert "threads stay at 1" in caplog.text
     with pytest.raises(ValueError, match="threads.*0"):
-        configure_tensorflow(threads=0)
+        set_inference_threads(threads=0)
 
 
 def test_threads_are_the_entry_points_and_loading_keeps_them(tiny_model_dir):
-    """configure_tensorflow defers to the import; loading a model (in the background too) never
+    """set_inference_threads defers to the import; loading a model (in the background too) never
     resets the threads (it once forced one thread on every load)."""
     code = f"""
 import sys
-from ocml.pipeline.model import configure_tensorflow, load_model
-configure_tensorflow(2)
+from ocml.pipeline.model import load_model
+from ocml.pipeline.threads import set_inference_threads
+set_inference_threads(2)
 assert "tensorflow" not in sys.modules
 model = load_model({str(tiny_model_dir)!r}, background=True).wait()
 import tensorflow as tf
@@ -276,8 +279,12 @@ def test_background_load_gives_metadata_at_once_and_errors_on_use(tiny_model_dir
         pending.predict(np.zeros((1, 10, 64), np.float32))
 
 
-def test_importing_the_pipeline_does_not_import_tensorflow():
-    code = "import sys, ocml.pipeline.model, ocml.pipeline.inference, ocml.pipeline.features; print('tensorflow' in sys.modules)"
+def test_importing_the_pipeline_imports_no_runtime_library():
+    """The runtimes' libraries are imported when a model opens on one, not with the modules."""
+    code = (
+        "import sys, ocml.pipeline.model, ocml.pipeline.runtimes.choice, ocml.pipeline.inference; "
+        "print([m for m in ('tensorflow', 'onnxruntime', 'ai_edge_litert') if m in sys.modules])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -285,7 +292,7 @@ def test_importing_the_pipeline_does_not_import_tensorflow():
         check=True,
         cwd=Path(__file__).parent.parent,
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
 
 
 def test_stderr_of_other_threads_survives_a_model_loading_at_exit():
@@ -293,7 +300,7 @@ def test_stderr_of_other_threads_survives_a_model_loading_at_exit():
     reports an error and exits meanwhile must still show the report (it once lost it)."""
     code = """
 import os, sys, threading, time
-from ocml.pipeline.model import native_noise_filtered
+from ocml.pipeline.native_noise import native_noise_filtered
 
 def load():
     with native_noise_filtered():

@@ -20,14 +20,14 @@ from ocml.models.export import ONNX_FILE, add_onnx, check_assets, onnx_from_save
 from ocml.pipeline.errors import ModelError
 from ocml.pipeline.features import logmel
 from ocml.pipeline.inference import Inference
-from ocml.pipeline.model import (
+from ocml.pipeline.model import load_model
+from ocml.pipeline.model_metadata import read_metadata
+from ocml.pipeline.runtimes.choice import (
     LITERT_MAX_SECONDS,
     choose_runtime,
-    import_tensorflow,
-    load_model,
-    read_metadata,
     runtime_depends_on_duration,
 )
+from ocml.pipeline.threads import import_tensorflow
 from tests.conftest import synthetic_recording
 from tests.media import write_wav
 from tests.runtimes import assert_same_result_as_tensorflow, assert_segments_without_tensorflow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ocml.config.settings import Settings, load_settings
-from ocml.pipeline.model import default_model_path
+from ocml.pipeline.model_metadata import default_model_path
 from ocml.worker.preflight import SettingProblem, check_worker_settings
 from tests.worker_support import model_copy
 

@@ -380,7 +380,7 @@ def test_unlabelled_folder_gives_unlabelled_shards(tmp_path: Path) -> None:
 
 
 def test_the_default_recipe_is_the_one_the_shipped_model_was_trained_with() -> None:
-    from ocml.pipeline.model import default_model_path, read_metadata
+    from ocml.pipeline.model_metadata import default_model_path, read_metadata
 
     sections = ("name", "version", "arch", "model", "data", "train", "inference", "synth")
     recorded = read_metadata(default_model_path())["training"]["recipe"]

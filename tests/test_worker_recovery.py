@@ -44,9 +44,9 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from ocml.models.export import export_savedmodel
     from ocml.pipeline.features import FeatureConfig
-    from ocml.pipeline.model import configure_tensorflow
+    from ocml.pipeline.threads import set_inference_threads
 
-    configure_tensorflow(1)
+    set_inference_threads(1)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, 64))
     x = keras.layers.Conv1D(1024, 9, padding="same", activation="relu")(inputs)

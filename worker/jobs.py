@@ -26,7 +26,8 @@ from ocml.pipeline.errors import (
     TrackError,
     excerpt,
 )
-from ocml.pipeline.model import Model, directory_sha256, read_metadata, resolve_model_dir
+from ocml.pipeline.model import Model
+from ocml.pipeline.model_metadata import directory_sha256, read_metadata, resolve_model_dir
 from ocml.pipeline.postprocess import SegmentParams, preset, resolve_params
 from ocml.pipeline.result import NO_SPEECH_CHOICES, TrackIdentity
 from ocml.pipeline.writers import output_paths

@@ -26,13 +26,8 @@ from ocml.config.settings import Settings
 from ocml.pipeline.errors import MissingExtra, ModelError
 from ocml.pipeline.extras import RUNTIME_EXTRAS, require
 from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model import (
-    ASSETS,
-    PIPELINE_FEATURES,
-    choose_runtime,
-    read_metadata,
-    resolve_model_dir,
-)
+from ocml.pipeline.model_metadata import ASSETS, PIPELINE_FEATURES, read_metadata, resolve_model_dir
+from ocml.pipeline.runtimes.choice import choose_runtime
 from ocml.pipeline.writers import FORMATS
 from ocml.worker.app import current_settings
 from ocml.worker.jobs import JobInvalid, resolve_job_params

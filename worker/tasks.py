@@ -66,14 +66,12 @@ def load_model_in_child(**_: Any) -> None:
 def process_model() -> Any:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        from ocml.pipeline.model import (
-            choose_runtime,
-            configure_tensorflow,
-            load_model,
-            read_metadata,
-        )
+        from ocml.pipeline.model import load_model
+        from ocml.pipeline.model_metadata import read_metadata
+        from ocml.pipeline.runtimes.choice import choose_runtime
+        from ocml.pipeline.threads import set_inference_threads
 
-        configure_tensorflow(1)
+        set_inference_threads(1)
         settings = current_settings()
         path = settings.model_path
         runtime = choose_runtime(settings.runtime, read_metadata(path), math.inf)
