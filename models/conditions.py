@@ -151,6 +151,7 @@ def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[s
     any_event = np.logical_or.reduce([*event_masks.values(), np.zeros(n, bool)])
     speech = run.item.labels.speech
     utterances = entry.get("utterances")  # synth's manifests count them, dev/val's list them
+    noise = entry.get("noise")  # synth's names the kind of background; dev/val's list the layers
     roles = segment_roles(speech, utterances if isinstance(utterances, list) else [])
     return {
         "snr": {snr_band(entry.get("snr_db")): whole},
@@ -161,7 +162,7 @@ def condition_groups(run: FileRun, entry: Mapping[str, Any]) -> dict[str, dict[s
         "events": {**event_masks, "no event": ~any_event},
         "speaker": speaker_groups(t, speech, roles),
         **({"channel": {channel_group(entry["channel"]): whole}} if "channel" in entry else {}),
-        **({"noise": {f"{entry['noise']} background": whole}} if "noise" in entry else {}),
+        **({"noise": {f"{noise} background": whole}} if isinstance(noise, str) else {}),
     }
 
 

@@ -294,3 +294,9 @@ def test_a_synth_manifest_that_counts_utterances_groups_by_channel_and_noise() -
     assert list(table["noise"]) == ["recorded background"]
     assert list(table["channel"]) == ["codec opus"]
     assert table["speaker"]["unknown speaker"]["recall"] == 1.0
+
+
+def test_a_described_noise_mix_is_not_a_background_kind() -> None:
+    run = _run([(1.0, 2.0)], np.zeros(1000))
+    table = by_condition([run], [[(1.0, 2.0)]], {run.key: {"noise": [["hum50", 0]]}})
+    assert "noise" not in table
