@@ -162,12 +162,12 @@ def run(sets: Sequence[DataSet], model_path: str | None) -> dict[str, Any]:
     """Every system on every file of ``sets``; the report with one row per system."""
     from ocml.pipeline.model import load_model
     from ocml.pipeline.postprocess import SegmentParams
-    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.segment import segment_file, tuned_params
     from ocml.pipeline.threads import set_inference_threads
 
     set_inference_threads(1)
     model = load_model(model_path)
-    shipped, generic = resolve_params(model), SegmentParams()
+    shipped, generic = tuned_params(model), SegmentParams()
     silero_own = SegmentParams.from_mapping(SILERO_OWN)
     bench = Bench(sets)
     ours = f"opencast-ml {model.name} {model.version}"

@@ -73,11 +73,11 @@ PIPELINE_CODE = """
 import json, sys
 from ocml.pipeline.model import load_model
 from ocml.pipeline.threads import set_inference_threads
-from ocml.pipeline.segment import resolve_params, segment_file
+from ocml.pipeline.segment import segment_file, tuned_params
 set_inference_threads(1)
 path, model_path, runtime = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 model = load_model(model_path, runtime=runtime)
-params = resolve_params(model)
+params = tuned_params(model)
 runs = [segment_file(path, model, params) for _ in range(2)]
 print(json.dumps({"duration": runs[-1].input.duration,
                   "seconds": [r.processing_seconds for r in runs]}))
@@ -486,7 +486,7 @@ def stage_costs(
     from ocml.pipeline.inference import Inference
     from ocml.pipeline.model import load_model
     from ocml.pipeline.postprocess import Binarize
-    from ocml.pipeline.segment import file_sha256, resolve_params, segment_file
+    from ocml.pipeline.segment import file_sha256, segment_file, tuned_params
     from ocml.pipeline.threads import set_inference_threads
     from ocml.pipeline.writers import write_outputs
 
@@ -504,7 +504,7 @@ def stage_costs(
         "import TensorFlow + load model", lambda: load_model(model_path, runtime="tensorflow")
     )
     cfg = model.features
-    params = resolve_params(model)
+    params = tuned_params(model)
     timed(
         "decode (pipeline.decode.stream → 16 kHz mono)",
         lambda: sum(len(b) for b in stream(path, sample_rate=cfg.sample_rate)),

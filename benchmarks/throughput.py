@@ -53,13 +53,13 @@ def make_recording(path: Path, minutes: float, seed: int) -> Path:
 def in_process(paths: list[Path], model_path: str | None, out_dir: Path) -> float:
     """Seconds to segment and write every file in this process (what ``ocml segment`` does)."""
     from ocml.pipeline.model import load_model
-    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.segment import segment_file, tuned_params
     from ocml.pipeline.threads import set_inference_threads
     from ocml.pipeline.writers import write_outputs
 
     set_inference_threads(1)
     model = load_model(model_path)
-    params = resolve_params(model)
+    params = tuned_params(model)
     out_dir.mkdir()
     started = time.perf_counter()
     for path in paths:

@@ -183,10 +183,10 @@ def evaluate_dirs(
     report whenever a folder has a ``manifest.json``; ``by_condition`` also prints them.
     """
     from ocml.pipeline.model import load_model
-    from ocml.pipeline.segment import resolve_params
+    from ocml.pipeline.segment import tuned_params
 
     model = load_model(model_path)
-    params = resolve_params(model, overrides=dict(overrides or {}))
+    params = tuned_params(model, overrides=dict(overrides or {}))
     sets = load_data_sets(data)
     runs = run_data_sets(model, sets, params, echo=echo)
     conditions = load_conditions(sets)

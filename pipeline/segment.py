@@ -33,10 +33,12 @@ MAX_PREALLOCATED_SECONDS = 24 * 3600.0
 """The most of a header's stated duration the probabilities are preallocated for."""
 
 
-def resolve_params(
+def tuned_params(
     model: Model, *, preset_name: str = "default", overrides: Mapping[str, Any] | None = None
 ) -> SegmentParams:
-    """``postprocess.resolve_params`` with ``model``'s tuned values."""
+    """The parameters of ``preset_name`` over ``model``'s tuned values, then ``overrides``
+    (``postprocess.resolve_params``); the command line and the worker resolve theirs with
+    ``worker.jobs.resolve_job_params``, which also checks formats and presets."""
     return postprocess.resolve_params(
         preset_name=preset_name, tuned=model.postprocess, overrides=overrides
     )

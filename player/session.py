@@ -163,12 +163,12 @@ def from_pipeline(
 ) -> Session:
     """A session from running the pipeline on ``media`` with the model's default parameters."""
     from ocml.pipeline.model import load_model
-    from ocml.pipeline.segment import resolve_params, segment_file
+    from ocml.pipeline.segment import segment_file, tuned_params
     from ocml.pipeline.threads import set_inference_threads
 
     set_inference_threads()
     model = load_model(model_path)
-    result = segment_file(media, model, resolve_params(model), progress=progress)
+    result = segment_file(media, model, tuned_params(model), progress=progress)
     return session_of(
         result,
         media=media,

@@ -15,7 +15,7 @@ import pytest
 
 from ocml.models.sounds import colored_noise, fft_convolve, rms, room_impulse
 from ocml.pipeline.model import Model, load_model
-from ocml.pipeline.segment import resolve_params, segment_file
+from ocml.pipeline.segment import segment_file, tuned_params
 from tests.media import write_wav
 
 SR = 16000
@@ -30,7 +30,7 @@ def model() -> Model:
 def _speech_seconds(model: Model, path: Path, spans: list[tuple[float, float]]) -> float:
     """Seconds of ``spans`` that the shipped model with its post-processing calls speech, from
     one run over ``path``."""
-    segments = segment_file(path, model, resolve_params(model)).segments
+    segments = segment_file(path, model, tuned_params(model)).segments
     return sum(
         max(0.0, min(s.end, end) - max(s.start, start)) for start, end in spans for s in segments
     )

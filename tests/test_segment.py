@@ -1,4 +1,4 @@
-"""``segment_file`` and ``resolve_params``: the whole pipeline in one process, on a real model."""
+"""``segment_file`` and ``tuned_params``: the whole pipeline in one process, on a real model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ocml.pipeline.inference import Inference
 from ocml.pipeline.model import Model
 from ocml.pipeline.postprocess import PRESETS, Binarize, SegmentParams
 from ocml.pipeline.result import InputInfo, ModelInfo, Result, validate
-from ocml.pipeline.segment import FrameValues, file_sha256, resolve_params, segment_file
+from ocml.pipeline.segment import FrameValues, file_sha256, segment_file, tuned_params
 from ocml.pipeline.writers import render_json, render_smil
 from tests.media import encode, speechlike, write_soundfile, write_video_with_audio, write_wav
 
@@ -41,7 +41,7 @@ def test_probabilities_equal_one_whole_recording_model_call(
 def test_snapping_keeps_each_frames_energy_and_only_narrows_segments(
     lecture: Path, tiny_model: Model
 ) -> None:
-    plain = resolve_params(tiny_model, overrides={"pad": 0.0})
+    plain = tuned_params(tiny_model, overrides={"pad": 0.0})
     snapping = SegmentParams.from_mapping({"snap_db": 10.0, "snap_max": 0.1}, base=plain)
     before = segment_file(lecture, tiny_model, plain)
     after = segment_file(lecture, tiny_model, snapping, block_seconds=1.3)
@@ -59,7 +59,7 @@ def test_snapping_keeps_each_frames_energy_and_only_narrows_segments(
 
 
 def test_result_finds_the_speech_and_validates(lecture: Path, tiny_model: Model) -> None:
-    params = resolve_params(tiny_model, overrides={"pad": 0.0})
+    params = tuned_params(tiny_model, overrides={"pad": 0.0})
     result = segment_file(lecture, tiny_model, params)
     validate(result.to_dict())
     found = [(s.start, s.end) for s in result.segments]
@@ -139,13 +139,13 @@ def test_features_stay_one_batch_ahead_of_a_loaded_model(
 
 
 def test_resolve_params_order(tiny_model: Model) -> None:
-    tuned = resolve_params(tiny_model)
+    tuned = tuned_params(tiny_model)
     assert (
         tuned.min_silence == tiny_model.postprocess["min_silence"] != PRESETS["default"].min_silence
     )
-    opencast = resolve_params(tiny_model, preset_name="opencast")
+    opencast = tuned_params(tiny_model, preset_name="opencast")
     assert opencast == PRESETS["opencast"]
-    overridden = resolve_params(tiny_model, preset_name="opencast", overrides={"min_voice": 5})
+    overridden = tuned_params(tiny_model, preset_name="opencast", overrides={"min_voice": 5})
     assert overridden == SegmentParams.from_mapping({"min_voice": 5}, base=PRESETS["opencast"])
 
 
@@ -183,7 +183,7 @@ def test_one_pass_gives_the_same_result_byte_for_byte(
         write_soundfile(path, stereo, 48000)
     else:
         encode(path, stereo, 48000, codec=name.rsplit(".", 1)[1].replace("mp4", "aac"))
-    params = resolve_params(tiny_model)
+    params = tuned_params(tiny_model)
     got = segment_file(path, tiny_model, params, block_seconds=4.0)
     expected = _three_pass_result(path, tiny_model, params, got.created)
     np.testing.assert_array_equal(got.probabilities, expected.probabilities)
