@@ -8,7 +8,7 @@ REDIS_PORT ?= 6379
 DIST   ?= dist
 EXTRAS := test,train,tensorflow,litert,player
 
-.PHONY: demo test lint wheel redis xtools bench model candidate3 realset clean
+.PHONY: demo test lint wheel redis xtools bench model realset clean
 
 # Everything, editable: the core and every extra (an Opencast host or a worker needs only the
 # core: `make wheel`, docs/opencast.md). -qq keeps pip to its errors.
@@ -70,8 +70,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy.py --markdown benchmarks/results/accuracy.md \
 	  --json benchmarks/results/accuracy.json
 
-## Rebuild the default model from nothing (~40 min on 2 cores): installs the Debian packages that
-## `ocml-train synth` draws speech, noise and music from, then runs models/reproduce_default.sh.
+## Rebuild the default model from nothing (~2 h on 2 cores, resumable: run it again after an
+## interruption): installs the Debian packages that `ocml-train synth` draws speech, noise and
+## music from, then runs models/reproduce_default.sh: stage 1 on those, stage 2 from its weights on
+## the catalogue's pinned real recordings (models/catalogue.yaml). MIRROR=DIR (bare git
+## repositories named owner+name) and LOCAL="name=DIR ..." serve machines without network.
 TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
   festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-ru festvox-suopuhe-lj \
   festvox-suopuhe-mv festvox-hi-nsk festvox-mr-nsk festvox-te-nsk \
@@ -79,16 +82,8 @@ TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fes
   tuxpaint-stamps-default ktuberling-data hedgewars-data fluidsynth fluid-soundfont-gm
 model: $(STAMP)
 	apt-get install -y -q $(TRAIN_SOURCES)
-	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON=$(CURDIR)/$(BIN)/python models/reproduce_default.sh data/reproduce
-
-## The default model 3.0 candidate (~1.5 h on 2 cores, resumable): fetches the catalogue's pinned
-## real recordings (models/catalogue.yaml), then runs models/train_candidate3.sh from the shipped
-## model. MIRROR=DIR (bare git repositories named owner+name) and LOCAL="name=DIR ..." serve
-## machines without network.
-candidate3: $(STAMP)
-	apt-get install -y -q $(TRAIN_SOURCES)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MIRROR=$(MIRROR) LOCAL="$(LOCAL)" \
-	  models/train_candidate3.sh data/candidate3
+	  models/reproduce_default.sh data/reproduce
 
 ## The real-recordings yardstick: the catalogue's held-out voices, places and human sounds mixed
 ## into 40 labelled recordings in data/realset (benchmarks/accuracy.py reports it beside dev, val).

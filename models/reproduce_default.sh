@@ -1,24 +1,53 @@
 #!/usr/bin/env bash
-# Rebuild the shipped default model (CRNN 2.2.0) from nothing: about an hour on 2 cores.
-# Needs the Debian sources listed in models/pretrained/default/MODEL.md and ocml-train on PATH.
-# Usage: models/reproduce_default.sh [WORK_DIR]   then compare WORK/calibration.json with MODEL.md.
+# Rebuild the shipped default model (CRNN 3.0.0) from nothing, in two stages, resumably: run it
+# again after an interruption and finished steps are skipped, training resumes from its last
+# checkpoint. Needs ocml-train on PATH, the Debian sources of stage 1 installed (make model does
+# both) and, for stage 2, the catalogue's pinned sources (fetched here: apt-get download, pip
+# download, git; MIRROR=DIR or LOCAL="name=DIR ..." on a machine without network).
+# Usage: models/reproduce_default.sh [WORK_DIR] [STAGE1_MODEL]
+#   STAGE1_MODEL skips stage 1 and starts stage 2 from that SavedModel.
+# Stage 1 (recipe default-stage1, 2.2.0's): TTS and recorded voices from Debian packages.
+# Stage 2 (recipe default): from stage 1's weights, the catalogue's real voices, places, human
+# sounds and babble, two thirds of the recordings through a microphone / processing / codec
+# channel. Both are calibrated and tuned on dev + val, which are never trained on.
 set -euo pipefail
 WORK=${1:-data/reproduce}
+STAGE1=${2:-}
 T=${OCML_TRAIN:-ocml-train}
 DEV=${DEV:-../shared/data/dev}
 VAL=${VAL:-../shared/data/val}
+SOURCES=${SOURCES:-$WORK/sources}
 mkdir -p "$WORK"
 
-# The recipe's synth: section (160 recordings: TTS and recorded voices), then 80 recordings of
-# recorded voices only (no TTS), for more real speakers.
-$T synth "$WORK/synth" --recipe default
-$T synth "$WORK/synth-voices" --recipe default --seed 21 --recordings 80 --tts-utterances 0
-$T spectrograms "$WORK/synth" "$WORK/synth-voices" "$WORK/spec"
-$T train --recipe default --data "$WORK/spec" --out "$WORK/default"
+train() {  # train RECIPE SPEC OUT [ARGS...]: a fresh run, or the interrupted one resumed
+  local recipe=$1 spec=$2 out=$3; shift 3
+  [ -d "$out/savedmodel" ] && return
+  local resume=(); [ -f "$out/checkpoints/last.weights.h5" ] && resume=(--resume)
+  $T train --recipe "$recipe" --data "$spec" --out "$out" "$@" "${resume[@]}"
+}
 
-# Calibrate on dev + val pooled (for the generic defaults), tune post-processing on the pool,
-# and write the model with its metrics and its ONNX asset (assets/model.onnx, which needs the
-# train extra: onnx, tf2onnx): dev and val are never trained on.
-$T calibrate "$WORK/default" "$DEV" "$VAL" --out "$WORK/export" --json "$WORK/calibration.json" \
-    --threads 1
+calibrate() {  # calibrate RUN EXPORT JSON
+  [ -f "$3" ] || $T calibrate "$1" "$DEV" "$VAL" --out "$2" --json "$3" --threads 1 --overwrite
+}
+
+if [ -z "$STAGE1" ]; then
+  # The stage-1 recipe's synth: section (160 recordings: TTS and recorded voices), then 80
+  # recordings of recorded voices only (no TTS), for more real speakers.
+  s1=$WORK/stage1
+  [ -f "$s1/synth/manifest.json" ] || $T synth "$s1/synth" --recipe default-stage1
+  [ -f "$s1/synth-voices/manifest.json" ] || \
+    $T synth "$s1/synth-voices" --recipe default-stage1 --seed 21 --recordings 80 --tts-utterances 0
+  [ -f "$s1/spec/index.json" ] || $T spectrograms "$s1/synth" "$s1/synth-voices" "$s1/spec"
+  train default-stage1 "$s1/spec" "$s1/run"
+  calibrate "$s1/run" "$s1/export" "$s1/calibration.json"
+  STAGE1=$s1/export
+fi
+
+local_args=(); for item in ${LOCAL:-}; do local_args+=(--local "$item"); done
+$T sources fetch "$SOURCES" ${MIRROR:+--mirror "$MIRROR"} "${local_args[@]}"
+s2=$WORK/stage2
+[ -f "$s2/synth/manifest.json" ] || $T synth "$s2/synth" --recipe default --sources "$SOURCES"
+[ -f "$s2/spec/index.json" ] || $T spectrograms "$s2/synth" "$s2/spec"
+train default "$s2/spec" "$s2/run" --init-from "$STAGE1"
+calibrate "$s2/run" "$WORK/export" "$WORK/calibration.json"
 echo "model in $WORK/export; copy it and MODEL.md to models/pretrained/default to ship it"

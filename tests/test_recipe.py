@@ -23,24 +23,25 @@ def test_every_shipped_recipe_loads_into_typed_sections() -> None:
     for file in sorted(RECIPES.glob("*.yaml")):
         recipe = load_recipe(file.stem)
         assert recipe.arch in ARCHITECTURES and isinstance(recipe.train, TrainRecipe), file
-    default = load_recipe("default")
-    assert (default.arch, default.train.epochs, default.data.crop) == ("crnn", 20, 800)
-    assert default.inference == {"chunk_frames": 2000, "batch_size": 12}
+    stage1 = load_recipe("default-stage1")
+    assert (stage1.arch, stage1.train.epochs, stage1.data.crop) == ("crnn", 20, 800)
+    assert stage1.inference == {"chunk_frames": 2000, "batch_size": 12}
     assert load_recipe("tcn").arch == "tcn"
-    candidate = load_recipe("candidate3")
-    assert (candidate.arch, candidate.model, candidate.data) == (
-        default.arch,
-        default.model,
-        default.data,
+    default = load_recipe("default")  # stage 2 starts from stage 1's weights: the same network
+    assert (default.arch, default.model, default.data, default.inference) == (
+        stage1.arch,
+        stage1.model,
+        stage1.data,
+        stage1.inference,
     )
-    assert candidate.synth.catalogue and candidate.synth.channels > 0
-    assert not candidate.synth.heldout and load_recipe("realset").synth.heldout
+    assert default.synth.catalogue and default.synth.channels > 0
+    assert not default.synth.heldout and load_recipe("realset").synth.heldout
 
 
 def test_the_synth_section_is_typed_with_its_defaults() -> None:
     assert load_recipe().synth == SynthRecipe()
     assert (SynthRecipe().seed, SynthRecipe().recordings) == (2, 100)
-    synth = load_recipe("default").synth
+    synth = load_recipe("default-stage1").synth
     assert (synth.seed, synth.recordings, synth.tts_utterances) == (20, 160, 3000)
     assert synth.recorded_speech == ["system", "tuxpaint", "ktuberling", "hedgewars"]
     assert synth.source_weights["tuxpaint"] == 0.28
@@ -51,9 +52,9 @@ def test_the_synth_section_is_typed_with_its_defaults() -> None:
 
 
 def test_overrides_lay_over_the_file_and_keep_the_rest() -> None:
-    recipe = load_recipe("default", overrides={"train": {"epochs": 3}, "arch": "tcn"})
+    recipe = load_recipe("default-stage1", overrides={"train": {"epochs": 3}, "arch": "tcn"})
     assert recipe.train == TrainRecipe(epochs=3, learning_rate=0.002, patience=4, seed=0)
-    assert recipe.arch == "tcn" and recipe.data == load_recipe("default").data
+    assert recipe.arch == "tcn" and recipe.data == load_recipe("default-stage1").data
 
 
 def test_the_plain_form_round_trips_through_yaml(tmp_path: Path) -> None:
