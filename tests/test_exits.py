@@ -206,6 +206,17 @@ def test_ocml_train_and_plot_end_with_one_line_and_their_status(folders, tmp_pat
     assert the_line(plot).startswith(f"ocml: failed: invalid_result: {folders['config']}: ")
 
 
+def ended_or_dumped(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[str, str]:
+    """The output of ``proc`` once it ends; if it does not, every thread's stack (SIGABRT under
+    PYTHONFAULTHANDLER) in the failure, so a hang after Ctrl-C says where it hangs."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"{proc.args[1]} still running {timeout:g} s after SIGINT:\n{out}\n{err}")
+
+
 def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
     media, output = tmp_path / "media", tmp_path / "results"
     media.mkdir()
@@ -223,7 +234,7 @@ def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
         name: subprocess.Popen(
             [str(BIN / "ocml"), *args, "--config", str(config)],
             cwd=ROOT,
-            env=worker_env(),
+            env={**worker_env(), "PYTHONFAULTHANDLER": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -236,7 +247,7 @@ def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
         time.sleep(0.5)
         for proc in procs.values():
             proc.send_signal(signal.SIGINT)
-        ended = {name: (proc, *proc.communicate(timeout=60)) for name, proc in procs.items()}
+        ended = {name: (proc, *ended_or_dumped(proc)) for name, proc in procs.items()}
     finally:
         for proc in procs.values():
             if proc.poll() is None:
