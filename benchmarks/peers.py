@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ocml.pipeline.features import FeatureConfig  # noqa: E402
+from ocml.pipeline.features import PIPELINE_FEATURES  # noqa: E402
 
 SR = 16000
-CFG = FeatureConfig()
+CFG = PIPELINE_FEATURES
 WEBRTC_FRAME = SR * 30 // 1000
 SILERO_CHUNK = 512
 SILERO_CONTEXT = 64

@@ -313,7 +313,7 @@ def spectrograms(
     """
     from ocml.models.datasets import load_dataset
     from ocml.models.spectrograms import ShardSpec, write_shards
-    from ocml.pipeline.features import FeatureConfig
+    from ocml.pipeline.features import PIPELINE_FEATURES
 
     items = [
         item
@@ -326,7 +326,7 @@ def spectrograms(
         index = write_shards(
             items,
             out,
-            FeatureConfig(),
+            PIPELINE_FEATURES,
             ShardSpec(window=window, hop=hop, per_shard=per_shard),
             png=png,
             progress=lambda i, n: bar.update(1),

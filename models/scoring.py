@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ocml.models.datasets import Item, frame_labels
-from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.features import PIPELINE_FEATURES, FeatureConfig
 
 COLLAR = 0.25
 BOUNDARY_CAP = 1.0
@@ -70,7 +70,7 @@ class Counts:
             "boundary_error": round(float(np.mean(self.boundary_errors)), 4)
             if self.boundary_errors
             else 0.0,
-            "hours": round(FeatureConfig().grid.seconds(tp + fp + fn + tn) / 3600, 4),
+            "hours": round(PIPELINE_FEATURES.grid.seconds(tp + fp + fn + tn) / 3600, 4),
         }
 
 

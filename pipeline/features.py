@@ -300,3 +300,8 @@ def stream_logmel(blocks: Iterable[np.ndarray], cfg: FeatureConfig) -> Iterator[
         if n_frames:
             yield _frames_logmel(buffer, n_frames, cfg)
         tail = buffer[n_frames * cfg.hop_length :].copy()
+
+
+PIPELINE_FEATURES = FeatureConfig()
+"""The features this pipeline computes (a model trained on others is refused): the one place
+the player, the plots, post-processing, scoring and training take them from."""

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from ocml.pipeline.errors import ModelError
-from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.features import PIPELINE_FEATURES, FeatureConfig
 from ocml.pipeline.model_metadata import (
     INFERENCE_DEFAULTS,
-    PIPELINE_FEATURES,
     check_model_dir,
     directory_sha256,
     parse_metadata,

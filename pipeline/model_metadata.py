@@ -32,8 +32,6 @@ REQUIRED_KEYS = (
 RUN_MODEL_DIR = "savedmodel"
 RUN_RECIPE = "recipe.yaml"
 """A training run's directory holds its recipe and, once trained, its model in ``savedmodel/``."""
-PIPELINE_FEATURES = FeatureConfig()
-"""The features this pipeline computes; a model trained on others is refused."""
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ import numpy as np
 
 from ocml.pipeline.checks import check_number
 from ocml.pipeline.errors import ParamsError
-from ocml.pipeline.features import FeatureConfig, FrameGrid
+from ocml.pipeline.features import PIPELINE_FEATURES, FrameGrid
 from ocml.pipeline.times import floor_ms, to_ms
 
 MAX_DURATION_PARAM = 3600.0
@@ -331,7 +331,7 @@ class Binarize:
         dropped."""
         probs = self.check(probs)
         check_number(duration, name="duration", minimum=0.0)
-        grid = FeatureConfig().grid if grid is None else grid
+        grid = PIPELINE_FEATURES.grid if grid is None else grid
         p = self.params
         if p.snaps and (energy is None or len(energy) != len(probs)):
             got = "none" if energy is None else f"{len(energy)} values"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocml.pipeline.features import FeatureConfig, stream_logmel
+from ocml.pipeline.features import PIPELINE_FEATURES, stream_logmel
 from ocml.pipeline.labels import merge_intervals
 from ocml.player.labels import difference
 from ocml.player.session import Session
@@ -116,7 +116,7 @@ def plot_session(
     from ocml.pipeline.decode import stream
     from ocml.pipeline.writers import atomic_write
 
-    cfg = FeatureConfig()
+    cfg = PIPELINE_FEATURES
     long = session.duration > DETAIL_SECONDS * 1.5
     windows = detail_windows(session, reference) if long else []
     n_frames = pipeline_grid().count(session.duration)

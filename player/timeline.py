@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ocml.pipeline.features import FeatureConfig, FrameGrid
+from ocml.pipeline.features import PIPELINE_FEATURES, FrameGrid
 
 
 @functools.cache
@@ -19,7 +19,7 @@ def pipeline_grid() -> FrameGrid:
 
     ``load_model`` refuses models with other features, so a result file needs no grid of its own.
     """
-    return FeatureConfig().grid
+    return PIPELINE_FEATURES.grid
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pygame
 
 from ocml.pipeline.errors import OcmlError
-from ocml.pipeline.features import FeatureConfig, logmel
+from ocml.pipeline.features import PIPELINE_FEATURES, logmel
 from ocml.player.audio import SAMPLE_RATE, AudioSource, MixerFeed, SilentFeed
 from ocml.player.labels import save_labels
 from ocml.player.session import Session
@@ -197,7 +197,7 @@ class PlayerUI:
             )
 
     def _spectrogram(self, image: pygame.Surface, samples: np.ndarray, width: int) -> None:
-        cfg = FeatureConfig()
+        cfg = PIPELINE_FEATURES
         mel = logmel(samples, cfg)
         if len(mel) < 2:
             return

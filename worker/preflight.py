@@ -25,8 +25,8 @@ from celery.signals import worker_init
 from ocml.config.settings import Settings
 from ocml.pipeline.errors import MissingExtra, ModelError
 from ocml.pipeline.extras import RUNTIME_EXTRAS, require
-from ocml.pipeline.features import FeatureConfig
-from ocml.pipeline.model_metadata import ASSETS, PIPELINE_FEATURES, read_metadata, resolve_model_dir
+from ocml.pipeline.features import PIPELINE_FEATURES, FeatureConfig
+from ocml.pipeline.model_metadata import ASSETS, read_metadata, resolve_model_dir
 from ocml.pipeline.runtimes.choice import choose_runtime
 from ocml.pipeline.writers import FORMATS
 from ocml.worker.app import current_settings
