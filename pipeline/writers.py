@@ -5,6 +5,8 @@ formats first and only then writes them as one set (``write_result_set``): every
 hidden staging directory inside the output directory, then each is renamed into place, the JSON
 last, and the previous files are put back if a rename fails. A failure while writing (disk full)
 leaves the previous complete set untouched; readers never see half a file.
+A caller may pass a ``fence`` callable, called just before the first rename, that stops the
+write by raising (a worker's run: it may no longer write, another run recorded the outcome).
 
 Output directories are opened once, without following symlinks (``OpenDir``), and every file is
 created, renamed and removed relative to that handle, so swapping a directory for a symlink while
@@ -504,25 +506,28 @@ def write_outputs(
     formats: Iterable[str],
     *,
     directory: OpenDir | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Renders every requested format, then writes them into ``out_dir`` as one set.
 
     ``directory`` is ``out_dir`` already opened (``OpenDir.open`` below a root); without it,
-    ``out_dir`` is opened here as given.
+    ``out_dir`` is opened here as given. ``fence`` is passed on to ``write_result_set``.
     """
     paths = output_paths(out_dir, stem, formats)
     rendered = {paths[fmt].name: RENDERERS[fmt](result) for fmt in paths}
     if directory is not None:
-        write_result_set(directory, rendered)
+        write_result_set(directory, rendered, fence=fence)
         return paths
     if not Path(out_dir).is_dir():
         raise OutputError("output directory does not exist", path=str(out_dir))
     with OpenDir.open(out_dir) as opened:
-        write_result_set(opened, rendered)
+        write_result_set(opened, rendered, fence=fence)
     return paths
 
 
-def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
+def write_result_set(
+    directory: OpenDir, files: dict[str, bytes], *, fence: Callable[[], None] | None = None
+) -> None:
     """Replaces the files named in ``files`` inside ``directory`` together, or not at all.
 
     The new files are written and synced into a staging directory ``.ocml-stage-<random>``
@@ -530,6 +535,10 @@ def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
     into place in ``files``' order with a ``.json`` last (a new JSON means a complete new set),
     and if a rename fails the ones already renamed get their old files back. The staging
     directory is removed in every case.
+
+    ``fence``, when given, is called immediately before the first rename; if it raises, nothing
+    is put in place. A worker's run passes one that raises once its job's outcome is recorded
+    by another run, so a run that lost its lock never replaces a set after that.
     """
     order = sorted(files, key=_is_main_json)
     stage_name = f"{TEMP_PREFIX}stage-{uuid.uuid4().hex[:12]}"
@@ -546,6 +555,8 @@ def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
                 _stage_file(stage, name, files[name], directory.path)
             for name in order:
                 _link_old(directory, name, backup)
+            if fence is not None:
+                fence()
             _commit(directory, stage, backup, order)
         finally:
             _empty(backup)

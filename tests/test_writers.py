@@ -534,6 +534,40 @@ def test_a_complete_rerun_replaces_the_whole_set(tmp_path):
     assert leftovers(tmp_path) == ["lecture.json", "lecture.probs.npy"]
 
 
+class Fenced(Exception):
+    """What the fence of a run that may no longer write raises in these tests."""
+
+
+def test_a_fence_that_refuses_keeps_the_previous_set_and_runs_after_staging(tmp_path):
+    formats = ["json", "smil"]
+    paths = write_outputs(make_result(), tmp_path, "lecture", formats)
+    before = {p.name: p.read_bytes() for p in paths.values()}
+    seen = []
+
+    def refuse() -> None:
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".ocml-stage-")]
+        seen.append(sorted(p.name for p in staged[0].iterdir()))
+        raise Fenced("the job's outcome is recorded by another run")
+
+    new = make_result(probabilities=np.linspace(0, 1, 500, dtype=np.float32))
+    with pytest.raises(Fenced):
+        write_outputs(new, tmp_path, "lecture", formats, fence=refuse)
+
+    assert seen == [["lecture.json", "lecture.smil", "old"]]
+    assert {p.name: p.read_bytes() for p in paths.values()} == before
+    assert leftovers(tmp_path) == sorted(before)
+
+
+def test_a_fence_that_passes_is_asked_once_and_the_set_is_replaced(tmp_path):
+    asked = []
+    new = make_result(probabilities=np.linspace(0, 1, 500, dtype=np.float32))
+    paths = write_outputs(
+        new, tmp_path, "lecture", ["json", "probabilities"], fence=lambda: asked.append(1)
+    )
+    assert asked == [1]
+    assert paths["json"].read_bytes() == render_json(new)
+
+
 def test_open_dir_refuses_a_symlink_below_the_root_and_creates_only_real_directories(tmp_path):
     root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
     root.mkdir()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import redis
 import yaml
+from kombu.exceptions import OperationalError
 
 from ocml.config.settings import Settings, load_settings
 from ocml.worker.app import make_app
@@ -280,8 +281,13 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited: {self.log.read_text()[-3000:]}")
-            replies = app.control.inspect(destination=[self.name], timeout=1.0).stats() or {}
-            stats = replies.get(self.name)
+            try:
+                replies = app.control.inspect(destination=[self.name], timeout=1.0).stats()
+            except (redis.ConnectionError, OperationalError):
+                # kombu's producer pools are shared by every app of a process: a connection a
+                # test cut (CLIENT KILL) fails once, and is made again on the next use.
+                replies = None
+            stats = (replies or {}).get(self.name)
             if stats and len(stats["pool"]["processes"]) >= stats["pool"]["max-concurrency"]:
                 if self.log.read_text().count("model ready") >= stats["pool"]["max-concurrency"]:
                     return
