@@ -18,13 +18,15 @@ after it took the job's run lock:
   once, and only by the run holding the lock (``finish``); every result write is fenced the same
   way just before its final rename (``fence``), so a run that lost its lock — its host stopped
   past its lease while another run finished the job — never writes after the outcome.
+- ``ocml:bad_messages``: the messages the fleet could not use (``worker.messages``), newest
+  first, at most ``BAD_MESSAGES_KEPT``.
 - ``ocml:pending``: the ids of submitted jobs that have not finished, by submission time. Redis
   hands a message to a worker with BRPOP, and kombu files it among the unacknowledged only when
   the reply arrives: a connection cut, a worker killed or a Redis killed in between loses the
   message. ``sweep`` finds pending jobs whose message is nowhere (not queued, not delivered) and
   that nobody runs, twice in a row, so a worker can send them again from their record.
 
-Every key expires after ``result_expires``.
+Every key but the capped ``ocml:bad_messages`` expires after ``result_expires``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ FINISHED_KEY = "ocml:finished:{id}"
 PENDING_KEY = "ocml:pending"
 MISSING_KEY = "ocml:pending:missing"
 SWEEP_LOCK = "ocml:pending:sweep"
+BAD_MESSAGES_KEY = "ocml:bad_messages"
+BAD_MESSAGES_KEPT = 1000
+"""The newest this many bad messages are kept (``worker.messages``), newest first."""
 QUEUED = "QUEUED"
 
 _OWNS = """
@@ -294,6 +299,19 @@ def finish(
     """Records the job's outcome (``{"state": "SUCCESS", "result": ...}`` or ``FAILURE``) unless
     one is recorded already or another run holds the lock (``fence``)."""
     return fence(client, job_id, owner, outcome=outcome, expires=expires)
+
+
+def add_bad_message(client: redis.Redis, entry: dict[str, Any]) -> None:
+    """Puts ``entry`` (a message the fleet could not use) first in the capped list."""
+    pipe = client.pipeline()
+    pipe.lpush(BAD_MESSAGES_KEY, json.dumps(entry))
+    pipe.ltrim(BAD_MESSAGES_KEY, 0, BAD_MESSAGES_KEPT - 1)
+    pipe.execute()
+
+
+def bad_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """The recorded bad messages, newest first."""
+    return [json.loads(raw) for raw in client.lrange(BAD_MESSAGES_KEY, 0, -1)]
 
 
 def finished(client: redis.Redis, job_id: str) -> dict[str, Any] | None:
