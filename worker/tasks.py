@@ -104,18 +104,16 @@ class JobRequest(Request):
         settings = current_settings()
         client = self.task.backend.client
         owner = runs.process_prefix(self.hostname, self.worker_pid)
-        run = runs.last_run(client, self.id, owner) or owner
-        ending = {"event": "end", "run": run, "node": self.hostname, "pid": self.worker_pid}
+        error = None
         if isinstance(exc, TimeLimitExceeded):
             error = {
                 "error": "time_limit",
                 "message": f"the job exceeded its hard time limit ({exc})",
             }
-            outcome: dict[str, Any] = {**ending, "outcome": "time_limit"}
-        else:
-            error = None
-            outcome = {**ending, "outcome": "process_died", "exitcode": excerpt(str(exc), 100)}
         try:
+            # The end names the run the dead process started (its token is in the history).
+            run = runs.last_run(client, self.id, owner) or owner
+            ending = {"event": "end", "run": run, "node": self.hostname, "pid": self.worker_pid}
             if error is not None:
                 runs.finish(
                     client,
@@ -124,6 +122,9 @@ class JobRequest(Request):
                     owner=owner,
                     expires=settings.result_expires,
                 )
+                outcome: dict[str, Any] = {**ending, "outcome": "time_limit"}
+            else:
+                outcome = {**ending, "outcome": "process_died", "exitcode": excerpt(str(exc), 100)}
             runs.add_event(client, self.id, outcome, expires=settings.result_expires)
             runs.release(client, self.id, owner)
         except redis.RedisError as err:
