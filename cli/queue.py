@@ -389,21 +389,47 @@ def _describe(status: dict[str, Any]) -> str:
 
 
 @click.command("status")
-@click.argument("job_ids", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@click.argument("job_ids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job or message.")
+@click.option(
+    "--bad-messages",
+    is_flag=True,
+    help="Instead of jobs, the messages workers could not use and dropped, newest first.",
+)
 @config_option
-def status(job_ids: tuple[str, ...], as_json: bool, config_path: str | None) -> None:
+def status(
+    job_ids: tuple[str, ...], as_json: bool, bad_messages: bool, config_path: str | None
+) -> None:
     """Show each JOB's state (QUEUED, STARTED, PROGRESS, SUCCESS, FAILURE, LOST ...), progress,
-    result paths or error (exit 1 if any failed or is lost, 3 if Redis cannot be reached)."""
+    result paths or error (exit 1 if any failed or is lost, 3 if Redis cannot be reached).
+
+    With --bad-messages, the messages the workers acknowledged and dropped because they could
+    not use them (a malformed body or headers, not JSON, an unknown task; the last 1000), one
+    line each: time (UTC), job id (- for none), worker, reason. Give job ids or --bad-messages.
+    """
     from ocml.worker import client
 
+    if bool(job_ids) == bad_messages:
+        raise click.UsageError("give one or more JOB_IDS, or --bad-messages")
     app = _client(cli_settings(config_path))
+    if bad_messages:
+        with _reachable():
+            entries = client.bad_messages(app)
+        for entry in entries:
+            click.echo(json.dumps(entry, sort_keys=True) if as_json else _bad_message_line(entry))
+        return
     with _reachable():
         statuses = [client.job_status(app, job_id) for job_id in job_ids]
     for s in statuses:
         click.echo(json.dumps(s, sort_keys=True) if as_json else f"{s['id']} {_describe(s)}")
     if any(s["state"] in ("FAILURE", "LOST") for s in statuses):
         sys.exit(exits.FAILED)
+
+
+def _bad_message_line(entry: dict[str, Any]) -> str:
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["at"]))
+    reason = " ".join(str(entry["reason"]).split())
+    return f"{when} {entry.get('job_id') or '-'} {entry.get('worker')}: {reason}"
 
 
 @click.command("watch")

@@ -5,6 +5,9 @@ formats first and only then writes them as one set (``write_result_set``): every
 hidden staging directory inside the output directory, then each is renamed into place, the JSON
 last, and the previous files are put back if a rename fails. A failure while writing (disk full)
 leaves the previous complete set untouched; readers never see half a file.
+A caller may pass a ``fence`` callable, called before staging and just before the first rename,
+that stops the write by raising (a worker's run: it may no longer write, another run recorded
+the outcome).
 
 Output directories are opened once, without following symlinks (``OpenDir``), and every file is
 created, renamed and removed relative to that handle, so swapping a directory for a symlink while
@@ -36,6 +39,7 @@ import errno
 import io
 import json
 import os
+import socket
 import stat
 import tempfile
 import uuid
@@ -73,6 +77,7 @@ SUFFIXES: dict[str, str] = {
 }
 TEMP_PREFIX = ".ocml-"
 """Every temporary file and staging directory starts with this (and is hidden)."""
+STAGE_PREFIX = f"{TEMP_PREFIX}stage-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -504,35 +509,47 @@ def write_outputs(
     formats: Iterable[str],
     *,
     directory: OpenDir | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Renders every requested format, then writes them into ``out_dir`` as one set.
 
     ``directory`` is ``out_dir`` already opened (``OpenDir.open`` below a root); without it,
-    ``out_dir`` is opened here as given.
+    ``out_dir`` is opened here as given. ``fence`` is passed on to ``write_result_set``.
     """
     paths = output_paths(out_dir, stem, formats)
     rendered = {paths[fmt].name: RENDERERS[fmt](result) for fmt in paths}
     if directory is not None:
-        write_result_set(directory, rendered)
+        write_result_set(directory, rendered, fence=fence)
         return paths
     if not Path(out_dir).is_dir():
         raise OutputError("output directory does not exist", path=str(out_dir))
     with OpenDir.open(out_dir) as opened:
-        write_result_set(opened, rendered)
+        write_result_set(opened, rendered, fence=fence)
     return paths
 
 
-def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
+def write_result_set(
+    directory: OpenDir, files: dict[str, bytes], *, fence: Callable[[], None] | None = None
+) -> None:
     """Replaces the files named in ``files`` inside ``directory`` together, or not at all.
 
-    The new files are written and synced into a staging directory ``.ocml-stage-<random>``
-    there; the current files are hard-linked into it as a backup; then each new file is renamed
-    into place in ``files``' order with a ``.json`` last (a new JSON means a complete new set),
-    and if a rename fails the ones already renamed get their old files back. The staging
-    directory is removed in every case.
+    The new files are written and synced into a staging directory
+    ``.ocml-stage-<pid>@<host>-<random>`` there; the current files are hard-linked into it as a
+    backup; then each new file is renamed into place in ``files``' order with a ``.json`` last
+    (a new JSON means a complete new set), and if a rename fails the ones already renamed get
+    their old files back. The staging directory is removed in every case; those a killed
+    process left behind (its pid, on this host, no longer runs) are removed first.
+
+    ``fence``, when given, is called before anything is staged and again immediately before the
+    first rename; if it raises, nothing is put in place. A worker's run passes one that raises
+    once its job's outcome is recorded by another run, so a run that lost its lock never
+    replaces a set after that.
     """
     order = sorted(files, key=_is_main_json)
-    stage_name = f"{TEMP_PREFIX}stage-{uuid.uuid4().hex[:12]}"
+    if fence is not None:
+        fence()
+    _remove_abandoned_stages(directory)
+    stage_name = f"{STAGE_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
     try:
         os.mkdir(stage_name, 0o700, dir_fd=directory.fd)
         stage = os.open(stage_name, _DIR_FLAGS, dir_fd=directory.fd)
@@ -546,6 +563,8 @@ def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
                 _stage_file(stage, name, files[name], directory.path)
             for name in order:
                 _link_old(directory, name, backup)
+            if fence is not None:
+                fence()
             _commit(directory, stage, backup, order)
         finally:
             _empty(backup)
@@ -556,6 +575,47 @@ def write_result_set(directory: OpenDir, files: dict[str, bytes]) -> None:
         os.close(stage)
         os.rmdir(stage_name, dir_fd=directory.fd)
     _fsync_fd(directory.fd)
+
+
+def _remove_abandoned_stages(directory: OpenDir) -> None:
+    """Removes the staging directories in ``directory`` of processes of this host that are
+    gone (SIGKILLed mid-write); best effort, never an error."""
+    host = socket.gethostname()
+    for name in os.listdir(directory.fd):
+        owner, _, _ = name.removeprefix(STAGE_PREFIX).rpartition("-")
+        pid, _, owner_host = owner.partition("@")
+        if not name.startswith(STAGE_PREFIX) or owner_host != host or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            stage = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
+        except OSError:
+            continue
+        try:
+            if "old" in os.listdir(stage):
+                backup = os.open("old", _DIR_FLAGS, dir_fd=stage)
+                try:
+                    _empty(backup)
+                finally:
+                    os.close(backup)
+                os.rmdir("old", dir_fd=stage)
+            _empty(stage)
+            os.rmdir(name, dir_fd=directory.fd)
+        except OSError:
+            continue
+        finally:
+            os.close(stage)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_result_set(directory: OpenDir, names: Iterable[str]) -> list[str]:

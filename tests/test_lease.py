@@ -88,12 +88,70 @@ def test_only_a_gone_process_of_this_worker_counts_as_dead():
     )
     dead = int(finished.stdout)
 
-    assert runs.local_process_gone(runs.lock_token("w1@h", dead), "w1@h")
-    assert not runs.local_process_gone(runs.lock_token("w1@h", os.getpid()), "w1@h")
-    assert not runs.local_process_gone(runs.lock_token("w2@h", dead), "w1@h")
+    assert runs.local_process_gone(runs.run_token("w1@h", dead), "w1@h")
+    assert not runs.local_process_gone(runs.run_token("w1@h", os.getpid()), "w1@h")
+    assert not runs.local_process_gone(runs.run_token("w2@h", dead), "w1@h")
 
 
 def test_the_run_locks_of_accepted_requests_are_the_ones_renewed():
     accepted = SimpleNamespace(id="a", hostname="w1@h", worker_pid=7)
     waiting = SimpleNamespace(id="b", hostname="w1@h", worker_pid=None)
-    assert held_run_locks([accepted, waiting]) == [("a", "w1@h|7")]
+    assert held_run_locks([accepted, waiting]) == [("a", "w1@h|7|")]
+
+
+def test_each_run_has_its_own_token_and_its_process_renews_and_frees_it_by_prefix(client):
+    first, second = runs.run_token("w1@h", 7), runs.run_token("w1@h", 7)
+    assert first != second
+    assert runs.split_token(first) == ("w1@h", 7)
+    runs.acquire(client, "job", first, ttl=5.0)
+
+    assert runs.renew(client, [("job", runs.process_prefix("w1@h", 70))], ttl=60.0) == 0
+    assert runs.renew(client, [("job", runs.process_prefix("w1@h", 7))], ttl=60.0) == 1
+    assert not runs.release(client, "job", second)
+    assert runs.release(client, "job", runs.process_prefix("w1@h", 7))
+    assert runs.holder(client, "job") is None
+
+
+def test_the_fence_passes_only_the_holder_while_no_outcome_is_recorded(client):
+    holder, other = runs.run_token("w1@h", 7), runs.run_token("w2@h", 8)
+    runs.acquire(client, "job", holder, ttl=1.0)
+
+    assert runs.fence(client, "job", holder, ttl=60.0).ok
+    assert client.pttl(runs.RUN_KEY.format(id="job")) > 5000
+    refused = runs.fence(client, "job", other, ttl=60.0)
+    assert (refused.ok, refused.holder, refused.outcome) == (False, holder, None)
+    assert "another process (w1@h|7|" in refused.reason()
+    assert not runs.finish(client, "job", {"state": "FAILURE"}, owner=other, expires=60).ok
+    assert runs.finished(client, "job") is None
+
+    success = {"state": "SUCCESS", "result": {"n": 1}}
+    assert runs.finish(client, "job", success, owner=holder, expires=60).ok
+    again = runs.finish(client, "job", {"state": "FAILURE"}, owner=holder, expires=60)
+    assert (again.ok, again.outcome) == (False, success)
+    assert runs.finished(client, "job") == success
+    assert "outcome (SUCCESS) is recorded" in runs.fence(client, "job", holder).reason()
+
+
+def test_a_run_resumed_after_its_lock_was_freed_may_write_only_before_an_outcome(client):
+    stopped, later = runs.run_token("w1@h", 7), runs.run_token("w2@h", 8)
+
+    taken = runs.fence(client, "free", stopped, ttl=60.0)
+    assert taken.ok and runs.holder(client, "free") == stopped
+
+    runs.acquire(client, "job", later, ttl=5.0)
+    runs.finish(client, "job", {"state": "SUCCESS", "result": {}}, owner=later, expires=60)
+    runs.release(client, "job", later)
+    resumed = runs.fence(client, "job", stopped, ttl=60.0)
+
+    assert not resumed.ok and resumed.outcome == {"state": "SUCCESS", "result": {}}
+    assert runs.holder(client, "job") is None
+
+
+def test_an_outcome_without_an_owner_is_recorded_only_when_nobody_runs_the_job(client):
+    failure = {"state": "FAILURE", "error": {"error": "bad_message", "message": "m"}}
+    runs.acquire(client, "running", runs.run_token("w1@h", 7), ttl=5.0)
+
+    assert not runs.finish(client, "running", failure, owner="", expires=60).ok
+    assert runs.finish(client, "idle", failure, owner="", expires=60).ok
+    assert runs.finished(client, "idle") == failure
+    assert runs.holder(client, "idle") is None

@@ -25,6 +25,7 @@ from tests.worker_support import (
     TEST_REDIS_URL,
     flush,
     ocml,
+    poison_messages,
     progress_status,
     recording,
     running_workers,
@@ -56,6 +57,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     app = make_app(settings)
     with running_workers(config, base, names=("w1", "w2"), concurrency=1) as workers:
         yield {
+            "base": base,
             "config": config,
             "settings": settings,
             "app": app,
@@ -496,3 +498,69 @@ def test_a_job_whose_message_the_broker_lost_is_sent_again(fleet):
     note = f"job {job_id}: its message was lost by the broker; sent again"
     assert sum(w.log.read_text().count(note) for w in fleet["workers"]) == 1
     assert deliveries(app, job_id) == 1
+
+
+def test_messages_the_fleet_cannot_use_are_acknowledged_and_recorded(fleet):
+    app, settings, media, config = fleet["app"], fleet["settings"], fleet["media"], fleet["config"]
+    job = client.build_job(recording(media / "after-poison.wav", 2.0, seed=21))
+    poisons = poison_messages(job)
+    broker = app.backend.client
+    recorded_before = len(runs.bad_messages(broker))
+    for _, entry in poisons.values():
+        broker.lpush(app.conf.task_default_queue, entry)
+    good_id = client.submit(app, settings, job)
+
+    (good,) = client.wait(app, [good_id], timeout=60)
+    with_id = {name: job_id for name, (job_id, _) in poisons.items() if job_id}
+    statuses = dict(zip(with_id, client.wait(app, list(with_id.values()), timeout=60)))
+    deadline = time.monotonic() + 30
+    while len(runs.bad_messages(broker)) < recorded_before + len(poisons):
+        assert time.monotonic() < deadline, runs.bad_messages(broker)
+        time.sleep(0.2)
+
+    assert good["state"] == "SUCCESS", good
+    assert {name: (s["state"], s["error"]["error"]) for name, s in statuses.items()} == {
+        name: ("FAILURE", "bad_message") for name in with_id
+    }
+    recorded = runs.bad_messages(broker)[: len(poisons)]
+    assert sorted(e["job_id"] for e in recorded if e["job_id"]) == sorted(with_id.values())
+    assert sum(e["job_id"] is None for e in recorded) == len(poisons) - len(with_id)
+    assert {e["worker"] for e in recorded} <= {w.name for w in fleet["workers"]}
+    assert all(e["reason"] and e["at"] for e in recorded)
+    by_id = {e["job_id"]: e for e in recorded}
+    assert by_id[with_id["body [1, 2]"]]["reason"] == (
+        "its body must be [args, kwargs, embed], got [1, 2]"
+    )
+    assert "header 'timelimit'" in statuses["timelimit 'x'"]["error"]["message"]
+    # Acknowledged, not restored: none is left queued or unacknowledged, no worker died.
+    entries = {entry for _, entry in poisons.values()}
+    assert not entries & set(map(bytes.decode, broker.lrange(app.conf.task_default_queue, 0, -1)))
+    tags = [_delivery_tag(entry) for entry in entries]
+    assert not any(broker.hexists("unacked", tag) for tag in tags if tag)
+    assert all(w.proc.poll() is None for w in fleet["workers"])
+    assert not any("Unrecoverable error" in w.log.read_text() for w in fleet["workers"])
+
+    # A worker started afterwards stays up and serves.
+    with running_workers(config, fleet["base"], names=("w3",), concurrency=1) as (late,):
+        again = client.build_job(recording(media / "after-poison-2.wav", 2.0, seed=22))
+        (status,) = client.wait(app, [client.submit(app, settings, again)], timeout=60)
+        assert status["state"] == "SUCCESS", status
+        assert late.proc.poll() is None
+
+    shown = ocml("status", "--bad-messages", config=config)
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout.splitlines()) == len(runs.bad_messages(broker))
+    timelimit_id = with_id["timelimit 'x'"]
+    assert f" {timelimit_id} " in shown.stdout
+    as_json = ocml("status", "--bad-messages", "--json", config=config)
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == runs.bad_messages(broker)
+    usage = ocml("status", config=config)
+    assert usage.returncode == 2
+    assert usage.stderr.splitlines()[-1].startswith("ocml: failed: usage: ")
+
+
+def _delivery_tag(entry: str) -> str | None:
+    try:
+        return json.loads(entry)["properties"]["delivery_tag"]
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,6 +1,6 @@
 """Recovery against a Redis of our own (port 6397 or ``OCML_TEST_OWN_REDIS_PORT``, AOF on): a
-Redis restart, a dead worker host, and a job that runs longer than the visibility timeout on a
-live one.
+Redis restart, a dead worker host, a job that runs longer than the visibility timeout on a
+live one, and a worker paused past its lease that resumes after another finished its job.
 
 This module starts and restarts its own ``redis-server`` so the machine's Redis is never touched.
 Its workers run a deliberately slow model (an untrained wide convolution, ~45x real time on one
@@ -11,6 +11,8 @@ its broker connection then makes kombu restore the running job's message, as in 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import redis
 from ocml.worker import client, runs
 from ocml.worker.app import make_app
 from ocml.worker.tasks import DELIVERY_KEY
+from tests.worker_bootstrap import STALL_MARKER
 from tests.worker_support import (
     TEST_OWN_REDIS_PORT,
     OwnRedis,
@@ -93,6 +96,8 @@ def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
                 "media": media,
                 "output": output,
                 "workers": workers,
+                "config": config,
+                "base": base,
             }
     finally:
         server.stop()
@@ -193,3 +198,54 @@ def test_an_output_directory_swapped_for_a_symlink_mid_job_gets_nothing(recovery
     assert str(target) in final["error"]["message"]
     assert list(elsewhere.iterdir()) == []
     assert list((output / "swapped-away").iterdir()) == []
+
+
+def _stopped(worker) -> bool:
+    if worker.proc.poll() is not None:
+        return False
+    with open(f"/proc/{worker.proc.pid}/stat", encoding="ascii") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_run_resumed_after_another_finished_its_job_writes_nothing(recovery):
+    app, settings, media, output = (recovery[k] for k in ("app", "settings", "media", "output"))
+    path = recording(media / f"{STALL_MARKER}-paused.wav", 60.0, seed=13)
+    Path(f"{path}.stall").touch()
+    folder = output / path.stem
+    # A worker of its own, so that two run whatever the tests before this one killed.
+    with running_workers(recovery["config"], recovery["base"], names=("r3",), concurrency=1) as (
+        extra,
+    ):
+        fleet = [*recovery["workers"], extra]
+        job_id = client.submit(app, settings, client.build_job(path))
+        deadline = time.monotonic() + 120
+        while not (paused := [w for w in fleet if _stopped(w)]):
+            assert time.monotonic() < deadline, client.job_status(app, job_id)
+            time.sleep(0.1)
+        (victim,) = paused
+        try:
+            # The paused worker's lease and run lock expire; another worker runs the job.
+            (final,) = client.wait(app, [job_id], timeout=120)
+            assert final["state"] == "SUCCESS", final
+            written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+        finally:
+            os.killpg(victim.proc.pid, signal.SIGCONT)
+        history = runs.events(app.backend.client, job_id)
+        while [e.get("outcome") for e in history if e["event"] == "end"] != [
+            "succeeded",
+            "superseded",
+        ]:
+            assert time.monotonic() < deadline, history
+            time.sleep(0.2)
+            history = runs.events(app.backend.client, job_id)
+
+    succeeded = next(e for e in history if e.get("outcome") == "succeeded")
+    superseded = next(e for e in history if e.get("outcome") == "superseded")
+    assert runs.split_token(superseded["run"])[0] == victim.name
+    assert succeeded["run"] != superseded["run"]
+    # The resumed run reached its write after the outcome was recorded, and wrote nothing.
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written
+    assert sorted(written) == [f"{path.stem}.json", f"{path.stem}.smil"]
+    assert max(written.values()) <= succeeded["at"] * 1e9
+    assert "is recorded by another run; this run stops" in victim.log.read_text()
+    assert client.job_status(app, job_id)["result"] == final["result"]

@@ -8,6 +8,8 @@ import re
 import resource
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -537,6 +539,67 @@ def test_a_complete_rerun_replaces_the_whole_set(tmp_path):
     assert len(np.load(paths["probabilities"])) == 500
     assert paths["json"].read_bytes() == render_json(new)
     assert leftovers(tmp_path) == ["lecture.json", "lecture.probs.npy"]
+
+
+class Fenced(Exception):
+    """What the fence of a run that may no longer write raises in these tests."""
+
+
+@pytest.mark.parametrize("refused_at", [1, 2], ids=["before staging", "before the renames"])
+def test_a_fence_that_refuses_keeps_the_previous_set(tmp_path, refused_at):
+    formats = ["json", "smil"]
+    paths = write_outputs(make_result(), tmp_path, "lecture", formats)
+    before = {p.name: p.read_bytes() for p in paths.values()}
+    new = make_result(probabilities=np.linspace(0, 1, 500, dtype=np.float32))
+    seen = []
+
+    def fence() -> None:
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".ocml-stage-")]
+        seen.append(sorted(q.name for p in staged for q in p.iterdir()))
+        if len(seen) == refused_at:
+            raise Fenced("the job's outcome is recorded by another run")
+
+    with pytest.raises(Fenced):
+        write_outputs(new, tmp_path, "lecture", formats, fence=fence)
+
+    # Asked first before anything is staged, then just before the first rename.
+    assert seen == [[], ["lecture.json", "lecture.smil", "old"]][:refused_at]
+    assert {p.name: p.read_bytes() for p in paths.values()} == before
+    assert leftovers(tmp_path) == sorted(before)
+
+
+def test_a_fence_that_passes_is_asked_twice_and_the_set_is_replaced(tmp_path):
+    asked = []
+    new = make_result(probabilities=np.linspace(0, 1, 500, dtype=np.float32))
+    paths = write_outputs(
+        new, tmp_path, "lecture", ["json", "probabilities"], fence=lambda: asked.append(1)
+    )
+    assert asked == [1, 1]
+    assert paths["json"].read_bytes() == render_json(new)
+
+
+def test_staging_left_by_a_killed_writer_of_this_host_is_removed_at_the_next_write(tmp_path):
+    host = socket.gethostname()
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    abandoned = tmp_path / f".ocml-stage-{dead}@{host}-0123456789ab"
+    (abandoned / "old").mkdir(parents=True)
+    (abandoned / "lecture.json").write_text("{}")
+    (abandoned / "old" / "lecture.json").write_text("{}")
+    running = tmp_path / f".ocml-stage-{os.getppid()}@{host}-0123456789ab"
+    elsewhere = tmp_path / f".ocml-stage-{dead}@another-host-0123456789ab"
+    running.mkdir()
+    elsewhere.mkdir()
+
+    write_outputs(make_result(), tmp_path, "lecture", ["json"])
+
+    assert leftovers(tmp_path) == sorted(["lecture.json", running.name, elsewhere.name])
 
 
 def test_open_dir_refuses_a_symlink_below_the_root_and_creates_only_real_directories(tmp_path):

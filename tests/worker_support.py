@@ -6,6 +6,7 @@ Redis; nothing here is a test itself.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +25,11 @@ from typing import Any
 import numpy as np
 import redis
 import yaml
+from kombu.exceptions import OperationalError
 
 from ocml.config.settings import Settings, load_settings
 from ocml.worker.app import make_app
+from ocml.worker.jobs import TASK_NAME
 from tests.media import speechlike, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,6 +237,86 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def envelope(
+    body: Any = None,
+    *,
+    headers: Mapping[str, Any] | None = None,
+    raw_body: bytes | None = None,
+    content_type: str = "application/json",
+) -> tuple[str, dict[str, Any]]:
+    """(job id, the queue entry) of an ``ocml.segment`` message made by hand, as kombu's Redis
+    transport keeps it: JSON headers and properties around a base64 body (``body`` as JSON, or
+    ``raw_body`` as given); ``headers`` override Celery's."""
+    job_id = str(uuid.uuid4())
+    data = json.dumps(body).encode() if raw_body is None else raw_body
+    return job_id, {
+        "body": base64.b64encode(data).decode(),
+        "content-encoding": "utf-8",
+        "content-type": content_type,
+        "headers": {
+            "lang": "py",
+            "task": TASK_NAME,
+            "id": job_id,
+            "root_id": job_id,
+            "parent_id": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "eta": None,
+            "expires": None,
+            "argsrepr": "",
+            "kwargsrepr": "",
+            "origin": "by hand",
+            **(headers or {}),
+        },
+        "properties": {
+            "correlation_id": job_id,
+            "reply_to": str(uuid.uuid4()),
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": "celery"},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+
+
+def poison_messages(job: Mapping[str, Any]) -> dict[str, tuple[str | None, str]]:
+    """Every kind of message the fleet cannot use, by name: (the job id it names or None, the
+    queue entry as Redis holds it). ``job`` is a good job, for the kinds whose fault is not in it."""
+    good = [[dict(job)], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    made: dict[str, tuple[str, dict[str, Any]]] = {
+        "body [1, 2]": envelope([1, 2]),
+        "body {}": envelope({}),
+        "body null": envelope(None),
+        "timelimit 'x'": envelope(good, headers={"timelimit": "x"}),
+        "timelimit ['x', 1]": envelope(good, headers={"timelimit": ["x", 1]}),
+        "retries 'many'": envelope(good, headers={"retries": "many"}),
+        "ETA not a date": envelope(good, headers={"eta": "next tuesday"}),
+        "body not JSON": envelope(None, raw_body=b"{not json"),
+        "body not UTF-8": envelope(None, raw_body=b"\xff\xfe garbage"),
+        "pickled body": envelope(good, content_type="application/x-python-serialize"),
+        "unknown task": envelope(good, headers={"task": "ocml.nothing"}),
+        "two jobs": envelope([[dict(job), dict(job)], {}, None]),
+        "a callback": envelope([[dict(job)], {}, {"callbacks": [{"task": "x"}]}]),
+    }
+    entries = {name: (job_id, json.dumps(entry)) for name, (job_id, entry) in made.items()}
+    _, no_id = envelope(good)
+    del no_id["headers"]["id"]
+    _, broken = envelope(good)
+    broken["body"] = "§§ not base64 §§"
+    no_tag = envelope(good)[1]
+    del no_tag["properties"]["delivery_tag"]
+    return {
+        **entries,
+        "no job id": (None, json.dumps(no_id)),
+        "entry not JSON": (None, "this is not JSON"),
+        "entry not an envelope": (None, "[1, 2]"),
+        "entry with an unknown JSON type": (None, '{"__type__": "nope", "__value__": 1}'),
+        "envelope without a delivery tag": (no_tag["headers"]["id"], json.dumps(no_tag)),
+        "body not base64": (broken["headers"]["id"], json.dumps(broken)),
+    }
+
+
 class WorkerProcess:
     """An ``ocml worker`` main process with its prefork children, logging to a file; run under
     ``prefix`` (e.g. ``under_tmpfs``) and with ``env`` added to its environment if given."""
@@ -280,8 +364,13 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited: {self.log.read_text()[-3000:]}")
-            replies = app.control.inspect(destination=[self.name], timeout=1.0).stats() or {}
-            stats = replies.get(self.name)
+            try:
+                replies = app.control.inspect(destination=[self.name], timeout=1.0).stats()
+            except (redis.ConnectionError, OperationalError):
+                # kombu's producer pools are shared by every app of a process: a connection a
+                # test cut (CLIENT KILL) fails once, and is made again on the next use.
+                replies = None
+            stats = (replies or {}).get(self.name)
             if stats and len(stats["pool"]["processes"]) >= stats["pool"]["max-concurrency"]:
                 if self.log.read_text().count("model ready") >= stats["pool"]["max-concurrency"]:
                     return
@@ -396,6 +485,12 @@ class WatchProcess:
             if wanted(line):
                 return line
 
+    def drain(self) -> list[str]:
+        """Every stdout line so far: ``lines`` plus those ``wait_for`` has not met yet."""
+        while not self._new.empty():
+            self.lines.append(self._new.get())
+        return self.lines
+
     def stop(self) -> list[str]:
         """Stops the watcher (SIGTERM) and returns all its stdout lines."""
         if self.proc.poll() is None:
@@ -403,6 +498,4 @@ class WatchProcess:
         self.proc.wait(timeout=30)
         for reader in self._readers:
             reader.join(timeout=10)
-        while not self._new.empty():
-            self.lines.append(self._new.get())
-        return self.lines
+        return self.drain()

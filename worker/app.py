@@ -64,6 +64,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_extended": True,
         "result_expires": settings.result_expires,
         "worker_concurrency": settings.concurrency or os.cpu_count() or 1,
+        # A message the fleet cannot use is acknowledged and recorded, never fatal.
+        "worker_consumer": "ocml.worker.messages:GuardedConsumer",
         # Loading TensorFlow and the model in a fresh child takes seconds on a busy host.
         "worker_proc_alive_timeout": 120.0,
     }

@@ -214,6 +214,12 @@ def job_status(app: Celery, job_id: str) -> dict[str, Any]:
     return status
 
 
+def bad_messages(app: Celery) -> list[dict[str, Any]]:
+    """The messages workers could not use and dropped (``worker.messages``), newest first:
+    ``at``, ``job_id`` (or None), ``task``, ``reason``, ``worker``, ``message`` (an excerpt)."""
+    return runs.bad_messages(app.backend.client)
+
+
 def error_of(info: Any) -> dict[str, str]:
     """The ``{"error": code, "message"}`` form of whatever a failed or retrying task stored."""
     if isinstance(info, JobFailed):

@@ -44,9 +44,10 @@ def held_delivery_tags(requests: Iterable[Any]) -> list[str]:
 
 
 def held_run_locks(requests: Iterable[Any]) -> list[tuple[str, str]]:
-    """(job id, run lock token) of each request a pool process has accepted."""
+    """(job id, the owner of its run lock: ``runs.process_prefix``) of each request a pool
+    process has accepted."""
     return [
-        (r.id, runs.lock_token(r.hostname, r.worker_pid))
+        (r.id, runs.process_prefix(r.hostname, r.worker_pid))
         for r in requests
         if getattr(r, "worker_pid", None)
     ]

@@ -7,25 +7,33 @@ after it took the job's run lock:
 
 - ``ocml:job:{id}``: written by the submitting client before the message is sent (``QUEUED``), so
   a queued job is told apart from one Redis never heard of (``LOST``).
-- ``ocml:run:{id}``: the run lock, ``<node>|<pid>`` of the pool process running the job, taken
-  atomically, expiring ``visibility_timeout`` seconds after the worker's last lease renewal
-  (``worker.lease`` renews it with the message), released when the run ends or its process dies.
+- ``ocml:run:{id}``: the run lock, the token ``<node>|<pid>|<random>`` of the run holding it (one
+  per run, so a process that resumes after losing its lock is told apart from a later run in the
+  same process), taken atomically, expiring ``visibility_timeout`` seconds after the worker's
+  last lease renewal (``worker.lease`` renews it with the message, by the ``<node>|<pid>|``
+  prefix it knows), released when the run ends or its process dies.
 - ``ocml:runs:{id}``: one JSON event per run start and end, for truthful messages and audits.
 - ``ocml:finished:{id}``: the outcome, written before the lock is released, so a message that
-  comes back after the job finished is acknowledged without running it again.
+  comes back after the job finished is acknowledged without running it again. It is written
+  once, and only by the run holding the lock (``finish``); every result write is fenced the same
+  way just before its final rename (``fence``), so a run that lost its lock — its host stopped
+  past its lease while another run finished the job — never writes after the outcome.
+- ``ocml:bad_messages``: the messages the fleet could not use (``worker.messages``), newest
+  first, at most ``BAD_MESSAGES_KEPT``.
 - ``ocml:pending``: the ids of submitted jobs that have not finished, by submission time. Redis
   hands a message to a worker with BRPOP, and kombu files it among the unacknowledged only when
   the reply arrives: a connection cut, a worker killed or a Redis killed in between loses the
   message. ``sweep`` finds pending jobs whose message is nowhere (not queued, not delivered) and
   that nobody runs, twice in a row, so a worker can send them again from their record.
 
-Every key expires after ``result_expires``.
+Every key but the capped ``ocml:bad_messages`` expires after ``result_expires``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,8 +48,17 @@ FINISHED_KEY = "ocml:finished:{id}"
 PENDING_KEY = "ocml:pending"
 MISSING_KEY = "ocml:pending:missing"
 SWEEP_LOCK = "ocml:pending:sweep"
+BAD_MESSAGES_KEY = "ocml:bad_messages"
+BAD_MESSAGES_KEPT = 1000
+"""The newest this many bad messages are kept (``worker.messages``), newest first."""
 QUEUED = "QUEUED"
 
+_OWNS = """
+local function owns(holder, owner)
+  return holder and owner ~= '' and string.sub(holder, 1, string.len(owner)) == owner
+end
+"""
+"""Lua: whether the lock value ``holder`` belongs to ``owner``, a run token or a process prefix."""
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if (not current) or current == ARGV[3] then
@@ -50,29 +67,71 @@ if (not current) or current == ARGV[3] then
 end
 return {0, current, redis.call('PTTL', KEYS[1])}
 """
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+_RENEW = (
+    _OWNS
+    + """
+if owns(redis.call('GET', KEYS[1]), ARGV[1]) then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+)
+_RELEASE = (
+    _OWNS
+    + """
+if owns(redis.call('GET', KEYS[1]), ARGV[1]) then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+)
+_FENCE = (
+    _OWNS
+    + """
+local done = redis.call('GET', KEYS[2])
+local holder = redis.call('GET', KEYS[1])
+if done then
+  return {0, holder or '', done}
+end
+if holder and not owns(holder, ARGV[1]) then
+  return {0, holder, ''}
+end
+if ARGV[2] ~= '0' then
+  if holder then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  end
+end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+  redis.call('ZREM', KEYS[3], ARGV[5])
+end
+return {1, holder or '', ''}
+"""
+)
+"""KEYS: run lock, finished, pending; ARGV: owner, lock ttl ms (0: leave the lock), outcome JSON
+('': none), its expiry s, job id. Passes when no outcome is recorded and the lock is the owner's
+or free (then taken, when a ttl is given: Redis lost it, and no other run has started)."""
 
 T = TypeVar("T")
 
 
-def lock_token(node: str, pid: int) -> str:
-    """The run lock's value for pool process ``pid`` of worker ``node``."""
-    return f"{node}|{pid}"
+def run_token(node: str, pid: int) -> str:
+    """A new run's lock token: ``<node>|<pid>|<random>`` for pool process ``pid`` of ``node``."""
+    return f"{process_prefix(node, pid)}{secrets.token_hex(8)}"
+
+
+def process_prefix(node: str, pid: int) -> str:
+    """What every run token of pool process ``pid`` of worker ``node`` starts with: the owner
+    its worker's main process names when it renews or frees that process's lock."""
+    return f"{node}|{pid}|"
 
 
 def split_token(token: str) -> tuple[str, int]:
-    node, _, pid = token.rpartition("|")
+    """(node, pid) of a run token; pid 0 when it names none."""
+    node, _, rest = token.rpartition("|")
+    node, _, pid = node.rpartition("|")
     return node, int(pid) if pid.isdigit() else 0
 
 
@@ -98,7 +157,8 @@ def acquire(
 
 
 def renew(client: redis.Redis, held: Iterable[tuple[str, str]], *, ttl: float) -> int:
-    """Extends the locks ``(job id, token)`` still held by their token; returns how many."""
+    """Extends the locks ``(job id, owner)`` still held by their owner (a run token or a
+    ``process_prefix``); returns how many."""
     pipe = client.pipeline(transaction=False)
     count = 0
     for job_id, token in held:
@@ -107,9 +167,10 @@ def renew(client: redis.Redis, held: Iterable[tuple[str, str]], *, ttl: float) -
     return sum(int(r) for r in pipe.execute()) if count else 0
 
 
-def release(client: redis.Redis, job_id: str, token: str) -> bool:
-    """Frees the lock if ``token`` still holds it (never someone else's)."""
-    return bool(client.eval(_RELEASE, 1, RUN_KEY.format(id=job_id), token))
+def release(client: redis.Redis, job_id: str, owner: str) -> bool:
+    """Frees the lock if ``owner`` (a run token or a ``process_prefix``) still holds it (never
+    someone else's)."""
+    return bool(client.eval(_RELEASE, 1, RUN_KEY.format(id=job_id), owner))
 
 
 def holder(client: redis.Redis, job_id: str) -> str | None:
@@ -148,6 +209,12 @@ def events(client: redis.Redis, job_id: str) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.lrange(RUNS_KEY.format(id=job_id), 0, -1)]
 
 
+def last_run(client: redis.Redis, job_id: str, owner: str) -> str | None:
+    """The token of the latest run of ``job_id`` started by ``owner`` (a ``process_prefix``)."""
+    started = [e["run"] for e in events(client, job_id) if e["event"] == "start"]
+    return next((run for run in reversed(started) if run.startswith(owner)), None)
+
+
 def unfinished_runs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The start events of runs that never recorded an end, each with the reason it is known by."""
     starts: dict[str, dict[str, Any]] = {}
@@ -174,12 +241,77 @@ def describe_run(run: dict[str, Any]) -> str:
     return f"{when} UTC on {run['node']} (pid {run['pid']}): {how}"
 
 
-def finish(client: redis.Redis, job_id: str, outcome: dict[str, Any], *, expires: int) -> None:
-    """Records the job's outcome (``{"state": "SUCCESS", "result": ...}`` or ``FAILURE``)."""
+@dataclass(frozen=True)
+class Fenced:
+    """The answer of ``fence`` and ``finish``: whether the caller may go on, who holds the job's
+    run lock now, and the job's outcome when one is recorded."""
+
+    ok: bool
+    holder: str | None
+    outcome: dict[str, Any] | None
+
+    def reason(self) -> str:
+        """Why a refused caller may not write, for its log and its run's end."""
+        if self.outcome is not None:
+            return f"the job's outcome ({self.outcome.get('state')}) is recorded by another run"
+        return f"another process ({self.holder}) now runs the job"
+
+
+def fence(
+    client: redis.Redis,
+    job_id: str,
+    owner: str,
+    *,
+    ttl: float = 0.0,
+    outcome: dict[str, Any] | None = None,
+    expires: int = 0,
+) -> Fenced:
+    """In one step in Redis: passes only while no outcome is recorded for ``job_id`` and its run
+    lock is held by ``owner`` (a run token or a ``process_prefix``; ``""``: nobody) or free.
+
+    With ``ttl`` it extends the lock by that many seconds, taking it if free (Redis lost it);
+    with ``outcome`` it records it (what ``finish`` does). A run calls it just before each
+    result write and to record its outcome, so it never writes after another run's outcome.
+    """
+    reply = client.eval(
+        _FENCE,
+        3,
+        RUN_KEY.format(id=job_id),
+        FINISHED_KEY.format(id=job_id),
+        PENDING_KEY,
+        owner,
+        int(ttl * 1000),
+        "" if outcome is None else json.dumps(outcome),
+        expires,
+        job_id,
+    )
+    recorded = _text(reply[2])
+    return Fenced(
+        ok=int(reply[0]) == 1,
+        holder=_text(reply[1]) or None,
+        outcome=json.loads(recorded) if recorded else None,
+    )
+
+
+def finish(
+    client: redis.Redis, job_id: str, outcome: dict[str, Any], *, owner: str, expires: int
+) -> Fenced:
+    """Records the job's outcome (``{"state": "SUCCESS", "result": ...}`` or ``FAILURE``) unless
+    one is recorded already or another run holds the lock (``fence``)."""
+    return fence(client, job_id, owner, outcome=outcome, expires=expires)
+
+
+def add_bad_message(client: redis.Redis, entry: dict[str, Any]) -> None:
+    """Puts ``entry`` (a message the fleet could not use) first in the capped list."""
     pipe = client.pipeline()
-    pipe.set(FINISHED_KEY.format(id=job_id), json.dumps(outcome), ex=expires)
-    pipe.zrem(PENDING_KEY, job_id)
+    pipe.lpush(BAD_MESSAGES_KEY, json.dumps(entry))
+    pipe.ltrim(BAD_MESSAGES_KEY, 0, BAD_MESSAGES_KEPT - 1)
     pipe.execute()
+
+
+def bad_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    """The recorded bad messages, newest first."""
+    return [json.loads(raw) for raw in client.lrange(BAD_MESSAGES_KEY, 0, -1)]
 
 
 def finished(client: redis.Redis, job_id: str) -> dict[str, Any] | None:

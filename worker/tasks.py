@@ -128,27 +128,30 @@ class JobRequest(Request):
     def _end_dead_run(self, exc: BaseException) -> None:
         settings = current_settings()
         client = self.task.backend.client
-        token = runs.lock_token(self.hostname, self.worker_pid)
-        ending = {"event": "end", "run": token, "node": self.hostname, "pid": self.worker_pid}
+        owner = runs.process_prefix(self.hostname, self.worker_pid)
+        error = None
         if isinstance(exc, TimeLimitExceeded):
             error = {
                 "error": "time_limit",
                 "message": f"the job exceeded its hard time limit ({exc})",
             }
-            outcome: dict[str, Any] = {**ending, "outcome": "time_limit"}
-        else:
-            error = None
-            outcome = {**ending, "outcome": "process_died", "exitcode": excerpt(str(exc), 100)}
         try:
+            # The end names the run the dead process started (its token is in the history).
+            run = runs.last_run(client, self.id, owner) or owner
+            ending = {"event": "end", "run": run, "node": self.hostname, "pid": self.worker_pid}
             if error is not None:
                 runs.finish(
                     client,
                     self.id,
                     {"state": "FAILURE", "error": error},
+                    owner=owner,
                     expires=settings.result_expires,
                 )
+                outcome: dict[str, Any] = {**ending, "outcome": "time_limit"}
+            else:
+                outcome = {**ending, "outcome": "process_died", "exitcode": excerpt(str(exc), 100)}
             runs.add_event(client, self.id, outcome, expires=settings.result_expires)
-            runs.release(client, self.id, token)
+            runs.release(client, self.id, owner)
         except redis.RedisError as err:
             log.warning("could not free the run lock of job %s: %s", self.id, err)
 
@@ -176,7 +179,7 @@ def segment(self: Task, job: Any) -> dict[str, Any]:
     refusal = handoff.local_refusal(job, settings, process_model)
     if refusal is not None and _redis(lambda: handoff.hand_off(self, refusal, settings), job_id):
         raise Ignore()
-    token = runs.lock_token(node, os.getpid())
+    token = runs.run_token(node, os.getpid())
     ttl = settings.visibility_timeout
     claim = _redis(lambda: runs.acquire(client, job_id, token, ttl=ttl), job_id)
     if not claim.taken and claim.holder and runs.local_process_gone(claim.holder, node):
@@ -215,16 +218,13 @@ def _run(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]
     try:
         if deliveries > settings.max_deliveries:
             raise JobFailed(_too_many(deliveries, settings, history, job))
-        result = _attempt(task, job, settings, token)
+        outcome: dict[str, Any] = {
+            "state": "SUCCESS",
+            "result": _attempt(task, job, settings, token),
+        }
     except JobFailed as exc:
         error = {**exc.error, "message": excerpt(exc.error.get("message", ""), MESSAGE_LIMIT)}
-        failure = {"state": "FAILURE", "error": error}
-        _redis(lambda: runs.finish(client, job_id, failure, expires=expires), job_id)
-        end("failed")
-        log.warning(
-            "job %s failed: %s: %s", job_id, error.get("error"), " ".join(error["message"].split())
-        )
-        raise JobFailed(error) from None
+        outcome = {"state": "FAILURE", "error": error}
     except Retry:
         end("retry")
         raise
@@ -235,10 +235,22 @@ def _run(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]
     except Exception:
         end("error")
         raise
-    success = {"state": "SUCCESS", "result": result}
-    _redis(lambda: runs.finish(client, job_id, success, expires=expires), job_id)
+    fenced = _redis(
+        lambda: runs.finish(client, job_id, outcome, owner=token, expires=expires), job_id
+    )
+    if not fenced.ok:
+        log.warning("job %s: %s; this run's outcome is not recorded", job_id, fenced.reason())
+        end("superseded")
+        raise Ignore()
+    if outcome["state"] == "FAILURE":
+        end("failed")
+        error = outcome["error"]
+        log.warning(
+            "job %s failed: %s: %s", job_id, error.get("error"), " ".join(error["message"].split())
+        )
+        raise JobFailed(error)
     end("succeeded")
-    return result
+    return outcome["result"]
 
 
 def _too_many(
@@ -265,7 +277,7 @@ def _replay(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 class RunSuperseded(Exception):
-    """This run lost its lock to another run (Redis lost or expired it meanwhile)."""
+    """This run may no longer write: another run holds its lock, or recorded the job's outcome."""
 
 
 def _attempt(task: Task, job: Any, settings: Settings, token: str) -> dict[str, Any]:
@@ -315,15 +327,14 @@ def _redis(action: Callable[[], T], job_id: str) -> T:
     return runs.with_retries(action, attempts=REDIS_ATTEMPTS, on_error=warn)
 
 
-def run_job(
-    task: Task, job: Job, model: Any, settings: Settings, *, token: str | None = None
-) -> dict[str, Any]:
+def run_job(task: Task, job: Job, model: Any, settings: Settings, *, token: str) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``.
 
     The input is opened once without following symlinks below its media root and decoded
     through that handle; the output directory is created and checked at the start, then opened
     again the same way for the writes, so a directory swapped for a symlink meanwhile is refused
-    (``path_changed``). Directories this job created are removed again if it fails.
+    (``path_changed``). Directories this job created are removed again if it fails. The result
+    set is put in place only while the run ``token`` may still write (``fence_run``).
     """
     from ocml.pipeline.result import require_speech
     from ocml.pipeline.segment import segment_file
@@ -343,7 +354,12 @@ def run_job(
         require_speech(result, no_speech=job.no_speech)
         with OpenDir.open(job.output_dir, root=output_root, create=True) as directory:
             paths = write_outputs(
-                result, job.output_dir, job.input.stem, job.formats, directory=directory
+                result,
+                job.output_dir,
+                job.input.stem,
+                job.formats,
+                directory=directory,
+                fence=lambda: fence_run(task, token),
             )
     except BaseException:
         early.remove_created()
@@ -360,10 +376,27 @@ def run_job(
     }
 
 
-class ProgressReporter:
-    """Publishes the custom ``PROGRESS`` state at most every ``interval`` seconds."""
+def fence_run(task: Task, token: str) -> None:
+    """Raises ``RunSuperseded`` unless the run ``token`` may still write (``check_fence``);
+    waits for Redis to answer as every Redis step of a run does."""
+    fenced = _redis(lambda: check_fence(task, token), task.request.id)
+    if not fenced.ok:
+        raise RunSuperseded(fenced.reason())
 
-    def __init__(self, task: Task, *, interval: float, token: str | None = None) -> None:
+
+def check_fence(task: Task, token: str) -> runs.Fenced:
+    """Whether the run ``token`` may still write: no outcome is recorded for its job and it
+    holds the job's run lock (taken again if Redis lost it); extends the lock by
+    ``visibility_timeout``, so no other run starts before the write that follows."""
+    ttl = current_settings().visibility_timeout
+    return runs.fence(task.app.backend.client, task.request.id, token, ttl=ttl)
+
+
+class ProgressReporter:
+    """Publishes the custom ``PROGRESS`` state at most every ``interval`` seconds, after checking
+    that its run may go on (``check_fence``; a Redis outage skips the check)."""
+
+    def __init__(self, task: Task, *, interval: float, token: str) -> None:
         self.task = task
         self.interval = interval
         self.token = token
@@ -374,8 +407,12 @@ class ProgressReporter:
         if now - self.last < self.interval:
             return
         self.last = now
-        if self.token is not None:
-            self._check_lock()
+        try:
+            fenced = check_fence(self.task, self.token)
+        except redis.RedisError:
+            fenced = None
+        if fenced is not None and not fenced.ok:
+            raise RunSuperseded(fenced.reason())
         percent = min(100.0, 100.0 * processed_seconds / duration) if duration > 0 else 0.0
         self.task.update_state(
             state=PROGRESS,
@@ -387,23 +424,6 @@ class ProgressReporter:
                 "pid": os.getpid(),
             },
         )
-
-    def _check_lock(self) -> None:
-        """Stops this run (``RunSuperseded``) if another process now holds the job's run lock;
-        takes the lock again if Redis lost it (a restart without persistence)."""
-        client = self.task.app.backend.client
-        job_id = self.task.request.id
-        try:
-            holder = runs.holder(client, job_id)
-            if holder is None:
-                ttl = current_settings().visibility_timeout
-                holder = (
-                    self.token if runs.acquire(client, job_id, self.token, ttl=ttl).taken else None
-                )
-        except redis.RedisError:
-            return
-        if holder is not None and holder != self.token:
-            raise RunSuperseded(f"another process ({holder}) now runs this job")
 
 
 def count_delivery(task: Task, settings: Settings) -> int:
