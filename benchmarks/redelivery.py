@@ -22,13 +22,12 @@ if str(ROOT) not in sys.path:
 
 from ocml.config.settings import load_settings  # noqa: E402
 from ocml.worker import client  # noqa: E402
-from ocml.worker.app import make_app  # noqa: E402
-from tests.worker_support import (
+from tests.worker_support import (  # noqa: E402
+    fleet_place,
     flush,
     progress_status,
-    recording,  # noqa: E402
+    recording,
     running_workers,
-    write_settings,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -46,23 +45,17 @@ def main() -> None:
 
     flush(REDIS_URL)
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        media, output = base / "media", base / "results"
-        media.mkdir()
-        output.mkdir()
-        config = write_settings(
-            base / "settings.yaml",
+        place = fleet_place(
+            Path(tmp),
             redis_url=REDIS_URL,
-            media=media,
-            output=output,
             model=args.model,
             visibility_timeout=args.visibility,
             lease_interval=args.lease,
             unacked_restore_interval=args.restore,
             time_limit_max=3600.0,
         )
-        settings = load_settings(config, env={})
-        app = make_app(settings)
+        base, config, media = place["base"], place["config"], place["media"]
+        app, settings = place["app"], place["settings"]
         path = recording(media / "host-crash.wav", args.minutes * 60)
         with running_workers(config, base, names=("a", "b"), concurrency=1) as workers:
             job_id = client.submit(app, settings, client.build_job(path))

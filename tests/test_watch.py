@@ -23,6 +23,7 @@ from tests.worker_support import (
     TEST_OWN_REDIS_PORT,
     OwnRedis,
     WatchProcess,
+    fleet_place,
     ocml,
     recording,
     running_workers,
@@ -40,30 +41,12 @@ REDIS_URL = f"redis://127.0.0.1:{PORT}/0"
 def hot(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     """A worker on a private Redis without persistence; settings, media and results folders."""
     base = tmp_path_factory.mktemp("hot")
-    media, output = base / "media", base / "results"
-    media.mkdir()
-    output.mkdir()
     server = OwnRedis(base, PORT, persist=False)
     server.start()
-    config = write_settings(
-        base / "settings.yaml",
-        redis_url=REDIS_URL,
-        media=media,
-        output=output,
-        model=tiny_model_dir,
-    )
-    settings = settings_from(config)
+    place = fleet_place(base, redis_url=REDIS_URL, model=tiny_model_dir)
     try:
-        with running_workers(config, base, names=("h1",), concurrency=1):
-            yield {
-                "server": server,
-                "config": config,
-                "settings": settings,
-                "app": make_app(settings),
-                "media": media,
-                "output": output,
-                "model": tiny_model_dir,
-            }
+        with running_workers(place["config"], base, names=("h1",), concurrency=1):
+            yield {**place, "server": server, "model": tiny_model_dir}
     finally:
         server.stop()
 

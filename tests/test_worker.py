@@ -16,21 +16,19 @@ import pytest
 
 from ocml.pipeline.result import validate
 from ocml.worker import client, runs
-from ocml.worker.app import make_app
 from ocml.worker.jobs import TASK_NAME
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.media import speechlike, write_wav
 from tests.worker_bootstrap import CRASH_MARKER
 from tests.worker_support import (
     TEST_REDIS_URL,
+    fleet_place,
     flush,
     ocml,
     poison_messages,
     progress_status,
     recording,
     running_workers,
-    settings_from,
-    write_settings,
 )
 
 pytestmark = pytest.mark.fleet
@@ -41,30 +39,10 @@ REDIS_URL = TEST_REDIS_URL
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     """(settings path, settings, client app, media dir, output dir) with two workers running."""
-    base = tmp_path_factory.mktemp("fleet")
-    media, output = base / "media", base / "results"
-    media.mkdir()
-    output.mkdir()
-    config = write_settings(
-        base / "settings.yaml",
-        redis_url=REDIS_URL,
-        media=media,
-        output=output,
-        model=tiny_model_dir,
-    )
+    place = fleet_place(tmp_path_factory.mktemp("fleet"), redis_url=REDIS_URL, model=tiny_model_dir)
     flush(REDIS_URL)
-    settings = settings_from(config)
-    app = make_app(settings)
-    with running_workers(config, base, names=("w1", "w2"), concurrency=1) as workers:
-        yield {
-            "base": base,
-            "config": config,
-            "settings": settings,
-            "app": app,
-            "media": media,
-            "output": output,
-            "workers": workers,
-        }
+    with running_workers(place["config"], place["base"], names=("w1", "w2"), concurrency=1) as w:
+        yield {**place, "workers": w}
     flush(REDIS_URL)
 
 

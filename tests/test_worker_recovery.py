@@ -20,17 +20,15 @@ import pytest
 import redis
 
 from ocml.worker import client, runs
-from ocml.worker.app import make_app
 from ocml.worker.tasks import DELIVERY_KEY
 from tests.worker_bootstrap import STALL_MARKER
 from tests.worker_support import (
     TEST_OWN_REDIS_PORT,
     OwnRedis,
+    fleet_place,
     progress_status,
     recording,
     running_workers,
-    settings_from,
-    write_settings,
 )
 
 pytestmark = pytest.mark.fleet
@@ -70,35 +68,20 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def recovery(tmp_path_factory: pytest.TempPathFactory, slow_model_dir: Path):
     base = tmp_path_factory.mktemp("recovery")
-    media, output = base / "media", base / "results"
-    media.mkdir()
-    output.mkdir()
     server = OwnRedis(base, PORT)
     server.start()
-    config = write_settings(
-        base / "settings.yaml",
+    place = fleet_place(
+        base,
         redis_url=REDIS_URL,
-        media=media,
-        output=output,
         model=slow_model_dir,
         time_limit_max=300.0,
         time_limit_grace=3.0,
         visibility_timeout=VISIBILITY,
         lease_interval=0.5,
     )
-    settings = settings_from(config)
     try:
-        with running_workers(config, base, names=("r1", "r2"), concurrency=2) as workers:
-            yield {
-                "server": server,
-                "settings": settings,
-                "app": make_app(settings),
-                "media": media,
-                "output": output,
-                "workers": workers,
-                "config": config,
-                "base": base,
-            }
+        with running_workers(place["config"], base, names=("r1", "r2"), concurrency=2) as workers:
+            yield {**place, "server": server, "workers": workers}
     finally:
         server.stop()
 

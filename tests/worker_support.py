@@ -141,6 +141,33 @@ def write_settings(
     return path
 
 
+def fleet_place(
+    base: Path, *, redis_url: str, model: Path | str, **overrides: Any
+) -> dict[str, Any]:
+    """The ground a test fleet stands on: ``media`` and ``results`` folders below ``base``, a
+    ``settings.yaml`` naming them (``config``), those ``settings`` and a client ``app``."""
+    media, output = base / "media", base / "results"
+    media.mkdir(exist_ok=True)
+    output.mkdir(exist_ok=True)
+    config = write_settings(
+        base / "settings.yaml",
+        redis_url=redis_url,
+        media=media,
+        output=output,
+        model=model,
+        **overrides,
+    )
+    settings = settings_from(config)
+    return {
+        "base": base,
+        "config": config,
+        "settings": settings,
+        "app": make_app(settings),
+        "media": media,
+        "output": output,
+    }
+
+
 def model_copy(source: Path, target: Path, **changes: Any) -> Path:
     """The SavedModel at ``source`` copied to ``target`` with its metadata changed by
     ``changes`` (a key given None is removed): another build or tuning of the same network."""
