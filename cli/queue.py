@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -34,11 +34,14 @@ from ocml.config.settings import CONFIG_ENV, Settings
 from ocml.pipeline.errors import OcmlError
 from ocml.pipeline.writers import FORMATS
 
+if TYPE_CHECKING:  # Celery is imported when a command needs the broker, so --help stays quick
+    from celery import Celery
+
 USAGE_CODES = ("bad_params", "bad_preset", "bad_format", "bad_track")
 """Job checks that refuse the command line rather than the input: exit status 2, not 1."""
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings) -> Celery:
     """The client app, after checking that Redis answers (one line, exit 3 if not)."""
     from ocml.worker import client
     from ocml.worker.app import make_app

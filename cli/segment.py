@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -22,7 +21,7 @@ from ocml.cli.options import (
     track_options,
 )
 from ocml.pipeline.errors import ModelError, OcmlError, ParamsError
-from ocml.pipeline.result import TrackIdentity
+from ocml.pipeline.result import Result, TrackIdentity
 from ocml.pipeline.runtimes.names import AUTO, RUNTIME_CHOICES
 from ocml.pipeline.writers import FORMATS
 
@@ -225,7 +224,7 @@ def _segment_one(path, output_dir, formats, model, params, options: _Options) ->
     return True
 
 
-def _summary(path: Path, result: Any, written: dict[str, Path]) -> str:
+def _summary(path: Path, result: Result, written: dict[str, Path]) -> str:
     """One line per file: durations, segments (and the voice ``min_voice`` dropped), speed,
     the files written."""
     duration = result.input.duration

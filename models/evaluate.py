@@ -21,6 +21,8 @@ from ocml.models.conditions import format_conditions, load_conditions
 from ocml.models.datasets import Item, load_dataset
 from ocml.models.errors import TrainingInputError
 from ocml.models.scoring import COLLAR, Counts, FileRun, pool
+from ocml.pipeline.model import Model
+from ocml.pipeline.postprocess import SegmentParams
 
 Echo = Callable[[str], None]
 
@@ -55,7 +57,12 @@ def load_data_sets(folders: Sequence[Path]) -> list[DataSet]:
 
 
 def run_pipeline(
-    model: Any, items: list[Item], params: Any, *, dataset: str = "", echo: Echo | None = None
+    model: Model,
+    items: list[Item],
+    params: SegmentParams,
+    *,
+    dataset: str = "",
+    echo: Echo | None = None,
 ) -> list[FileRun]:
     """Segment every item with the real pipeline (decode → features → inference → post-processing)."""
     from ocml.pipeline.segment import segment_file
@@ -79,7 +86,7 @@ def run_pipeline(
     return runs
 
 
-def rescore(runs: list[FileRun], params: Any) -> list[Counts]:
+def rescore(runs: list[FileRun], params: SegmentParams) -> list[Counts]:
     """Counts per file after re-binarising the stored probabilities with ``params``."""
     return [r.score(r.binarize(params)) for r in runs]
 
@@ -125,8 +132,6 @@ def tune_params(
     when every run kept its frames' energy, edge snapping (``SNAP_GRID``) is tried on the best
     and kept only if it scores higher.
     """
-    from ocml.pipeline.postprocess import SegmentParams
-
     if set(grid) != set(TUNE_GRID) or not all(grid[k] for k in TUNE_GRID):
         raise TrainingInputError(
             f"grid must give values for each of {list(TUNE_GRID)}, got {dict(grid)!r}"
@@ -158,7 +163,7 @@ def tune_params(
 
 
 def run_data_sets(
-    model: Any, sets: Sequence[DataSet], params: Any, *, echo: Echo | None = None
+    model: Model, sets: Sequence[DataSet], params: SegmentParams, *, echo: Echo | None = None
 ) -> list[FileRun]:
     """``run_pipeline`` over every folder: the model's probabilities, computed once per file."""
     return [
@@ -216,8 +221,6 @@ def evaluate_dirs(
     )
     shown = params
     if tune:
-        from ocml.pipeline.postprocess import SegmentParams
-
         tuned, _ = tune_params(runs, params)
         shown = SegmentParams.from_mapping(tuned, base=params)
         spans = [r.binarize(shown) for r in runs]
@@ -250,7 +253,7 @@ def worst_file(part: Mapping[str, Any]) -> str:
     )[2]
 
 
-def model_speed(model: Any, *, frames: int = 60_000, seconds: float = 3.0) -> float:
+def model_speed(model: Model, *, frames: int = 60_000, seconds: float = 3.0) -> float:
     """Recording frames per second through ``Inference`` (the model's chunking, batching and context
     overlap; the threads TensorFlow was configured with), on 10 minutes of random log-mels."""
     import time

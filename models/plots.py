@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ocml.models.datasets import frame_labels
 from ocml.models.errors import TrainingInputError
 from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.postprocess import SegmentParams
+
+if TYPE_CHECKING:  # scoring imports the plots' caller; the type alone is needed here
+    from ocml.models.scoring import FileRun
 
 POOLED_COLUMNS = 2000
 """Spectrogram columns drawn per timeline: long files are max-pooled down to this (fast, small)."""
@@ -33,7 +37,11 @@ def _spans(mask: np.ndarray, hop: float) -> list[tuple[float, float]]:
 
 
 def timeline(
-    run: Any, cfg: FeatureConfig, path: Path, *, decisions: list[tuple[float, float]] | None = None
+    run: FileRun,
+    cfg: FeatureConfig,
+    path: Path,
+    *,
+    decisions: list[tuple[float, float]] | None = None,
 ) -> Path:
     """Spectrogram, speech probability, predicted (``decisions``, default: the run's segments) and
     reference speech of one evaluated file."""
@@ -74,7 +82,7 @@ def timeline(
     return path
 
 
-def pr_curve(runs: list[Any], cfg: FeatureConfig, path: Path) -> Path:
+def pr_curve(runs: list[FileRun], cfg: FeatureConfig, path: Path) -> Path:
     """Frame precision/recall of the raw probabilities thresholded at 0.01 … 0.99, pooled over files."""
     plt = _pyplot()
     probs = np.concatenate([r.probabilities for r in runs])
@@ -105,12 +113,12 @@ def pr_curve(runs: list[Any], cfg: FeatureConfig, path: Path) -> Path:
 
 
 def error_rows(
-    run: Any,
+    run: FileRun,
     cfg: FeatureConfig,
     path: Path,
     *,
     decisions: list[tuple[float, float]],
-    params: Any,
+    params: SegmentParams,
     title: str,
     seconds_per_row: float = ROW_SECONDS,
 ) -> Path:
@@ -168,7 +176,9 @@ def error_rows(
     return path
 
 
-def write_plots(runs: list[Any], cfg: FeatureConfig, out: Path, *, params: Any) -> list[Path]:
+def write_plots(
+    runs: list[FileRun], cfg: FeatureConfig, out: Path, *, params: SegmentParams
+) -> list[Path]:
     """A timeline per file (in a folder per data set), the precision/recall curve over all files,
     and for the worst file by F1 of each set (and of the pool) the error rows; decisions are
     ``params`` applied to the stored probabilities. Returns the written paths."""

@@ -15,12 +15,12 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
 from ocml.models.datasets import Item, frame_labels
 from ocml.pipeline.features import PIPELINE_FEATURES, FeatureConfig
+from ocml.pipeline.postprocess import Binarize, SegmentParams
 
 COLLAR = 0.25
 BOUNDARY_CAP = 1.0
@@ -220,9 +220,8 @@ class FileRun:
             boundary_errors(self.item.labels.speech, spans),
         )
 
-    def binarize(self, params: Any, probabilities: np.ndarray | None = None) -> Spans:
+    def binarize(self, params: SegmentParams, probabilities: np.ndarray | None = None) -> Spans:
         """Speech spans of this file's (or the given) probabilities post-processed with ``params``."""
-        from ocml.pipeline.postprocess import Binarize
 
         segs = Binarize(params)(
             self.probabilities if probabilities is None else probabilities,

@@ -39,6 +39,7 @@ from celery.worker.request import Request
 
 from ocml.config.settings import Settings
 from ocml.pipeline.errors import OcmlError, TransientIOError, excerpt
+from ocml.pipeline.model import Model, load_model
 from ocml.pipeline.writers import FORMATS
 from ocml.worker import handoff, runs
 from ocml.worker.app import app, current_settings
@@ -63,10 +64,9 @@ def load_model_in_child(**_: Any) -> None:
     log.info("model ready: %s %s in process %d", model.name, model.version, os.getpid())
 
 
-def process_model() -> Any:
+def process_model() -> Model:
     """This process's model, loaded on first use with TensorFlow limited to one thread."""
     if "model" not in _process:
-        from ocml.pipeline.model import load_model
         from ocml.pipeline.model_metadata import read_metadata
         from ocml.pipeline.runtimes.choice import choose_runtime
         from ocml.pipeline.threads import set_inference_threads
@@ -327,7 +327,9 @@ def _redis(action: Callable[[], T], job_id: str) -> T:
     return runs.with_retries(action, attempts=REDIS_ATTEMPTS, on_error=warn)
 
 
-def run_job(task: Task, job: Job, model: Any, settings: Settings, *, token: str) -> dict[str, Any]:
+def run_job(
+    task: Task, job: Job, model: Model, settings: Settings, *, token: str
+) -> dict[str, Any]:
     """Segments ``job.input`` and writes every requested format into ``job.output_dir``.
 
     The input is opened once without following symlinks below its media root and decoded
