@@ -52,8 +52,13 @@ def normalizer(
 
 
 def _front_end(
-    x: Any, filters: Sequence[int], pools: Sequence[int], name: str, *, time_pool: int = 1
-) -> Any:
+    x: keras.KerasTensor,
+    filters: Sequence[int],
+    pools: Sequence[int],
+    name: str,
+    *,
+    time_pool: int = 1,
+) -> keras.KerasTensor:
     """Conv2D stack over (time, mel) pooling along mels, and by ``time_pool`` in time after the first layer."""
     x = layers.Reshape((-1, x.shape[-1], 1), name=f"{name}_to2d")(x)
     for i, (f, p) in enumerate(zip(filters, pools, strict=True)):
@@ -66,7 +71,7 @@ def _front_end(
     return layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_to1d")(x)
 
 
-def _frame_head(x: Any) -> Any:
+def _frame_head(x: keras.KerasTensor) -> keras.KerasTensor:
     """Dense sigmoid per frame, squeezed to ``[batch, frames]``."""
     x = layers.Dense(1, activation="sigmoid", name="speech")(x)
     return layers.Reshape((-1,), name="probability")(x)
@@ -154,8 +159,8 @@ def build_rnn(
 
 
 def _recurrent(
-    x: Any, units: int, cell: str, bidirectional: bool, dropout: float, name: str
-) -> Any:
+    x: keras.KerasTensor, units: int, cell: str, bidirectional: bool, dropout: float, name: str
+) -> keras.KerasTensor:
     if cell not in ("gru", "lstm"):
         raise TrainingInputError(f"cell must be 'gru' or 'lstm', got {cell!r}")
     rnn = (layers.GRU if cell == "gru" else layers.LSTM)(

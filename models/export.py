@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from ocml.pipeline.native_noise import native_noise_filtered
 from ocml.pipeline.result import utc_now
 from ocml.pipeline.runtimes.tensorflow import serving_signature_name
 from ocml.pipeline.threads import import_tensorflow
+
+if TYPE_CHECKING:  # TensorFlow loads only when a command exports
+    import keras
 
 __all__ = [
     "export_savedmodel",
@@ -98,7 +101,7 @@ def build_metadata(
 
 
 def export_savedmodel(
-    keras_model: Any,
+    keras_model: keras.Model,
     out_dir: str | os.PathLike[str],
     *,
     name: str,
@@ -282,7 +285,7 @@ def check_assets(
             )
 
 
-def tflite_flatbuffer(keras_model: Any, n_mels: int) -> bytes:
+def tflite_flatbuffer(keras_model: keras.Model, n_mels: int) -> bytes:
     """``keras_model`` as a TFLite flatbuffer of built-in ops: ``[1, T, n_mels]`` → ``[1, T]``.
 
     The batch is fixed at 1 and the length left free: that is what lets a recurrent layer convert
@@ -356,7 +359,7 @@ def _log1p_as_log(ctx: Any, node: Any, name: str, args: list[Any]) -> None:
     node.type = "Log"
 
 
-def _keras_probabilities(keras_model: Any, probe: np.ndarray) -> np.ndarray:
+def _keras_probabilities(keras_model: keras.Model, probe: np.ndarray) -> np.ndarray:
     """The Keras model's output on ``probe`` as [B, T]; ``ModelError`` if not per-frame."""
     out = np.asarray(keras_model(probe, training=False))
     if out.shape not in (probe.shape[:2], (*probe.shape[:2], 1)):

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -28,7 +28,12 @@ from ocml.models.errors import TrainingInputError
 from ocml.models.recipe import Recipe, RecipeError, load_recipe
 from ocml.models.spectrograms import UNLABELLED, load_shard, read_index
 from ocml.pipeline.features import FeatureConfig
+from ocml.pipeline.model import Model
 from ocml.pipeline.model_metadata import RUN_MODEL_DIR, RUN_RECIPE
+
+if TYPE_CHECKING:  # TensorFlow loads only when a command trains or exports
+    import keras
+    import tensorflow as tf
 
 Echo = Callable[[str], None]
 
@@ -184,7 +189,9 @@ def _label_mask_seed(recipe: Recipe) -> Callable[[Path, tuple[int, ...]], np.nda
     return keep
 
 
-def make_dataset(examples: Examples, *, n_mels: int, batch_size: int, frame: bool) -> Any:
+def make_dataset(
+    examples: Examples, *, n_mels: int, batch_size: int, frame: bool
+) -> tf.data.Dataset:
     """``tf.data`` pipeline over an ``Examples`` generator: batched, prefetched."""
     import tensorflow as tf
 
@@ -207,21 +214,21 @@ def make_dataset(examples: Examples, *, n_mels: int, batch_size: int, frame: boo
     return ds.batch(batch_size).prefetch(2)
 
 
-def frame_bce(y_true: Any, y_pred: Any) -> Any:
+def frame_bce(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Binary cross-entropy per frame (no averaging over time), so per-frame weights apply."""
     import keras
 
     return keras.ops.binary_crossentropy(y_true, y_pred)
 
 
-def frame_accuracy(y_true: Any, y_pred: Any) -> Any:
+def frame_accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Share of frames on the right side of 0.5 (targets may be soft under distillation)."""
     import keras
 
     return keras.ops.cast(keras.ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
 
 
-def _compile(model: Any, lr: float) -> None:
+def _compile(model: keras.Model, lr: float) -> None:
     import keras
 
     model.compile(
@@ -287,7 +294,7 @@ class _Progress:
         epochs: int,
         carried: Mapping[str, Any],
         restore: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> Any:
+    ) -> keras.callbacks.Callback:
         import keras
 
         state = ckpt / "state.json"
@@ -335,9 +342,9 @@ def _resume(model: Any, ckpt: Path, echo: Echo) -> dict[str, Any]:
 
 
 def fit(
-    model: Any,
-    train_ds: Any,
-    val_ds: Any,
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset | None,
     *,
     out: Path,
     epochs: int,
@@ -423,7 +430,9 @@ def _history(out: Path) -> dict[str, Any]:
     }
 
 
-def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict[Path, np.ndarray]:
+def teacher_targets(
+    shards: list[Path], teacher: Model, *, batch: int = 8
+) -> dict[Path, np.ndarray]:
     """The teacher's speech probabilities for every window of every shard (computed once, ~4 bytes a frame)."""
     out = {}
     for path in shards:
@@ -435,8 +444,8 @@ def teacher_targets(shards: list[Path], teacher: Any, *, batch: int = 8) -> dict
 
 
 def prepare(
-    data: Path, recipe: Recipe, *, teacher: Any = None, warm: WarmStart | None = None
-) -> tuple[ShardSet, Built, Any, Any]:
+    data: Path, recipe: Recipe, *, teacher: Model | None = None, warm: WarmStart | None = None
+) -> tuple[ShardSet, Built, tf.data.Dataset, tf.data.Dataset | None]:
     """Split the shards, build the model with the data's feature statistics (or those of the
     model it starts from), make both datasets."""
     shards = split_shards(data, recipe.data.validation_every)
@@ -600,7 +609,7 @@ class WarmStart:
     mean: np.ndarray
     std: np.ndarray
 
-    def apply(self, model: Any) -> None:
+    def apply(self, model: keras.Model) -> None:
         """Copy every weight into ``model`` by variable name (random-generator states aside); a
         weight missing or of another shape is a ``RecipeError`` naming it."""
         for var in model.variables:
@@ -677,14 +686,14 @@ def pretrain(
     return path
 
 
-def _reconstruction_pairs(ds: Any) -> Any:
+def _reconstruction_pairs(ds: tf.data.Dataset) -> tf.data.Dataset:
     """Drop labels: the target of the reconstruction-error model is zero everywhere."""
     import tensorflow as tf
 
     return ds.map(lambda x, y, w: (x, tf.zeros(tf.concat([tf.shape(x), [1]], 0))))
 
 
-def reconstruction_model(built: Built) -> Any:
+def reconstruction_model(built: Built) -> keras.Model:
     """The autoencoder's reconstruction minus its standardised input (trained towards zero)."""
     import keras
 
