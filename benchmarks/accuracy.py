@@ -358,7 +358,7 @@ def markdown(report: dict[str, Any]) -> str:
             + " | ".join(f"{c['f1']:.3f} | {c['der_collar']:.3f}" for c in cells)
             + f" | {_cell(row['pool']['x_realtime'], 'x_realtime')} |"
         )
-    lines += ["", "Targets of issue 9:", ""]
+    lines += ["", "Targets (issue 9; realset and val: issue 20):", ""]
     lines += [
         f"- {'PASS' if t['pass'] else 'FAIL'}: {t['target']} = {t['value']:.3f} "
         f"({t['op']} {t['limit']})"
