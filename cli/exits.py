@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
+from ocml.config.settings import SettingsError
 from ocml.pipeline.errors import OcmlError, excerpt
 from ocml.pipeline.extras import explain
 
@@ -126,8 +127,6 @@ def expected(exc: BaseException, *, extra: str | None = None) -> tuple[str, str,
     """``(code, message, status)`` for an error a command may meet in normal use (our errors,
     a library of a pip extra that is not installed, preferring ``extra``; a bad settings file;
     an OS error on a file), or None for a bug."""
-    from ocml.config.settings import SettingsError
-
     if isinstance(exc, ModuleNotFoundError):
         exc = explain(exc, extra) or exc
     if isinstance(exc, OcmlError):

@@ -22,6 +22,7 @@ from tests.worker_support import (
     ROOT,
     TEST_OWN_REDIS_PORT,
     OwnRedis,
+    media_and_results,
     ocml,
     recording,
     settings_from,
@@ -34,10 +35,7 @@ VOLATILE_PORT = CLOSED_PORT = TEST_OWN_REDIS_PORT
 
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
-    media, output = tmp_path / "media", tmp_path / "results"
-    media.mkdir()
-    output.mkdir()
-    return media, output
+    return media_and_results(tmp_path)
 
 
 @pytest.fixture

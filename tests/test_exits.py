@@ -23,6 +23,7 @@ from tests.worker_support import (
     TEST_OWN_REDIS_PORT,
     TEST_REDIS_URL,
     flush,
+    media_and_results,
     recording,
     worker_env,
     write_settings,
@@ -228,9 +229,7 @@ def ended_or_dumped(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[str,
 
 
 def test_interrupted_submit_wait_and_watch_exit_130_with_one_line(tmp_path):
-    media, output = tmp_path / "media", tmp_path / "results"
-    media.mkdir()
-    output.mkdir()
+    media, output = media_and_results(tmp_path)
     path = recording(media / "waiting.wav", 2.0)
     config = write_settings(
         tmp_path / "s.yaml", redis_url=TEST_REDIS_URL, media=media, output=output, model="default"

@@ -10,15 +10,12 @@ import pytest
 from ocml.config.settings import Settings, load_settings
 from ocml.pipeline.model_metadata import default_model_path
 from ocml.worker.preflight import SettingProblem, check_worker_settings
-from tests.worker_support import model_copy
+from tests.worker_support import media_and_results, model_copy
 
 
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
-    media, output = tmp_path / "media", tmp_path / "results"
-    media.mkdir()
-    output.mkdir()
-    return media, output
+    return media_and_results(tmp_path)
 
 
 def settings_with(folders: tuple[Path, Path], **env: str) -> Settings:

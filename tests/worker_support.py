@@ -141,14 +141,20 @@ def write_settings(
     return path
 
 
+def media_and_results(base: Path) -> tuple[Path, Path]:
+    """The ``media`` and ``results`` folders below ``base``, made if missing."""
+    media, output = base / "media", base / "results"
+    media.mkdir(exist_ok=True)
+    output.mkdir(exist_ok=True)
+    return media, output
+
+
 def fleet_place(
     base: Path, *, redis_url: str, model: Path | str, **overrides: Any
 ) -> dict[str, Any]:
     """The ground a test fleet stands on: ``media`` and ``results`` folders below ``base``, a
     ``settings.yaml`` naming them (``config``), those ``settings`` and a client ``app``."""
-    media, output = base / "media", base / "results"
-    media.mkdir(exist_ok=True)
-    output.mkdir(exist_ok=True)
+    media, output = media_and_results(base)
     config = write_settings(
         base / "settings.yaml",
         redis_url=redis_url,
