@@ -133,6 +133,14 @@ def worker(
     help="With --wait, one FILE and one format: copy the result here.",
 )
 @click.option(
+    "--properties",
+    "properties_file",
+    type=click.Path(dir_okay=False),
+    help="With --wait and one FILE: write the finished job's outcome here as Java properties, "
+    "ocml_job_id=<id> and ocml_speech_found=true|false (false: no speech, the result cuts "
+    "nothing), for Opencast's execute-once with set-workflow-properties; docs/opencast.md.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0),
     help="With --wait, give up after S s (default: scaled by the recording's duration, "
@@ -150,6 +158,7 @@ def submit(
     params: dict[str, float],
     output_dir: str | None,
     output_file: str | None,
+    properties_file: str | None,
     timeout: float | None,
     no_speech: str,
     track_id: str | None,
@@ -177,6 +186,13 @@ def submit(
     With --wait, a job that failed, was lost twice or did not finish in time ends the command
     with exit status 1 and one line on stdout, ``ocml: failed: <code>: <message>``; every other
     failure prints such a line there too (status 2: a usage error, 3: Redis cannot be reached).
+
+    \b
+    For Opencast's execute-once (docs/opencast.md), with --wait and one FILE:
+      --output cutting.smil         copies the result file there, speech or not;
+      --properties ocml.properties  writes ocml_job_id=<id> and ocml_speech_found=true|false
+                                    there, so that a later operation, only if speech was
+                                    found, copies the result: ocml status JOB_ID --output F.
     """
     from ocml.worker import client
 
@@ -184,6 +200,8 @@ def submit(
     if output_file is not None:
         if not wait_ or len(files) != 1 or len(formats or settings.formats) != 1:
             raise click.UsageError("--output needs --wait, one FILE and one --format")
+    if properties_file is not None and (not wait_ or len(files) != 1):
+        raise click.UsageError("--properties needs --wait and one FILE")
     track = track_identity(
         track_id=track_id, track_flavor=track_flavor, track_src=track_src, inputs=len(files)
     )
@@ -256,6 +274,8 @@ def submit(
         sys.exit(exits.FAILED)
     if output_file is not None:
         _copy_result(statuses[0]["result"], output_file)
+    if properties_file is not None:
+        _write(properties_file, outcome_properties(ids[0], statuses[0]["result"]))
 
 
 def _check_jobs(
@@ -326,18 +346,34 @@ def display_names(files: tuple[str, ...]) -> list[str]:
 
 def _copy_result(result: dict[str, Any], output_file: str) -> None:
     """Copies the job's one result file to ``--output``; a failure line if that fails."""
-    from ocml.pipeline.errors import OcmlError
-    from ocml.pipeline.writers import atomic_write
-
     (source,) = result["outputs"].values()
     try:
         data = Path(source).read_bytes()
     except OSError as exc:
         raise exits.Failure("output_error", f"cannot read {source}: {exc.strerror}") from None
+    _write(output_file, data)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically; a failure line if that fails."""
+    from ocml.pipeline.writers import atomic_write
+
     try:
-        atomic_write(os.path.abspath(output_file), data)
+        atomic_write(os.path.abspath(path), data)
     except OcmlError as exc:
         raise exits.Failure(exc.code, str(exc)) from None
+
+
+OUTCOME_PROPERTIES = ("ocml_job_id", "ocml_speech_found")
+"""The workflow properties ``submit --properties`` sets, in the order it writes them."""
+
+
+def outcome_properties(job_id: str, result: Mapping[str, Any]) -> bytes:
+    """A finished job's id and whether it found speech, as the Java properties file Opencast's
+    execute-once reads with set-workflow-properties (``key=value`` lines)."""
+    found = not result["summary"]["no_speech"]
+    values = dict(zip(OUTCOME_PROPERTIES, (job_id, str(found).lower())))
+    return "".join(f"{key}={value}\n" for key, value in values.items()).encode("ascii")
 
 
 class ProgressDisplay:
@@ -399,12 +435,27 @@ def _describe(status: dict[str, Any]) -> str:
     is_flag=True,
     help="Instead of jobs, the messages workers could not use and dropped, newest first.",
 )
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False),
+    help="With one JOB_ID of a job that succeeded and wrote one result file: copy that file "
+    "here, as submit --output does.",
+)
 @config_option
 def status(
-    job_ids: tuple[str, ...], as_json: bool, bad_messages: bool, config_path: str | None
+    job_ids: tuple[str, ...],
+    as_json: bool,
+    bad_messages: bool,
+    output_file: str | None,
+    config_path: str | None,
 ) -> None:
     """Show each JOB's state (QUEUED, STARTED, PROGRESS, SUCCESS, FAILURE, LOST ...), progress,
     result paths or error (exit 1 if any failed or is lost, 3 if Redis cannot be reached).
+
+    With --output FILE, also copy the one job's result file to FILE (exit 1 and nothing written
+    while the job has not succeeded; 2 when it wrote several files): Opencast's ocml-smil.xml
+    attaches the SMIL this way after `submit --properties` told it that there is speech.
 
     With --bad-messages, the messages the workers acknowledged and dropped because they could
     not use them (a malformed body or headers, not JSON, an unknown task; the last 1000), one
@@ -414,6 +465,8 @@ def status(
 
     if bool(job_ids) == bad_messages:
         raise click.UsageError("give one or more JOB_IDS, or --bad-messages")
+    if output_file is not None and len(job_ids) != 1:
+        raise click.UsageError(f"--output needs exactly one JOB_ID, got {len(job_ids)}")
     app = _client(cli_settings(config_path))
     if bad_messages:
         with _reachable():
@@ -427,6 +480,28 @@ def status(
         click.echo(json.dumps(s, sort_keys=True) if as_json else f"{s['id']} {_describe(s)}")
     if any(s["state"] in ("FAILURE", "LOST") for s in statuses):
         sys.exit(exits.FAILED)
+    if output_file is not None:
+        _copy_result(_one_result(statuses[0]), output_file)
+
+
+def _one_result(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The result of a job that succeeded with one result file, for ``status --output``; a
+    failure line for one still under way (status 1) or with several files (status 2)."""
+    job_id, state = status["id"], status["state"]
+    if state != "SUCCESS":
+        raise exits.Failure(
+            "not_finished",
+            f"job {job_id} is {state}: no result to copy to --output yet; nothing was written",
+        )
+    outputs = status["result"]["outputs"]
+    if len(outputs) != 1:
+        raise exits.Failure(
+            "several_outputs",
+            f"job {job_id} wrote {len(outputs)} result files ({', '.join(outputs)}); --output "
+            "copies a job's one file: submit it with one --format",
+            status=exits.USAGE,
+        )
+    return status["result"]
 
 
 def _bad_message_line(entry: dict[str, Any]) -> str:

@@ -200,6 +200,36 @@ def test_submit_outside_the_roots_names_the_setting_to_change(volatile, folders,
     assert "OCML_OUTPUT_ROOT=DIR" in line
 
 
+def test_status_output_copies_nothing_from_a_job_that_has_not_succeeded(
+    volatile, folders, tmp_path
+):
+    media, output = folders
+    config = write_settings(
+        tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
+    )
+    settings = settings_from(config)
+    job_id = client.submit(
+        make_app(settings), settings, client.build_job(recording(media / "w.wav", 2.0))
+    )
+    target = tmp_path / "cutting.smil"
+
+    queued = ocml("status", job_id, "--output", str(target), config=config)
+    two = ocml("status", job_id, "other-job", "--output", str(target), config=config)
+    unwaited = ocml("submit", str(media / "w.wav"), "--properties", str(target), config=config)
+
+    assert queued.returncode == 1
+    assert queued.stdout == f"{job_id} QUEUED\n"
+    assert queued.stderr.splitlines() == [
+        f"ocml: failed: not_finished: job {job_id} is QUEUED: no result to copy to --output "
+        "yet; nothing was written"
+    ]
+    assert two.returncode == 2
+    assert two.stderr.endswith("ocml: failed: usage: --output needs exactly one JOB_ID, got 2\n")
+    assert unwaited.returncode == 2 and unwaited.stdout == ""
+    assert "ocml: failed: usage: --properties needs --wait and one FILE" in unwaited.stderr
+    assert not target.exists()
+
+
 def test_a_watched_file_gets_its_results_folder_from_its_path_below_the_inbox(tmp_path):
     inbox = tmp_path / "inbox"
     files = [inbox / "a" / "presenter.mp4", inbox / "b" / "presenter.mp4", inbox / "talk.wav"]

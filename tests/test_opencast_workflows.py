@@ -4,8 +4,9 @@
 develop, at the commits named there and in docs/opencast.md), the definition elements its parser
 reads, the configuration panel its admin UI shows and every operation id and configuration key
 these workflows use; the checks here hold both definitions to every branch, also run each
-``ocml`` command line through the real ``ocml submit`` option parser and follow the cutting SMIL
-from where it is made to the editor and the non-interactive cut.
+``ocml`` command line through the real ``ocml submit`` or ``ocml status`` option parser, follow
+the workflow properties ``submit --properties`` sets to the operations that read them, and follow
+the cutting SMIL from where it is made to the editor and the non-interactive cut.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ocml.cli.queue import submit
+from ocml.cli.queue import OUTCOME_PROPERTIES, status, submit
 from ocml.pipeline.postprocess import preset
 from ocml.pipeline.result import NO_SPEECH_CHOICES
 
@@ -152,7 +153,8 @@ def test_every_operation_id_and_key_exists_in_opencast(path: Path, branch: str):
 
 def test_the_docs_say_what_each_branch_does_with_a_recording_without_speech():
     """One row per branch in docs/opencast.md, naming the editor's skip-if-not-trimmed default
-    there; the definitions cannot set it (the editor operation is in partial-publish)."""
+    there (the definitions cannot set it: the editor operation is in partial-publish) and, for
+    each route, that nothing is encoded (no smil/cutting, so that operation skips)."""
     assert not [
         op for path in WORKFLOWS for op, _ in operations(path) if op.get("id") == "editor"
     ], "a definition with its own editor operation must set skip-if-not-trimmed where it exists"
@@ -165,41 +167,96 @@ def test_the_docs_say_what_each_branch_does_with_a_recording_without_speech():
     for branch, facts in BRANCHES.items():
         default = str(facts["editor_skip_if_not_trimmed_default"]).lower()
         assert f"`skip-if-not-trimmed` {default}" in rows[branch], branch
+        *_, cutmarks, smil = rows[branch].strip().strip("|").split("|")
+        assert "nothing encoded" in cutmarks and "nothing encoded" in smil, branch
+
+
+KIND = {"cutmarks": "Attachment", "smil": "Catalog"}
+"""The element type ``execute-once`` must expect for a copied result file of each format."""
+
+
+def ocml_arguments(cfg: dict[str, str], variables: dict[str, str], settings: Path) -> list[str]:
+    """An ``execute-once``'s ocml command line as the Execute Service runs it: ``${...}`` from
+    ``variables``, ``#{...}`` as workspace paths, our settings file for the shipped one."""
+    assert Path(cfg["exec"]).name == "ocml"
+    params = cfg["params"]
+    used = set(VARIABLE.findall(params))
+    assert used <= set(variables), f"{used - set(variables)} are set by no earlier operation"
+    placeholders = PLACEHOLDER.findall(params)
+    assert {name for name, _ in placeholders} <= set(OPS["execute-once"]["placeholders"])
+    text = VARIABLE.sub(lambda m: variables[m[1]], params)
+    text = PLACEHOLDER.sub(
+        lambda m: (
+            {"id": "mp-1", "out": "/srv/oc/ws/out", "org_id": "org"}.get(m[1])
+            or f"/srv/oc/ws/{m[2].replace('/', '-')}.mp4"
+        ),
+        text,
+    )
+    return shlex.split(text.replace("/etc/opencast-ml/settings.yaml", str(settings)))
+
+
+def sets_properties(cfg: dict[str, str]) -> bool:
+    return cfg.get("set-workflow-properties") == "true"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_each_ocml_command_line_is_one_ocml_submit_accepts(path: Path, tmp_path: Path):
+def test_each_ocml_command_line_is_one_ocml_accepts(path: Path, tmp_path: Path):
+    """Every run is ``ocml submit --wait`` on one track whose output file is the result
+    (attached, as its format's element type) or its outcome as workflow properties, or
+    ``ocml status`` copying the one result file of the job such a submit named."""
     settings = tmp_path / "settings.yaml"
     settings.write_text("{}\n")
     variables = defaults(path)
+    job_formats: set[str] = set()
     runs = [cfg for op, cfg in operations(path) if op.get("id") == "execute-once"]
     assert runs
     for cfg in runs:
-        assert Path(cfg["exec"]).name == "ocml"
-        params = cfg["params"]
-        used = set(VARIABLE.findall(params))
-        assert used <= set(variables), f"{used - set(variables)} have no default"
-        placeholders = PLACEHOLDER.findall(params)
-        assert {name for name, _ in placeholders} <= set(OPS["execute-once"]["placeholders"])
-        text = VARIABLE.sub(lambda m: variables[m[1]], params)
-        text = PLACEHOLDER.sub(
-            lambda m: (
-                {"id": "mp-1", "out": "/srv/oc/ws/out", "org_id": "org"}.get(m[1])
-                or f"/srv/oc/ws/{m[2].replace('/', '-')}.mp4"
-            ),
-            text,
-        )
-        args = shlex.split(text.replace("/etc/opencast-ml/settings.yaml", str(settings)))
-        assert args[0] == "submit"
-        ctx = submit.make_context("submit", args[1:])
-        given = ctx.params
-        assert given["wait_"] and given["output_file"] == "/srv/oc/ws/out"
-        assert len(given["files"]) == 1 and len(given["formats"]) == 1
-        kind = {"cutmarks": "Attachment", "smil": "Catalog"}[given["formats"][0]]
-        assert cfg["expected-type"] == kind
+        command, *args = ocml_arguments(cfg, variables, settings)
         assert cfg["output-filename"]
+        if command == "status":
+            given = status.make_context("status", args).params
+            assert given["output_file"] == "/srv/oc/ws/out"
+            assert given["job_ids"] == ("job-1",) and not sets_properties(cfg)
+            assert {cfg["expected-type"]} == {KIND[f] for f in job_formats}
+            continue
+        assert command == "submit"
+        given = submit.make_context("submit", args).params
+        assert given["wait_"] and len(given["files"]) == 1
         preset(given["preset"])
         assert given["no_speech"] in NO_SPEECH_CHOICES
+        if sets_properties(cfg):
+            assert given["properties_file"] == "/srv/oc/ws/out" and not given["output_file"]
+            assert cfg["expected-type"] and "target-flavor" not in cfg
+            variables.update(zip(OUTCOME_PROPERTIES, ("job-1", "true")))
+            job_formats.update(given["formats"])
+            assert len(job_formats) == 1
+            continue
+        assert given["output_file"] == "/srv/oc/ws/out" and not given["properties_file"]
+        assert len(given["formats"]) == 1
+        assert cfg["expected-type"] == KIND[given["formats"][0]]
+
+
+def test_the_smil_route_attaches_a_cutting_smil_only_where_there_is_speech():
+    """Followed through ocml-smil.xml with the properties ``submit --properties`` sets: one
+    ``smil/cutting`` when the detection found speech, none without speech (partial-publish's
+    editor then skips on every branch) and none when the event had one already."""
+    facts = FACTS["facts"]
+    assert set(facts["workflow_properties"]["substituted_in"]) >= {"if", "configuration"}
+    assert facts["workflow_properties"]["unset_in_if"] is False
+    assert "skips" in facts["editor_without_smil"]
+    ops = operations(ROOT / "docs" / "opencast" / "ocml-smil.xml")
+    for speech, existing in itertools.product([True, False], repeat=2):
+        values = {"presenter_source_exists": True, "smil_cutting_exists": existing}
+        attached = []
+        for op, cfg in ops:
+            if op.get("id") != "execute-once" or not condition(op.get("if"), values):
+                continue
+            if sets_properties(cfg):
+                assert "--properties #{out}" in cfg["params"]
+                values["ocml_speech_found"] = speech
+            else:
+                attached.append(cfg["target-flavor"])
+        assert attached == (["smil/cutting"] if speech and not existing else []), values
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -211,14 +268,14 @@ def test_a_missing_track_flavor_skips_instead_of_failing(path: Path):
     for op, cfg in operations(path):
         if op.get("id") == "analyze-mediapackage":
             seen += [f.strip() for f in cfg["source-flavors"].split(",")]
-        if op.get("id") == "execute-once":
-            for _, flavor in PLACEHOLDER.findall(cfg["params"]):
-                if flavor:
-                    assert any(flavor_matches(p, flavor) for p in seen), flavor
-                    variable = flavor.replace("/", "_") + "_exists"
-                    assert condition(op.get("if"), {variable: True, "smil_cutting_exists": False})
-                    others = {"presenter_source_exists", "presentation_source_exists"} - {variable}
-                    assert not condition(op.get("if"), dict.fromkeys(others, True))
+        flavors = [f for _, f in PLACEHOLDER.findall(cfg.get("params", "")) if f]
+        if op.get("id") == "execute-once" and flavors:
+            for flavor in flavors:
+                assert any(flavor_matches(p, flavor) for p in seen), flavor
+                variable = flavor.replace("/", "_") + "_exists"
+                assert condition(op.get("if"), {variable: True, "smil_cutting_exists": False})
+                others = {"presenter_source_exists", "presentation_source_exists"} - {variable}
+                assert not condition(op.get("if"), dict.fromkeys(others, True))
             runs.append(op.get("if"))
     for presenter, presentation in itertools.product([True, False], repeat=2):
         values = {"presenter_source_exists": presenter, "presentation_source_exists": presentation}

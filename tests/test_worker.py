@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +22,17 @@ from ocml.worker import client, runs
 from ocml.worker.jobs import TASK_NAME
 from ocml.worker.tasks import DELIVERY_KEY, backoff_delay
 from tests.media import speechlike, write_wav
+from tests.test_opencast_workflows import (
+    PLACEHOLDER,
+    VARIABLE,
+    condition,
+    defaults,
+    operations,
+    sets_properties,
+)
 from tests.worker_bootstrap import CRASH_MARKER
 from tests.worker_support import (
+    ROOT,
     TEST_REDIS_URL,
     fleet_place,
     flush,
@@ -29,6 +41,7 @@ from tests.worker_support import (
     progress_status,
     recording,
     running_workers,
+    worker_env,
 )
 
 pytestmark = pytest.mark.fleet
@@ -327,6 +340,82 @@ def test_ocml_submit_passes_preset_no_speech_and_track_to_the_worker(fleet, tmp_
     assert not (output / "oc-empty-room").exists() or not any((output / "oc-empty-room").iterdir())
     refused = ocml("submit", str(talk), str(quiet), "--track-id", "x", config=config)
     assert refused.returncode == 2 and "need exactly one input, got 2" in refused.stderr
+
+
+SMIL_ROUTE = ROOT / "docs" / "opencast" / "ocml-smil.xml"
+
+
+def execute_service_params(params: str, filled: dict[str, str], *, track: Path) -> str:
+    """``params`` with ``#{name}`` from ``filled`` and every ``#{flavor(...)}`` as ``track``."""
+    return PLACEHOLDER.sub(lambda m: filled.get(m[1], str(track)), params)
+
+
+def run_smil_route(
+    track: Path, *, event: str, config: Path, output: Path, workspace: Path
+) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Runs ocml-smil.xml's execute-once operations for an event whose presenter track is
+    ``track``, as Opencast does: ``if`` and ``${...}`` from the workflow properties (the defaults,
+    analyze-mediapackage's, those read from a set-workflow-properties output), ``#{...}`` as the
+    Execute Service fills them in. Returns the properties and the bytes attached per flavor."""
+    properties = {**defaults(SMIL_ROUTE), "presenter_source_exists": "true"}
+    attached: dict[str, bytes] = {}
+    for op, cfg in operations(SMIL_ROUTE):
+        truth = {name: value == "true" for name, value in properties.items()}
+        if op.get("id") != "execute-once" or not condition(op.get("if"), truth):
+            continue
+        out = workspace / cfg["output-filename"]
+        params = VARIABLE.sub(lambda m: properties[m[1]], cfg["params"])
+        params = execute_service_params(params, {"id": event, "out": str(out)}, track=track)
+        params = params.replace("/srv/ocml-results", str(output))
+        params = params.replace("/etc/opencast-ml/settings.yaml", str(config))
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("ocml")), *shlex.split(params)],
+            env=worker_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (params, done.stdout, done.stderr)
+        if sets_properties(cfg):
+            lines = out.read_text(encoding="utf-8").splitlines()
+            properties.update(line.split("=", 1) for line in lines)
+        else:
+            attached[cfg["target-flavor"]] = out.read_bytes()
+        out.unlink()
+    return properties, attached
+
+
+def test_ocml_smil_xml_attaches_the_smil_only_when_there_is_speech(fleet, tmp_path):
+    app, media, output, config = fleet["app"], fleet["media"], fleet["output"], fleet["config"]
+    talk = recording(media / "route-talk.wav", 20.0, seed=4)
+    quiet = media / "route-empty-room.wav"
+    write_wav(quiet, speechlike(16000, 5.0, [], seed=3), 16000)
+    run = dict(config=config, output=output, workspace=tmp_path)
+
+    spoken, cuts = run_smil_route(talk, event="mp-talk", **run)
+    silent, nothing = run_smil_route(quiet, event="mp-empty", **run)
+
+    assert spoken["ocml_speech_found"] == "true"
+    assert cuts == {"smil/cutting": (output / "mp-talk" / "route-talk.smil").read_bytes()}
+    assert b"<par " in cuts["smil/cutting"]
+    assert silent["ocml_speech_found"] == "false"
+    assert nothing == {}
+    whole = (output / "mp-empty" / "route-empty-room.smil").read_text()
+    assert whole.count("<par ") == 1, "ocml still writes its SMIL; the workflow leaves it out"
+    for properties in (spoken, silent):
+        assert client.job_status(app, properties["ocml_job_id"])["state"] == "SUCCESS"
+
+    both = ocml(
+        "submit", str(talk), "--wait", "-f", "json,smil", "-o", str(output / "both"), config=config
+    )
+    job_id = both.stdout.splitlines()[0]
+    several = ocml("status", job_id, "--output", str(tmp_path / "one.smil"), config=config)
+    assert several.returncode == 2
+    assert several.stderr.splitlines()[-1] == (
+        f"ocml: failed: several_outputs: job {job_id} wrote 2 result files (json, smil); "
+        "--output copies a job's one file: submit it with one --format"
+    )
+    assert not (tmp_path / "one.smil").exists()
 
 
 def submissions(stdout: str) -> tuple[list[str], list[str]]:
