@@ -54,6 +54,7 @@ class SynthConfig:
     heldout: bool = False
     channels: float = 0.0  # share of recordings sent whole through a random channel
     floor_margin_db: float = 0.0  # speech must stand this far above a clip's noise floor (0: off)
+    rt60_max: float = 0.9  # half the recordings are reverberant, RT60 uniform in [0.2, rt60_max] s
 
     def __post_init__(self) -> None:
         if self.recordings < 1:
@@ -64,6 +65,8 @@ class SynthConfig:
             raise ValueError(
                 f"need 5 <= min_seconds <= max_seconds, got {self.min_seconds!r}, {self.max_seconds!r}"
             )
+        if not 0.2 <= self.rt60_max <= 3.0:
+            raise ValueError(f"rt60_max must be in [0.2, 3] seconds, got {self.rt60_max!r}")
         if self.tts_utterances < 0 or self.midi_pieces < 0:
             raise ValueError(
                 f"counts must be >= 0, got tts_utterances={self.tts_utterances!r}, "

@@ -228,6 +228,7 @@ class SynthRecipe(_Checked):
     catalogue: list[str] = _field([], _catalogue_sources)
     channels: float = _field(0.0, _weight)  # share of recordings sent through a channel
     floor_margin_db: float = _field(0.0, _non_negative)  # speech above a clip's noise floor
+    rt60_max: float = _field(0.9, _positive)  # the longest room reverberation mixed in, seconds
     heldout: bool = _field(False, _flag)  # the real-recordings yardstick, never training data
 
     def __post_init__(self) -> None:

@@ -86,7 +86,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         np.concatenate([speech[int(s * sr) : int(e * sr)] for s, e in labels]) if labels else speech
     )
     speech /= sounds.rms(active) if labels else 1.0
-    rt60 = float(rng.uniform(0.2, 0.9)) if rng.random() < 0.5 else None
+    rt60 = float(rng.uniform(0.2, cfg.rt60_max)) if rng.random() < 0.5 else None
     if rt60:
         speech = sounds.fft_convolve(speech, sounds.room_impulse(rng, rt60, sr))[:n]
         if labels:

@@ -117,6 +117,16 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         SynthConfig(speech_dirs=(str(tmp_path / "nope"),))
     with pytest.raises(ValueError, match="no speech source"):
         build_pools(SynthConfig(tts_utterances=0, system_sources=False))
+    with pytest.raises(ValueError, match=r"rt60_max must be in \[0.2, 3\] seconds, got 0.1"):
+        SynthConfig(rt60_max=0.1)
+
+
+def test_rt60_max_bounds_the_rooms_and_keeps_the_default_data(speech_dir: Path) -> None:
+    pools = build_pools(_cfg(speech_dir, 5))
+    rooms = [mix(pools, i, _cfg(speech_dir, 5, rt60_max=2.0)).meta["rt60"] for i in range(12)]
+    assert any(r and r > 0.9 for r in rooms) and all(r is None or r <= 2.0 for r in rooms)
+    same = mix(pools, 0, _cfg(speech_dir, 5)).speech
+    assert mix(pools, 0, _cfg(speech_dir, 5, rt60_max=0.9)).speech == same
 
 
 def test_a_clip_is_labelled_sentence_by_sentence() -> None:
