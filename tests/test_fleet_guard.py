@@ -22,6 +22,7 @@ from ocml.cli import exits
 from ocml.pipeline.model_metadata import directory_sha256
 from ocml.worker import client, runs
 from ocml.worker.app import make_app
+from ocml.worker.fleet import WORKERS_KEY
 from ocml.worker.handoff import REFUSERS_KEY
 from ocml.worker.jobs import TASK_NAME, read_model
 from tests.worker_support import (
@@ -263,6 +264,16 @@ class TestAWorkerWithoutTheMediaMount:
         )
         assert set(refusers(blind_fleet["app"], job_id)) == {"blind@test", "seeing@test"}
         assert not (place["output"] / "for-y").exists()
+
+
+def test_a_running_worker_is_recorded_as_alive_until_it_stops(place):
+    flush(REDIS_URL)
+    backend = make_app(settings_from(place["x"])).backend.client
+    with running_workers(place["x"], place["base"], names=("alive",), concurrency=1):
+        seen = backend.zscore(WORKERS_KEY, "alive@test")
+        (now, _) = backend.time()
+    assert seen is not None and now - 60 <= seen <= now
+    assert backend.zscore(WORKERS_KEY, "alive@test") is None
 
 
 # --- a fleet serving two models ------------------------------------------------------------------

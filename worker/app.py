@@ -14,7 +14,6 @@ from typing import Any
 from celery import Celery
 
 from ocml.config.settings import Settings, load_settings
-from ocml.worker.fleet import Announce
 from ocml.worker.lease import LEASE_SETTING, RenewLeases
 
 
@@ -106,4 +105,3 @@ def make_app(settings: Settings) -> Celery:
 app = Celery("ocml", include=["ocml.worker.tasks", "ocml.worker.preflight"])
 app.add_defaults(lambda: celery_config(current_settings()))
 app.steps["consumer"].add(RenewLeases)
-app.steps["consumer"].add(Announce)

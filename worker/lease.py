@@ -7,7 +7,8 @@ score to "now" every ``lease_interval`` seconds for each message this worker hol
 pool process, running, or waiting out a retry's countdown) lets only a dead worker's messages
 age, so ``visibility_timeout`` can be a minute rather than longer than the longest job, and a
 dead host's jobs come back within a minute. The same round extends the run lock
-(``worker.runs``) of every job a pool process of this worker is running, by ``visibility_timeout``.
+(``worker.runs``) of every job a pool process of this worker is running, by ``visibility_timeout``,
+and records this worker as alive (``worker.fleet``); stopping removes that record.
 
 Every ``SWEEP_LEASES`` lease intervals one worker of the fleet also sends again the jobs whose
 message Redis lost between the queue and a worker (``worker.runs.sweep``).
@@ -28,6 +29,7 @@ from kombu.exceptions import OperationalError
 from kombu.transport.redis import Channel
 
 from ocml.worker import runs
+from ocml.worker.fleet import WORKERS_KEY, announce
 from ocml.worker.jobs import TASK_NAME
 
 log = get_logger(__name__)
@@ -71,7 +73,8 @@ def renew(
 
 
 class RenewLeases(bootsteps.StartStopStep):
-    """Consumer bootstep: renews the leases of every message this worker holds, on its timer."""
+    """Consumer bootstep: renews the leases of every message this worker holds and records the
+    worker as alive, on its timer."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -95,18 +98,22 @@ class RenewLeases(bootsteps.StartStopStep):
             conf.result_backend, socket_timeout=5, socket_connect_timeout=5
         )
         self.ttl = conf.broker_transport_options["visibility_timeout"]
+        self.app = c.app
+        self.node = c.hostname
+        self.renew_held()
         self.tref = c.timer.call_repeatedly(conf[LEASE_SETTING], self.renew_held)
         self.sweep_interval = SWEEP_LEASES * conf[LEASE_SETTING]
         self.sweep_tref = c.timer.call_repeatedly(self.sweep_interval, self.resend_lost)
-        self.app = c.app
-        self.node = c.hostname
 
     def renew_held(self) -> None:
-        """One renewal round; a Redis outage is logged, and the next round tries again."""
+        """One round: the held messages' leases, the running jobs' locks and this worker's
+        record as alive (a worker unseen for ``visibility_timeout`` counts as gone); a Redis
+        outage is logged, and the next round tries again."""
         held = [*state.reserved_requests, *state.active_requests, *state.scheduled_requests]
         try:
             renew(self.client, held_delivery_tags(held))
             runs.renew(self.backend_client, held_run_locks(state.active_requests), ttl=self.ttl)
+            announce(self.backend_client, self.node, forget_after=self.ttl)
         except redis.RedisError as exc:
             log.warning("could not renew the leases of %d held messages: %s", len(held), exc)
 
@@ -145,6 +152,11 @@ class RenewLeases(bootsteps.StartStopStep):
             if tref is not None:
                 tref.cancel()
         self.tref = self.sweep_tref = None
+        if self.backend_client is not None:
+            try:
+                self.backend_client.zrem(WORKERS_KEY, self.node)
+            except redis.RedisError as exc:
+                log.warning("could not record this worker as gone: %s", exc)
         for client in (self.client, self.backend_client):
             if client is not None:
                 client.close()
