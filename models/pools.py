@@ -55,6 +55,7 @@ class SynthConfig:
     channels: float = 0.0  # share of recordings sent whole through a random channel
     floor_margin_db: float = 0.0  # speech must stand this far above a clip's noise floor (0: off)
     rt60_max: float = 0.9  # half the recordings are reverberant, RT60 uniform in [0.2, rt60_max] s
+    second_speaker_db: float = 0.0  # a second speaker is up to this many dB quieter than the main
 
     def __post_init__(self) -> None:
         if self.recordings < 1:
@@ -67,6 +68,10 @@ class SynthConfig:
             )
         if not 0.2 <= self.rt60_max <= 3.0:
             raise ValueError(f"rt60_max must be in [0.2, 3] seconds, got {self.rt60_max!r}")
+        if not 0.0 <= self.second_speaker_db <= 30.0:
+            raise ValueError(
+                f"second_speaker_db must be in [0, 30] dB, got {self.second_speaker_db!r}"
+            )
         if self.tts_utterances < 0 or self.midi_pieces < 0:
             raise ValueError(
                 f"counts must be >= 0, got tts_utterances={self.tts_utterances!r}, "

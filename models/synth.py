@@ -58,11 +58,10 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
     phone = rng.random() < 0.2 and not cfg.channels  # a channel replaces speech-only phone
     by_source: dict[str, float] = {}
     by_language: dict[str, float] = {}
+    second_clips = 0
     while True:
-        if rng.random() < second_share:
-            pick = by_group[groups[rng.choice(len(groups), p=weights)]]
-        else:
-            pick = main_clips
+        second = rng.random() < second_share
+        pick = by_group[groups[rng.choice(len(groups), p=weights)]] if second else main_clips
         chosen = pick[rng.integers(len(pick))]
         clip, spans = chosen.samples, chosen.spans or ((0, chosen.samples.size),)
         if rng.random() < 0.5:
@@ -73,6 +72,9 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         if start + clip.size > int(end * sr):
             break
         gain = 10 ** (rng.uniform(-4, 4) / 20) / sounds.rms(clip)
+        if second and cfg.second_speaker_db:  # a question from the audience: quieter, still speech
+            gain *= 10 ** (-rng.uniform(0, cfg.second_speaker_db) / 20)
+        second_clips += second
         if phone or (rng.random() < 0.05 and not cfg.channels):
             clip = sounds.telephone(clip, sr, rng)
         speech[start : start + clip.size] += clip * gain
@@ -127,6 +129,7 @@ def mix(pools: Pools, index: int, cfg: SynthConfig) -> Mixture:
         "clipped": clipped,
         "main_voice": f"{group}/{main}",
         "utterances": len(labels),
+        "second_speaker_clips": second_clips,
         "speech_seconds_by_source": {k: round(v, 2) for k, v in sorted(by_source.items())},
         "speech_seconds_by_language": {k: round(v, 2) for k, v in sorted(by_language.items())},
     }

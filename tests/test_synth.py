@@ -129,6 +129,21 @@ def test_rt60_max_bounds_the_rooms_and_keeps_the_default_data(speech_dir: Path) 
     assert mix(pools, 0, _cfg(speech_dir, 5, rt60_max=0.9)).speech == same
 
 
+def test_second_speaker_db_quietens_only_recordings_with_a_second_speaker(
+    speech_dir: Path,
+) -> None:
+    with pytest.raises(ValueError, match=r"second_speaker_db must be in \[0, 30\] dB, got 40"):
+        SynthConfig(second_speaker_db=40)
+    pools = build_pools(_cfg(speech_dir, 6))
+    plain = [mix(pools, i, _cfg(speech_dir, 6)) for i in range(10)]
+    quiet = [mix(pools, i, _cfg(speech_dir, 6, second_speaker_db=20.0)) for i in range(10)]
+    seconds = [m.meta["second_speaker_clips"] for m in plain]
+    assert 0 in seconds and any(seconds), seconds
+    for a, b, n in zip(plain, quiet, seconds, strict=True):  # the same draws up to a second voice
+        assert np.array_equal(a.samples, b.samples) == (n == 0)
+        assert a.speech == b.speech if n == 0 else b.meta["second_speaker_clips"] > 0
+
+
 def test_a_clip_is_labelled_sentence_by_sentence() -> None:
     one = speechlike(SR, 1.0, [(0, 1.0)], seed=1)
     two = speechlike(SR, 0.6, [(0, 0.6)], seed=2)
