@@ -226,7 +226,7 @@ def test_params_are_checked_against_the_models_tuned_values(roots):
     _, tuned = read_model(settings)
     assert tuned is not None and tuned["neg_threshold"] < SegmentParams().neg_threshold
     above = {"input": str(media / "talk.wav"), "params": {"threshold": tuned["neg_threshold"]}}
-    below = {"input": str(media / "talk.wav"), "params": {"threshold": 0.2}}
+    below = {"input": str(media / "talk.wav"), "params": {"threshold": tuned["neg_threshold"] / 2}}
 
     assert parse(above, settings, tuned=tuned).segment_params.threshold == tuned["neg_threshold"]
     with pytest.raises(JobInvalid, match=r"neg_threshold"):
