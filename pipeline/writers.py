@@ -61,6 +61,7 @@ from ocml.pipeline.errors import (
 )
 from ocml.pipeline.labels import render_audacity_labels
 from ocml.pipeline.oserrors import TRANSIENT_ERRNOS
+from ocml.pipeline.processes import process_exists
 from ocml.pipeline.result import Result, validate
 from ocml.pipeline.times import floor_ms, to_ms
 
@@ -567,12 +568,12 @@ def write_result_set(
                 fence()
             _commit(directory, stage, backup, order)
         finally:
-            _empty(backup)
             os.close(backup)
-            os.rmdir("old", dir_fd=stage)
     finally:
-        _empty(stage)
-        os.close(stage)
+        try:
+            _clear_stage(stage)
+        finally:
+            os.close(stage)
         os.rmdir(stage_name, dir_fd=directory.fd)
     _fsync_fd(directory.fd)
 
@@ -586,36 +587,19 @@ def _remove_abandoned_stages(directory: OpenDir) -> None:
         pid, _, owner_host = owner.partition("@")
         if not name.startswith(STAGE_PREFIX) or owner_host != host or not pid.isdigit():
             continue
-        if int(pid) == os.getpid() or _alive(int(pid)):
+        if int(pid) == os.getpid() or process_exists(int(pid)):
             continue
         try:
             stage = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
         except OSError:
             continue
         try:
-            if "old" in os.listdir(stage):
-                backup = os.open("old", _DIR_FLAGS, dir_fd=stage)
-                try:
-                    _empty(backup)
-                finally:
-                    os.close(backup)
-                os.rmdir("old", dir_fd=stage)
-            _empty(stage)
+            _clear_stage(stage)
             os.rmdir(name, dir_fd=directory.fd)
         except OSError:
             continue
         finally:
             os.close(stage)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_result_set(directory: OpenDir, names: Iterable[str]) -> list[str]:
@@ -674,6 +658,19 @@ def _commit(directory: OpenDir, stage: int, backup: int, order: list[str]) -> No
             except FileNotFoundError:
                 os.unlink(name, dir_fd=directory.fd)
         raise _io_error(exc, f"write {excerpt(order[len(done)])}", directory.path) from exc
+
+
+def _clear_stage(stage: int) -> None:
+    """Empties the staging directory ``stage`` (an open descriptor), its backup ``old/``
+    removed with what it holds."""
+    if "old" in os.listdir(stage):
+        backup = os.open("old", _DIR_FLAGS, dir_fd=stage)
+        try:
+            _empty(backup)
+        finally:
+            os.close(backup)
+        os.rmdir("old", dir_fd=stage)
+    _empty(stage)
 
 
 def _empty(fd: int) -> None:

@@ -32,7 +32,6 @@ Every key but the capped ``ocml:bad_messages`` expires after ``result_expires``.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
+
+from ocml.pipeline.processes import process_exists
 
 JOB_KEY = "ocml:job:{id}"
 RUN_KEY = "ocml:run:{id}"
@@ -182,12 +183,8 @@ def local_process_gone(token: str, node: str) -> bool:
     holder_node, pid = split_token(token)
     if holder_node != node or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_exists(pid):
         return True
-    except PermissionError:
-        return False
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
             return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
