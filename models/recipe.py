@@ -229,9 +229,7 @@ class SynthRecipe(_Checked):
     channels: float = _field(0.0, _weight)  # share of recordings sent through a channel
     floor_margin_db: float = _field(0.0, _non_negative)  # speech above a clip's noise floor
     rt60_max: float = _field(0.9, _positive)  # the longest room reverberation mixed in, seconds
-    second_speaker_db: float = _field(
-        0.0, _non_negative
-    )  # how much quieter a second speaker may be
+    second_speaker_db: float = _field(0.0, _non_negative)  # dB quieter a second speaker may be
     heldout: bool = _field(False, _flag)  # the real-recordings yardstick, never training data
 
     def __post_init__(self) -> None:

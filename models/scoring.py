@@ -222,7 +222,6 @@ class FileRun:
 
     def binarize(self, params: SegmentParams, probabilities: np.ndarray | None = None) -> Spans:
         """Speech spans of this file's (or the given) probabilities post-processed with ``params``."""
-
         segs = Binarize(params)(
             self.probabilities if probabilities is None else probabilities,
             duration=self.duration,
