@@ -31,6 +31,7 @@ from ocml.pipeline.errors import InputEmpty, InputNotAFile, InputUnreadable, Par
 from ocml.pipeline.hashing_reader import READ_BUFFER, HashingReader
 from ocml.pipeline.mixdown import mono_blocks, resampled
 from ocml.pipeline.oserrors import read_error
+from ocml.pipeline.prefetch import prefetch
 from ocml.pipeline.soundfile_decoder import SoundfileDecoder
 from ocml.pipeline.truncation import OGG_MAGIC, check_ogg_end
 
@@ -177,6 +178,9 @@ class Recording:
           the last block is yielded.
         - ``start`` (seconds) seeks first, for players: the first sample is the one at ``start``
           (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
+        - At a rate other than ``sample_rate`` the file is decoded in a thread of its own, one
+          block ahead of the resampler (`prefetch`); close the iterator before the `Recording`
+          (``stream`` and ``with`` do), so that thread stops before the file closes.
         """
         _check_block_params(sample_rate, block_seconds, start)
         if self._used:
@@ -187,7 +191,10 @@ class Recording:
         block = max(int(round(block_seconds * rate)), min_samples(rate))
         chunks = self._decoder.chunks(block=block, start=start)
         minimum = 0 if start else min_samples(rate)
-        mono = resampled(self.path, mono_blocks(chunks, block), rate, sample_rate, minimum=minimum)
+        native = mono_blocks(chunks, block)
+        if rate != sample_rate:
+            native = prefetch(native, depth=1)
+        mono = resampled(self.path, native, rate, sample_rate, minimum=minimum)
         return self._counted(mono)
 
     def _counted(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

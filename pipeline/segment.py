@@ -58,9 +58,10 @@ def segment_file(
 
     ``fd``, where given, is the file already open (a worker opens it safely below its media root)
     and ``path`` only names it. The file is read once (`Recording`: its info, samples and sha256
-    come from the same pass). Decoding, feature extraction and inference each run in their own
-    thread, a block or two apart (numpy, PyAV and the runtimes release the GIL). A model still
-    loading in the background (``load_model(..., background=True)``) delays only inference:
+    come from the same pass). Decoding (and, at another sample rate, resampling), feature
+    extraction and inference each run in their own thread, a block or two apart (numpy, PyAV,
+    soxr and the runtimes release the GIL). A model still loading in the background
+    (``load_model(..., background=True)``) delays only inference:
     decoding and features run up to `FEATURE_AHEAD_SECONDS` ahead while it loads, then at most
     one inference batch (plus a block) ahead, so peak memory does not grow with the length
     (docs/performance.md has the measurements behind both choices).

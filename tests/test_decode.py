@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import threading
 import tracemalloc
 from fractions import Fraction
 
@@ -640,6 +641,22 @@ def test_start_seeks_to_the_same_samples(tmp_path, name):
             for lag in range(-64, 65)
         )
         assert abs(lag) <= OUT * 2 // 1000 and match > 0.99, (lag, match)
+
+
+def test_decoding_runs_ahead_of_resampling_and_stops_when_closed(tmp_path):
+    """Audio at another rate is decoded in a thread of its own, a block ahead of the resampler
+    (the mp4 pipeline's pace was its decode thread); closing the blocks early stops that thread
+    before the file is closed, and a file at the wanted rate needs no such thread."""
+    x = np.repeat(speechlike(48000, 6.0, [(0.5, 5.5)], seed=4)[:, None], 2, axis=1)
+    blocks = stream(encode(tmp_path / "a.mp4", x, 48000, codec="aac"), block_seconds=1.0)
+    assert len(next(blocks)) > 0
+    assert [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
+    blocks.close()
+    assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
+    same_rate = stream(write_soundfile(tmp_path / "b.flac", x, OUT), block_seconds=1.0)
+    assert len(next(same_rate)) == OUT
+    assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
+    same_rate.close()
 
 
 def test_start_is_validated(tmp_path):
