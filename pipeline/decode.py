@@ -13,7 +13,7 @@ import io
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import numpy as np
 
@@ -96,6 +96,7 @@ class Recording:
         self._file = io.BufferedReader(self._reader, buffer_size=READ_BUFFER)
         self._decoder: Decoder | None = None
         self._used = False
+        self._blocks: Generator[np.ndarray, None, None] | None = None
         self.samples = 0
         """Samples yielded by `blocks` so far, at its ``sample_rate``."""
         try:
@@ -142,7 +143,10 @@ class Recording:
         self.close()
 
     def close(self) -> None:
-        """Close the decoder, the reader and a descriptor `open` made (idempotent)."""
+        """Close the `blocks` iterator, the decoder, the reader and a descriptor `open` made
+        (idempotent)."""
+        if self._blocks is not None:
+            self._blocks.close()
         if self._decoder is not None:
             self._decoder.close()
         self._file.close()
@@ -179,8 +183,8 @@ class Recording:
         - ``start`` (seconds) seeks first, for players: the first sample is the one at ``start``
           (PyAV placement within 2 ms), and the 0.1 s minimum is not checked.
         - At a rate other than ``sample_rate`` the file is decoded in a thread of its own, one
-          block ahead of the resampler (`prefetch`); close the iterator before the `Recording`
-          (``stream`` and ``with`` do), so that thread stops before the file closes.
+          block ahead of the resampler (`prefetch`); `close` closes the iterator first, so that
+          thread stops before the file closes.
         """
         _check_block_params(sample_rate, block_seconds, start)
         if self._used:
@@ -195,9 +199,10 @@ class Recording:
         if rate != sample_rate:
             native = prefetch(native, depth=1)
         mono = resampled(self.path, native, rate, sample_rate, minimum=minimum)
-        return self._counted(mono)
+        self._blocks = self._counted(mono)
+        return self._blocks
 
-    def _counted(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    def _counted(self, blocks: Iterator[np.ndarray]) -> Generator[np.ndarray, None, None]:
         """Count ``blocks``; a read error that a decoder reported as a broken file, or let
         through as a bare ``OSError``, becomes the pipeline error for it (often transient)."""
         try:

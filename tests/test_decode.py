@@ -645,13 +645,19 @@ def test_start_seeks_to_the_same_samples(tmp_path, name):
 
 def test_decoding_runs_ahead_of_resampling_and_stops_when_closed(tmp_path):
     """Audio at another rate is decoded in a thread of its own, a block ahead of the resampler
-    (the mp4 pipeline's pace was its decode thread); closing the blocks early stops that thread
-    before the file is closed, and a file at the wanted rate needs no such thread."""
+    (the mp4 pipeline's pace was its decode thread); closing the blocks early, or the recording
+    with its blocks still open, stops that thread before the file is closed, and a file at the
+    wanted rate needs no such thread."""
     x = np.repeat(speechlike(48000, 6.0, [(0.5, 5.5)], seed=4)[:, None], 2, axis=1)
-    blocks = stream(encode(tmp_path / "a.mp4", x, 48000, codec="aac"), block_seconds=1.0)
+    mp4 = encode(tmp_path / "a.mp4", x, 48000, codec="aac")
+    blocks = stream(mp4, block_seconds=1.0)
     assert len(next(blocks)) > 0
     assert [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
     blocks.close()
+    assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
+    with decode.Recording.open(mp4) as recording:
+        assert len(next(recording.blocks(block_seconds=1.0))) > 0
+        assert [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
     assert not [t for t in threading.enumerate() if t.name == "ocml-prefetch"]
     same_rate = stream(write_soundfile(tmp_path / "b.flac", x, OUT), block_seconds=1.0)
     assert len(next(same_rate)) == OUT
