@@ -362,6 +362,15 @@ def _recipe(
     return load_recipe(name, overrides=overrides)
 
 
+def _checkpoint(value: str) -> str | int:
+    """``best``, ``last`` or an epoch number >= 1 (as an int), else a usage error quoting it."""
+    if value in ("best", "last"):
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f"must be 'best', 'last' or an epoch number >= 1, got {value!r}")
+
+
 _recipe_opt = click.option(
     "--recipe",
     help="YAML recipe file, or the name of one in models/recipes "
@@ -436,8 +445,9 @@ def train(
     """Train a model on spectrogram shards and export it to OUT/savedmodel.
 
     Prints one line per epoch (training and validation loss and accuracy, the epoch's time and
-    an estimate of the time the remaining epochs take), keeps the last and the best weights in
-    OUT/checkpoints, stops early when validation loss stops improving and
+    an estimate of the time the remaining epochs take), keeps the last, the best and every
+    epoch's weights in OUT/checkpoints (export any with `ocml-train export --checkpoint`), stops
+    early when validation loss stops improving and
     restores the best epoch. Window classifiers (vanilla_conv, autoencoder) are exported
     wrapped, so every model maps [batch, frames, n_mels] to [batch, frames].
 
@@ -650,7 +660,12 @@ def calibrate(
     help="The spectrogram folder the run was trained on (feature statistics, data summary).",
 )
 @click.option(
-    "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    callback=lambda ctx, param, value: _checkpoint(value),
+    help="Which weights: 'best' (lowest validation loss), 'last', or an epoch's number (every "
+    "epoch's weights are kept), e.g. to export the epoch that scores best on your recordings.",
 )
 @click.option(
     "--metrics",
@@ -677,7 +692,7 @@ def export(
     run_dir: Path,
     out: Path,
     data: Path,
-    checkpoint: str,
+    checkpoint: str | int,
     metrics_file: Path | None,
     pp_file: Path | None,
     name: str | None,

@@ -22,6 +22,8 @@ from ocml.models.errors import TrainingInputError
 from ocml.models.recipe import ARCHITECTURES
 from ocml.pipeline.checks import check_int
 
+FINE_HEAD = "speech_fine"
+"""The CRNN's per-frame term beside the pooled decision (``fine_head``)."""
 RNN_CONTEXT_FRAMES = 200
 """Context declared for recurrent models, whose receptive field is unbounded: 2 s each side.
 
@@ -40,6 +42,8 @@ class Built:
     window: int | None = None
     encoder: keras.Model | None = None
     autoencoder: keras.Model | None = None
+    fresh: tuple[str, ...] = ()
+    """Layers a warm start's source may lack; they then keep their initial weights."""
 
 
 def normalizer(
@@ -58,22 +62,40 @@ def _front_end(
     name: str,
     *,
     time_pool: int = 1,
-) -> keras.KerasTensor:
-    """Conv2D stack over (time, mel) pooling along mels, and by ``time_pool`` in time after the first layer."""
+    fine: bool = False,
+) -> tuple[keras.KerasTensor, keras.KerasTensor | None]:
+    """Conv2D stack over (time, mel) pooling along mels, and by ``time_pool`` in time after the
+    first layer; returns the stack's output and, with ``fine``, the first layer's pooled along
+    mels only (one vector per input frame, for a head that decides finer than ``time_pool``)."""
     x = layers.Reshape((-1, x.shape[-1], 1), name=f"{name}_to2d")(x)
+    first = None
     for i, (f, p) in enumerate(zip(filters, pools, strict=True)):
         x = layers.Conv2D(f, (3, 3), padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
+        if i == 0 and fine:
+            first = layers.MaxPooling2D((1, p), padding="same", name=f"{name}_fine_pool")(x)
+            first = layers.Reshape(
+                (-1, first.shape[-2] * first.shape[-1]), name=f"{name}_fine_to1d"
+            )(first)
         x = layers.MaxPooling2D(
             (time_pool if i == 0 else 1, p), padding="same", name=f"{name}_pool{i}"
         )(x)
-    return layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_to1d")(x)
+    return layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_to1d")(x), first
 
 
-def _frame_head(x: keras.KerasTensor) -> keras.KerasTensor:
-    """Dense sigmoid per frame, squeezed to ``[batch, frames]``."""
-    x = layers.Dense(1, activation="sigmoid", name="speech")(x)
+def _frame_head(x: keras.KerasTensor, fine: keras.KerasTensor | None = None) -> keras.KerasTensor:
+    """Dense sigmoid per frame, squeezed to ``[batch, frames]``. With ``fine`` (features at the
+    input's frame rate) a second linear term of them joins the logit; it starts at zero, so a
+    network warm-started without it begins exactly where its source was."""
+    if fine is None:
+        x = layers.Dense(1, activation="sigmoid", name="speech")(x)
+    else:
+        logit = layers.Dense(1, name="speech")(x)
+        local = layers.Dense(1, use_bias=False, kernel_initializer="zeros", name=FINE_HEAD)(fine)
+        x = layers.Activation("sigmoid", name="speech_sigmoid")(
+            layers.Add(name="speech_logit")([logit, local])
+        )
     return layers.Reshape((-1,), name="probability")(x)
 
 
@@ -94,7 +116,7 @@ def build_tcn(
     x = normalizer(n_mels, mean, std)(inp)
     context = 0
     if front_filters:
-        x = _front_end(x, front_filters, front_pools, "front")
+        x, _ = _front_end(x, front_filters, front_pools, "front")
         context += len(front_filters)
     x = layers.Conv1D(channels, 1, name="project")(x)
     for d in dilations:
@@ -120,23 +142,35 @@ def build_crnn(
     cell: str = "gru",
     bidirectional: bool = True,
     dropout: float = 0.1,
+    fine_head: bool = False,
     mean=None,
     std=None,
 ) -> Built:
     """Conv2D front end pooling along mels, then a (bi)directional GRU/LSTM, one decision per frame.
 
     ``time_pool`` > 1 runs everything after the first convolution at 1/time_pool of the frame rate
-    (the recurrent layer steps through fewer frames) and repeats each decision back to every frame.
+    (the recurrent layer steps through fewer frames) and repeats its output back to every frame.
+    ``fine_head`` adds the first convolution's output, one vector per frame, to the decision, so
+    that frames within one pooled step can differ (where a word starts or stops).
     """
     check_int(time_pool, name="time_pool")
+    if not isinstance(fine_head, bool):
+        raise TrainingInputError(f"fine_head must be true or false, got {fine_head!r}")
     inp = keras.Input((None, n_mels), name="logmel")
     x = normalizer(n_mels, mean, std)(inp)
-    x = _front_end(x, front_filters, front_pools, "front", time_pool=time_pool)
+    x, first = _front_end(
+        x, front_filters, front_pools, "front", time_pool=time_pool, fine=fine_head
+    )
     x = _recurrent(x, units, cell, bidirectional, dropout, "rec")
     if time_pool > 1:
         x = layers.UpSampling1D(time_pool, name="upsample")(x)
         x = CropLike(name="crop")([x, inp])
-    return Built(keras.Model(inp, _frame_head(x), name="crnn"), context_frames=RNN_CONTEXT_FRAMES)
+    head = _frame_head(x, first)
+    return Built(
+        keras.Model(inp, head, name="crnn"),
+        context_frames=RNN_CONTEXT_FRAMES,
+        fresh=(FINE_HEAD,) if fine_head else (),
+    )
 
 
 def build_rnn(

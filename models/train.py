@@ -50,6 +50,11 @@ class ShardSet:
     index: dict[str, Any]
 
 
+EPOCH_CHECKPOINT = "epoch-{n}.weights.h5"
+"""Each epoch's weights (``n`` from 01), kept so that a run can be exported at any epoch: the
+best by validation loss is not always the best on the recordings a model is selected on."""
+
+
 def split_shards(folder: Path, every: int) -> ShardSet:
     """Every ``every``-th shard (starting with the second) is validation; one shard means no validation."""
     index = read_index(folder)
@@ -353,7 +358,8 @@ def fit(
     echo: Echo,
     steps: int | None,
 ) -> dict[str, Any]:
-    """Run ``model.fit`` with checkpoints (last, best), early stopping, a CSV history and resume."""
+    """Run ``model.fit`` with checkpoints (last, best, every epoch's), early stopping, a CSV
+    history and resume."""
     import keras
 
     ckpt = out / "checkpoints"
@@ -377,6 +383,9 @@ def fit(
     }
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(ckpt / EPOCH_CHECKPOINT.replace("{n}", "{epoch:02d}")), save_weights_only=True
+        ),
         *carried.values(),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
         _Progress(echo, ckpt, epochs, carried, saved.get("callbacks")),
@@ -577,7 +586,7 @@ def train(
         built.encoder.load_weights(encoder_weights)
         built.encoder.trainable = False
     if warm is not None and not resume:
-        warm.apply(built.model)
+        warm.apply(built.model, fresh=built.fresh)
         echo(f"starting from the weights of {warm.source}")
     echo(
         f"{recipe.arch}: {built.model.count_params():,} parameters, context {built.context_frames} frames, "
@@ -609,13 +618,16 @@ class WarmStart:
     mean: np.ndarray
     std: np.ndarray
 
-    def apply(self, model: keras.Model) -> None:
+    def apply(self, model: keras.Model, *, fresh: tuple[str, ...] = ()) -> None:
         """Copy every weight into ``model`` by variable name (random-generator states aside); a
-        weight missing or of another shape is a ``RecipeError`` naming it."""
+        weight missing or of another shape is a ``RecipeError`` naming it, unless missing from a
+        layer named in ``fresh`` (new in this network: it keeps its initial weights)."""
         for var in model.variables:
             if "seed_generator" in var.path:
                 continue
             saved = self.weights.get(var.path)
+            if saved is None and var.path.split("/")[0] in fresh:
+                continue
             if saved is None or saved.shape != tuple(var.shape):
                 found = "missing" if saved is None else f"shape {saved.shape}"
                 raise RecipeError(
@@ -721,7 +733,7 @@ def export_checkpoint(
     out: Path,
     *,
     data: Path,
-    checkpoint: str = "best",
+    checkpoint: str | int = "best",
     metrics: dict[str, Any] | None = None,
     postprocess: dict[str, Any] | None = None,
     name: str | None = None,
@@ -729,14 +741,20 @@ def export_checkpoint(
     onnx: bool = True,
     tflite: bool = False,
 ) -> Path:
-    """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint and export it to ``out``
-    (with an ONNX asset unless ``onnx`` is false, a TFLite one if ``tflite``)."""
+    """Rebuild a run's model from its ``recipe.yaml``, load a checkpoint (``"best"``, ``"last"``
+    or an epoch number) and export it to ``out`` (with an ONNX asset unless ``onnx`` is false, a
+    TFLite one if ``tflite``)."""
     changes = {"name": name, "version": version, "postprocess": postprocess}
     recipe = load_recipe(
         run_dir / RUN_RECIPE,
         overrides={key: value for key, value in changes.items() if value is not None},
     )
-    weights = run_dir / "checkpoints" / f"{checkpoint}.weights.h5"
+    name = (
+        EPOCH_CHECKPOINT.format(n=f"{checkpoint:02d}")
+        if isinstance(checkpoint, int)
+        else f"{checkpoint}.weights.h5"
+    )
+    weights = run_dir / "checkpoints" / name
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint")
     shards = split_shards(data, recipe.data.validation_every)

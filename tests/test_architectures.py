@@ -118,3 +118,52 @@ def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> 
     np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
     with pytest.raises(ValueError, match="time_pool must be a positive integer, got 0"):
         build("crnn", MELS, {**TINY["crnn"], "time_pool": 0})
+
+
+def test_fine_head_lets_the_frames_of_one_pooled_step_differ_and_exports(tmp_path: Path) -> None:
+    from ocml.models.architectures import FINE_HEAD
+    from ocml.models.export import export_savedmodel
+
+    params = {**TINY["crnn"], "time_pool": 2}
+    plain, fine = build("crnn", MELS, params), build("crnn", MELS, {**params, "fine_head": True})
+    assert fine.fresh == (FINE_HEAD,) and plain.fresh == ()
+    for layer in plain.model.layers:  # the shared layers carry the same names and shapes
+        fine.model.get_layer(layer.name).set_weights(layer.get_weights())
+    x = np.random.default_rng(3).normal(-5, 3, (2, 37, MELS)).astype(np.float32)
+    np.testing.assert_allclose(fine.model(x), plain.model(x), atol=1e-6)  # starts at zero
+    head = fine.model.get_layer(FINE_HEAD)
+    head.set_weights([np.random.default_rng(4).normal(0, 0.5, head.get_weights()[0].shape)])
+    out = np.asarray(fine.model(x))
+    assert np.abs(out[:, 0:36:2] - out[:, 1:36:2]).max() > 1e-3  # frames of a pair now differ
+    path = export_savedmodel(
+        fine.model,
+        tmp_path / "fine",
+        name="fine",
+        version="0.0.1",
+        architecture="crnn",
+        features=FeatureConfig(),
+        context_frames=fine.context_frames,
+    )
+    np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
+    with pytest.raises(ValueError, match="fine_head must be true or false, got 'yes'"):
+        build("crnn", MELS, {**params, "fine_head": "yes"})
+
+
+@pytest.mark.train
+def test_a_warm_start_fills_every_weight_but_a_fine_head_the_source_lacks() -> None:
+    from ocml.models.architectures import FINE_HEAD
+    from ocml.models.recipe import RecipeError, load_recipe
+    from ocml.models.train import load_warm_start
+    from ocml.pipeline.model_metadata import resolve_model_dir
+
+    shipped = resolve_model_dir(None)
+    params = load_recipe("default").model
+    warm = load_warm_start(shipped, MELS)
+    plain = build("crnn", MELS, params, mean=warm.mean, std=warm.std)
+    fine = build("crnn", MELS, {**params, "fine_head": True}, mean=warm.mean, std=warm.std)
+    warm.apply(plain.model, fresh=plain.fresh)
+    warm.apply(fine.model, fresh=fine.fresh)
+    x = np.random.default_rng(5).normal(-5, 3, (1, 300, MELS)).astype(np.float32)
+    np.testing.assert_allclose(fine.model(x), plain.model(x), atol=1e-6)
+    with pytest.raises(RecipeError, match=f"weight {FINE_HEAD}/kernel .* is missing there"):
+        warm.apply(build("crnn", MELS, {**params, "fine_head": True}).model)

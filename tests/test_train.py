@@ -114,6 +114,8 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     result = runner.invoke(main, [*args, "--resume", "--epochs", "3"])
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 2" in result.output and "epoch 3/3" in result.output
+    kept = sorted(p.name for p in (run / "checkpoints").glob("epoch-*.weights.h5"))
+    assert kept == [f"epoch-0{n}.weights.h5" for n in (1, 2, 3)]
 
     report = workspace["root"] / "report.json"
     plots = workspace["root"] / "plots"
@@ -159,6 +161,18 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     exported = load_model(out)
     assert (exported.name, exported.version) == ("renamed", "2.0.0")
+    first = workspace["root"] / "epoch1"
+    export = ["export", str(run), "--data", str(workspace["spec"]), "--no-onnx", "--checkpoint"]
+    result = runner.invoke(main, [*export[:2], str(first), *export[2:], "1"])
+    assert result.exit_code == 0, result.output
+    probe = np.random.default_rng(1).normal(-5, 3, (1, 200, 64)).astype(np.float32)
+    assert not np.allclose(load_model(first).predict(probe), exported.predict(probe))
+    for bad in ("0", "first"):
+        result = runner.invoke(main, [*export[:2], str(first), *export[2:], bad])
+        assert result.exit_code == 2
+        assert f"must be 'best', 'last' or an epoch number >= 1, got {bad!r}" in result.output
+    result = runner.invoke(main, [*export[:2], str(workspace["root"] / "e9"), *export[2:], "9"])
+    assert result.exit_code == 1 and "epoch-09.weights.h5: no such checkpoint" in result.output
     assert exported.metadata["metrics"]["f1"] == data["overall"]["f1"]
     assert exported.metadata["onnx"] == {"file": "model.onnx"}  # written unless --no-onnx
     probe = np.random.default_rng(0).normal(-5, 3, (2, 321, 64)).astype(np.float32)
