@@ -73,11 +73,10 @@ def _front_end(
         x = layers.Conv2D(f, (3, 3), padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.ReLU(name=f"{name}_relu{i}")(x)
-        if i == 0 and fine:
-            first = layers.MaxPooling2D((1, p), padding="same", name=f"{name}_fine_pool")(x)
-            first = layers.Reshape(
-                (-1, first.shape[-2] * first.shape[-1]), name=f"{name}_fine_to1d"
-            )(first)
+        if i == 0 and fine:  # pooled along mels first, then in time: max is separable
+            x = layers.MaxPooling2D((1, p), padding="same", name=f"{name}_fine_pool")(x)
+            first = layers.Reshape((-1, x.shape[-2] * x.shape[-1]), name=f"{name}_fine_to1d")(x)
+            p = 1
         x = layers.MaxPooling2D(
             (time_pool if i == 0 else 1, p), padding="same", name=f"{name}_pool{i}"
         )(x)

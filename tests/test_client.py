@@ -144,7 +144,7 @@ def test_submit_checks_params_against_the_values_the_worker_will_use(volatile, f
         tmp_path / "s.yaml", redis_url=volatile.url, media=media, output=output, model="default"
     )
     path = recording(media / "tuned.wav", 2.0)
-    # The shipped model's tuned neg_threshold (0.1 in 3.1.0) differs from the preset's (0.35):
+    # The shipped model's tuned neg_threshold (0.24 in 3.2.0) differs from the preset's (0.35):
     # submit judges a threshold by the one the worker will use, so just above the tuned value is
     # accepted (the preset's would refuse it) and just below is refused.
     tuned = read_metadata(default_model_path())["postprocess"]["neg_threshold"]

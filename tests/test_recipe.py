@@ -27,14 +27,18 @@ def test_every_shipped_recipe_loads_into_typed_sections() -> None:
     assert (stage1.arch, stage1.train.epochs, stage1.data.crop) == ("crnn", 20, 800)
     assert stage1.inference == {"chunk_frames": 2000, "batch_size": 12}
     assert load_recipe("tcn").arch == "tcn"
-    default = load_recipe("default")  # stage 2 starts from stage 1's weights: the same network
-    assert (default.arch, default.model, default.data, default.inference) == (
+    stage2 = load_recipe("default-stage2")  # from stage 1's weights: the same network
+    assert (stage2.arch, stage2.model, stage2.data, stage2.inference) == (
         stage1.arch,
         stage1.model,
         stage1.data,
         stage1.inference,
     )
-    assert default.synth.catalogue and default.synth.channels > 0
+    assert stage2.synth.catalogue and stage2.synth.channels > 0
+    default = load_recipe("default")  # stage 3: stage 2's network, a per-frame head, its data
+    assert default.model == {**stage2.model, "fine_head": True}
+    assert (default.data, default.synth) == (stage2.data, stage2.synth)
+    assert default.inference == {"chunk_frames": 2000, "batch_size": 8}
     assert not default.synth.heldout and load_recipe("realset").synth.heldout
 
 
