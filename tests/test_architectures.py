@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocml.models.architectures import ARCHITECTURES, build, frame_model
+from ocml.models.architectures import ARCHITECTURES, Built, build, frame_model
 from ocml.pipeline.features import FeatureConfig
 from ocml.pipeline.model import load_model
 from ocml.pipeline.threads import import_tensorflow, set_inference_threads
@@ -98,23 +98,28 @@ def test_unknown_architecture_and_parameters_are_refused() -> None:
         build("autoencoder", MELS, {"window": 7})
 
 
-def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> None:
+def _export_crnn(built: Built, path: Path) -> Path:
+    """A built CRNN written as a SavedModel at ``path`` (named after its folder)."""
     from ocml.models.export import export_savedmodel
 
-    built = build("crnn", MELS, {**TINY["crnn"], "time_pool": 2})
-    x = np.random.default_rng(2).normal(-5, 3, (2, 37, MELS)).astype(np.float32)
-    out = np.asarray(built.model(x))
-    assert out.shape == (2, 37)
-    np.testing.assert_allclose(out[:, 0:36:2], out[:, 1:36:2], atol=1e-6)  # one decision per 20 ms
-    path = export_savedmodel(
+    return export_savedmodel(
         built.model,
-        tmp_path / "pooled",
-        name="pooled",
+        path,
+        name=path.name,
         version="0.0.1",
         architecture="crnn",
         features=FeatureConfig(),
         context_frames=built.context_frames,
     )
+
+
+def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> None:
+    built = build("crnn", MELS, {**TINY["crnn"], "time_pool": 2})
+    x = np.random.default_rng(2).normal(-5, 3, (2, 37, MELS)).astype(np.float32)
+    out = np.asarray(built.model(x))
+    assert out.shape == (2, 37)
+    np.testing.assert_allclose(out[:, 0:36:2], out[:, 1:36:2], atol=1e-6)  # one decision per 20 ms
+    path = _export_crnn(built, tmp_path / "pooled")
     np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
     with pytest.raises(ValueError, match="time_pool must be a positive integer, got 0"):
         build("crnn", MELS, {**TINY["crnn"], "time_pool": 0})
@@ -122,7 +127,6 @@ def test_time_pooled_crnn_decides_per_frame_pair_and_exports(tmp_path: Path) -> 
 
 def test_fine_head_lets_the_frames_of_one_pooled_step_differ_and_exports(tmp_path: Path) -> None:
     from ocml.models.architectures import FINE_HEAD
-    from ocml.models.export import export_savedmodel
 
     params = {**TINY["crnn"], "time_pool": 2}
     plain, fine = build("crnn", MELS, params), build("crnn", MELS, {**params, "fine_head": True})
@@ -135,15 +139,7 @@ def test_fine_head_lets_the_frames_of_one_pooled_step_differ_and_exports(tmp_pat
     head.set_weights([np.random.default_rng(4).normal(0, 0.5, head.get_weights()[0].shape)])
     out = np.asarray(fine.model(x))
     assert np.abs(out[:, 0:36:2] - out[:, 1:36:2]).max() > 1e-3  # frames of a pair now differ
-    path = export_savedmodel(
-        fine.model,
-        tmp_path / "fine",
-        name="fine",
-        version="0.0.1",
-        architecture="crnn",
-        features=FeatureConfig(),
-        context_frames=fine.context_frames,
-    )
+    path = _export_crnn(fine, tmp_path / "fine")
     np.testing.assert_allclose(load_model(path).predict(x), out, atol=1e-5)
     with pytest.raises(ValueError, match="fine_head must be true or false, got 'yes'"):
         build("crnn", MELS, {**params, "fine_head": "yes"})
@@ -152,22 +148,13 @@ def test_fine_head_lets_the_frames_of_one_pooled_step_differ_and_exports(tmp_pat
 @pytest.mark.train
 def test_a_warm_start_fills_every_weight_but_a_fine_head_the_source_lacks(tmp_path: Path) -> None:
     from ocml.models.architectures import FINE_HEAD
-    from ocml.models.export import export_savedmodel
     from ocml.models.recipe import RecipeError
     from ocml.models.train import load_warm_start
 
     params = {**TINY["crnn"], "time_pool": 2}
     rng = np.random.default_rng(5)
     plain = build("crnn", MELS, params, mean=rng.normal(-6, 1, MELS), std=rng.uniform(2, 4, MELS))
-    path = export_savedmodel(
-        plain.model,
-        tmp_path / "plain",
-        name="plain",
-        version="0.0.1",
-        architecture="crnn",
-        features=FeatureConfig(),
-        context_frames=plain.context_frames,
-    )
+    path = _export_crnn(plain, tmp_path / "plain")
     warm = load_warm_start(path, MELS)
     fine = build("crnn", MELS, {**params, "fine_head": True}, mean=warm.mean, std=warm.std)
     warm.apply(fine.model, fresh=fine.fresh)
