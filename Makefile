@@ -78,10 +78,11 @@ image-size: $(STAMP)
 	@command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null
 	$(BIN)/python benchmarks/image_size.py --all-extras --markdown benchmarks/results/image-size.md
 
-## Rebuild the default model from nothing (~2 h on 2 cores, resumable: run it again after an
+## Rebuild the default model from nothing (~2.5 h on 2 cores, resumable: run it again after an
 ## interruption): installs the Debian packages that `ocml-train synth` draws speech, noise and
 ## music from, then runs models/reproduce_default.sh: stage 1 on those, stage 2 from its weights on
-## the catalogue's pinned real recordings (models/catalogue.yaml). MIRROR=DIR (bare git
+## the catalogue's pinned real recordings (models/catalogue.yaml), stage 3 from stage 2's weights
+## with a per-frame head on the same data. MIRROR=DIR (bare git
 ## repositories named owner+name) and LOCAL="name=DIR ..." serve machines without network.
 TRAIN_SOURCES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
   festvox-italp16k festvox-itapc16k festvox-ca-ona-hts festvox-ru festvox-suopuhe-lj \
