@@ -50,9 +50,10 @@ class ShardSet:
     index: dict[str, Any]
 
 
-EPOCH_CHECKPOINT = "epoch-{n}.weights.h5"
-"""Each epoch's weights (``n`` from 01), kept so that a run can be exported at any epoch: the
-best by validation loss is not always the best on the recordings a model is selected on."""
+EPOCH_CHECKPOINT = "epoch-{epoch:02d}.weights.h5"
+"""Each epoch's weights (``epoch`` from 1, filled in by Keras when it saves), kept so that a run
+can be exported at any epoch: the best by validation loss is not always the best on the
+recordings a model is selected on."""
 
 
 def split_shards(folder: Path, every: int) -> ShardSet:
@@ -383,9 +384,7 @@ def fit(
     }
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(
-            str(ckpt / EPOCH_CHECKPOINT.replace("{n}", "{epoch:02d}")), save_weights_only=True
-        ),
+        keras.callbacks.ModelCheckpoint(str(ckpt / EPOCH_CHECKPOINT), save_weights_only=True),
         *carried.values(),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
         _Progress(echo, ckpt, epochs, carried, saved.get("callbacks")),
@@ -749,12 +748,12 @@ def export_checkpoint(
         run_dir / RUN_RECIPE,
         overrides={key: value for key, value in changes.items() if value is not None},
     )
-    name = (
-        EPOCH_CHECKPOINT.format(n=f"{checkpoint:02d}")
+    file = (
+        EPOCH_CHECKPOINT.format(epoch=checkpoint)
         if isinstance(checkpoint, int)
         else f"{checkpoint}.weights.h5"
     )
-    weights = run_dir / "checkpoints" / name
+    weights = run_dir / "checkpoints" / file
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint")
     shards = split_shards(data, recipe.data.validation_every)

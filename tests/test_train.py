@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from ocml.cli.train import main
 from ocml.models.recipe import load_recipe
@@ -161,17 +161,21 @@ def test_train_resume_evaluate_export(workspace: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     exported = load_model(out)
     assert (exported.name, exported.version) == ("renamed", "2.0.0")
+
+    def export_epoch(to: Path, checkpoint: str) -> Result:
+        args = ["--data", str(workspace["spec"]), "--no-onnx", "--checkpoint", checkpoint]
+        return runner.invoke(main, ["export", str(run), str(to), *args])
+
     first = workspace["root"] / "epoch1"
-    export = ["export", str(run), "--data", str(workspace["spec"]), "--no-onnx", "--checkpoint"]
-    result = runner.invoke(main, [*export[:2], str(first), *export[2:], "1"])
+    result = export_epoch(first, "1")
     assert result.exit_code == 0, result.output
     probe = np.random.default_rng(1).normal(-5, 3, (1, 200, 64)).astype(np.float32)
     assert not np.allclose(load_model(first).predict(probe), exported.predict(probe))
     for bad in ("0", "first"):
-        result = runner.invoke(main, [*export[:2], str(first), *export[2:], bad])
+        result = export_epoch(first, bad)
         assert result.exit_code == 2
         assert f"must be 'best', 'last' or an epoch number >= 1, got {bad!r}" in result.output
-    result = runner.invoke(main, [*export[:2], str(workspace["root"] / "e9"), *export[2:], "9"])
+    result = export_epoch(workspace["root"] / "e9", "9")
     assert result.exit_code == 1 and "epoch-09.weights.h5: no such checkpoint" in result.output
     assert exported.metadata["metrics"]["f1"] == data["overall"]["f1"]
     assert exported.metadata["onnx"] == {"file": "model.onnx"}  # written unless --no-onnx
